@@ -1,0 +1,134 @@
+"""The ``lorakit`` command line: methods, selfcheck, train, eval, and per-pipeline verbs."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Low-rank adaptation for CLIP, SAM and Whisper.")
+
+# pipeline name -> module exposing DEFAULTS, train(cfg, out) -> dict, evaluate(run, overrides) -> dict
+PIPELINES = {
+    "clip": "lorakit.vision.clip.pipeline",
+    "cod": "lorakit.vision.sam.pipeline",
+    "asr": "lorakit.speech.whisper.pipeline",
+    "ood": "lorakit.vision.ood.pipeline",
+}
+
+
+def _pipeline(name: str):
+    if name not in PIPELINES:
+        raise typer.BadParameter(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}")
+    try:
+        return importlib.import_module(PIPELINES[name])
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith(PIPELINES[name]):
+            raise typer.BadParameter(f"pipeline {name!r} is not available in this build") from None
+        raise
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def methods(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """List the adapter methods: trainable-parameter formula, mergeability, defaults."""
+    from lorakit.core.table import method_rows, method_table
+
+    if as_json:
+        typer.echo(json.dumps(method_rows(), indent=2, default=str))
+    else:
+        typer.echo(method_table())
+
+
+@app.command()
+def selfcheck() -> None:
+    """Adapt a tiny model with every method on every host it supports, and check the contract."""
+    from .selfcheck import run_selfcheck
+
+    ok = run_selfcheck(echo=typer.echo)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _trainer_overrides(devices, nodes, strategy, precision, max_steps) -> list[str]:
+    out = []
+    for key, val in (("devices", devices), ("nodes", nodes), ("strategy", strategy),
+                     ("precision", precision), ("max_steps", max_steps)):
+        if val is not None:
+            out.append(f"trainer.{key}={val}")
+    return out
+
+
+@app.command()
+def train(
+    pipeline: str = typer.Argument(..., help="clip | cod | asr | ood"),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML run config"),
+    set_: list[str] = typer.Option([], "--set", help="override: key.sub=value (repeatable)"),
+    out: Path = typer.Option(None, "--out", "-o", help="run folder (default runs/<pipeline>)"),
+    devices: str = typer.Option(None, help="Lightning devices (e.g. 1, 4, auto)"),
+    nodes: int = typer.Option(None, help="number of nodes"),
+    strategy: str = typer.Option(None, help="auto | ddp | fsdp | ..."),
+    precision: str = typer.Option(None, help="32-true | bf16-mixed | 16-mixed"),
+    max_steps: int = typer.Option(None, help="training steps"),
+) -> None:
+    """Train an adapter; writes config.yaml, metrics.json, adapter/, plots/ into the run folder."""
+    from lorakit.data.runs import load_config
+
+    mod = _pipeline(pipeline)
+    try:
+        overrides = list(set_) + _trainer_overrides(devices, nodes, strategy, precision, max_steps)
+        cfg = load_config(config, overrides, mod.DEFAULTS)
+        metrics = mod.train(cfg, out or Path("runs") / pipeline)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(json.dumps(metrics, indent=2, default=str))
+
+
+@app.command("eval")
+def evaluate(
+    pipeline: str = typer.Argument(..., help="clip | cod | asr | ood"),
+    run: Path = typer.Option(..., "--run", "-r", help="run folder written by `lorakit train`"),
+    set_: list[str] = typer.Option([], "--set", help="evaluation override: key=value"),
+    suite: str = typer.Option(None, help="ood: evaluation suite name"),
+) -> None:
+    """Recompute a run's metrics from its saved adapter."""
+    from lorakit.data.runs import parse_value
+
+    mod = _pipeline(pipeline)
+    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in set_)}
+    if suite is not None:
+        overrides["suite"] = suite
+    try:
+        metrics = mod.evaluate(run, overrides)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(json.dumps(metrics, indent=2, default=str))
+
+
+def _register_extras() -> None:
+    """Pipeline-specific verbs (transcribe, predict, demo, bench) live in their own modules."""
+    for name in ("cli_asr", "cli_cod", "cli_demo", "cli_bench"):
+        try:
+            mod = importlib.import_module(f"lorakit.apps.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"lorakit.apps.{name}":
+                continue
+            raise
+        mod.register(app)
+
+
+_register_extras()
+
+
+def main() -> None:
+    app(prog_name="lorakit")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

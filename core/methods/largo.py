@@ -1,0 +1,125 @@
+"""LARGO: low-rank regulated gradient projection with SVD initialisation (OOD robustness).
+
+Init: ``W0 = U S V^T``; take r components (``component="minor"``: the smallest, leaving
+the dominant pretrained directions alone; ``"principal"``: the largest):
+``B0 = U_r sqrt(S_r)``, ``A0 = sqrt(S_r) V_r^T``. Trainable ``B, A`` start at ``B0, A0``;
+frozen copies ``B0, A0`` are buffers saved with the adapter.
+Update ``D = s (B A - B0 A0)`` (zero at step 0: the model starts exactly pretrained).
+Projection per layer: ``W_eff = W0 + c D``, ``c = min(1, gamma / (||D||_F + eps))``, the
+norm computed in low rank (``tr((M^T M)(N N^T))``, ``M = [B, -B0]``, ``N = [A; A0]``), so
+``||W_eff - W0||_F <= gamma`` holds at every forward pass by construction.
+Learned radius (after FTP): ``gamma`` is a buffer, not a parameter. A tensor hook on the
+delta output ``y = c D x`` accumulates ``g = <dL/dy, y> / gamma`` while the constraint is
+active; ``after_step`` applies ``gamma <- max(gamma_min, gamma - mu * adam(g))``.
+Trainable per slot: ``r * (d_in + d_out)``. Mergeable: ``W = W0 + c D``.
+Defaults (readings): component="minor", gamma_init = 1e-3 * ||W0||_F, mu=1e-2,
+gamma_min=0, r=8, alpha=8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .base import AdapterConfig, Method, SlotInfo
+
+COMPONENTS = ("minor", "principal")
+
+
+@dataclass
+class LARGOConfig(AdapterConfig):
+    component: str = "minor"
+    gamma_init: float | None = None  # absolute radius; None: gamma_rel * ||W0||_F
+    gamma_rel: float = 1e-3
+    mu: float = 1e-2
+    gamma_min: float = 0.0
+    eps: float = 1e-8
+    method = "largo"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.component not in COMPONENTS:
+            raise ValueError(f"largo: component must be one of {COMPONENTS}, got {self.component!r}")
+        if self.mu < 0 or self.gamma_min < 0 or self.gamma_rel <= 0:
+            raise ValueError("largo: mu and gamma_min must be >= 0 and gamma_rel > 0")
+
+
+class LARGO(Method):
+    name = "largo"
+    formula = "r*(d_in + d_out) per layer (B0, A0, gamma are buffers)"
+    betas = (0.9, 0.999)
+
+    def __init__(self, cfg: LARGOConfig, slot: SlotInfo):
+        super().__init__(cfg, slot)
+        w0 = slot.weight.float()
+        u, s, vh = torch.linalg.svd(w0, full_matrices=False)
+        idx = slice(-self.r, None) if cfg.component == "minor" else slice(0, self.r)
+        root = s[idx].sqrt()
+        b0, a0 = u[:, idx] * root, root[:, None] * vh[idx]
+        self.B = nn.Parameter(b0.clone())
+        self.A = nn.Parameter(a0.clone())
+        self.register_buffer("B0", b0.clone())
+        self.register_buffer("A0", a0.clone())
+        gamma = cfg.gamma_init if cfg.gamma_init is not None else cfg.gamma_rel * float(w0.norm())
+        self.register_buffer("gamma", torch.tensor(float(gamma)))
+        for name in ("adam_m", "adam_v", "adam_t"):
+            self.register_buffer(name, torch.zeros(()))
+        self.register_buffer("g_acc", torch.zeros(()), persistent=False)
+        self.register_buffer("n_active", torch.zeros(()), persistent=False)
+        self.mu, self.gamma_min, self.eps = cfg.mu, cfg.gamma_min, cfg.eps
+
+    def update_norm(self) -> Tensor:
+        """``||D||_F`` from r x r products only; differentiable."""
+        m = torch.cat([self.B, -self.B0], 1).float()
+        n = torch.cat([self.A, self.A0], 0).float()
+        sq = ((m.T @ m) * (n @ n.T)).sum().clamp_min(0)
+        return self.s * torch.sqrt(sq + 1e-20)  # the floor keeps the gradient finite at D = 0
+
+    def coefficient(self) -> tuple[Tensor, Tensor]:
+        norm = self.update_norm()
+        return torch.clamp(self.gamma / (norm + self.eps), max=1.0), norm
+
+    def delta(self, x: Tensor) -> Tensor:
+        ops, x = self.ops, self.drop(x)
+        c, norm = self.coefficient()
+        d = ops.mix(ops.down(x, self.A), self.B) - ops.mix(ops.down(x, self.A0), self.B0)
+        y = d * (self.s * c).to(d.dtype)
+        if y.requires_grad and self.training:
+            active = (c < 1).float().detach()
+            y_det, gamma = y.detach(), self.gamma
+
+            def capture(grad: Tensor) -> None:
+                with torch.no_grad():
+                    self.g_acc += active * (grad.float() * y_det.float()).sum() / gamma.clamp_min(1e-30)
+                    self.n_active += active
+
+            y.register_hook(capture)
+        return y
+
+    def delta_weight(self) -> Tensor:
+        c, _ = self.coefficient()
+        return (self.s * c) * (self.B @ self.A - self.B0 @ self.A0)
+
+    def step_stats(self) -> list[Tensor]:
+        """Tensors a distributed run sums across ranks before ``after_step``."""
+        return [self.g_acc, self.n_active]
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        if float(self.n_active) > 0:
+            b1, b2 = self.betas
+            g = self.g_acc
+            self.adam_t += 1
+            self.adam_m.mul_(b1).add_((1 - b1) * g)
+            self.adam_v.mul_(b2).add_((1 - b2) * g * g)
+            m_hat = self.adam_m / (1 - b1 ** self.adam_t)
+            v_hat = self.adam_v / (1 - b2 ** self.adam_t)
+            step = m_hat / (v_hat.sqrt() + 1e-8)
+            self.gamma.copy_(torch.clamp(self.gamma - self.mu * step, min=self.gamma_min))
+        self.g_acc.zero_()
+        self.n_active.zero_()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", gamma={float(self.gamma):.3g}"

@@ -1,0 +1,210 @@
+"""The run folder format and the Lightning trainer every pipeline shares.
+
+A run writes one folder::
+
+    run/
+      config.yaml        the resolved config (defaults < file < --set overrides)
+      metrics.json       headline metrics under plain names (accuracy, wer, ...)
+      adapter/           save_adapter() output
+      plots/*.png        pictures a person can look at
+      checkpoints/       Lightning checkpoints (last.ckpt is the resume point)
+      logs/              CSV logs (metrics.csv)
+
+Checkpoints and JSON files are written atomically (temporary file, then rename), so a
+crash never leaves a half-written file; training resumes from ``checkpoints/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# --------------------------------------------------------------------------- config
+
+
+def parse_value(text: str) -> Any:
+    """``--set key=value`` values are YAML scalars/lists: 3, 1e-3, true, [q, v], none."""
+    return yaml.safe_load(text)
+
+
+def deep_update(base: dict, new: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def set_dotted(cfg: dict, key: str, value: Any) -> None:
+    node = cfg
+    parts = key.split(".")
+    for p in parts[:-1]:
+        if not isinstance(node.get(p, {}), dict):
+            raise ValueError(f"--set {key}: {p!r} is not a section of the config")
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = (), defaults: dict | None = None) -> dict:
+    """Defaults, then the YAML file, then ``key.sub=value`` overrides; unknown top-level
+    keys (not in ``defaults``) raise ``ValueError`` naming them."""
+    cfg = copy.deepcopy(defaults or {})
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ValueError(f"config file {p} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"config file {p} is not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config file {p} must hold a mapping, got {type(loaded).__name__}")
+        cfg = deep_update(cfg, loaded)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        set_dotted(cfg, key.strip(), parse_value(value))
+    if defaults:
+        unknown = sorted(set(cfg) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown config section(s) {unknown}; valid: {sorted(defaults)}")
+    return cfg
+
+
+def dataclass_from(cls, section: dict, where: str):
+    """Build a config dataclass from a dict, naming unknown keys."""
+    valid = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - valid)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid: {sorted(valid)}")
+    return cls(**section)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _jsonable(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+        return v.item()
+    return v
+
+
+def write_json(path: str | os.PathLike, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable, sort_keys=False) + "\n")
+
+
+class RunFolder:
+    """Paths of one run; creates them on demand."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    adapter = property(lambda self: self.path / "adapter")
+    plots = property(lambda self: self._dir("plots"))
+    checkpoints = property(lambda self: self._dir("checkpoints"))
+    logs = property(lambda self: self._dir("logs"))
+    config_file = property(lambda self: self.path / "config.yaml")
+    metrics_file = property(lambda self: self.path / "metrics.json")
+
+    def _dir(self, name: str) -> Path:
+        d = self.path / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def write_config(self, cfg: dict) -> None:
+        atomic_write_text(self.config_file, yaml.safe_dump(cfg, sort_keys=False))
+
+    def read_config(self) -> dict:
+        if not self.config_file.is_file():
+            raise ValueError(f"{self.path} is not a lorakit run folder: config.yaml is missing")
+        return yaml.safe_load(self.config_file.read_text())
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_json(self.metrics_file, metrics)
+
+    def read_metrics(self) -> dict:
+        return json.loads(self.metrics_file.read_text()) if self.metrics_file.is_file() else {}
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        p = self.path / "checkpoints" / "last.ckpt"
+        return p if p.is_file() else None
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+@dataclass
+class TrainerOptions:
+    """The ``trainer:`` section of every pipeline config."""
+
+    max_steps: int = 100
+    devices: int | str = 1
+    nodes: int = 1
+    strategy: str = "auto"
+    accelerator: str = "auto"
+    precision: str = "32-true"  # "bf16-mixed" / "16-mixed" on GPU
+    log_every: int = 5
+    checkpoint_every: int = 50
+    seed: int = 0
+    progress: bool = True
+    resume: bool = True  # continue from checkpoints/last.ckpt when it exists
+    grad_clip: float | None = 1.0
+
+
+def trainer_options(section: dict | None) -> TrainerOptions:
+    return dataclass_from(TrainerOptions, dict(section or {}), "trainer")
+
+
+def build_trainer(opts: TrainerOptions, run: RunFolder, callbacks: list | None = None):
+    """A Lightning Trainer writing into ``run``; returns ``(trainer, ckpt_path or None)``."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from .training import AdapterHooks, AtomicCheckpointIO, NonFiniteGuard
+
+    L.seed_everything(opts.seed, workers=True, verbose=False)
+    ckpt = ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0,
+                           every_n_train_steps=max(1, opts.checkpoint_every), enable_version_counter=False)
+    trainer = L.Trainer(
+        max_steps=opts.max_steps,
+        devices=opts.devices,
+        num_nodes=opts.nodes,
+        strategy=opts.strategy,
+        accelerator=opts.accelerator,
+        precision=opts.precision,
+        logger=CSVLogger(run.path, name="logs", version=""),
+        callbacks=[AdapterHooks(), NonFiniteGuard(), ckpt, *(callbacks or [])],
+        plugins=[AtomicCheckpointIO()],
+        log_every_n_steps=max(1, opts.log_every),
+        enable_progress_bar=opts.progress,
+        enable_model_summary=False,
+        gradient_clip_val=opts.grad_clip,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=run.path,
+    )
+    resume = run.last_checkpoint if opts.resume else None
+    return trainer, (str(resume) if resume else None)
