@@ -9,7 +9,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Low-rank adaptation for CLIP, SAM and Whisper.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Low-rank adaptation for CLIP, SAM and Whisper.",
+)
 
 # pipeline name -> module exposing DEFAULTS, train(cfg, out) -> dict, evaluate(run, overrides) -> dict
 PIPELINES = {
@@ -58,8 +62,13 @@ def selfcheck() -> None:
 
 def _trainer_overrides(devices, nodes, strategy, precision, max_steps) -> list[str]:
     out = []
-    for key, val in (("devices", devices), ("nodes", nodes), ("strategy", strategy),
-                     ("precision", precision), ("max_steps", max_steps)):
+    for key, val in (
+        ("devices", devices),
+        ("nodes", nodes),
+        ("strategy", strategy),
+        ("precision", precision),
+        ("max_steps", max_steps),
+    ):
         if val is not None:
             out.append(f"trainer.{key}={val}")
     return out

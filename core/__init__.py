@@ -1,7 +1,7 @@
 """lorakit.core: every method written once, attached anywhere through hosts.
 
-    from lorakit.core import inject, make_config, merge, save_adapter
-    report = inject(model, make_config("block_lora", r=4, targets=("clip-qkv",)))
+from lorakit.core import inject, make_config, merge, save_adapter
+report = inject(model, make_config("block_lora", r=4, targets=("clip-qkv",)))
 """
 
 from .api import (
@@ -16,7 +16,16 @@ from .api import (
     unmerge,
 )
 from .hosts import HOSTS, Conv2dHost, FusedQKVHost, Host, LinearHost, MHAHost
-from .inject import PRESETS, InjectReport, LayerReport, hosts, inject, list_methods, make_config, named_hosts
+from .inject import (
+    PRESETS,
+    InjectReport,
+    LayerReport,
+    hosts,
+    inject,
+    list_methods,
+    make_config,
+    named_hosts,
+)
 from .io import (
     adapter_state,
     atomic_write,
@@ -46,12 +55,50 @@ from .methods import (
 from .table import method_table
 
 __all__ = [
-    "after_optimizer_step", "disable", "enable", "merge", "methods", "regularization_loss",
-    "remove_adapter", "trainable_parameters", "unmerge", "HOSTS", "Conv2dHost", "FusedQKVHost",
-    "Host", "LinearHost", "MHAHost", "PRESETS", "InjectReport", "LayerReport", "hosts", "inject",
-    "list_methods", "make_config", "named_hosts", "adapter_state", "atomic_write", "export_peft",
-    "import_peft", "load_adapter", "read_adapter_config", "save_adapter", "LARGO", "METHODS",
-    "AdapterConfig", "BlockLoRA", "BlockLoRAConfig", "CompLoRA", "CompLoRAConfig", "FoRA",
-    "FoRAConfig", "LARGOConfig", "LoRA", "LoRAConfig", "Method", "S2LoRA", "S2LoRAConfig",
+    "after_optimizer_step",
+    "disable",
+    "enable",
+    "merge",
+    "methods",
+    "regularization_loss",
+    "remove_adapter",
+    "trainable_parameters",
+    "unmerge",
+    "HOSTS",
+    "Conv2dHost",
+    "FusedQKVHost",
+    "Host",
+    "LinearHost",
+    "MHAHost",
+    "PRESETS",
+    "InjectReport",
+    "LayerReport",
+    "hosts",
+    "inject",
+    "list_methods",
+    "make_config",
+    "named_hosts",
+    "adapter_state",
+    "atomic_write",
+    "export_peft",
+    "import_peft",
+    "load_adapter",
+    "read_adapter_config",
+    "save_adapter",
+    "LARGO",
+    "METHODS",
+    "AdapterConfig",
+    "BlockLoRA",
+    "BlockLoRAConfig",
+    "CompLoRA",
+    "CompLoRAConfig",
+    "FoRA",
+    "FoRAConfig",
+    "LARGOConfig",
+    "LoRA",
+    "LoRAConfig",
+    "Method",
+    "S2LoRA",
+    "S2LoRAConfig",
     "method_table",
 ]

@@ -13,7 +13,9 @@ from .methods import Method
 def _require_hosts(model: nn.Module) -> list[Host]:
     found = hosts(model)
     if not found:
-        raise ValueError("model has no lorakit adapter: call inject(model, config) or load_adapter first")
+        raise ValueError(
+            "model has no lorakit adapter: call inject(model, config) or load_adapter first"
+        )
     return found
 
 

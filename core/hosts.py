@@ -122,7 +122,9 @@ class FusedQKVHost(Host):
 
 def _float_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
     if mask.dtype == torch.bool:
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask, float("-inf"))
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+            mask, float("-inf")
+        )
     return mask.to(dtype)
 
 
@@ -162,8 +164,14 @@ class MHAHost(Host):
         m = self.base
         if not self.active:
             return m(
-                query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
-                attn_mask=attn_mask, average_attn_weights=average_attn_weights, is_causal=is_causal,
+                query,
+                key,
+                value,
+                key_padding_mask=key_padding_mask,
+                need_weights=need_weights,
+                attn_mask=attn_mask,
+                average_attn_weights=average_attn_weights,
+                is_causal=is_causal,
             )
         batched = query.dim() == 3
         if not batched:
@@ -232,15 +240,21 @@ HOSTS: dict[str, type[Host]] = {
 }
 
 
-def slot_layout(name: str, module: nn.Module, kind: str, slices: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+def slot_layout(
+    name: str, module: nn.Module, kind: str, slices: tuple[str, ...]
+) -> dict[str, tuple[int, int]]:
     """The slots a host of this kind would adapt, with their ``(d_out, d_in)``."""
     if kind in ("linear", "conv2d"):
         w = module.weight
         if kind == "conv2d":
             if module.groups != 1:
-                raise ValueError(f"layer {name}: grouped convolutions (groups={module.groups}) are not supported")
+                raise ValueError(
+                    f"layer {name}: grouped convolutions (groups={module.groups}) are not supported"
+                )
             if module.padding_mode != "zeros":
-                raise ValueError(f"layer {name}: padding_mode={module.padding_mode!r} is not supported")
+                raise ValueError(
+                    f"layer {name}: padding_mode={module.padding_mode!r} is not supported"
+                )
         return {"weight": (w.shape[0], w[0].numel())}
     if kind == "fused_qkv":
         qkv = [s for s in slices if s != "o"]

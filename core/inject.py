@@ -76,8 +76,10 @@ class InjectReport:
         return [layer.name for layer in self.layers]
 
     def __str__(self) -> str:
-        lines = [f"{self.method}: {len(self.layers)} layers, {self.trainable:,} trainable of "
-                 f"{self.total:,} parameters ({100 * self.trainable / max(self.total, 1):.3f}%)"]
+        lines = [
+            f"{self.method}: {len(self.layers)} layers, {self.trainable:,} trainable of "
+            f"{self.total:,} parameters ({100 * self.trainable / max(self.total, 1):.3f}%)"
+        ]
         for layer in self.layers:
             slots = ", ".join(f"{s} {o}x{i}" for s, (o, i) in layer.slots.items())
             lines.append(f"  {layer.name:<50} {layer.host:<10} {slots}  [{layer.trainable:,}]")
@@ -113,16 +115,24 @@ def find_targets(model: nn.Module, targets: tuple[str, ...]) -> list[tuple[str, 
     """``(name, module, host kind)`` of every adaptable module matched by ``targets``."""
     patterns = resolve_targets(targets)
     if not patterns:
-        raise ValueError("no targets given: set targets to module-name patterns or a preset "
-                         f"({', '.join(PRESETS)})")
+        raise ValueError(
+            "no targets given: set targets to module-name patterns or a preset "
+            f"({', '.join(PRESETS)})"
+        )
     found: dict[str, tuple[nn.Module, str]] = {}
     for pattern in patterns:
-        hits = [(n, m, host_kind(n, m)) for n, m in model.named_modules() if n and name_matches(n, pattern)]
+        hits = [
+            (n, m, host_kind(n, m))
+            for n, m in model.named_modules()
+            if n and name_matches(n, pattern)
+        ]
         hits = [h for h in hits if h[2] is not None]
         if not hits:
             examples = [n for n, m in model.named_modules() if n and host_kind(n, m)][:8]
-            raise ValueError(f"target pattern {pattern!r} matches no adaptable layer "
-                             f"(Linear, fused qkv, MultiheadAttention, Conv2d); some layer names: {examples}")
+            raise ValueError(
+                f"target pattern {pattern!r} matches no adaptable layer "
+                f"(Linear, fused qkv, MultiheadAttention, Conv2d); some layer names: {examples}"
+            )
         for n, m, kind in hits:
             found[n] = (m, kind)
     names = sorted(found, key=list(dict(model.named_modules())).index)
@@ -139,7 +149,9 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
-def inject(model: nn.Module, config: AdapterConfig, *, names: list[str] | None = None) -> InjectReport:
+def inject(
+    model: nn.Module, config: AdapterConfig, *, names: list[str] | None = None
+) -> InjectReport:
     """Wrap every module matching ``config.targets`` (or exactly ``names``) in place.
 
     Freezes the base; only adapter tensors stay trainable. Returns an ``InjectReport``.
@@ -166,7 +178,15 @@ def inject(model: nn.Module, config: AdapterConfig, *, names: list[str] | None =
         for slot, (d_out, d_in) in layout.items():
             host_tmp = HOSTS[kind](module, {})
             weight = host_tmp.slot_weight(slot).detach().reshape(d_out, d_in).float()
-            info = SlotInfo(f"{name}:{slot}" if slot != "weight" else name, d_out, d_in, weight, ops, kind, context)
+            info = SlotInfo(
+                f"{name}:{slot}" if slot != "weight" else name,
+                d_out,
+                d_in,
+                weight,
+                ops,
+                kind,
+                context,
+            )
             adapters[slot] = method_cls(config, info).to(module_device(module))
         host = HOSTS[kind](module, adapters)
         _set_submodule(model, name, host)

@@ -58,11 +58,23 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
     if cfg is None or not hosts(model):
         raise ValueError("model has no lorakit adapter to save: call inject(model, config) first")
     directory = Path(directory)
-    layers = [{"name": n, "host": h.kind, "slots": {s: [m.d_out, m.d_in] for s, m in h.adapters.items()}}
-              for n, h in named_hosts(model)]
-    meta = {"format": FORMAT, "version": 1, "method": cfg.method, "config": _config_dict(cfg), "layers": layers}
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in adapter_state(model).items()}
-    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": FORMAT}))
+    layers = [
+        {"name": n, "host": h.kind, "slots": {s: [m.d_out, m.d_in] for s, m in h.adapters.items()}}
+        for n, h in named_hosts(model)
+    ]
+    meta = {
+        "format": FORMAT,
+        "version": 1,
+        "method": cfg.method,
+        "config": _config_dict(cfg),
+        "layers": layers,
+    }
+    tensors = {
+        k: v.detach().to("cpu").contiguous().clone() for k, v in adapter_state(model).items()
+    }
+    atomic_write(
+        directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": FORMAT})
+    )
     atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
     return directory
 
@@ -86,17 +98,23 @@ def _check_fits(model: nn.Module, meta: dict) -> None:
         try:
             module = model.get_submodule(name)
         except AttributeError:
-            raise ValueError(f"adapter does not fit this model: layer {name!r} is not in the base model") from None
+            raise ValueError(
+                f"adapter does not fit this model: layer {name!r} is not in the base model"
+            ) from None
         kind = host_kind(name, module)
         if kind != layer["host"]:
-            raise ValueError(f"adapter does not fit this model: layer {name!r} is {type(module).__name__} "
-                             f"(host {kind}), the adapter was made for host {layer['host']}")
+            raise ValueError(
+                f"adapter does not fit this model: layer {name!r} is {type(module).__name__} "
+                f"(host {kind}), the adapter was made for host {layer['host']}"
+            )
         have = slot_layout(name, module, kind, tuple(cfg.get("slices", ("q", "k", "v"))))
         for slot, shape in layer["slots"].items():
             if slot not in have or list(have[slot]) != list(shape):
                 got = "missing" if slot not in have else "x".join(map(str, have[slot]))
-                raise ValueError(f"adapter does not fit this model: layer {name!r} slot {slot} expects "
-                                 f"weight {shape[0]}x{shape[1]}, base has {got}")
+                raise ValueError(
+                    f"adapter does not fit this model: layer {name!r} slot {slot} expects "
+                    f"weight {shape[0]}x{shape[1]}, base has {got}"
+                )
 
 
 def load_adapter(model: nn.Module, directory: str | os.PathLike):
@@ -114,19 +132,25 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike):
 
 
 @torch.no_grad()
-def load_adapter_tensors(model: nn.Module, tensors: dict[str, Tensor], source: str = "state") -> None:
+def load_adapter_tensors(
+    model: nn.Module, tensors: dict[str, Tensor], source: str = "state"
+) -> None:
     state = adapter_state(model)
     missing = sorted(set(state) - set(tensors))
     unexpected = sorted(set(tensors) - set(state))
     if missing or unexpected:
-        raise ValueError(f"adapter tensors in {source} do not fit this model: missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"adapter tensors in {source} do not fit this model: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
     for key, target in state.items():
         value = tensors[key]
         if value.shape != target.shape:
             if isinstance(target, nn.Parameter):
-                raise ValueError(f"adapter tensor {key} has shape {tuple(value.shape)} in {source}, "
-                                 f"the model expects {tuple(target.shape)}")
+                raise ValueError(
+                    f"adapter tensor {key} has shape {tuple(value.shape)} in {source}, "
+                    f"the model expects {tuple(target.shape)}"
+                )
             module_name, _, buf = key.rpartition(".")
             model.get_submodule(module_name)._buffers[buf] = value.to(target.device, target.dtype)
             continue
@@ -145,7 +169,9 @@ def export_peft(model: nn.Module, directory: str | os.PathLike) -> Path:
     tensors, names = {}, []
     for name, host in named_hosts(model):
         if host.kind not in ("linear", "conv2d"):
-            raise ValueError(f"PEFT export supports Linear and Conv2d layers; {name} is {host.kind}")
+            raise ValueError(
+                f"PEFT export supports Linear and Conv2d layers; {name} is {host.kind}"
+            )
         m = host.adapters["weight"]
         a, b = m.A.detach().cpu(), m.B.detach().cpu()
         if host.kind == "conv2d":
@@ -154,12 +180,24 @@ def export_peft(model: nn.Module, directory: str | os.PathLike) -> Path:
         tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"] = a.contiguous()
         tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = b.contiguous()
         names.append(name)
-    meta = {"peft_type": "LORA", "r": cfg.r, "lora_alpha": cfg.alpha, "lora_dropout": cfg.dropout,
-            "target_modules": names, "use_rslora": cfg.rslora, "bias": "none", "fan_in_fan_out": False,
-            "init_lora_weights": True, "modules_to_save": None, "task_type": None}
+    meta = {
+        "peft_type": "LORA",
+        "r": cfg.r,
+        "lora_alpha": cfg.alpha,
+        "lora_dropout": cfg.dropout,
+        "target_modules": names,
+        "use_rslora": cfg.rslora,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "init_lora_weights": True,
+        "modules_to_save": None,
+        "task_type": None,
+    }
     directory = Path(directory)
     atomic_write(directory / "adapter_model.safetensors", lambda p: save_file(tensors, p))
-    atomic_write(directory / "adapter_config.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+    atomic_write(
+        directory / "adapter_config.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2))
+    )
     return directory
 
 
@@ -167,11 +205,19 @@ def import_peft(model: nn.Module, directory: str | os.PathLike):
     directory = Path(directory)
     meta = json.loads((directory / "adapter_config.json").read_text())
     if meta.get("peft_type") != "LORA":
-        raise ValueError(f"{directory} is not a PEFT LoRA adapter (peft_type={meta.get('peft_type')!r})")
+        raise ValueError(
+            f"{directory} is not a PEFT LoRA adapter (peft_type={meta.get('peft_type')!r})"
+        )
     tensors = load_file(str(directory / "adapter_model.safetensors"))
-    names = sorted({k[len(PEFT_PREFIX):].rsplit(".lora_", 1)[0] for k in tensors})
-    cfg = make_config("lora", r=meta["r"], alpha=meta["lora_alpha"], dropout=meta.get("lora_dropout", 0.0),
-                      rslora=bool(meta.get("use_rslora", False)), targets=tuple(names))
+    names = sorted({k[len(PEFT_PREFIX) :].rsplit(".lora_", 1)[0] for k in tensors})
+    cfg = make_config(
+        "lora",
+        r=meta["r"],
+        alpha=meta["lora_alpha"],
+        dropout=meta.get("lora_dropout", 0.0),
+        rslora=bool(meta.get("use_rslora", False)),
+        targets=tuple(names),
+    )
     report = inject(model, cfg, names=names)
     ours = {}
     for name in names:

@@ -10,17 +10,26 @@ from .methods import METHODS
 def method_rows() -> list[dict]:
     rows = []
     for name, (cfg_cls, method_cls) in METHODS.items():
-        defaults = {f.name: f.default for f in dataclasses.fields(cfg_cls)
-                    if f.name not in ("targets",) and f.default is not dataclasses.MISSING}
-        rows.append({
-            "method": name,
-            "trainable": method_cls.formula,
-            "mergeable": method_cls.mergeable,
-            "hosts": sorted(method_cls.hosts),
-            "defaults": defaults,
-            "summary": (method_cls.__module__ and (__import__(method_cls.__module__, fromlist=["x"]).__doc__ or "")
-                        .strip().splitlines()[0]),
-        })
+        defaults = {
+            f.name: f.default
+            for f in dataclasses.fields(cfg_cls)
+            if f.name not in ("targets",) and f.default is not dataclasses.MISSING
+        }
+        rows.append(
+            {
+                "method": name,
+                "trainable": method_cls.formula,
+                "mergeable": method_cls.mergeable,
+                "hosts": sorted(method_cls.hosts),
+                "defaults": defaults,
+                "summary": (
+                    method_cls.__module__
+                    and (__import__(method_cls.__module__, fromlist=["x"]).__doc__ or "")
+                    .strip()
+                    .splitlines()[0]
+                ),
+            }
+        )
     return rows
 
 
@@ -29,6 +38,8 @@ def method_table() -> str:
     for row in method_rows():
         lines.append(f"{row['method']}  -  {row['summary']}")
         lines.append(f"    trainable parameters: {row['trainable']}")
-        lines.append(f"    mergeable: {'yes' if row['mergeable'] else 'no'}    hosts: {', '.join(row['hosts'])}")
+        lines.append(
+            f"    mergeable: {'yes' if row['mergeable'] else 'no'}    hosts: {', '.join(row['hosts'])}"
+        )
         lines.append("    defaults: " + ", ".join(f"{k}={v}" for k, v in row["defaults"].items()))
     return "\n".join(lines)

@@ -27,7 +27,9 @@ def read_csv_log(path: str | Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def plot_training_curve(log_csv: str | Path, out_png: str | Path, keys: tuple[str, ...] = ("train_loss",)) -> Path | None:
+def plot_training_curve(
+    log_csv: str | Path, out_png: str | Path, keys: tuple[str, ...] = ("train_loss",)
+) -> Path | None:
     series = read_csv_log(log_csv)
     keys = [k for k in keys if k in series] or [k for k in series if "loss" in k]
     if not keys:
@@ -46,7 +48,9 @@ def plot_training_curve(log_csv: str | Path, out_png: str | Path, keys: tuple[st
     return Path(out_png)
 
 
-def bar_chart(labels: list[str], values: list[float], out_png: str | Path, title: str, ylabel: str) -> Path:
+def bar_chart(
+    labels: list[str], values: list[float], out_png: str | Path, title: str, ylabel: str
+) -> Path:
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(labels) + 2), 3.5))
     ax.bar(range(len(labels)), values, color="#4C72B0")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")

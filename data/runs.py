@@ -20,7 +20,7 @@ import copy
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,9 @@ def set_dotted(cfg: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] = (), defaults: dict | None = None) -> dict:
+def load_config(
+    path: str | os.PathLike | None, overrides: list[str] = (), defaults: dict | None = None
+) -> dict:
     """Defaults, then the YAML file, then ``key.sub=value`` overrides; unknown top-level
     keys (not in ``defaults``) raise ``ValueError`` naming them."""
     cfg = copy.deepcopy(defaults or {})
@@ -186,8 +188,13 @@ def build_trainer(opts: TrainerOptions, run: RunFolder, callbacks: list | None =
     from .training import AdapterHooks, AtomicCheckpointIO, NonFiniteGuard
 
     L.seed_everything(opts.seed, workers=True, verbose=False)
-    ckpt = ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0,
-                           every_n_train_steps=max(1, opts.checkpoint_every), enable_version_counter=False)
+    ckpt = ModelCheckpoint(
+        dirpath=run.checkpoints,
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=max(1, opts.checkpoint_every),
+        enable_version_counter=False,
+    )
     trainer = L.Trainer(
         max_steps=opts.max_steps,
         devices=opts.devices,

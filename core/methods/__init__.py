@@ -20,7 +20,21 @@ METHODS: dict[str, tuple[type[AdapterConfig], type[Method]]] = {
 }
 
 __all__ = [
-    "METHODS", "AdapterConfig", "HostOps", "Method", "SlotInfo",
-    "LoRA", "LoRAConfig", "BlockLoRA", "BlockLoRAConfig", "CompLoRA", "CompLoRAConfig",
-    "FoRA", "FoRAConfig", "S2LoRA", "S2LoRAConfig", "LARGO", "LARGOConfig",
+    "METHODS",
+    "AdapterConfig",
+    "HostOps",
+    "Method",
+    "SlotInfo",
+    "LoRA",
+    "LoRAConfig",
+    "BlockLoRA",
+    "BlockLoRAConfig",
+    "CompLoRA",
+    "CompLoRAConfig",
+    "FoRA",
+    "FoRAConfig",
+    "S2LoRA",
+    "S2LoRAConfig",
+    "LARGO",
+    "LARGOConfig",
 ]

@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -51,7 +50,9 @@ class AdapterConfig:
             raise ValueError(f"{self.method}: dropout must be in [0, 1), got {self.dropout!r}")
         bad = [s for s in self.slices if s not in ("q", "k", "v", "o")]
         if bad or not self.slices:
-            raise ValueError(f"{self.method}: slices must be a non-empty subset of q, k, v, o; got {self.slices!r}")
+            raise ValueError(
+                f"{self.method}: slices must be a non-empty subset of q, k, v, o; got {self.slices!r}"
+            )
 
 
 class HostOps:
@@ -156,7 +157,9 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def delta_weight(self) -> Tensor:
-        raise ValueError(f"{self.name} is not mergeable (layer {self.slot_name}): keep it as a module")
+        raise ValueError(
+            f"{self.name} is not mergeable (layer {self.slot_name}): keep it as a module"
+        )
 
     def regularizer(self) -> Tensor | None:
         return None

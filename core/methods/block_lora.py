@@ -25,7 +25,9 @@ class BlockLoRAConfig(AdapterConfig):
     def validate(self) -> None:
         super().validate()
         if not isinstance(self.n_blocks, int) or self.n_blocks < 1:
-            raise ValueError(f"block_lora: n_blocks must be a positive integer, got {self.n_blocks!r}")
+            raise ValueError(
+                f"block_lora: n_blocks must be a positive integer, got {self.n_blocks!r}"
+            )
 
 
 class BlockLoRA(Method):

@@ -66,7 +66,9 @@ class CompLoRA(Method):
         self.A = nn.Parameter(kaiming_(torch.empty(self.r, self.d_in)))
         self.B = nn.Parameter(torch.zeros(self.d_out, self.r))
         out_side, in_side = self.side in ("output", "both"), self.side in ("input", "both")
-        self.register_buffer("U_k", u[:, :k].contiguous() if out_side else torch.zeros(slot.d_out, 0))
+        self.register_buffer(
+            "U_k", u[:, :k].contiguous() if out_side else torch.zeros(slot.d_out, 0)
+        )
         self.register_buffer("V_k", vh[:k].T.contiguous() if in_side else torch.zeros(slot.d_in, 0))
 
     def delta(self, x: Tensor) -> Tensor:

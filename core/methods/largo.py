@@ -41,7 +41,9 @@ class LARGOConfig(AdapterConfig):
     def validate(self) -> None:
         super().validate()
         if self.component not in COMPONENTS:
-            raise ValueError(f"largo: component must be one of {COMPONENTS}, got {self.component!r}")
+            raise ValueError(
+                f"largo: component must be one of {COMPONENTS}, got {self.component!r}"
+            )
         if self.mu < 0 or self.gamma_min < 0 or self.gamma_rel <= 0:
             raise ValueError("largo: mu and gamma_min must be >= 0 and gamma_rel > 0")
 
@@ -92,7 +94,9 @@ class LARGO(Method):
 
             def capture(grad: Tensor) -> None:
                 with torch.no_grad():
-                    self.g_acc += active * (grad.float() * y_det.float()).sum() / gamma.clamp_min(1e-30)
+                    self.g_acc += (
+                        active * (grad.float() * y_det.float()).sum() / gamma.clamp_min(1e-30)
+                    )
                     self.n_active += active
 
             y.register_hook(capture)
@@ -114,8 +118,8 @@ class LARGO(Method):
             self.adam_t += 1
             self.adam_m.mul_(b1).add_((1 - b1) * g)
             self.adam_v.mul_(b2).add_((1 - b2) * g * g)
-            m_hat = self.adam_m / (1 - b1 ** self.adam_t)
-            v_hat = self.adam_v / (1 - b2 ** self.adam_t)
+            m_hat = self.adam_m / (1 - b1**self.adam_t)
+            v_hat = self.adam_v / (1 - b2**self.adam_t)
             step = m_hat / (v_hat.sqrt() + 1e-8)
             self.gamma.copy_(torch.clamp(self.gamma - self.mu * step, min=self.gamma_min))
         self.g_acc.zero_()

@@ -48,7 +48,11 @@ def group_key(cfg: S2LoRAConfig, slot: SlotInfo) -> str:
     module_name = slot.name.split(":")[0]
     tag = next((p for p in cfg.group_patterns if re.search(p, module_name)), "")
     kh, kw = slot.ops.kernel
-    return f"{slot.d_out}x{slot.d_in}" + (f"k{kh}x{kw}" if (kh, kw) != (1, 1) else "") + (f"@{tag}" if tag else "")
+    return (
+        f"{slot.d_out}x{slot.d_in}"
+        + (f"k{kh}x{kw}" if (kh, kw) != (1, 1) else "")
+        + (f"@{tag}" if tag else "")
+    )
 
 
 class S2LoRA(Method):

@@ -1,0 +1,122 @@
+"""The adapter contract every method must keep on every host it supports.
+
+Used by the test suite (one parametrized test) and by ``lorakit selfcheck``. Each check
+raises ``AssertionError`` with what went wrong.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import torch
+from torch import nn
+
+from .api import disable, enable, merge, methods, trainable_parameters, unmerge
+from .hosts import Host
+from .inject import inject, make_config
+from .io import load_adapter, save_adapter
+from .methods import METHODS
+from .zoo import ZOO, ZOO_HOST, build
+
+# method-specific settings that make tiny layers valid (Block-LoRA needs d_in % n == 0)
+TINY_HYPER = {"block_lora": {"n_blocks": 4}, "comp_lora": {"k": 2}, "fora": {"grid": (2, 3)}}
+
+
+def supported_pairs() -> list[tuple[str, str]]:
+    return [(m, z) for m in METHODS for z in ZOO if ZOO_HOST[z] in METHODS[m][1].hosts]
+
+
+def tiny_config(method: str, targets, slices, **extra):
+    hyper = {
+        "r": 2,
+        "alpha": 4.0,
+        "targets": targets,
+        "slices": slices,
+        **TINY_HYPER.get(method, {}),
+        **extra,
+    }
+    return make_config(method, **hyper)
+
+
+@torch.no_grad()
+def perturb(model: nn.Module, seed: int = 1) -> None:
+    """Give every adapter tensor non-trivial values, so deltas are non-zero."""
+    g = torch.Generator().manual_seed(seed)
+    for p in trainable_parameters(model):
+        p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if p.dim() == 1 else 0.0))
+    for m in methods(model):
+        if m.name == "largo":  # a radius that binds, so the projection is exercised
+            m.gamma.fill_(0.5 * float(m.update_norm()))
+
+
+def _close(a, b, tol, what):
+    err = (a - b).abs().max().item()
+    assert err <= tol, f"{what}: max difference {err:.3g} > {tol:g}"
+
+
+def check_contract(method: str, zoo_name: str, workdir: str | None = None) -> None:
+    model, x, targets, slices = build(zoo_name)
+    base_out = model(x)
+    inject(model, tiny_config(method, targets, slices))
+
+    # 1. a fresh adapter is the base model
+    _close(model(x), base_out, 1e-6, "fresh adapter changes the output")
+
+    # 2. only adapter tensors train
+    adapter_ids = {
+        id(p) for h in model.modules() if isinstance(h, Host) for p in h.adapters.parameters()
+    }
+    trainable = trainable_parameters(model)
+    assert trainable and all(id(p) in adapter_ids for p in trainable), "a base tensor is trainable"
+    assert all(
+        p.requires_grad
+        for h in model.modules()
+        if isinstance(h, Host)
+        for p in h.adapters.parameters()
+    )
+
+    # 3. a training step changes the output
+    opt = torch.optim.SGD(trainable, lr=0.1)
+    perturb(model)
+    before = model(x).detach()
+    model.train()
+    model(x).pow(2).mean().backward()
+    opt.step()
+    model.eval()
+    assert (model(x) - before).abs().max() > 1e-6, "a training step did not change the output"
+
+    adapted = model(x).detach()
+    assert (adapted - base_out).abs().max() > 1e-5, "adapter has no effect after perturbation"
+
+    # 4. disable restores the base; enable restores the adapter
+    disable(model)
+    _close(model(x), base_out, 1e-6, "disable does not restore the base")
+    enable(model)
+    _close(model(x), adapted, 1e-6, "enable does not restore the adapter")
+
+    # 5. save -> load into a fresh base reproduces the output exactly
+    with tempfile.TemporaryDirectory(dir=workdir) as d:
+        save_adapter(model, d)
+        fresh, _, _, _ = build(zoo_name)
+        load_adapter(fresh, d)
+        out = fresh(x)
+        assert torch.equal(out, model(x)), "save/load does not reproduce the output exactly"
+
+    # 6. merged equals unmerged; unmerge restores W0
+    if METHODS[method][1].mergeable:
+        weights = {
+            n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad
+        }
+        merge(model)
+        _close(model(x), adapted, 1e-4, "merged output differs from unmerged")
+        unmerge(model)
+        for n, p in model.named_parameters():
+            if n in weights:
+                _close(p, weights[n], 1e-5, f"unmerge does not restore {n}")
+    else:
+        try:
+            merge(model)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"merge of non-mergeable {method} did not raise")

@@ -1,0 +1,110 @@
+"""Bad input gets a clear ValueError naming what is wrong."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from lorakit.core import inject, load_adapter, make_config, merge, save_adapter
+from lorakit.core.zoo import GridAttention, MHABlock, TinyCNN, TokenMLP
+
+
+def test_unknown_method_and_field_list_valid_ones():
+    with pytest.raises(ValueError, match="valid methods: lora, block_lora"):
+        make_config("dora")
+    with pytest.raises(ValueError, match="unknown field.*rank.*valid fields: r, alpha"):
+        make_config("lora", rank=4)
+
+
+def test_rank_larger_than_layer():
+    with pytest.raises(
+        ValueError, match=r"rank r=40 is larger than layer fc1 allows \(weight 64x32"
+    ):
+        inject(TokenMLP(), make_config("lora", r=40, targets=("fc1",)))
+
+
+def test_block_lora_needs_divisible_d_in():
+    with pytest.raises(
+        ValueError, match="layer fc1 has d_in=32 input channels, not divisible by n_blocks=5"
+    ):
+        inject(TokenMLP(), make_config("block_lora", r=2, n_blocks=5, targets=("fc1",)))
+
+
+def test_fora_without_grid_and_on_attention():
+    model = TokenMLP()
+    inject(model, make_config("fora", r=2, targets=("fc2",)))
+    with pytest.raises(ValueError, match="layer fc2 needs a spatial grid"):
+        model(torch.randn(1, 5, 32))
+    with pytest.raises(ValueError, match="fora cannot adapt attn:q"):
+        inject(MHABlock(), make_config("fora", r=2, targets=("attn",)))
+
+
+def test_pattern_matching_nothing_is_an_error():
+    with pytest.raises(ValueError, match="target pattern 'nope' matches no adaptable layer"):
+        inject(TokenMLP(), make_config("lora", targets=("fc1", "nope")))
+    with pytest.raises(ValueError, match="no targets given"):
+        inject(TokenMLP(), make_config("lora"))
+
+
+def test_mha_out_proj_must_be_targeted_through_attention():
+    with pytest.raises(ValueError, match="target 'attn' with 'o' in slices"):
+        inject(MHABlock(), make_config("lora", r=2, targets=("attn.out_proj",)))
+
+
+def test_double_inject_is_an_error():
+    model = TokenMLP()
+    inject(model, make_config("lora", r=2, targets=("fc1",)))
+    with pytest.raises(ValueError, match="already carries a lorakit adapter"):
+        inject(model, make_config("lora", r=2, targets=("fc2",)))
+
+
+def test_merge_fora_raises():
+    model = GridAttention()
+    inject(model, make_config("fora", r=2, targets=("qkv",)))
+    with pytest.raises(ValueError, match="fora is not mergeable"):
+        merge(model)
+
+
+def test_grouped_conv_is_refused():
+    net = nn.Sequential(nn.Conv2d(8, 8, 3, groups=2))
+    with pytest.raises(ValueError, match="grouped convolutions"):
+        inject(net, make_config("lora", r=2, targets=("0",)))
+
+
+def test_load_into_wrong_base_names_layer_and_shapes(tmp_path):
+    model = TokenMLP(c=32, hidden=64)
+    inject(model, make_config("lora", r=2, targets=("fc1", "fc2")))
+    save_adapter(model, tmp_path)
+    with pytest.raises(
+        ValueError, match=r"layer 'fc1' slot weight expects weight 64x32, base has 48x32"
+    ):
+        load_adapter(TokenMLP(c=32, hidden=48), tmp_path)
+    with pytest.raises(ValueError, match=r"layer 'fc1' is not in the base model"):
+        load_adapter(TinyCNN(), tmp_path)
+    with pytest.raises(ValueError, match="adapter_config.json is missing"):
+        load_adapter(TokenMLP(), tmp_path / "nowhere")
+
+
+def test_load_detects_tampered_tensors(tmp_path):
+    model = TokenMLP()
+    inject(model, make_config("lora", r=2, targets=("fc1",)))
+    save_adapter(model, tmp_path)
+    meta = json.loads((tmp_path / "adapter_config.json").read_text())
+    meta["config"]["r"] = 3
+    (tmp_path / "adapter_config.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        ValueError, match=r"adapter tensor fc1.adapters.weight.A has shape \(2, 32\)"
+    ):
+        load_adapter(TokenMLP(), tmp_path)
+
+
+def test_bad_hyperparameters():
+    with pytest.raises(ValueError, match="r must be a positive integer"):
+        make_config("lora", r=0)
+    with pytest.raises(ValueError, match="side must be one of"):
+        make_config("comp_lora", side="left")
+    with pytest.raises(ValueError, match="component must be one of"):
+        make_config("largo", component="middle")
+    with pytest.raises(ValueError, match="comp_lora: protecting k=32"):
+        inject(TokenMLP(), make_config("comp_lora", r=2, k=32, targets=("fc1",)))

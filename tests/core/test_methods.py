@@ -1,0 +1,313 @@
+"""Each method's own invariants from METHODS.md."""
+
+import pytest
+import torch
+from torch import nn
+
+from lorakit.core import (
+    after_optimizer_step,
+    inject,
+    make_config,
+    methods,
+    regularization_loss,
+    trainable_parameters,
+)
+from lorakit.core.contract import perturb
+from lorakit.core.methods.comp_lora import protected_rank
+from lorakit.core.methods.fora import band_index
+from lorakit.core.zoo import GridAttention, TinyCNN, TokenMLP
+
+
+def two_layers(d_in=32, d_out=48):
+    return nn.Sequential(
+        nn.Linear(d_in, d_out), nn.Tanh(), nn.Linear(d_out, d_in), nn.Tanh(), nn.Linear(d_in, d_out)
+    )
+
+
+# ---------------------------------------------------------------- Block-LoRA
+
+
+def test_block_lora_parameter_count_and_dense_form():
+    model = nn.Sequential(nn.Linear(64, 48))
+    report = inject(model, make_config("block_lora", r=4, n_blocks=8, targets=("0",)))
+    assert report.trainable == 4 * (48 + 64 // 8)
+    perturb(model)
+    m = methods(model)[0]
+    x = torch.randn(5, 64)
+    dense = m.delta_weight()
+    assert dense.shape == (48, 64)
+    torch.testing.assert_close(m.delta(x), x @ dense.T, rtol=1e-5, atol=1e-5)
+    # the dense update repeats one A_s block: [A_s A_s ... A_s]
+    a = m.dense_A()
+    for i in range(8):
+        torch.testing.assert_close(a[:, i * 8 : (i + 1) * 8], m.A_s)
+
+
+def test_block_lora_conv_dense_form():
+    model = TinyCNN()
+    inject(model, make_config("block_lora", r=2, n_blocks=4, targets=("conv1",)))
+    perturb(model)
+    m = methods(model)[0]
+    x = torch.randn(2, 8, 5, 5)
+    w = m.delta_weight().reshape(16, 8, 3, 3)
+    torch.testing.assert_close(
+        m.delta(x), torch.nn.functional.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-5
+    )
+
+
+# ---------------------------------------------------------------- Comp-LoRA
+
+
+@pytest.mark.parametrize("side", ["output", "input", "both"])
+def test_comp_lora_never_moves_principal_directions(side):
+    model = two_layers()
+    inject(model, make_config("comp_lora", r=4, k=5, side=side, targets=("0", "2")))
+    perturb(model)
+    for m in methods(model):
+        u, s, vh = torch.linalg.svd(m_weight(model, m), full_matrices=False)
+        dw = m.delta_weight()
+        assert dw.abs().max() > 1e-3
+        if side in ("output", "both"):
+            assert (u[:, :5].T @ dw).abs().max() < 1e-5  # U_k^T dW = 0
+        if side in ("input", "both"):
+            assert (dw @ vh[:5].T).abs().max() < 1e-5  # dW V_k = 0
+        x = torch.randn(3, m.d_in)
+        torch.testing.assert_close(m.delta(x), x @ dw.T, rtol=1e-4, atol=1e-5)
+
+
+def m_weight(model, m):
+    for host in model.modules():
+        if hasattr(host, "adapters") and m in host.adapters.values():
+            return host.base.weight.detach()
+    raise AssertionError
+
+
+def test_comp_lora_energy_picks_smallest_k():
+    s = torch.tensor([3.0, 2.0, 1.0, 0.5])
+    total = (s**2).sum()
+    assert protected_rank(s, None, float(9 / total) - 1e-6) == 1
+    assert protected_rank(s, None, float(13 / total) - 1e-6) == 2
+    assert protected_rank(s, None, float(13 / total) + 1e-3) == 3
+    assert protected_rank(s, 2, 0.9) == 2
+
+
+def test_comp_lora_adds_no_trainable_parameters():
+    a, b = two_layers(), two_layers()
+    ra = inject(a, make_config("lora", r=4, targets=("0", "2")))
+    rb = inject(b, make_config("comp_lora", r=4, targets=("0", "2")))
+    assert ra.trainable == rb.trainable
+
+
+# ---------------------------------------------------------------- FoRA
+
+
+def test_fora_equals_lora_when_mask_is_zero():
+    torch.manual_seed(0)
+    base = GridAttention()
+    fora_model, lora_model = GridAttention(), GridAttention()
+    fora_model.load_state_dict(base.state_dict())
+    lora_model.load_state_dict(base.state_dict())
+    inject(fora_model, make_config("fora", r=4, targets=("qkv",)))
+    inject(lora_model, make_config("lora", r=4, targets=("qkv",)))
+    perturb(fora_model)
+    with torch.no_grad():
+        for mf, ml in zip(methods(fora_model), methods(lora_model), strict=True):
+            mf.M.zero_()
+            ml.A.copy_(mf.A)
+            ml.B.copy_(mf.B)
+    x = torch.randn(2, 4, 4, 32)
+    torch.testing.assert_close(fora_model(x), lora_model(x))
+    with torch.no_grad():
+        for mf in methods(fora_model):
+            mf.M.fill_(0.5)
+    assert (fora_model(x) - lora_model(x)).abs().max() > 1e-4
+
+
+def test_fora_needs_a_grid():
+    model = TokenMLP()
+    inject(model, make_config("fora", r=2, targets=("fc1",)))
+    with pytest.raises(ValueError, match="needs a spatial grid"):
+        model(torch.randn(2, 6, 32))
+    model2 = TokenMLP()
+    inject(model2, make_config("fora", r=2, grid=(2, 2), targets=("fc1",)))
+    with pytest.raises(ValueError, match="grid"):
+        model2(torch.randn(2, 6, 32))  # 6 tokens do not fill a 2x2 grid
+
+
+def test_fora_bands_are_radial():
+    band = band_index(8, 8, 8)
+    assert band.shape == (8, 5)
+    assert band[0, 0] == 0  # DC
+    assert band[4, 4] == 7  # (1/2, 1/2): the corner, the highest band
+    assert band[1, 0] == band[0, 1] == band[-1, 0]  # same radius, same band
+
+
+def test_fora_mask_scales_one_band():
+    """With M one-hot on the DC band, z_f is the per-channel spatial mean of z."""
+    model = GridAttention()
+    inject(model, make_config("fora", r=2, n_bands=4, targets=("qkv",), slices=("q",)))
+    m = methods(model)[0]
+    with torch.no_grad():
+        m.M.zero_()
+        m.M[:, 0] = 1.0
+    z = torch.randn(1, 2, 8, 8)
+    spec = torch.fft.rfft2(z)
+    mask = m.M[:, band_index(8, 8, 4)]
+    zf = torch.fft.irfft2(spec * mask, s=(8, 8))
+    low = band_index(8, 8, 4) == 0
+    expected = torch.fft.irfft2(spec * low, s=(8, 8))
+    torch.testing.assert_close(zf, expected)
+
+
+# ---------------------------------------------------------------- S2-LoRA
+
+
+def test_s2_lora_shares_one_pair_per_shape_group():
+    model = two_layers()  # layers 0 and 4 are 48x32, layer 2 is 32x48
+    report = inject(model, make_config("s2_lora", r=4, targets=("0", "2", "4")))
+    m0, m2, m4 = methods(model)
+    assert m0.shared is m4.shared and m0.shared.A is m4.shared.A
+    assert m0.shared is not m2.shared
+    assert m0.lam is not m4.lam
+    r = 4
+    assert report.trainable == r * (48 + 32) + r * (32 + 48) + 3 * r
+
+
+def test_s2_lora_group_patterns_split_groups():
+    model = two_layers()
+    inject(model, make_config("s2_lora", r=2, targets=("0", "4"), group_patterns=("^4$",)))
+    m0, m4 = methods(model)
+    assert m0.shared is not m4.shared
+
+
+def test_s2_lora_l1_and_proximal_step():
+    model = two_layers()
+    inject(model, make_config("s2_lora", r=4, beta=0.01, prox_threshold=0.1, targets=("0", "2")))
+    ms = methods(model)
+    with torch.no_grad():
+        ms[0].lam.copy_(torch.tensor([0.05, -0.08, 0.5, -2.0]))
+    expected = 0.01 * sum(float(m.lam.detach().abs().sum()) for m in ms)
+    assert abs(float(regularization_loss(model)) - expected) < 1e-6
+    after_optimizer_step(model)
+    torch.testing.assert_close(ms[0].lam.detach(), torch.tensor([0.0, 0.0, 0.4, -1.9]))
+    assert ms[0].active_ranks() == 2
+
+
+def test_s2_lora_penalty_reaches_the_coefficients():
+    model = two_layers()
+    inject(model, make_config("s2_lora", r=4, beta=1.0, targets=("0",)))
+    regularization_loss(model).backward()
+    lam = methods(model)[0].lam
+    torch.testing.assert_close(lam.grad, torch.ones(4))
+
+
+# ---------------------------------------------------------------- LARGO
+
+
+def test_largo_svd_init_is_function_preserving_and_minor():
+    model = two_layers()
+    x = torch.randn(4, 32)
+    before = model(x)
+    inject(model, make_config("largo", r=3, targets=("0", "2")))
+    assert torch.equal(model(x), before)
+    m = methods(model)[0]
+    w0 = model[0].base.weight.detach()
+    s = torch.linalg.svdvals(w0)
+    # B0 A0 is the rank-3 minor part of W0: its singular values are W0's smallest three
+    torch.testing.assert_close(torch.linalg.svdvals(m.B0 @ m.A0)[:3], s[-3:], rtol=1e-4, atol=1e-5)
+    assert float(m.gamma) == pytest.approx(1e-3 * float(w0.norm()), rel=1e-5)
+
+
+def test_largo_low_rank_norm_matches_dense():
+    model = two_layers()
+    inject(model, make_config("largo", r=3, targets=("0",)))
+    perturb(model)
+    m = methods(model)[0]
+    dense = m.s * (m.B @ m.A - m.B0 @ m.A0)
+    assert float(m.update_norm()) == pytest.approx(float(dense.norm()), rel=1e-4)
+
+
+def test_largo_radius_holds_every_step_and_is_learned():
+    torch.manual_seed(0)
+    model = two_layers()
+    inject(
+        model,
+        make_config("largo", r=4, alpha=4.0, gamma_rel=1e-2, mu=1e-3, targets=("0", "2", "4")),
+    )
+    opt = torch.optim.Adam(trainable_parameters(model), lr=0.05)
+    x, y = torch.randn(64, 32), torch.randn(64, 48)
+    ms = methods(model)
+    gammas0 = [float(m.gamma) for m in ms]
+    for _ in range(25):
+        loss = (model(x) - y).pow(2).mean() + regularization_loss(model)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        after_optimizer_step(model)
+        for m in ms:
+            assert float(m.delta_weight().norm()) <= float(m.gamma) * (1 + 1e-5) + 1e-7
+    assert [float(m.gamma) for m in ms] != gammas0  # radii moved while the constraint was active
+    assert all(float(m.gamma) >= 0 for m in ms)
+
+
+def test_largo_radius_gradient_matches_autograd():
+    """<dL/dy, y> / gamma is dL/dgamma: compare with autograd on a gamma that requires grad."""
+    model = nn.Sequential(nn.Linear(16, 12))
+    inject(model, make_config("largo", r=2, targets=("0",)))
+    perturb(model)
+    m = methods(model)[0]
+    x = torch.randn(8, 16)
+    model.train()
+    model(x).sum().backward()
+    captured = float(m.g_acc)
+    gamma = m.gamma.detach().clone().requires_grad_(True)
+    c = torch.clamp(gamma / (m.update_norm().detach() + m.eps), max=1.0)
+    d = x @ (m.B @ m.A - m.B0 @ m.A0).detach().T
+    (d * m.s * c).sum().backward()
+    assert captured == pytest.approx(float(gamma.grad), rel=1e-4)
+
+
+def test_largo_inactive_radius_does_not_change():
+    model = two_layers()
+    inject(model, make_config("largo", r=2, gamma_init=1e6, targets=("0",)))
+    m = methods(model)[0]
+    perturb(model)
+    with torch.no_grad():
+        m.gamma.fill_(1e6)
+    model.train()
+    model(torch.randn(4, 32)).sum().backward()
+    after_optimizer_step(model)
+    assert float(m.gamma) == 1e6
+
+
+# ---------------------------------------------------------------- hosts
+
+
+def test_host_calls_subclass_forward_whisper_linear():
+    whisper_model = pytest.importorskip("whisper.model")
+    layer = whisper_model.Linear(16, 8).to(torch.bfloat16)
+    model = nn.Sequential(layer)
+    inject(model, make_config("lora", r=2, targets=("0",)))
+    perturb(model)
+    x = torch.randn(3, 16, dtype=torch.bfloat16)
+    out = model(x)
+    assert out.dtype == torch.bfloat16
+    m = methods(model)[0]
+    expected = layer(x).float() + x.float() @ m.delta_weight().T
+    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=2e-2)
+
+
+def test_mha_need_weights_and_padding_mask():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 2, batch_first=True)
+    ref = nn.MultiheadAttention(16, 2, batch_first=True)
+    ref.load_state_dict(mha.state_dict())
+    holder = nn.Module()
+    holder.attn = mha
+    inject(holder, make_config("lora", r=2, targets=("attn",)))
+    x = torch.randn(2, 5, 16)
+    pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
+    out, w = holder.attn(x, x, x, key_padding_mask=pad, need_weights=True)
+    ref_out, ref_w = ref(x, x, x, key_padding_mask=pad, need_weights=True)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(w, ref_w, rtol=1e-5, atol=1e-6)
