@@ -1,0 +1,288 @@
+"""``lorakit train clip`` / ``lorakit eval clip``: few-shot CLIP adaptation end to end.
+
+    lorakit train clip --config demos/clip.yaml --out runs/clip
+    lorakit eval clip --run runs/clip
+
+A run folder gets ``config.yaml`` (resolved), ``metrics.json`` (``accuracy``,
+``zero_shot_accuracy``, base/novel/harmonic when ``data.base_novel``, held-out zero-shot
+retention when ``data.heldout``), ``per_class.csv``, ``adapter/``, ``plots/`` and logs.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from lorakit.core import inject as inject_adapter
+from lorakit.core import load_adapter, save_adapter, trainable_parameters
+from lorakit.data import fewshot
+from lorakit.data.plots import plot_training_curve
+from lorakit.data.runs import (
+    RunFolder,
+    build_trainer,
+    dataclass_from,
+    set_dotted,
+    trainer_options,
+    write_json,
+)
+
+from .build import BackboneConfig, load_backbone
+from .classifier import ClipClassifier
+from .datasets import Normalize, StepBatches, load_all
+from .evaluate import adapters_off, evaluate_split, harmonic_mean
+from .plots import per_class_plot, spectrum_plot
+from .prompts import resolve_templates
+from .train import FewShotModule, OptimConfig, adapter_config
+
+DEFAULTS: dict = {
+    "backbone": asdict(BackboneConfig()),
+    "data": {
+        "root": None,  # ImageFolder root holding train/ and test/ class folders
+        "split_file": None,  # or a CoOp split_*.json (+ image_root)
+        "image_root": None,
+        "generate": None,  # a ShapesSpec dict: generate the dataset into root first
+        "shots": 4,
+        "seed": 1,
+        "base_novel": False,  # train on the first half of the classes, test base and novel
+        "heldout": None,  # {root | generate}: a second dataset for zero-shot retention
+        "workers": 0,
+    },
+    "head": {"templates": "clip", "logit_scale": None},  # None: the model's own scale
+    "adapter": {
+        "method": "lora",
+        "r": 2,
+        "alpha": 1.0,
+        "dropout": 0.25,
+        "towers": "both",
+        "modules": ["q", "k", "v"],
+    },
+    "optim": {
+        "lr": 2e-4,
+        "weight_decay": 1e-2,
+        "batch_size": 32,
+        "warmup_steps": 0,
+        "schedule": "cosine",
+    },
+    "trainer": {"max_steps": None},  # None: CLIP-LoRA's 500 x shots
+    "eval": {"batch_size": 64},
+    "runtime": {"threads": None},  # torch CPU threads (1 is steadiest on a shared small machine)
+}
+DATA_KEYS = tuple(DEFAULTS["data"])
+
+
+@dataclass
+class FewShotData:
+    """The resolved data of a run: few-shot train items, test split, class lists."""
+
+    train: fewshot.Split  # K-shot, labels 0..C_train-1 (base classes when base_novel)
+    test: fewshot.Split  # the classes trained on
+    novel_test: fewshot.Split | None
+    heldout_test: fewshot.Split | None
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _read_tree(section: dict, where: str) -> dict[str, fewshot.Split]:
+    if section.get("split_file"):
+        return fewshot.read_coop_split(section["split_file"], section.get("image_root"))
+    root = section.get("root")
+    if not root:
+        raise ValueError(
+            f"{where}: set root (an ImageFolder with train/ and test/), split_file, or generate"
+        )
+    train = fewshot.read_image_folder(Path(root) / "train")
+    return {
+        "train": train,
+        "test": fewshot.read_image_folder(Path(root) / "test", train.classnames),
+    }
+
+
+def resolve_data(data: dict, out: Path) -> dict:
+    """Generate datasets named in the config (default folders under ``out``) and return the
+    data section with every ``root`` filled in (so ``config.yaml`` points at real folders)."""
+    data = copy.deepcopy(data)
+    unknown = sorted(set(data) - set(DATA_KEYS))
+    if unknown:
+        raise ValueError(f"data: unknown key(s) {unknown}; valid: {list(DATA_KEYS)}")
+    for section, default in ((data, out / "data"), (data.get("heldout"), out / "heldout")):
+        if section and section.get("generate"):
+            section["root"] = str(section.get("root") or default)
+            fewshot.generate_shapes_dataset(section["root"], section["generate"])
+    return data
+
+
+def load_data(data: dict) -> FewShotData:
+    splits = _read_tree(data, "data")
+    train, test = splits["train"], splits["test"]
+    n = len(train.classnames)
+    labels = list(range(n))
+    novel_test = None
+    if data.get("base_novel"):
+        if n < 2:
+            raise ValueError("data.base_novel needs at least 2 classes")
+        labels, novel = fewshot.base_novel_labels(n)
+        novel_test = fewshot.subset(test, novel)
+        test = fewshot.subset(test, labels)
+    kshot = fewshot.sample_k_shot(train, int(data["shots"]), int(data["seed"]), labels)
+    heldout = None
+    if data.get("heldout"):
+        heldout = _read_tree(data["heldout"], "data.heldout")["test"]
+    return FewShotData(fewshot.subset(kshot, labels), test, novel_test, heldout)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def build_classifier(cfg: dict, classnames: list[str]) -> tuple[ClipClassifier, object]:
+    """Backbone + zero-shot head over ``classnames``; returns ``(classifier, backbone)``.
+
+    Seeds torch with ``trainer.seed`` first, so a randomly initialised (tiny) backbone and
+    the adapter init are the same in training, in a resumed run and in ``evaluate``.
+    """
+    torch.manual_seed(int((cfg.get("trainer") or {}).get("seed") or 0))
+    bb = load_backbone(dataclass_from(BackboneConfig, dict(cfg["backbone"]), "backbone"))
+    head = dict(cfg["head"])
+    unknown = sorted(set(head) - {"templates", "logit_scale"})
+    if unknown:
+        raise ValueError(f"head: unknown key(s) {unknown}; valid: ['logit_scale', 'templates']")
+    model = ClipClassifier(
+        bb.model,
+        bb.tokenizer,
+        classnames,
+        resolve_templates(head["templates"]),
+        head.get("logit_scale"),
+    )
+    return model, bb
+
+
+def compute_metrics(model: ClipClassifier, bb, data: FewShotData, cfg: dict) -> tuple[dict, dict]:
+    """Adapted and zero-shot accuracies; returns ``(metrics, per-class table)``."""
+    norm, size = Normalize(bb.mean, bb.std), bb.image_size
+    kw = {"batch_size": int(cfg["eval"]["batch_size"]), "workers": int(cfg["data"]["workers"])}
+    adapted = evaluate_split(model, data.test, size, norm, **kw)
+    with adapters_off(model):
+        zs = evaluate_split(model, data.test, size, norm, **kw)
+    m = {
+        "accuracy": adapted.accuracy,
+        "zero_shot_accuracy": zs.accuracy,
+        "chance": 1 / len(data.test.classnames),
+        "n_test": adapted.n,
+    }
+    if data.novel_test is not None:
+        novel = evaluate_split(model, data.novel_test, size, norm, **kw).accuracy
+        with adapters_off(model):
+            zs_novel = evaluate_split(model, data.novel_test, size, norm, **kw).accuracy
+        m |= {
+            "base_accuracy": adapted.accuracy,
+            "novel_accuracy": novel,
+            "harmonic_mean": harmonic_mean(adapted.accuracy, novel),
+            "zero_shot_novel_accuracy": zs_novel,
+            "zero_shot_harmonic_mean": harmonic_mean(zs.accuracy, zs_novel),
+        }
+    if data.heldout_test is not None:
+        after = evaluate_split(model, data.heldout_test, size, norm, **kw).accuracy
+        with adapters_off(model):
+            before = evaluate_split(model, data.heldout_test, size, norm, **kw).accuracy
+        m |= {
+            "heldout_zero_shot_before": before,
+            "heldout_zero_shot_after": after,
+            "zero_shot_retention": after / before if before > 0 else None,
+        }
+    table = {c: (zs.per_class[c], adapted.per_class[c]) for c in adapted.per_class}
+    return m, table
+
+
+def write_outputs(
+    run: RunFolder, model: ClipClassifier, metrics: dict, table: dict, suffix: str = ""
+) -> None:
+    """``metrics{suffix}.json``, ``per_class{suffix}.csv`` and the plots."""
+    with (run.path / f"per_class{suffix}.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["class", "zero_shot_accuracy", "accuracy"])
+        w.writerows([c, f"{z:.4f}", f"{a:.4f}"] for c, (z, a) in table.items())
+    per_class_plot(
+        {c: a for c, (_, a) in table.items()},
+        {c: z for c, (z, _) in table.items()},
+        run.plots / "per_class_accuracy.png",
+    )
+    spectrum_plot(model.clip, run.plots / "comp_lora_spectrum.png")
+    write_json(run.path / f"metrics{suffix}.json", metrics)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def set_threads(cfg: dict) -> None:
+    threads = (cfg.get("runtime") or {}).get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
+    """Train an adapter as ``cfg`` says, write the run folder ``out``; return the metrics."""
+    run = RunFolder(out)
+    cfg = copy.deepcopy(cfg)
+    set_threads(cfg)
+    cfg["data"] = resolve_data(cfg["data"], run.path)
+    data = load_data(cfg["data"])
+    opts = trainer_options(cfg["trainer"])
+    if opts.max_steps is None:
+        opts.max_steps = 500 * int(cfg["data"]["shots"])
+    cfg["trainer"] = asdict(opts)
+    optim = dataclass_from(OptimConfig, dict(cfg["optim"]), "optim")
+    optim.validate()
+    acfg = adapter_config(cfg["adapter"])
+    run.write_config(cfg)
+
+    model, bb = build_classifier(cfg, data.train.classnames)
+    report = inject_adapter(model.clip, acfg)
+    images, labels = load_all(data.train, bb.image_size, int(cfg["data"]["workers"]))
+    batches = StepBatches(
+        images, labels, optim.batch_size, opts.max_steps, opts.seed, Normalize(bb.mean, bb.std)
+    )
+    module = FewShotModule(model, batches, optim, opts.max_steps, opts.seed)
+    trainer, ckpt = build_trainer(opts, run, callbacks)
+    model.train()  # adapter dropout on (open_clip builds in eval mode)
+    trainer.fit(module, ckpt_path=ckpt)
+    if not trainer.is_global_zero:
+        return {}
+    model.eval()
+    save_adapter(model.clip, run.adapter)
+    metrics, table = compute_metrics(model, bb, data, cfg)
+    metrics |= {
+        "method": acfg.method,
+        "shots": int(cfg["data"]["shots"]),
+        "steps": int(trainer.global_step),
+        "trainable_parameters": trainable_parameters(model.clip).numel,
+        "adapted_layers": len(report.layers),
+    }
+    write_outputs(run, model, metrics, table)
+    plot_training_curve(run.path / "logs" / "metrics.csv", run.plots / "training_curve.png")
+    return metrics
+
+
+def evaluate(run: Path, overrides: dict) -> dict:
+    """Rebuild the backbone, load ``run/adapter`` and recompute the metrics (written to
+    ``run/metrics_eval.json``). ``overrides`` are dotted config keys (``data.root``)."""
+    folder = RunFolder(run)
+    cfg = folder.read_config()
+    for key, value in overrides.items():
+        set_dotted(cfg, key, value)
+    set_threads(cfg)
+    if not (folder.adapter / "adapter_config.json").is_file():
+        raise ValueError(
+            f"{run} has no adapter/ folder: train first (lorakit train clip ... --out {run})"
+        )
+    cfg["data"] = resolve_data(cfg["data"], folder.path)
+    data = load_data(cfg["data"])
+    model, bb = build_classifier(cfg, data.train.classnames)
+    load_adapter(model.clip, folder.adapter)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    metrics, table = compute_metrics(model, bb, data, cfg)
+    write_outputs(folder, model, metrics, table, suffix="_eval")
+    return metrics
