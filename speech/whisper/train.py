@@ -1,0 +1,103 @@
+"""Lightning training of a Whisper adapter: teacher-forced cross-entropy on transcripts.
+
+Only the adapter tensors train (``trainable_parameters``); the base Whisper is frozen.
+The loss is ``CE(next token) + regularization_loss(model)`` (S2-LoRA's L1 on the rank
+coefficients); the proximal step runs after each optimizer step via the shared
+``AdapterHooks`` callback. When no encoder layer is adapted and augmentation is off, the
+encoder runs once per utterance and its output ``(n_audio_ctx, d)`` is cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from whisper.model import Whisper
+
+from lorakit.core import named_hosts, regularization_loss, trainable_parameters
+
+from .features import IGNORE
+
+
+@dataclass
+class TrainConfig:
+    """The ``train:`` section."""
+
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    cache_encoder: bool = True  # reuse frozen-encoder outputs (only when valid)
+    num_workers: int = 0
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.lr <= 0 or self.warmup_steps < 0:
+            raise ValueError("train: batch_size >= 1, lr > 0 and warmup_steps >= 0 are required")
+
+
+def encoder_is_adapted(model: Whisper) -> bool:
+    return any(name.startswith("encoder.") for name, _ in named_hosts(model))
+
+
+def sequence_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy over labelled positions; ``logits (B, L, V)``, ``labels (B, L)``."""
+    return F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE)
+
+
+class WhisperAdapterModule(L.LightningModule):
+    """Trains the adapters injected into ``model`` (kept as ``self.model``, as the core
+    ``AdapterHooks`` callback expects)."""
+
+    def __init__(self, model: Whisper, cfg: TrainConfig, cache_ok: bool = False):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        self.use_cache = cfg.cache_encoder and cache_ok and not encoder_is_adapted(model)
+        self._cache: dict[str, Tensor] = {}
+        self.strict_loading = False  # checkpoints hold adapter tensors only
+
+    def on_fit_start(self) -> None:
+        self.model.train()
+
+    def audio_features(self, ids: list[str], mels: Tensor) -> Tensor:
+        """``mels (B, n_mels, frames)`` -> ``(B, n_audio_ctx, d)``; no grad when the encoder is frozen."""
+        if encoder_is_adapted(self.model):
+            return self.model.encoder(mels)
+        if not self.use_cache:
+            with torch.no_grad():
+                return self.model.encoder(mels)
+        todo = [i for i, k in enumerate(ids) if k not in self._cache]
+        if todo:
+            with torch.no_grad():
+                out = self.model.encoder(mels[todo])
+            for j, i in enumerate(todo):
+                self._cache[ids[i]] = out[j]
+        return torch.stack([self._cache[k] for k in ids])
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        feats = self.audio_features(batch["ids"], batch["mels"])
+        logits = self.model.decoder(batch["inputs"], feats)
+        ce = sequence_loss(logits, batch["labels"])
+        reg = regularization_loss(self.model)
+        loss = ce + reg
+        bs = len(batch["ids"])
+        self.log("train_loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train_ce", ce, batch_size=bs)
+        self.log("train_reg", reg, batch_size=bs)
+        return loss
+
+    def configure_optimizers(self):
+        params = trainable_parameters(self.model)
+        if not params:
+            raise ValueError("no trainable adapter parameters: inject an adapter before training")
+        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        warm = max(1, self.cfg.warmup_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keep = {n for n, p in self.named_parameters() if p.requires_grad}
+        keep |= {n for n, _ in self.named_buffers() if ".adapters." in n}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
