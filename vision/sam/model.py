@@ -1,0 +1,170 @@
+"""SAM for camouflaged objects: adapters (FoRA or LoRA), the fusion head, prompted decoding.
+
+``Sam.forward`` runs under ``torch.no_grad``, so training calls the three parts directly:
+``image_encoder`` once per batch, then ``prompt_encoder`` and ``mask_decoder`` per image
+(SAM's decoder expects one image embedding per prompt set).
+
+What trains: the adapter tensors injected into the image encoder's ``qkv`` (and, with
+``decoder: true``, the decoder's image-side attention projections) plus the fusion head.
+Everything else stays frozen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from segment_anything.modeling import Sam
+from torch import Tensor, nn
+
+from lorakit.core import inject, load_adapter, make_config, save_adapter
+
+from .fusion import FrequencyFusion, FusedUpscaling
+
+# decoder layers that see the image token grid (FoRA needs a grid; LoRA uses the same set)
+DECODER_GRID_LAYERS = (
+    r"mask_decoder\.transformer\.layers\.\d+\.cross_attn_token_to_image\.(k_proj|v_proj)",
+    r"mask_decoder\.transformer\.layers\.\d+\.cross_attn_image_to_token\.q_proj",
+    r"mask_decoder\.transformer\.final_attn_token_to_image\.(k_proj|v_proj)",
+)
+FUSION_FILE = "fusion.safetensors"
+
+
+@dataclass
+class AdapterSpec:
+    """The ``adapter:`` section. method: fora | lora | none (SAM zero-shot)."""
+
+    method: str = "fora"
+    r: int = 4
+    alpha: float = 4.0
+    dropout: float = 0.0
+    n_bands: int = 8
+    decoder: bool = True  # also adapt the decoder's image-side attention projections
+    fusion: bool = True  # the multi-scale frequency-aware fusion in the mask head
+    fusion_scales: list[int] = field(default_factory=lambda: [1, 2, 4])
+
+    def validate(self) -> None:
+        if self.method not in ("fora", "lora", "none"):
+            raise ValueError(f"adapter.method must be fora, lora or none, got {self.method!r}")
+
+
+@dataclass
+class Prompt:
+    """Prompts for one image in model-input pixels: points (N, 3) [x, y, label 1/0], box (4,)."""
+
+    points: Tensor | None = None
+    box: Tensor | None = None
+
+
+class SamCOD(nn.Module):
+    """forward(images (B, 3, S, S) in 0-255, prompts) -> (logits (B, 1, S, S), features (B, C, S/4, S/4))."""
+
+    def __init__(self, sam: Sam, spec: AdapterSpec):
+        super().__init__()
+        spec.validate()
+        self.sam, self.spec = sam, spec
+        self.grid = sam.image_encoder.img_size // 16
+        if spec.method != "none":
+            self.report = inject(sam, self._config())
+        else:
+            for p in sam.parameters():
+                p.requires_grad_(False)
+        decoder = sam.mask_decoder
+        fusion = None
+        if spec.fusion and spec.method != "none":
+            fusion = FrequencyFusion(decoder.transformer_dim // 8, tuple(spec.fusion_scales))
+        decoder.output_upscaling = FusedUpscaling(decoder.output_upscaling, fusion)
+
+    def _config(self):
+        targets = ("sam-qkv",) + (DECODER_GRID_LAYERS if self.spec.decoder else ())
+        hyper = dict(
+            r=self.spec.r, alpha=self.spec.alpha, dropout=self.spec.dropout, targets=targets
+        )
+        if self.spec.method == "fora":
+            hyper.update(n_bands=self.spec.n_bands, grid=(self.grid, self.grid))
+        return make_config(self.spec.method, **hyper)
+
+    @property
+    def fusion(self) -> FrequencyFusion | None:
+        return self.sam.mask_decoder.output_upscaling.fusion
+
+    @property
+    def size(self) -> int:
+        return int(self.sam.image_encoder.img_size)
+
+    def embed(self, images: Tensor) -> Tensor:
+        """(B, 3, S, S) 0-255 -> image embeddings (B, dim, S/16, S/16)."""
+        x = (images - self.sam.pixel_mean) / self.sam.pixel_std
+        return self.sam.image_encoder(x)
+
+    def decode(self, embedding: Tensor, prompt: Prompt) -> tuple[Tensor, Tensor]:
+        """One image: embedding (1, dim, g, g) -> (logits (1, 1, S/4, S/4), features (1, C, S/4, S/4))."""
+        points = None
+        if prompt.points is not None and len(prompt.points):
+            pts = prompt.points.to(embedding.device, torch.float32)
+            points = (pts[None, :, :2], pts[None, :, 2].long())
+        box = (
+            prompt.box[None].to(embedding.device, torch.float32) if prompt.box is not None else None
+        )
+        if points is None and box is None:
+            raise ValueError("SAM needs a prompt: give points or a box for every image")
+        sparse, dense = self.sam.prompt_encoder(points=points, boxes=box, masks=None)
+        up = self.sam.mask_decoder.output_upscaling
+        logits, _ = self.sam.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        feats, up.features = up.features, None
+        return logits, feats
+
+    def forward(self, images: Tensor, prompts: list[Prompt]) -> tuple[Tensor, Tensor]:
+        emb = self.embed(images)
+        outs = [self.decode(emb[i : i + 1], p) for i, p in enumerate(prompts)]
+        low = torch.cat([o[0] for o in outs])
+        logits = F.interpolate(low, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return logits, torch.cat([o[1] for o in outs])
+
+    # ----------------------------------------------------------------- files
+
+    def save(self, directory: str | Path) -> Path:
+        """adapter/ = core's adapter files (+ fusion.safetensors when the head is used)."""
+        directory = Path(directory)
+        if self.spec.method == "none":
+            raise ValueError("SAM zero-shot (adapter.method: none) has no adapter to save")
+        save_adapter(self.sam, directory)
+        if self.fusion is not None:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.fusion.state_dict().items()}
+            save_file(state, str(directory / FUSION_FILE))
+        return directory
+
+    @classmethod
+    def load(cls, sam: Sam, spec: AdapterSpec, directory: str | Path) -> SamCOD:
+        """Rebuild the adapted model from a frozen ``sam`` and a saved adapter folder."""
+        directory = Path(directory)
+        model = cls(sam, AdapterSpec(**{**spec.__dict__, "method": "none", "fusion": False}))
+        model.sam.mask_decoder.output_upscaling = model.sam.mask_decoder.output_upscaling.upscaling
+        load_adapter(model.sam, directory)
+        model.spec = spec
+        fusion = None
+        if spec.fusion:
+            path = directory / FUSION_FILE
+            if not path.is_file():
+                raise ValueError(
+                    f"adapter folder {directory} has no {FUSION_FILE}, but adapter.fusion is true"
+                )
+            fusion = FrequencyFusion(
+                sam.mask_decoder.transformer_dim // 8, tuple(spec.fusion_scales)
+            )
+            try:
+                fusion.load_state_dict(load_file(str(path)))
+            except RuntimeError as e:
+                raise ValueError(f"{path} does not fit this model's fusion head: {e}") from None
+        dec = model.sam.mask_decoder
+        dec.output_upscaling = FusedUpscaling(dec.output_upscaling, fusion)
+        return model.eval()

@@ -1,0 +1,227 @@
+"""``lorakit train cod`` / ``lorakit eval cod``: weakly supervised camouflaged object
+detection with SAM + FoRA (or LoRA, or SAM zero-shot with ``adapter.method: none``).
+
+Data: ``data.train`` is a COD folder (``Imgs/``, ``GT/``, ``Scribble/``, points/boxes
+JSON) and ``data.test`` maps names to COD folders; left empty, camouflage scenes are
+generated into ``data.cache`` (``lorakit.data.camouflage``). The run folder gets
+``metrics.json`` (headline ``s_measure`` and ``mae``: the mean over test sets; per set
+under ``datasets``; the zero-shot SAM scores with the same prompts under ``zero_shot``),
+``adapter/``, ``plots/overlays_<set>.png``, ``plots/training_curve.png``, logs and
+checkpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from lorakit.core import trainable_parameters
+from lorakit.data.camouflage import CamouflageSpec, ensure_cod
+from lorakit.data.cod import CODFolder
+from lorakit.data.plots import plot_training_curve
+from lorakit.data.runs import (
+    RunFolder,
+    TrainerOptions,
+    build_trainer,
+    dataclass_from,
+    set_dotted,
+    trainer_options,
+)
+
+from .build import BackboneConfig, build_sam
+from .dataset import CODTrainSet
+from .evaluate import evaluate_folder, overlay_grid
+from .model import AdapterSpec, SamCOD
+from .prompts import PromptOptions
+from .train import CODModule, LossConfig, OptimConfig
+
+DATA_DEFAULTS = {
+    "train": None,  # COD folder; null = generate
+    "test": {},  # name -> COD folder; empty = generate one set named "synthetic"
+    "cache": "runs/_cache/cod",  # where generated scenes go (reused when the settings match)
+    "n_train": 64,
+    "n_test": 32,
+    "size": 128,
+    "difficulty": 0.5,
+    "seed": 0,
+}
+EVAL_DEFAULTS = {"zero_shot": True, "seed": 0, "grid": 6, "progress": True}
+DEFAULTS = {
+    "data": DATA_DEFAULTS,
+    "backbone": asdict(BackboneConfig()),
+    "adapter": asdict(AdapterSpec()),
+    "prompts": asdict(PromptOptions()),
+    "loss": asdict(LossConfig()),
+    "optim": asdict(OptimConfig()),
+    "eval": EVAL_DEFAULTS,
+    "trainer": {**asdict(TrainerOptions()), "max_steps": 150},
+}
+
+
+def _section(cfg: dict, name: str, cls):
+    obj = dataclass_from(cls, dict(cfg.get(name) or {}), name)
+    if hasattr(obj, "validate"):
+        obj.validate()
+    return obj
+
+
+def _generated(cfg: dict, split: str) -> Path:
+    d = cfg["data"]
+    n = d["n_train"] if split == "train" else d["n_test"]
+    seed = d["seed"] + (0 if split == "train" else 7919)  # test scenes never repeat training ones
+    spec = CamouflageSpec(n=n, size=d["size"], difficulty=float(d["difficulty"]), seed=seed)
+    name = f"{split}-n{n}-px{spec.size}-d{spec.difficulty:g}-seed{seed}"
+    return ensure_cod(Path(d["cache"]) / name, spec)
+
+
+def train_folder(cfg: dict, prompts: PromptOptions) -> CODFolder:
+    root = cfg["data"].get("train") or _generated(cfg, "train")
+    return CODFolder(root, need_gt=False, weak=prompts.weak)
+
+
+def test_folders(cfg: dict, prompts: PromptOptions) -> dict[str, CODFolder]:
+    test = cfg["data"].get("test") or {"synthetic": _generated(cfg, "test")}
+    if not isinstance(test, dict):
+        raise ValueError(f"data.test must map set names to COD folders, got {test!r}")
+    return {name: CODFolder(root, need_gt=True, weak=prompts.weak) for name, root in test.items()}
+
+
+def evaluate_all(
+    model: SamCOD,
+    folders: dict[str, CODFolder],
+    prompts: PromptOptions,
+    ev: dict,
+    plots: Path | None,
+    tag: str,
+) -> dict:
+    """Per-set scores, their mean as the headline, and one overlay grid per set."""
+    per = {}
+    for name, folder in folders.items():
+        per[name], kept = evaluate_folder(
+            model, folder, prompts, ev["seed"], ev["grid"], ev.get("progress", False)
+        )
+        if plots is not None and kept:
+            overlay_grid(
+                kept, plots / f"overlays_{name}{tag}.png", f"{name}: S={per[name]['s_measure']:.3f}"
+            )
+    keys = ("s_measure", "mae", "e_measure_mean", "e_measure_max", "weighted_f")
+    out = {k: sum(p[k] for p in per.values()) / len(per) for k in keys}
+    out["datasets"] = per
+    return out
+
+
+def backbone_config(cfg: dict) -> BackboneConfig:
+    """The ``backbone:`` section; a pretrained tiny SAM is cached next to the generated data."""
+    bb = _section(cfg, "backbone", BackboneConfig)
+    if bb.cache is None:
+        bb.cache = str(Path((cfg.get("data") or {}).get("cache") or DATA_DEFAULTS["cache"]))
+    return bb
+
+
+class _StartStep(L.Callback):
+    """Remembers the step training (re)started from: > 0 after a resume."""
+
+    start = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = int(trainer.global_step)
+
+
+def _zero_shot(cfg: dict, folders, prompts, ev, plots) -> dict:
+    base = build_sam(backbone_config(cfg))
+    model = SamCOD(base, AdapterSpec(method="none"))
+    res = evaluate_all(model, folders, prompts, ev, plots, "_zero_shot")
+    return {k: v for k, v in res.items()}
+
+
+def train(cfg: dict, out: Path) -> dict:
+    """Train (weak labels only), save the adapter, evaluate; returns the metrics dict."""
+    run = RunFolder(out)
+    prompts = _section(cfg, "prompts", PromptOptions)
+    spec = _section(cfg, "adapter", AdapterSpec)
+    losses = _section(cfg, "loss", LossConfig)
+    optim = _section(cfg, "optim", OptimConfig)
+    opts = trainer_options(cfg.get("trainer"))
+    ev = {**EVAL_DEFAULTS, **(cfg.get("eval") or {})}
+    folders = test_folders(cfg, prompts)
+    run.write_config(cfg)
+    L.seed_everything(opts.seed, verbose=False)
+    model = SamCOD(build_sam(backbone_config(cfg)), spec)
+    metrics: dict = {"method": spec.method}
+    if spec.method == "none":
+        metrics.update(evaluate_all(model, folders, prompts, ev, run.plots, ""))
+        run.write_metrics(metrics)
+        return metrics
+    data = CODTrainSet(
+        train_folder(cfg, prompts), prompts, model.size, augment=True, seed=opts.seed
+    )
+    loader = DataLoader(
+        data,
+        batch_size=optim.batch_size,
+        shuffle=True,
+        num_workers=0,
+        drop_last=len(data) >= optim.batch_size,
+    )
+    module = CODModule(model, losses, optim, prompts.mode)
+    start = _StartStep()
+    trainer, ckpt = build_trainer(opts, run, [start])
+    t0 = time.perf_counter()
+    trainer.fit(module, loader, ckpt_path=ckpt)
+    if trainer.global_rank != 0:
+        return {}
+    model.save(run.adapter)
+    metrics.update(
+        trainable_parameters=trainable_parameters(model).numel,
+        steps=int(trainer.global_step),
+        resumed_from=start.start,
+        train_seconds=round(time.perf_counter() - t0, 2),
+    )
+    metrics.update(evaluate_all(model.cpu(), folders, prompts, ev, run.plots, ""))
+    if ev["zero_shot"]:
+        metrics["zero_shot"] = _zero_shot(cfg, folders, prompts, ev, run.plots)
+    plot_training_curve(
+        run.logs / "metrics.csv",
+        run.plots / "training_curve.png",
+        keys=("train_loss", "train_pbce", "train_contrastive", "train_consistency"),
+    )
+    run.write_metrics(metrics)
+    return metrics
+
+
+def load_model(run: RunFolder, cfg: dict) -> SamCOD:
+    """The trained model of a run folder (base rebuilt from ``backbone:``, adapter loaded)."""
+    spec = _section(cfg, "adapter", AdapterSpec)
+    sam = build_sam(backbone_config(cfg))
+    if spec.method == "none":
+        return SamCOD(sam, spec)
+    if not (run.adapter / "adapter_config.json").is_file():
+        raise ValueError(f"run folder {run.path} has no trained adapter ({run.adapter} is missing)")
+    return SamCOD.load(sam, spec, run.adapter)
+
+
+def evaluate(run: Path, overrides: dict) -> dict:
+    """Recompute a run's metrics from its saved adapter; ``overrides`` are dotted keys
+    (``data.test``, ``eval.zero_shot``, ``prompts.mode`` ...)."""
+    folder = RunFolder(run)
+    cfg = folder.read_config()
+    for key, value in overrides.items():
+        set_dotted(cfg, key if "." in key else f"eval.{key}", value)
+    prompts = _section(cfg, "prompts", PromptOptions)
+    ev = {**EVAL_DEFAULTS, **(cfg.get("eval") or {})}
+    folders = test_folders(cfg, prompts)
+    model = load_model(folder, cfg)
+    metrics = {
+        k: v
+        for k, v in folder.read_metrics().items()
+        if k in ("trainable_parameters", "steps", "train_seconds")
+    }
+    metrics["method"] = model.spec.method
+    metrics.update(evaluate_all(model, folders, prompts, ev, folder.plots, ""))
+    if ev["zero_shot"] and model.spec.method != "none":
+        metrics["zero_shot"] = _zero_shot(cfg, folders, prompts, ev, folder.plots)
+    folder.write_metrics(metrics)
+    return metrics

@@ -1,0 +1,107 @@
+"""The weakly supervised training step (Lightning): partial BCE, gradient-aware
+contrastive loss, EMA teacher-student consistency, each with an on/off switch.
+
+What trains: only ``trainable_parameters(self.model)`` (the adapters and the fusion
+head). The EMA teacher is a frozen copy of the model whose trainable tensors follow the
+student after every optimizer step.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+
+from lorakit.core import regularization_loss, trainable_parameters
+
+from .dataset import prompt_of
+from .losses import consistency, ema_update, gradient_aware_contrastive, partial_bce
+from .model import SamCOD
+
+
+@dataclass
+class LossConfig:
+    """The ``loss:`` section; a weight of 0 (or ``pbce: false``) switches a loss off."""
+
+    pbce: bool = True
+    balanced: bool = True  # partial BCE: foreground and background pixels weigh the same
+    contrastive: float = 0.1
+    consistency: float = 1.0
+    tau: float = 0.1
+    grad_beta: float = 4.0
+    ema_decay: float = 0.99
+
+    def validate(self) -> None:
+        if not (self.pbce or self.contrastive > 0 or self.consistency > 0):
+            raise ValueError(
+                "loss: every loss is switched off (pbce false, contrastive 0, consistency 0)"
+            )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"loss.ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+@dataclass
+class OptimConfig:
+    """The ``optim:`` section."""
+
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    batch_size: int = 4
+
+
+class CODModule(L.LightningModule):
+    """Student ``self.model`` on the strong view; EMA ``self.teacher`` on the weak view."""
+
+    def __init__(self, model: SamCOD, losses: LossConfig, optim: OptimConfig, prompt_mode: str):
+        super().__init__()
+        losses.validate()
+        self.model, self.losses, self.optim, self.prompt_mode = model, losses, optim, prompt_mode
+        self.teacher = None
+        if losses.consistency > 0:
+            self.teacher = copy.deepcopy(model).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+
+    def _prompts(self, batch: dict) -> list:
+        return [
+            prompt_of(p, b, self.prompt_mode)
+            for p, b in zip(batch["points"], batch["box"], strict=True)
+        ]
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        prompts = self._prompts(batch)
+        logits, feats = self.model(batch["strong"], prompts)
+        cfg, terms = self.losses, {}
+        if cfg.pbce:
+            terms["pbce"] = partial_bce(logits, batch["labels"], cfg.balanced)
+        if cfg.contrastive > 0:
+            gac = gradient_aware_contrastive(
+                feats, batch["labels"], batch["weak"], cfg.tau, cfg.grad_beta
+            )
+            terms["contrastive"] = cfg.contrastive * gac
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits, _ = self.teacher(batch["weak"], prompts)
+            terms["consistency"] = cfg.consistency * consistency(logits, teacher_logits)
+        loss = sum(terms.values()) + regularization_loss(self.model)
+        bs = len(prompts)
+        for name, value in terms.items():
+            self.log(f"train_{name}", value.detach(), batch_size=bs)
+        self.log("train_loss", loss.detach(), prog_bar=True, batch_size=bs)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        if self.teacher is not None:
+            self.teacher.eval()  # Lightning's train() reaches the teacher too
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.teacher is not None:
+            ema_update(self.teacher, self.model, self.losses.ema_decay)
+
+    def configure_optimizers(self):
+        params = trainable_parameters(self.model)
+        if not params:
+            raise ValueError("nothing to train: the model has no trainable adapter tensors")
+        return torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)
