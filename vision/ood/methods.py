@@ -1,0 +1,175 @@
+"""The fine-tuning methods compared under one step budget, their weights on disk, WiSE-FT.
+
+    linear_probe  train the head only
+    full          train every weight (full fine-tuning)
+    lora          lorakit LoRA on the backbone targets (+ the head when ``train_head``)
+    largo         lorakit LARGO on the same targets (+ the head when ``train_head``)
+
+WiSE-FT (Wortsman et al.): ``theta(alpha) = (1 - alpha) * theta_0 + alpha * theta_ft`` over
+every weight, with adapters merged into the fine-tuned weights first. The formula is
+written so that alpha 0 and 1 give the two endpoints bit for bit.
+
+Saved weights (``run/adapter``): lorakit adapter files for lora/largo (``save_adapter``),
+``head.safetensors`` (always), ``weights.safetensors`` for ``full`` (the whole classifier),
+and ``ood_method.json`` naming the method.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lorakit.core import (
+    inject,
+    load_adapter,
+    make_config,
+    named_hosts,
+    remove_adapter,
+    save_adapter,
+)
+
+METHODS = ("linear_probe", "full", "lora", "largo")
+ADAPTER_METHODS = ("lora", "largo")
+
+
+@dataclass
+class MethodConfig:
+    """The ``method:`` section. ``hyper`` holds extra fields of the lorakit method config
+    (e.g. largo's ``gamma_rel``, ``mu``, ``component``); ``targets: auto`` uses the
+    backbone's default targets."""
+
+    name: str = "largo"
+    r: int = 4
+    alpha: float = 4.0
+    dropout: float = 0.0
+    targets: str | list[str] = "auto"
+    slices: list[str] = field(default_factory=lambda: ["q", "k", "v"])
+    train_head: bool = True
+    hyper: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.name not in METHODS:
+            raise ValueError(f"method.name must be one of {METHODS}, got {self.name!r}")
+
+
+def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...]) -> str:
+    """Set what trains (in place); returns a one-line description (the inject report head)."""
+    cfg.validate()
+    if cfg.name == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return f"full fine-tuning: {sum(p.numel() for p in model.parameters()):,} trainable"
+    if cfg.name == "linear_probe":
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model.head.parameters():
+            p.requires_grad_(True)
+        return f"linear probe: {sum(p.numel() for p in model.head.parameters()):,} trainable"
+    targets = (
+        default_targets
+        if cfg.targets == "auto"
+        else tuple([cfg.targets] if isinstance(cfg.targets, str) else cfg.targets)
+    )
+    acfg = make_config(
+        cfg.name,
+        r=cfg.r,
+        alpha=cfg.alpha,
+        dropout=cfg.dropout,
+        targets=targets,
+        slices=tuple(cfg.slices),
+        **cfg.hyper,
+    )
+    report = inject(model, acfg)
+    for p in model.head.parameters():
+        p.requires_grad_(cfg.train_head)
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return str(report).splitlines()[0] + f"; with head: {n:,} trainable"
+
+
+def save_weights(model: nn.Module, method: str, folder: str | Path) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if method in ADAPTER_METHODS:
+        save_adapter(model, folder)
+    if method == "full":
+        save_file(
+            {k: v.detach().contiguous() for k, v in model.state_dict().items()},
+            str(folder / "weights.safetensors"),
+        )
+    save_file(
+        {k: v.detach().contiguous() for k, v in model.head.state_dict().items()},
+        str(folder / "head.safetensors"),
+    )
+    (folder / "ood_method.json").write_text(json.dumps({"method": method}, indent=2))
+    return folder
+
+
+def load_weights(model: nn.Module, folder: str | Path) -> str:
+    """Apply saved weights to a freshly built classifier; returns the method name."""
+    folder = Path(folder)
+    meta = folder / "ood_method.json"
+    if not meta.is_file():
+        raise ValueError(f"{folder} holds no fine-tuned weights (ood_method.json is missing)")
+    method = json.loads(meta.read_text()).get("method")
+    if method not in METHODS:
+        raise ValueError(f"{meta}: unknown method {method!r}")
+    if method in ADAPTER_METHODS:
+        load_adapter(model, folder)
+    if method == "full":
+        _load_into(model, folder / "weights.safetensors")
+    _load_into(model.head, folder / "head.safetensors")
+    return method
+
+
+def _load_into(module: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise ValueError(f"missing weights file {path}")
+    try:
+        module.load_state_dict(load_file(str(path)))
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit this backbone: {e}") from None
+
+
+@torch.no_grad()
+def plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The classifier's weights with any adapter merged in (the model is left untouched)."""
+    m = copy.deepcopy(model)
+    if named_hosts(m):
+        remove_adapter(m, merge_first=True)
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+@torch.no_grad()
+def interpolate(
+    pre: dict[str, torch.Tensor], ft: dict[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
+    """WiSE-FT weights ``(1 - alpha) * pre + alpha * ft`` (exact at alpha 0 and 1)."""
+    if set(pre) != set(ft):
+        diff = sorted(set(pre) ^ set(ft))[:5]
+        raise ValueError(f"WiSE-FT: the two state dicts differ in keys, e.g. {diff}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"WiSE-FT alpha must be in [0, 1], got {alpha}")
+    out = {}
+    for k, p in pre.items():
+        f = ft[k]
+        if not p.is_floating_point():
+            if not torch.equal(p, f):
+                raise ValueError(f"WiSE-FT: non-float tensor {k} differs between the endpoints")
+            out[k] = p.clone()
+            continue
+        # in float64, alpha = 0 gives p + 0 * f = p and alpha = 1 gives 0 * p + f = f exactly
+        out[k] = ((1.0 - alpha) * p.double() + alpha * f.double()).to(p.dtype)
+    return out
+
+
+def wise_model(pretrained: nn.Module, pre: dict, ft: dict, alpha: float) -> nn.Module:
+    """A copy of the (adapter-free) ``pretrained`` classifier holding the WiSE-FT weights."""
+    m = copy.deepcopy(pretrained)
+    m.load_state_dict(interpolate(pre, ft, alpha))
+    return m.eval()

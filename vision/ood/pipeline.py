@@ -1,0 +1,224 @@
+"""``lorakit train ood`` / ``lorakit eval ood``: fine-tune on ID data, measure under shift.
+
+    train(cfg, out)        build the backbone, prepare the method, fit with Lightning, save
+                           run/adapter, evaluate (ID, OOD sets, corruptions, WiSE-FT sweep),
+                           write metrics.json and plots
+    evaluate(run, overr.)  rebuild the backbone, load run/adapter, recompute the metrics
+
+Data (``data:``): ``kind: shift`` generates the shape task of ``lorakit.data.shift`` into
+``root`` (reused when its parameters match); ``kind: folders`` reads ``id_train``,
+``id_test`` and ``ood`` ({name, root, class_map}) ImageFolder trees sharing ``classes``
+(default: the sub-folders of ``id_train``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from lorakit.data.plots import plot_training_curve
+from lorakit.data.runs import RunFolder, build_trainer, dataclass_from, trainer_options, write_json
+from lorakit.data.shift import ShiftTask, write_shift_task
+
+from . import plots
+from .build import BackboneConfig, build_backbone, init_head
+from .data import EvalSet, ImageFolderSet
+from .evaluate import EvalConfig, Suite, evaluate_model, parts_for
+from .methods import MethodConfig, load_weights, plain_state, prepare, save_weights, wise_model
+from .robustness import baseline_points, effective_robustness, fit_line
+from .train import LargoMonitor, OODModule, OptimConfig, read_largo_csv
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataConfig:
+    """The ``data:`` section (``shift`` holds ``lorakit.data.shift.ShiftTask`` fields)."""
+
+    kind: str = "shift"
+    root: str = ".cache/lorakit/ood-shift"
+    shift: dict = field(default_factory=dict)
+    id_train: str | None = None
+    id_test: str | None = None
+    ood: list = field(default_factory=list)
+    classes: list[str] | None = None
+
+
+DEFAULTS: dict = {
+    "data": asdict(DataConfig()),
+    "backbone": asdict(BackboneConfig()),
+    "method": asdict(MethodConfig()),
+    "optim": asdict(OptimConfig()),
+    "eval": asdict(EvalConfig()),
+    "trainer": {"max_steps": 200, "log_every": 10, "checkpoint_every": 100},
+}
+
+
+def resolve_data(section: dict) -> dict:
+    """``{"classes", "id_train", "id_test", "ood": {name: {"root", "class_map"}}}``."""
+    d = dataclass_from(DataConfig, section, "data")
+    if d.kind == "shift":
+        return write_shift_task(d.root, dataclass_from(ShiftTask, d.shift, "data.shift"))
+    if d.kind != "folders":
+        raise ValueError(f"data.kind must be 'shift' or 'folders', got {d.kind!r}")
+    for key in ("id_train", "id_test"):
+        if not getattr(d, key) or not Path(getattr(d, key)).is_dir():
+            raise ValueError(f"data.{key}: folder {getattr(d, key)!r} does not exist")
+    classes = d.classes or sorted(p.name for p in Path(d.id_train).iterdir() if p.is_dir())
+    ood = {}
+    for i, item in enumerate(d.ood):
+        if not isinstance(item, dict) or "root" not in item:
+            raise ValueError(
+                f"data.ood[{i}] must be a mapping with 'root' (and optional name, class_map)"
+            )
+        ood[item.get("name", Path(item["root"]).name)] = {
+            "root": item["root"],
+            "class_map": item.get("class_map", "auto"),
+        }
+    return {"classes": classes, "id_train": d.id_train, "id_test": d.id_test, "ood": ood}
+
+
+def make_suite(desc: dict, size: int, ecfg: EvalConfig, cache: bool = False) -> Suite:
+    classes = desc["classes"]
+    sets = []
+    extra = {e.get("name", Path(e["root"]).name): e for e in ecfg.ood}
+    for name, spec in {**desc["ood"], **extra}.items():
+        ds = ImageFolderSet(spec["root"], classes, size, spec.get("class_map", "auto"))
+        sets.append(EvalSet(name, ds, ds.present if len(ds.present) < len(classes) else None))
+    return Suite(ImageFolderSet(desc["id_test"], classes, size), sets, ecfg, cache)
+
+
+def build_model(cfg: dict, desc: dict, batch_size: int = 256):
+    """The pretrained classifier (head initialised) and its default adapter targets."""
+    bcfg = dataclass_from(BackboneConfig, cfg["backbone"], "backbone")
+    built = build_backbone(bcfg, desc["classes"])
+    if built.head_source == "pending":
+        mode = "zero" if bcfg.head_init == "zero" else "prototype"
+        train = ImageFolderSet(desc["id_train"], desc["classes"], built.image_size)
+        init_head(built.model, mode, DataLoader(train, batch_size=batch_size))
+    return built
+
+
+def wise_sweep(pretrained, model, suite: Suite, alphas: list[float]) -> list[dict]:
+    """ID and OOD accuracy of WiSE-FT models between ``pretrained`` and the fine-tuned model."""
+    pre, ft = pretrained.state_dict(), plain_state(model)
+    rows = []
+    for a in alphas:
+        m = evaluate_model(wise_model(pretrained, pre, ft, float(a)), suite, ("id", "ood"))
+        rows.append(
+            {
+                "alpha": float(a),
+                "id_accuracy": m["id_accuracy"],
+                "ood_accuracy": m.get("ood_accuracy"),
+            }
+        )
+        log.info("WiSE-FT alpha %.2f: id %.3f ood %s", a, m["id_accuracy"], m.get("ood_accuracy"))
+    return rows
+
+
+def _robustness(metrics: dict, wise: list[dict], baselines: list, run: RunFolder) -> None:
+    """Effective robustness against the baselines' line, and the ID-vs-OOD plot."""
+    base = baseline_points(baselines)
+    line = fit_line([(i, o) for _, i, o in base])
+    if "ood_accuracy" in metrics:
+        metrics["effective_robustness"] = effective_robustness(
+            line, metrics["id_accuracy"], metrics["ood_accuracy"]
+        )
+    points = {n: (i, o) for n, i, o in base}
+    curve = [(r["id_accuracy"], r["ood_accuracy"]) for r in wise if r["ood_accuracy"] is not None]
+    if "ood_accuracy" in metrics:
+        points["this run"] = (metrics["id_accuracy"], metrics["ood_accuracy"])
+        if curve:
+            points["pretrained"] = curve[0] if wise[0]["alpha"] == 0 else points["this run"]
+        plots.id_vs_ood(
+            points, run.plots / "id_vs_ood.png", line, {"WiSE-FT": curve} if curve else None
+        )
+
+
+def train(cfg: dict, out: Path) -> dict:
+    """Fine-tune with ``method.name`` and evaluate; returns the metrics written to metrics.json."""
+    run = RunFolder(out)
+    run.write_config(cfg)
+    opts = trainer_options(cfg["trainer"])
+    mcfg = dataclass_from(MethodConfig, cfg["method"], "method")
+    ocfg = dataclass_from(OptimConfig, cfg["optim"], "optim")
+    ecfg = dataclass_from(EvalConfig, cfg["eval"], "eval")
+    mcfg.validate()
+    torch.manual_seed(opts.seed)
+    desc = resolve_data(cfg["data"])
+    built = build_model(cfg, desc, ecfg.batch_size)
+    model = built.model
+    pretrained = copy.deepcopy(model)
+    summary = prepare(model, mcfg, built.targets)
+    log.info("%s", summary)
+    train_set = ImageFolderSet(desc["id_train"], desc["classes"], built.image_size)
+    loader = DataLoader(
+        train_set,
+        batch_size=ocfg.batch_size,
+        shuffle=True,
+        drop_last=len(train_set) > ocfg.batch_size,
+        num_workers=ocfg.num_workers,
+        generator=torch.Generator().manual_seed(opts.seed),
+    )
+    monitor = LargoMonitor(run.logs / "largo.csv")
+    trainer, ckpt = build_trainer(opts, run, [monitor])
+    module = OODModule(model, ocfg, opts.max_steps, full=mcfg.name == "full")
+    trainer.fit(module, loader, ckpt_path=ckpt)
+    if not trainer.is_global_zero:
+        return {}
+    save_weights(model, mcfg.name, run.adapter)
+    suite = make_suite(desc, built.image_size, ecfg)
+    metrics = {"method": mcfg.name, "steps": int(trainer.global_step), "trainable": summary}
+    metrics.update(evaluate_model(model, suite))
+    metrics["wise"] = (
+        wise_sweep(pretrained, model, suite, ecfg.wise_alphas) if ecfg.wise_alphas else []
+    )
+    _robustness(metrics, metrics["wise"], ecfg.baselines, run)
+    if monitor.steps_checked:
+        metrics["largo"] = {
+            "steps_checked": monitor.steps_checked,
+            "radius_violations": len(monitor.violations),
+            "final": {
+                k: {"gamma": v["gamma"][-1], "dw": v["effective_norm"][-1]}
+                for k, v in read_largo_csv(run.logs / "largo.csv").items()
+            },
+        }
+        plots.largo_curves(read_largo_csv(run.logs / "largo.csv"), run.plots / "largo_gamma_dw.png")
+    if "corruptions" in metrics:
+        plots.severity_curves(
+            metrics["corruptions"], run.plots / "severity.png", metrics["id_accuracy"]
+        )
+    plot_training_curve(run.logs / "metrics.csv", run.plots / "training.png")
+    run.write_metrics(metrics)
+    return metrics
+
+
+def evaluate(run: Path, overrides: dict) -> dict:
+    """Recompute the metrics of a finished run from ``run/adapter`` (``suite`` picks a part:
+    all, id, ood, corruptions, wise, one OOD set, a corruption or a family)."""
+    folder = RunFolder(run)
+    cfg = folder.read_config()
+    suite_name = str(overrides.pop("suite", cfg["eval"].get("suite", "all")))
+    ecfg = dataclass_from(EvalConfig, {**cfg["eval"], **overrides}, "eval (--set)")
+    desc = resolve_data(cfg["data"])
+    built = build_model(cfg, desc, ecfg.batch_size)
+    pretrained = copy.deepcopy(built.model)
+    method = load_weights(built.model, folder.adapter)
+    parts, suite = parts_for(suite_name, make_suite(desc, built.image_size, ecfg))
+    metrics = {"method": method, "suite": suite_name, **evaluate_model(built.model, suite, parts)}
+    if suite_name in ("all", "wise") and ecfg.wise_alphas:
+        metrics["wise"] = wise_sweep(pretrained, built.model, suite, ecfg.wise_alphas)
+        if suite_name == "all":
+            base = baseline_points(ecfg.baselines)
+            line = fit_line([(i, o) for _, i, o in base])
+            if "ood_accuracy" in metrics:
+                metrics["effective_robustness"] = effective_robustness(
+                    line, metrics["id_accuracy"], metrics["ood_accuracy"]
+                )
+    write_json(folder.path / f"eval_{suite_name}.json", metrics)
+    return metrics

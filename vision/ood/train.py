@@ -1,0 +1,159 @@
+"""Lightning training for the robustness pipeline, and LARGO's radius / update-norm monitor.
+
+``OODModule`` trains whatever ``methods.prepare`` left trainable in ``self.model`` (the
+classifier): cross-entropy on ID images (+ ``regularization_loss``), AdamW with linear
+warm-up and cosine decay over ``max_steps``. Frozen backbones keep BatchNorm statistics
+fixed (eval mode) so linear probes and adapters do not drift through running stats.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lorakit.core import LARGO, named_hosts, regularization_loss
+
+
+@dataclass
+class OptimConfig:
+    """The ``optim:`` section: AdamW, warm-up fraction, batch size, flips as augmentation."""
+
+    lr: float = 1e-3
+    head_lr: float | None = None  # default: lr
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    warmup: float = 0.1
+    flip: bool = True
+    num_workers: int = 0
+
+
+class OODModule(L.LightningModule):
+    """Fine-tunes ``model`` (a ``build.Classifier`` prepared by ``methods.prepare``)."""
+
+    def __init__(self, model: nn.Module, optim: OptimConfig, max_steps: int, full: bool):
+        super().__init__()
+        self.model, self.optim, self.max_steps, self.full = model, optim, max_steps, full
+        self.has_adapter = bool(named_hosts(model))
+
+    def on_train_epoch_start(self) -> None:
+        if not self.full:  # frozen backbone: BatchNorm keeps the pretrained statistics
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.optim.flip:
+            flip = torch.rand(x.shape[0], device=x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        if self.has_adapter:
+            loss = loss + regularization_loss(self.model)
+        self.log("train_loss", loss, prog_bar=True)
+        self.log("train_acc", (logits.argmax(-1) == y).float().mean(), prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        head = {id(p) for p in self.model.head.parameters()}
+        train = [p for p in self.model.parameters() if p.requires_grad]
+        if not train:
+            raise ValueError("nothing to train: the method left no trainable parameter")
+        groups = [
+            {"params": [p for p in train if id(p) not in head], "lr": self.optim.lr},
+            {
+                "params": [p for p in train if id(p) in head],
+                "lr": self.optim.head_lr or self.optim.lr,
+            },
+        ]
+        opt = torch.optim.AdamW(
+            [g for g in groups if g["params"]], weight_decay=self.optim.weight_decay
+        )
+        warm = max(1, int(self.optim.warmup * self.max_steps))
+
+        def schedule(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            t = (step - warm) / max(1, self.max_steps - warm)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def largo_layers(model: nn.Module) -> list[tuple[str, LARGO]]:
+    """``(layer:slot, LARGO module)`` for every LARGO slot in the model."""
+    out = []
+    for name, host in named_hosts(model):
+        for slot, m in host.adapters.items():
+            if isinstance(m, LARGO):
+                out.append((name if slot == "weight" else f"{name}:{slot}", m))
+    return out
+
+
+class LargoMonitor(L.Callback):
+    """After every optimizer step (and LARGO's radius update): per layer ``gamma_l``,
+    ``||D_l||_F`` (unprojected) and ``||W_eff - W0||_F`` (dense, from ``delta_weight``).
+
+    Rows go to ``csv_path`` (step, layer, gamma, update_norm, effective_norm); means are
+    logged to Lightning. A step where ``||W_eff - W0||_F > gamma (1 + tol)`` is recorded
+    in ``violations`` (and raises when ``strict``).
+    """
+
+    FIELDS = ("step", "layer", "gamma", "update_norm", "effective_norm")
+
+    def __init__(self, csv_path: str | Path, tol: float = 1e-4, strict: bool = False):
+        self.csv_path, self.tol, self.strict = Path(csv_path), tol, strict
+        self.violations: list[tuple[int, str, float, float]] = []
+        self.steps_checked = 0
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        layers = largo_layers(pl_module.model)
+        if not layers:
+            return
+        step, rows = trainer.global_step, []
+        for name, m in layers:
+            gamma = float(m.gamma)
+            norm = float(m.update_norm())
+            eff = float(m.delta_weight().float().norm())
+            if eff > gamma * (1 + self.tol) + 1e-7:
+                self.violations.append((step, name, gamma, eff))
+                if self.strict:
+                    raise AssertionError(
+                        f"LARGO radius violated at step {step}, layer {name}: "
+                        f"||dW||_F = {eff:.6g} > gamma = {gamma:.6g}"
+                    )
+            rows.append((step, name, gamma, norm, eff))
+        self.steps_checked += 1
+        pl_module.log("largo_gamma_mean", sum(r[2] for r in rows) / len(rows))
+        pl_module.log("largo_dw_mean", sum(r[4] for r in rows) / len(rows))
+        if trainer.is_global_zero:
+            new = not self.csv_path.is_file()
+            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.csv_path.open("a", newline="") as f:
+                w = csv.writer(f)
+                if new:
+                    w.writerow(self.FIELDS)
+                w.writerows(rows)
+
+
+def read_largo_csv(path: str | Path) -> dict[str, dict[str, list[float]]]:
+    """``{layer: {"step": [...], "gamma": [...], "update_norm": [...], "effective_norm": [...]}}``."""
+    out: dict[str, dict[str, list[float]]] = {}
+    path = Path(path)
+    if not path.is_file():
+        return out
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            d = out.setdefault(row["layer"], {k: [] for k in LargoMonitor.FIELDS if k != "layer"})
+            for k in d:
+                d[k].append(float(row[k]))
+    return out
