@@ -150,6 +150,19 @@ class MHAHost(Host):
             y = y + self._delta(slot, x, y.dtype)
         return y
 
+    def _packed_proj(self, x: Tensor) -> Tensor:
+        m = self.base
+        y = F.linear(x, m.in_proj_weight, m.in_proj_bias)
+        parts = [
+            self._delta(s, x, y.dtype) if s in self.adapters else None for s in ("q", "k", "v")
+        ]
+        zeros = None
+        for i, p in enumerate(parts):
+            if p is None:
+                zeros = zeros if zeros is not None else y.new_zeros(y.shape[:-1] + (m.embed_dim,))
+                parts[i] = zeros
+        return y + torch.cat(parts, -1)
+
     def forward(
         self,
         query: Tensor,
@@ -181,9 +194,13 @@ class MHAHost(Host):
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         n, tgt, e = query.shape
         src, h = key.shape[1], m.num_heads
-        q = self._proj(query, "q").view(n, tgt, h, e // h).transpose(1, 2)
-        k = self._proj(key, "k").view(n, src, h, e // h).transpose(1, 2)
-        v = self._proj(value, "v").view(n, src, h, e // h).transpose(1, 2)
+        if query is key and key is value:  # self-attention: one packed projection, as the base does
+            q, k, v = self._packed_proj(query).chunk(3, dim=-1)
+        else:
+            q, k, v = self._proj(query, "q"), self._proj(key, "k"), self._proj(value, "v")
+        q = q.reshape(n, tgt, h, e // h).transpose(1, 2)
+        k = k.reshape(n, src, h, e // h).transpose(1, 2)
+        v = v.reshape(n, src, h, e // h).transpose(1, 2)
 
         mask = None
         if attn_mask is not None:

@@ -311,3 +311,29 @@ def test_mha_need_weights_and_padding_mask():
     ref_out, ref_w = ref(x, x, x, key_padding_mask=pad, need_weights=True)
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(w, ref_w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_mha_cross_attention_matches_merged_weights(batch_first):
+    """Separate query and key/value inputs take the per-slice path; it equals a merged MHA."""
+    import copy
+
+    torch.manual_seed(0)
+    holder = nn.Module()
+    holder.attn = nn.MultiheadAttention(16, 4, batch_first=batch_first)
+    ref = copy.deepcopy(holder.attn)
+    inject(holder, make_config("lora", r=2, targets=("attn",), slices=("q", "k", "v", "o")))
+    perturb(holder)
+    with torch.no_grad():
+        for slot, m in holder.attn.adapters.items():
+            if slot == "o":
+                ref.out_proj.weight += m.delta_weight()
+            else:
+                i = "qkv".index(slot)
+                ref.in_proj_weight[i * 16 : (i + 1) * 16] += m.delta_weight()
+    q, kv = torch.randn(2, 3, 16), torch.randn(2, 5, 16)
+    if not batch_first:
+        q, kv = q.transpose(0, 1), kv.transpose(0, 1)
+    out, _ = holder.attn(q, kv, kv, need_weights=False)
+    ref_out, _ = ref(q, kv, kv, need_weights=False)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
