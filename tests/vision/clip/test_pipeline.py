@@ -1,0 +1,115 @@
+"""End-to-end runs of the CLIP pipeline on the generated 4-class task (tiny CLIP, CPU)."""
+
+import json
+
+import lightning as L
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lorakit.data import fewshot
+from lorakit.vision.clip import pipeline
+
+
+@pytest.mark.parametrize("method", ["lora", "block_lora", "comp_lora"])
+def test_train_beats_chance_and_eval_recomputes(method, run_cfg, tmp_path):
+    metrics = pipeline.train(run_cfg(f"adapter.method={method}"), tmp_path)
+    assert metrics["chance"] == 0.25
+    assert metrics["accuracy"] >= 0.5, metrics  # 4 classes: chance is 0.25
+    assert metrics["steps"] == 60 and metrics["method"] == method
+    assert json.loads((tmp_path / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+    for name in (
+        "adapter/adapter_config.json",
+        "adapter/adapter.safetensors",
+        "config.yaml",
+        "per_class.csv",
+        "plots/training_curve.png",
+        "plots/per_class_accuracy.png",
+        "logs/metrics.csv",
+    ):
+        assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "plots/comp_lora_spectrum.png").is_file() == (method == "comp_lora")
+    again = pipeline.evaluate(tmp_path, {})
+    assert again["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert again["zero_shot_accuracy"] == pytest.approx(metrics["zero_shot_accuracy"])
+
+
+class _Interrupt(L.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 30:  # right after the step-30 checkpoint
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_equals_uninterrupted_run(run_cfg, tmp_path):
+    cfg = run_cfg("adapter.method=comp_lora")
+    full = pipeline.train(cfg, tmp_path / "full")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pipeline.train(cfg, tmp_path / "cut", callbacks=[_Interrupt()])
+    assert not (tmp_path / "cut" / "metrics.json").exists()
+    resumed = pipeline.train(cfg, tmp_path / "cut")
+    assert resumed["steps"] == 60
+    assert resumed["accuracy"] == full["accuracy"]
+    a = load_file(tmp_path / "full" / "adapter" / "adapter.safetensors")
+    b = load_file(tmp_path / "cut" / "adapter" / "adapter.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+
+
+def test_base_to_novel_and_heldout_retention(run_cfg, tmp_path):
+    heldout = {
+        "generate": {
+            "classes": ["purple hexagon", "orange cross", "pink ring"],
+            "train_per_class": 1,
+            "test_per_class": 4,
+            "size": 32,
+            "seed": 9,
+        }
+    }
+    m = pipeline.train(
+        run_cfg(
+            "data.base_novel=true", "trainer.max_steps=20", f"data.heldout={json.dumps(heldout)}"
+        ),
+        tmp_path,
+    )
+    assert m["chance"] == 0.5 and m["base_accuracy"] == m["accuracy"]
+    assert 0 <= m["novel_accuracy"] <= 1
+    h = m["harmonic_mean"]
+    assert h == pytest.approx(
+        2 * m["base_accuracy"] * m["novel_accuracy"] / (m["base_accuracy"] + m["novel_accuracy"])
+    )
+    assert {"heldout_zero_shot_before", "heldout_zero_shot_after", "zero_shot_retention"} <= set(m)
+    assert (tmp_path / "heldout" / "test" / "pink_ring").is_dir()
+    cfg = (tmp_path / "config.yaml").read_text()
+    assert str(tmp_path / "heldout") in cfg  # the generated folder is recorded for eval
+
+
+def test_coop_split_file_as_data_source(run_cfg, shapes_root, tmp_path):
+    train = fewshot.read_image_folder(shapes_root / "train")
+    test = fewshot.read_image_folder(shapes_root / "test", train.classnames)
+    split = fewshot.write_coop_split(
+        tmp_path / "split_shapes.json", {"train": train, "test": test}, shapes_root
+    )
+    m = pipeline.train(
+        run_cfg(
+            "data.root=null",
+            f"data.split_file={split}",
+            f"data.image_root={shapes_root}",
+            "trainer.max_steps=5",
+        ),
+        tmp_path / "run",
+    )
+    assert m["n_test"] == len(test.items) and m["steps"] == 5
+
+
+def test_bad_inputs_raise_clear_errors(run_cfg, tmp_path):
+    with pytest.raises(ValueError, match="fewer than shots=9"):
+        pipeline.train(run_cfg("data.shots=9"), tmp_path / "a")
+    with pytest.raises(ValueError, match="data: set root"):
+        pipeline.train(run_cfg("data.root=null"), tmp_path / "b")
+    with pytest.raises(ValueError, match=r"data: unknown key\(s\) \['shot'\]"):
+        pipeline.train(run_cfg("data.shot=2"), tmp_path / "c")
+    with pytest.raises(ValueError, match="optim.lr must be a number"):
+        pipeline.train(run_cfg("optim.lr=fast"), tmp_path / "d")
+    with pytest.raises(ValueError, match="not a lorakit run folder"):
+        pipeline.evaluate(tmp_path / "nothing", {})
