@@ -113,11 +113,11 @@ class CorpusStyle:
     child: VoiceStyle = field(
         default_factory=lambda: VoiceStyle(
             CHILD_VOICES,
-            espeak_pitch=(80, 99),
-            espeak_speed=(165, 200),
-            semitones=(3.0, 6.0),
-            formant_alpha=(1.2, 1.35),
-            tempo=(0.9, 1.2),
+            espeak_pitch=(70, 90),
+            espeak_speed=(160, 190),
+            semitones=(2.0, 4.0),
+            formant_alpha=(1.1, 1.25),
+            tempo=(0.9, 1.15),
         )
     )
 

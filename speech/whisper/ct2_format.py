@@ -127,7 +127,7 @@ def write_ct2(path: str | Path, model: CT2Model) -> Path:
         struct.pack("<I", len(model.variables)),
     ]
     for name in sorted(model.variables):
-        arr = np.ascontiguousarray(model.variables[name])
+        arr = np.asarray(model.variables[name]).copy(order="C")  # keeps 0-d scalars 0-d
         if arr.dtype.name not in DTYPES:
             raise ValueError(f"CTranslate2 variable {name!r} has unsupported dtype {arr.dtype}")
         chunks += [

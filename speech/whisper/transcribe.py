@@ -83,8 +83,10 @@ def decode(
     model.eval()
     texts: list[str] = []
     try:
-        for i in range(0, len(mels_or_features), cfg.batch_size):
-            batch = mels_or_features[i : i + cfg.batch_size].to(device)
+        # whisper 20250625's beam search breaks on batches > 1 (kv-cache shapes): one at a time
+        step = cfg.batch_size if cfg.beam_size is None else 1
+        for i in range(0, len(mels_or_features), step):
+            batch = mels_or_features[i : i + step].to(device)
             texts += [r.text.strip() for r in whisper.decode(model, batch, options)]
             if progress:
                 log.info("decoded %d / %d utterances", len(texts), len(mels_or_features))
