@@ -57,6 +57,7 @@ class BackboneConfig:
     pretrain_if_missing: bool = False
     pretrain_steps: int = 400
     head_init: str = "auto"
+    seed: int = 0  # random init (tiny configs, fresh heads) is reproducible: eval rebuilds it
     image_size: int = 32
     patch_size: int = 4
     width: int = 64
@@ -258,11 +259,14 @@ def build_backbone(cfg: BackboneConfig, classes: list[str]) -> Built:
     cfg.validate()
     if not classes:
         raise ValueError("build_backbone: the class list is empty")
-    built = {
+    builder = {
         "tiny_vit": build_tiny,
         "torchvision": build_torchvision,
         "open_clip": build_open_clip,
-    }[cfg.kind](cfg, classes)
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        built = builder[cfg.kind](cfg, classes)
     if cfg.head_init == "keep" and built.head_source != "keep":
         raise ValueError(
             "backbone.head_init=keep: the checkpoint's head does not cover these classes"

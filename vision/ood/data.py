@@ -115,7 +115,7 @@ class ImageFolderSet(Dataset):
                 im = im.convert("RGB")
                 if im.size != (self.size, self.size):
                     im = im.resize((self.size, self.size), Image.BICUBIC)
-                return np.asarray(im, dtype=np.uint8)
+                return np.array(im, dtype=np.uint8)
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"cannot read image {path}: {e}") from None
 
