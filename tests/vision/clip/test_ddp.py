@@ -7,10 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
-
-@pytest.mark.slow
 def test_ddp_two_processes_on_cpu(shapes_root, tmp_path):
     lorakit = Path(sys.executable).with_name("lorakit")
     out = tmp_path / "run"
