@@ -113,3 +113,17 @@ def test_bad_inputs_raise_clear_errors(run_cfg, tmp_path):
         pipeline.train(run_cfg("optim.lr=fast"), tmp_path / "d")
     with pytest.raises(ValueError, match="not a lorakit run folder"):
         pipeline.evaluate(tmp_path / "nothing", {})
+
+
+def test_demo_config_runs_end_to_end(tmp_path):
+    from pathlib import Path
+
+    from lorakit.data.runs import load_config
+
+    demo = Path(__file__).parents[3] / "demos" / "clip.yaml"
+    cfg = load_config(demo, ["trainer.max_steps=10", "trainer.progress=false"], pipeline.DEFAULTS)
+    m = pipeline.train(cfg, tmp_path)
+    assert m["method"] == "comp_lora" and m["steps"] == 10
+    assert {"accuracy", "zero_shot_accuracy", "zero_shot_retention"} <= set(m)
+    assert (tmp_path / "plots" / "comp_lora_spectrum.png").is_file()
+    assert pipeline.evaluate(tmp_path, {})["accuracy"] == pytest.approx(m["accuracy"])
