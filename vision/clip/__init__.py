@@ -1,0 +1,15 @@
+"""Few-shot CLIP adaptation (LoRA, Block-LoRA, Comp-LoRA) on open_clip models.
+
+Python API (the CLI ``lorakit train clip`` / ``lorakit eval clip`` calls the same functions):
+
+    from lorakit.data.runs import load_config
+    from lorakit.vision.clip import pipeline
+    cfg = load_config("demos/clip.yaml", ["adapter.method=block_lora"], pipeline.DEFAULTS)
+    metrics = pipeline.train(cfg, Path("runs/clip"))
+    metrics = pipeline.evaluate(Path("runs/clip"), {})
+
+Modules: ``build`` (backbone loading), ``prompts`` (templates, zero-shot head),
+``classifier`` (CLIP as a classifier), ``datasets`` (image tensors, seeded step batches),
+``train`` (adapter config, LightningModule), ``evaluate`` (accuracy), ``plots``,
+``pipeline`` (run folders, CLI entry points).
+"""
