@@ -113,10 +113,10 @@ class CorpusStyle:
     child: VoiceStyle = field(
         default_factory=lambda: VoiceStyle(
             CHILD_VOICES,
-            espeak_pitch=(70, 90),
+            espeak_pitch=(75, 95),
             espeak_speed=(160, 190),
-            semitones=(2.0, 4.0),
-            formant_alpha=(1.1, 1.25),
+            semitones=(2.5, 5.0),
+            formant_alpha=(1.15, 1.3),
             tempo=(0.9, 1.15),
         )
     )
