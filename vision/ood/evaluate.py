@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from lorakit.data.corruptions import SEVERITIES, resolve
 
@@ -119,9 +120,9 @@ def evaluate_model(
         out["ood_accuracy"] = sum(out["ood"].values()) / len(out["ood"])
     if "corruptions" in parts and suite.grid:
         table: dict[str, dict[str, float]] = {}
-        for i, (c, sev) in enumerate(suite.grid):
-            if i % max(1, len(suite.grid) // 5) == 0:
-                log.info("corruptions %d/%d (%s, severity %d)", i + 1, len(suite.grid), c, sev)
+        for c, sev in tqdm(
+            suite.grid, desc="corruptions", unit="set", mininterval=2.0, leave=False
+        ):
             table.setdefault(c, {})[str(sev)] = accuracy(
                 model, suite.corrupted(c, sev), None, suite.cfg.batch_size
             )

@@ -41,7 +41,7 @@ class DataConfig:
     """The ``data:`` section (``shift`` holds ``lorakit.data.shift.ShiftTask`` fields)."""
 
     kind: str = "shift"
-    root: str = ".cache/lorakit/ood-shift"
+    root: str = "cache/lorakit/ood-shift"
     shift: dict = field(default_factory=dict)
     id_train: str | None = None
     id_test: str | None = None

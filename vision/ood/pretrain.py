@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from lorakit.data.shift import ID_STYLE, STYLES, render
 
@@ -63,7 +64,8 @@ def pretrain_tiny(path: str | Path, cfg: BackboneConfig, classes: list[str], see
         len(STYLES),
         steps,
     )
-    for step in range(steps):
+    bar = tqdm(range(steps), desc="pretrain tiny_vit", unit="step", mininterval=2.0)
+    for step in bar:
         idx = torch.randint(0, len(x), (128,), generator=g)
         xb = x[idx]
         flip = torch.rand(len(idx), generator=g) < 0.5
@@ -73,8 +75,8 @@ def pretrain_tiny(path: str | Path, cfg: BackboneConfig, classes: list[str], see
         loss.backward()
         opt.step()
         sched.step()
-        if step % 50 == 0 or step == steps - 1:
-            log.info("pretrain step %d/%d loss %.3f", step + 1, steps, float(loss))
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(
