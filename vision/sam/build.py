@@ -156,7 +156,10 @@ def load_checkpoint(sam: Sam, path: Path, name: str) -> None:
         raise ValueError(f"cannot read SAM checkpoint {path}: {e}") from None
     if not isinstance(state, dict):
         raise ValueError(f"SAM checkpoint {path} holds a {type(state).__name__}, not a state dict")
-    missing, unexpected = sam.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = sam.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ValueError(f"SAM checkpoint {path} does not fit {name}: {str(e)[:400]}") from None
     if missing or unexpected:
         raise ValueError(
             f"SAM checkpoint {path} does not fit {name}: missing {missing[:4]}, "

@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from lorakit.core import trainable_parameters
@@ -52,14 +53,21 @@ DATA_DEFAULTS = {
 EVAL_DEFAULTS = {"zero_shot": True, "seed": 0, "grid": 6, "progress": True}
 DEFAULTS = {
     "data": DATA_DEFAULTS,
-    "backbone": asdict(BackboneConfig()),
+    "backbone": {**asdict(BackboneConfig()), "pretrain_steps": 150},
     "adapter": asdict(AdapterSpec()),
     "prompts": asdict(PromptOptions()),
     "loss": asdict(LossConfig()),
-    "optim": asdict(OptimConfig()),
+    "optim": {**asdict(OptimConfig()), "lr": 1e-2},
     "eval": EVAL_DEFAULTS,
-    "trainer": {**asdict(TrainerOptions()), "max_steps": 150},
+    "trainer": {**asdict(TrainerOptions()), "max_steps": 100},
+    "runtime": {"threads": None},  # torch CPU threads (null: torch's default)
 }
+
+
+def _apply_runtime(cfg: dict) -> None:
+    threads = (cfg.get("runtime") or {}).get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
 
 
 def _section(cfg: dict, name: str, cls):
@@ -140,6 +148,7 @@ def _zero_shot(cfg: dict, folders, prompts, ev, plots) -> dict:
 
 def train(cfg: dict, out: Path) -> dict:
     """Train (weak labels only), save the adapter, evaluate; returns the metrics dict."""
+    _apply_runtime(cfg)
     run = RunFolder(out)
     prompts = _section(cfg, "prompts", PromptOptions)
     spec = _section(cfg, "adapter", AdapterSpec)
@@ -210,6 +219,7 @@ def evaluate(run: Path, overrides: dict) -> dict:
     cfg = folder.read_config()
     for key, value in overrides.items():
         set_dotted(cfg, key if "." in key else f"eval.{key}", value)
+    _apply_runtime(cfg)
     prompts = _section(cfg, "prompts", PromptOptions)
     ev = {**EVAL_DEFAULTS, **(cfg.get("eval") or {})}
     folders = test_folders(cfg, prompts)

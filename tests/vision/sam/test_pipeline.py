@@ -1,0 +1,128 @@
+import json
+
+import pytest
+from PIL import Image
+
+from lorakit.data.runs import load_config
+from lorakit.vision.sam import pipeline
+from lorakit.vision.sam.predict import predict_file
+
+
+def _cfg(tmp_path, *extra):
+    sets = [
+        f"data.cache={tmp_path / 'cache'}",
+        "data.n_train=8",
+        "data.n_test=4",
+        "data.size=64",
+        "backbone.img_size=64",
+        "backbone.embed_dim=32",
+        "backbone.window=2",
+        "backbone.dim=32",
+        "backbone.pretrain_steps=0",
+        "optim.batch_size=2",
+        "trainer.max_steps=4",
+        "trainer.log_every=1",
+        "trainer.checkpoint_every=2",
+        "trainer.progress=false",
+        "eval.progress=false",
+        "eval.grid=2",
+        "eval.zero_shot=false",
+        *extra,
+    ]
+    return load_config(None, sets, pipeline.DEFAULTS)
+
+
+def test_train_writes_run_and_eval_recomputes(tmp_path):
+    run = tmp_path / "run"
+    m = pipeline.train(_cfg(tmp_path, "eval.zero_shot=true"), run)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert {"s_measure", "mae", "e_measure_mean", "e_measure_max", "weighted_f"} <= set(saved)
+    assert 0 <= saved["s_measure"] <= 1 and saved["steps"] == 4 and "zero_shot" in saved
+    assert (run / "adapter" / "adapter_config.json").is_file() and (
+        run / "adapter" / "fusion.safetensors"
+    ).is_file()
+    assert (run / "plots" / "overlays_synthetic.png").is_file() and (
+        run / "plots" / "training_curve.png"
+    ).is_file()
+    again = pipeline.evaluate(run, {"zero_shot": False})
+    assert again["s_measure"] == pytest.approx(m["s_measure"], abs=1e-6)
+    assert again["mae"] == pytest.approx(m["mae"], abs=1e-6)
+    out = predict_file(
+        run,
+        run.parent / "cache" / "test-n4-px64-d0.5-seed7919" / "Imgs" / "0000.png",
+        tmp_path / "pred",
+    )
+    assert Image.open(out["mask"]).size == (64, 64) and Image.open(out["overlay"]).mode == "RGB"
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    first = pipeline.train(_cfg(tmp_path, "trainer.max_steps=2"), run)
+    assert first["resumed_from"] == 0 and (run / "checkpoints" / "last.ckpt").is_file()
+    a1 = (run / "adapter" / "adapter.safetensors").read_bytes()
+    second = pipeline.train(_cfg(tmp_path, "trainer.max_steps=4"), run)
+    assert second["resumed_from"] == 2 and second["steps"] == 4
+    assert (run / "adapter" / "adapter.safetensors").read_bytes() != a1
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("adapter.method=lora",),
+        ("adapter.method=none",),
+        ("loss.contrastive=0", "loss.consistency=0", "adapter.fusion=false"),
+        ("prompts.mode=points+box", "prompts.labels=points"),
+    ],
+)
+def test_baselines_and_ablations_run(tmp_path, extra):
+    m = pipeline.train(_cfg(tmp_path, *extra), tmp_path / "run")
+    assert (
+        0 <= m["s_measure"] <= 1 and m["method"] == extra[0].split("=")[1]
+        if "method" in extra[0]
+        else True
+    )
+
+
+def test_bad_inputs_are_value_errors(tmp_path):
+    cfg = _cfg(tmp_path)
+    test_root = pipeline._generated(cfg, "test")
+    (test_root / "GT" / "0003.png").unlink()
+    with pytest.raises(ValueError, match=r"GT/0003\.png"):
+        pipeline.train(cfg, tmp_path / "run")
+    with pytest.raises(ValueError, match="every loss is switched off"):
+        pipeline.train(
+            _cfg(tmp_path, "loss.pbce=false", "loss.contrastive=0", "loss.consistency=0"),
+            tmp_path / "r2",
+        )
+    with pytest.raises(ValueError, match="no trained adapter"):
+        pipeline.load_model(pipeline.RunFolder(tmp_path / "r3"), cfg)
+
+
+def _learned(tmp_path, pretrain, steps, n_train):
+    cfg = load_config(
+        None,
+        [
+            f"data.cache={tmp_path / 'cache'}",
+            f"data.n_train={n_train}",
+            "data.n_test=16",
+            f"backbone.pretrain_steps={pretrain}",
+            f"trainer.max_steps={steps}",
+            "trainer.progress=false",
+            "eval.progress=false",
+            "trainer.checkpoint_every=1000",
+        ],
+        pipeline.DEFAULTS,
+    )
+    return pipeline.train(cfg, tmp_path / "run")
+
+
+def test_fora_beats_zero_shot_quick(tmp_path):
+    m = _learned(tmp_path, pretrain=60, steps=40, n_train=24)
+    assert m["s_measure"] > m["zero_shot"]["s_measure"] + 0.01
+
+
+@pytest.mark.slow
+def test_fora_clearly_beats_zero_shot(tmp_path):
+    m = _learned(tmp_path, pretrain=150, steps=100, n_train=64)
+    assert m["s_measure"] > m["zero_shot"]["s_measure"] + 0.04
+    assert m["mae"] < m["zero_shot"]["mae"]
