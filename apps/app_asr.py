@@ -1,0 +1,247 @@
+"""Child-speech app (Whisper + S2-LoRA): record or upload audio, or synthesise a sentence;
+transcripts of the base and the adapted model side by side with word-level differences
+highlighted; a "make it child-like" toggle that applies the child-voice transform (pitch,
+formant, tempo) so the domain gap can be heard and read; the adapter's rank-coefficient
+heatmap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+
+from .app_common import LIMITS, MODELS, check_audio, folder_key, guarded
+from .prebuilt import pipeline_module
+
+RUN_KEY = "asr-s2_lora"
+SAMPLE_RATE = 16000
+# the child-like transform: fixed, mid-range amounts of the corpus generator's child style
+CHILD_SEMITONES, CHILD_FORMANT, CHILD_TEMPO = 4.5, 1.25, 1.1
+
+
+@dataclass
+class AsrRun:
+    model: torch.nn.Module  # whisper.model.Whisper with the run's adapter loaded
+    heatmap: str | None
+    metrics: dict
+
+
+def model_spec(cfg: dict) -> str | None:
+    """The Whisper model named by a run's config (the pipeline's ``model`` section)."""
+    section = cfg.get("model") or {}
+    if isinstance(section, str):
+        return section
+    return section.get("name") or section.get("spec") or section.get("checkpoint")
+
+
+def load_run(folder: Path) -> AsrRun:
+    from lorakit.core import load_adapter
+    from lorakit.data.runs import RunFolder
+    from lorakit.speech.whisper.build import load_whisper
+    from lorakit.speech.whisper.evaluate import lambda_heatmap
+
+    pipeline_module("asr")
+    run = RunFolder(folder)
+    cfg = run.read_config()
+    if not (run.adapter / "adapter_config.json").is_file():
+        raise ValueError(
+            f"{folder} has no trained adapter (adapter/adapter_config.json is missing)"
+        )
+    model = load_whisper(model_spec(cfg))
+    load_adapter(model, run.adapter)
+    heat = lambda_heatmap(model, run.plots / "s2_lora_lambda_app.png")
+    return AsrRun(model.eval(), str(heat) if heat else None, run.read_metrics())
+
+
+def get_run(ctx, folder) -> tuple[AsrRun, threading.Lock]:
+    path = ctx.require(folder, RUN_KEY, "asr")
+    return MODELS.get(("asr",) + folder_key(path), lambda: load_run(path))
+
+
+def child_like(wave: torch.Tensor) -> torch.Tensor:
+    """Adult speech -> child-like: higher pitch, shorter vocal tract, faster tempo."""
+    from lorakit.data.audio import formant_warp, pitch_shift, time_stretch
+
+    out = pitch_shift(wave, CHILD_SEMITONES, SAMPLE_RATE)
+    out = formant_warp(out, CHILD_FORMANT, SAMPLE_RATE)
+    out = time_stretch(out, CHILD_TEMPO)
+    return out / max(float(out.abs().max()), 1e-6) * 0.9
+
+
+@torch.no_grad()
+def transcribe_both(run: AsrRun, lock: threading.Lock, wave: torch.Tensor) -> tuple[str, str]:
+    """(base transcript, adapted transcript) of a 16 kHz waveform."""
+    from lorakit.core import disable, enable
+    from lorakit.speech.whisper.features import log_mel
+    from lorakit.speech.whisper.transcribe import DecodeConfig, decode, max_seconds
+
+    cfg = DecodeConfig(batch_size=1)
+    limit = max_seconds(run.model, cfg)
+    if wave.numel() / SAMPLE_RATE > limit:
+        raise ValueError(
+            f"audio is {wave.numel() / SAMPLE_RATE:.1f} s long; this model takes at most {limit:.0f} s"
+        )
+    mel = log_mel(wave, run.model)[None]
+    with lock:
+        adapted = decode(run.model, mel, cfg)[0]
+        disable(run.model)
+        try:
+            base = decode(run.model, mel, cfg)[0]
+        finally:
+            enable(run.model)
+    return base, adapted
+
+
+def word_diff(base: str, adapted: str) -> tuple[list, list]:
+    """HighlightedText values: base words marked ``removed``/``changed`` where the adapted
+    transcript differs; adapted words marked ``added``/``changed``."""
+    a, b = base.split(), adapted.split()
+    left, right = [], []
+    sm = difflib.SequenceMatcher(
+        a=[w.lower().strip(".,!?") for w in a], b=[w.lower().strip(".,!?") for w in b]
+    )
+    for op, i0, i1, j0, j1 in sm.get_opcodes():
+        tag_l = None if op == "equal" else ("removed" if op == "delete" else "changed")
+        tag_r = None if op == "equal" else ("added" if op == "insert" else "changed")
+        left += [(w + " ", tag_l) for w in a[i0:i1]]
+        right += [(w + " ", tag_r) for w in b[j0:j1]]
+    return left, right
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    from lorakit.speech.whisper.evaluate import normalizer
+
+    norm = normalizer("en")
+    ref, hyp = norm(reference), norm(hypothesis)
+    if not ref.strip():
+        raise ValueError("the reference transcript is empty after normalisation")
+    return float(jiwer.wer(ref, hyp or "<empty>"))
+
+
+def synthesize(text: str, seed: int) -> torch.Tensor:
+    """An adult voice reading ``text`` (espeak-ng), 16 kHz."""
+    from lorakit.data.speech import CorpusStyle, speak
+
+    if not text.strip():
+        raise ValueError("type a sentence to synthesise")
+    if len(text) > 200:
+        raise ValueError("keep the sentence under 200 characters")
+    return speak(text.strip(), CorpusStyle().adult, random.Random(int(seed)))
+
+
+def save_wave(wave: torch.Tensor, tag: str) -> str:
+    import soundfile as sf
+
+    folder = Path(tempfile.gettempdir()) / "lorakit-demo" / "audio"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{tag}-{uuid.uuid4().hex[:10]}.wav"
+    sf.write(path, wave.numpy().astype(np.float32), SAMPLE_RATE)
+    return str(path)
+
+
+def run_transcribe(ctx, folder, audio, childlike: bool, reference: str):
+    """(audio heard by the model, base diff, adapted diff, scores markdown, heatmap)."""
+    wave = check_audio(audio, LIMITS)
+    if childlike:
+        wave = child_like(wave)
+    run, lock = get_run(ctx, folder)
+    base, adapted = transcribe_both(run, lock, wave)
+    left, right = word_diff(base, adapted)
+    lines = [
+        f"**{'child-like' if childlike else 'original'} audio**, {wave.numel() / SAMPLE_RATE:.1f} s"
+    ]
+    if reference and reference.strip():
+        lines += [
+            "",
+            "| model | WER |",
+            "|---|---|",
+            f"| base Whisper | {wer(reference, base):.1%} |",
+            f"| + S2-LoRA | {wer(reference, adapted):.1%} |",
+        ]
+    heard = save_wave(wave, "heard")
+    return (
+        heard,
+        left or [("(no words)", None)],
+        right or [("(no words)", None)],
+        "\n".join(lines),
+        run.heatmap,
+    )
+
+
+# --------------------------------------------------------------------------- page
+
+
+def build_tab(ctx) -> None:
+    gr.Markdown("### Child speech: Whisper vs Whisper + S2-LoRA\n" + ctx.model_note(RUN_KEY))
+    with gr.Row():
+        with gr.Column():
+            audio = gr.Audio(
+                sources=["upload", "microphone"],
+                type="filepath",
+                label=f"speech (at most {LIMITS.audio_seconds:.0f} s)",
+                elem_id="asr-audio",
+            )
+            with gr.Row():
+                text = gr.Textbox(
+                    label="or synthesise a sentence",
+                    value="the teacher found a red ball today",
+                    scale=3,
+                    elem_id="asr-text",
+                )
+                speak = gr.Button("Speak it", scale=1, elem_id="asr-speak")
+            childlike = gr.Checkbox(
+                label="make it child-like (pitch, formant, tempo)", elem_id="asr-child"
+            )
+            reference = gr.Textbox(
+                label="reference transcript (optional, for WER)", elem_id="asr-reference"
+            )
+            folder = gr.Textbox(
+                label="run folder", value=str(ctx.run_path(RUN_KEY)), elem_id="asr-folder"
+            )
+            go = gr.Button("Transcribe", variant="primary", elem_id="asr-go")
+        with gr.Column():
+            heard = gr.Audio(label="what the model heard", interactive=False, elem_id="asr-heard")
+            colors = {"changed": "#fab005", "added": "#51cf66", "removed": "#ff6b6b"}
+            base_out = gr.HighlightedText(
+                label="base Whisper", color_map=colors, elem_id="asr-base"
+            )
+            adapted_out = gr.HighlightedText(
+                label="Whisper + S2-LoRA", color_map=colors, elem_id="asr-adapted"
+            )
+            result = gr.Markdown(elem_id="asr-result")
+            heatmap = gr.Image(
+                label="S2-LoRA rank coefficients |lambda|", interactive=False, elem_id="asr-heatmap"
+            )
+
+    def on_speak(t):
+        return save_wave(synthesize(t, 0), "tts"), t
+
+    def on_go(f, a, c, r):
+        return run_transcribe(ctx, f, a, bool(c), r)
+
+    speak.click(guarded(on_speak), text, [audio, reference])
+    go.click(
+        guarded(on_go),
+        [folder, audio, childlike, reference],
+        [heard, base_out, adapted_out, result, heatmap],
+        concurrency_id="infer",
+    )
+
+
+def build_app(ctx) -> gr.Blocks:
+    with gr.Blocks(title="lorakit: child speech") as demo:
+        ctx.header("child speech recognition", [RUN_KEY])
+        build_tab(ctx)
+        ctx.finish(demo)
+    return demo

@@ -1,0 +1,318 @@
+"""CLIP few-shot app: train an adapter on a few uploaded images per class, then classify
+new uploads with the adapted and the zero-shot model side by side (top-k probabilities).
+
+A session starts on the pre-made run (``clip-block_lora``); training or "load run folder"
+switches that session (``gr.State``) to another run without touching other sessions.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from .app_common import (
+    MODELS,
+    TRAIN_LOCK,
+    StepProgress,
+    check_image,
+    folder_key,
+    guarded,
+    loss_figure,
+    require_run,
+)
+from .prebuilt import pipeline_module, profile, resolve
+
+RUN_KEY = "clip-block_lora"
+SLOTS = 4
+METHODS = ("lora", "block_lora", "comp_lora")
+TOP_K = 3
+MAX_IMAGES_PER_CLASS = 16
+
+
+@dataclass
+class ClipRun:
+    """A loaded run: the classifier (adapter injected) and its preprocessing."""
+
+    model: object  # lorakit.vision.clip.classifier.ClipClassifier
+    backbone: object  # lorakit.vision.clip.build.Backbone
+    classnames: list[str]
+    method: str
+
+
+def load_run(folder: Path) -> ClipRun:
+    """Rebuild the backbone from ``config.yaml``, load ``adapter/``; eval mode."""
+    from lorakit.core import load_adapter
+    from lorakit.data.runs import RunFolder
+
+    mod = pipeline_module("clip")
+    cfg = RunFolder(folder).read_config()
+    classnames = mod.load_data(cfg["data"]).train.classnames
+    model, bb = mod.build_classifier(cfg, classnames)
+    if not (folder / "adapter" / "adapter_config.json").is_file():
+        raise ValueError(
+            f"{folder} has no trained adapter (adapter/adapter_config.json is missing)"
+        )
+    load_adapter(model.clip, folder / "adapter")
+    return ClipRun(model.eval(), bb, classnames, str(cfg["adapter"].get("method", "lora")))
+
+
+def get_run(folder) -> tuple[ClipRun, threading.Lock]:
+    path = require_run(folder, "clip")
+    return MODELS.get(("clip",) + folder_key(path), lambda: load_run(path))
+
+
+@torch.no_grad()
+def classify(run: ClipRun, lock: threading.Lock, image) -> tuple[dict, dict]:
+    """PIL image -> (adapted, zero-shot) ``{class: probability}``."""
+    from lorakit.vision.clip.datasets import Normalize, preprocess
+    from lorakit.vision.clip.evaluate import adapters_off
+
+    x = Normalize(run.backbone.mean, run.backbone.std)(
+        preprocess(image, run.backbone.image_size)[None]
+    )
+    with lock:
+        adapted = run.model(x).softmax(-1)[0]
+        with adapters_off(run.model):
+            zero = run.model(x).softmax(-1)[0]
+    return (
+        {c: float(p) for c, p in zip(run.classnames, adapted, strict=True)},
+        {c: float(p) for c, p in zip(run.classnames, zero, strict=True)},
+    )
+
+
+def describe(folder: Path) -> str:
+    from lorakit.data.runs import RunFolder
+
+    m = RunFolder(folder).read_metrics()
+    acc = m.get("accuracy")
+    zs = m.get("zero_shot_accuracy")
+    nums = (
+        f"accuracy {acc:.1%} (zero-shot {zs:.1%})"
+        if acc is not None and zs is not None
+        else "no metrics"
+    )
+    return f"**Loaded run** `{folder}`: {m.get('method', '?')}, {m.get('shots', '?')} shots, {nums}"
+
+
+# --------------------------------------------------------------------------- training
+
+
+def collect_classes(names: list[str], files: list) -> dict[str, list[Path]]:
+    """Slot values -> {class name: image paths}; ``ValueError`` for a bad set of classes."""
+    classes: dict[str, list[Path]] = {}
+    for i, (name, group) in enumerate(zip(names, files, strict=True)):
+        name = (name or "").strip()
+        group = [Path(f if isinstance(f, str | Path) else f.name) for f in (group or [])]
+        if not name and not group:
+            continue
+        if not name:
+            raise ValueError(f"class {i + 1} has images but no name")
+        if not group:
+            raise ValueError(f"class {name!r} has no images: upload at least one")
+        if name.lower() in (c.lower() for c in classes):
+            raise ValueError(f"class name {name!r} is used twice")
+        if any(ch in name for ch in "/\\") or name.startswith("."):
+            raise ValueError(f"class name {name!r} may not contain / or \\ or start with a dot")
+        if len(group) > MAX_IMAGES_PER_CLASS:
+            raise ValueError(
+                f"class {name!r}: {len(group)} images, at most {MAX_IMAGES_PER_CLASS} per class"
+            )
+        for f in group:
+            check_image(f)
+        classes[name] = group
+    if len(classes) < 2:
+        raise ValueError("give at least two classes, each with a name and a few images")
+    return classes
+
+
+def write_tree(classes: dict[str, list[Path]], root: Path) -> None:
+    """The uploads as an ImageFolder tree: root/train/<class>/ and the same images in test/."""
+    for part in ("train", "test"):
+        for name, files in classes.items():
+            folder = root / part / name.replace(" ", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            for j, f in enumerate(files):
+                check_image(f).save(folder / f"{j:03d}.png")
+
+
+def train_config(data_root: Path, shots: int, method: str, steps: int) -> dict:
+    """The pre-made run's config with the uploads as data and the chosen method/budget."""
+    spec = next(s for s in profile("demo", ".") if s.key == RUN_KEY)
+    cfg = resolve(spec)
+    cfg["data"].update(
+        root=str(data_root), generate=None, shots=shots, base_novel=False, heldout=None
+    )
+    cfg["adapter"]["method"] = method
+    cfg["trainer"].update(max_steps=int(steps), progress=False, resume=False)
+    return cfg
+
+
+def train_stream(names, files, method, steps, progress):
+    """Generator: train in a worker thread, yield (status, loss plot, run folder) as it goes."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}")
+    classes = collect_classes(names, files)
+    session = Path(tempfile.gettempdir()) / "lorakit-demo" / f"clip-{uuid.uuid4().hex[:10]}"
+    write_tree(classes, session / "data")
+    shots = min(len(v) for v in classes.values())
+    cfg = train_config(session / "data", shots, method, steps)
+    cb = StepProgress(desc=f"training {method}")
+    result: dict = {}
+
+    def work():
+        try:
+            with TRAIN_LOCK:
+                result["metrics"] = pipeline_module("clip").train(
+                    cfg, session / "run", callbacks=[cb]
+                )
+        except Exception as e:  # noqa: BLE001 - re-raised in the handler thread below
+            result["error"] = e
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.7)
+        if cb.total:
+            progress(cb.step / cb.total, desc=f"{method}: step {cb.step}/{cb.total}")
+            msg = f"training {method} on {len(classes)} classes x {shots} shots: step {cb.step}/{cb.total}"
+        else:
+            msg = "waiting for the trainer (another training job may be running)"
+        yield msg, loss_figure(cb.losses, f"{method} training loss"), gr.skip()
+    if "error" in result:
+        shutil.rmtree(session, ignore_errors=True)
+        raise result["error"]
+    m = result["metrics"]
+    msg = (
+        f"trained {method} for {m.get('steps')} steps: accuracy on your images {m['accuracy']:.1%} "
+        f"(zero-shot {m['zero_shot_accuracy']:.1%}). Classify an image below with this adapter."
+    )
+    yield msg, loss_figure(cb.losses, f"{method} training loss"), str(session / "run")
+
+
+def example_set(cache: Path) -> tuple[list[str], list[list[str]]]:
+    """Generate (once) the shapes example set; returns slot names and image paths."""
+    from lorakit.data.fewshot import ShapesSpec, generate_shapes_dataset
+
+    spec = ShapesSpec(train_per_class=4, test_per_class=2, size=64, seed=3)
+    root = generate_shapes_dataset(cache / "data" / "clip-example", spec)
+    names, files = [], []
+    for c in spec.classes[:SLOTS]:
+        folder = root / "train" / c.replace(" ", "_")
+        names.append(c)
+        files.append([str(p) for p in sorted(folder.glob("*.png"))])
+    return names, files
+
+
+# --------------------------------------------------------------------------- page
+
+
+def build_tab(ctx) -> None:
+    """The CLIP app's widgets inside the current ``gr.Blocks`` (``ctx``: a DemoContext)."""
+    default_run = str(ctx.run_path(RUN_KEY))
+    run_state = gr.State(default_run)
+    example_files = gr.State(None)  # the generated example set: one list of paths per slot
+    gr.Markdown("### CLIP few-shot: adapted vs zero-shot\n" + ctx.model_note(RUN_KEY))
+    loaded = gr.Markdown(elem_id="clip-loaded")
+    with gr.Accordion(
+        "1. Train on your own few-shot images (or the generated example set)", open=False
+    ):
+        names, files = [], []
+        with gr.Row():
+            for i in range(SLOTS):
+                with gr.Column(min_width=120):
+                    names.append(gr.Textbox(label=f"class {i + 1}", elem_id=f"clip-name-{i}"))
+                    files.append(
+                        gr.File(label="images", file_count="multiple", elem_id=f"clip-files-{i}")
+                    )
+        with gr.Row():
+            example = gr.Button("Use generated example set", elem_id="clip-example")
+            method = gr.Radio(
+                list(METHODS), value="block_lora", label="method", elem_id="clip-method"
+            )
+            steps = gr.Slider(
+                4, 200, value=40, step=1, label="training steps", elem_id="clip-steps"
+            )
+            train = gr.Button("Train", variant="primary", elem_id="clip-train")
+        gallery = gr.Gallery(
+            label="example set (used for slots without uploads)",
+            visible=False,
+            columns=8,
+            height=140,
+            elem_id="clip-gallery",
+        )
+        train_msg = gr.Markdown(elem_id="clip-train-msg")
+        curve = gr.Plot(label="loss curve", elem_id="clip-curve")
+    with gr.Row():
+        folder = gr.Textbox(
+            label="or load a run folder", value=default_run, scale=4, elem_id="clip-folder"
+        )
+        load = gr.Button("Load run", scale=1, elem_id="clip-load")
+    with gr.Row():
+        image = gr.File(label="image to classify", elem_id="clip-image")
+        preview = gr.Image(label="preview", interactive=False, height=160, elem_id="clip-preview")
+    classify_btn = gr.Button("Classify", variant="primary", elem_id="clip-classify")
+    with gr.Row():
+        adapted = gr.Label(num_top_classes=TOP_K, label="adapted model", elem_id="clip-adapted")
+        zero = gr.Label(num_top_classes=TOP_K, label="zero-shot model", elem_id="clip-zero")
+
+    def on_example():
+        n, f = example_set(ctx.runs)
+        shown = [(p, name) for name, group in zip(n, f, strict=True) for p in group]
+        return *n, f, gr.Gallery(value=shown, visible=True)
+
+    def on_load(path):
+        path = require_run(path, "clip")
+        get_run(path)
+        return str(path), describe(path)
+
+    def on_classify(run_folder, upload):
+        img = check_image(upload)
+        run, lock = get_run(run_folder)
+        a, z = classify(run, lock, img)
+        return img, a, z
+
+    def on_train(*args, progress=gr.Progress()):
+        *vals, example_set_files, m, s = args
+        groups = [
+            up or (example_set_files[i] if example_set_files else None)
+            for i, up in enumerate(vals[SLOTS:])
+        ]
+        yield from train_stream(vals[:SLOTS], groups, m, s, progress)
+
+    def on_trained(path):
+        return describe(Path(path)) if path else gr.skip()
+
+    def on_start(path):
+        try:
+            return describe(require_run(path, "clip"))
+        except ValueError as e:
+            return f"⚠️ {e}"
+
+    example.click(guarded(on_example), None, [*names, example_files, gallery])
+    train.click(
+        guarded(on_train),
+        [*names, *files, example_files, method, steps],
+        [train_msg, curve, run_state],
+        concurrency_limit=1,
+        concurrency_id="train",
+    ).then(on_trained, run_state, loaded)
+    load.click(guarded(on_load), folder, [run_state, loaded], concurrency_id="infer")
+    classify_btn.click(
+        guarded(on_classify), [run_state, image], [preview, adapted, zero], concurrency_id="infer"
+    )
+    ctx.on_page_load(on_start, run_state, loaded)
+
+
+def build_app(ctx) -> gr.Blocks:
+    with gr.Blocks(title="lorakit: CLIP few-shot") as demo:
+        ctx.header("CLIP few-shot", [RUN_KEY])
+        build_tab(ctx)
+        ctx.finish(demo)
+    return demo

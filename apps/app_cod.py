@@ -1,0 +1,303 @@
+"""Camouflage app (SAM + FoRA): prompt an image with clicked points, a box or a scribble;
+see SAM zero-shot and the FoRA-adapted mask as overlays, scored (S-measure, MAE) when a
+ground-truth mask is known (a generated scene, or an uploaded mask).
+
+Per-session state (``gr.State``) holds the scene: image, ground truth, scribble, points.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import cv2
+import gradio as gr
+import numpy as np
+import torch
+
+from .app_common import MODELS, check_image, folder_key, guarded
+from .prebuilt import pipeline_module
+
+RUN_KEY = "cod-fora"
+MODES = ("points", "box", "scribble")
+FG_COLOR, BG_COLOR = (255, 40, 40), (40, 120, 255)
+
+
+@dataclass
+class Scene:
+    """One session's input: image (H, W, 3) uint8, optional gt (H, W) bool, scribble (H, W)
+    {0, 1, 2}, clicked points [[x, y, label 1/0]] in image pixels."""
+
+    image: np.ndarray
+    gt: np.ndarray | None = None
+    scribble: np.ndarray | None = None
+    points: list = field(default_factory=list)
+    box: list | None = None
+    name: str = "upload"
+
+
+def load_models(folder):
+    """(FoRA model, SAM zero-shot model) of a run folder; both eval mode."""
+    from lorakit.data.runs import RunFolder
+    from lorakit.vision.sam.build import BackboneConfig, build_sam
+    from lorakit.vision.sam.model import AdapterSpec, SamCOD
+
+    mod = pipeline_module("cod")
+    run = RunFolder(folder)
+    cfg = run.read_config()
+    adapted = mod.load_model(run, cfg).eval()
+    base = build_sam(BackboneConfig(**cfg["backbone"]))
+    return adapted, SamCOD(base, AdapterSpec(method="none")).eval()
+
+
+def get_models(ctx, folder) -> tuple[tuple, threading.Lock]:
+    path = ctx.require(folder, RUN_KEY, "cod")
+    return MODELS.get(("cod",) + folder_key(path), lambda: load_models(path))
+
+
+def generated_scene(seed: int, size: int = 128, difficulty: float = 0.5) -> Scene:
+    from lorakit.data.camouflage import make_scribble, mask_box, render_scene
+
+    rng = np.random.default_rng(int(seed))
+    image, mask = render_scene(rng, size, difficulty)
+    return Scene(image, mask, make_scribble(mask, rng), box=mask_box(mask), name=f"scene {seed}")
+
+
+def read_mask(upload, shape: tuple[int, int], what: str) -> np.ndarray:
+    """An uploaded mask/scribble image -> (H, W) uint8 at the image's size."""
+    img = np.asarray(check_image(upload))
+    if img.shape[:2] != shape:
+        raise ValueError(
+            f"the {what} is {img.shape[1]}x{img.shape[0]} px but the image is {shape[1]}x{shape[0]} px"
+        )
+    return img
+
+
+def scribble_from(img: np.ndarray) -> np.ndarray:
+    """A scribble upload: grey values {0, 1, 2} (the S-COD convention) or red = object,
+    blue = background strokes on black."""
+    grey = img[..., 0]
+    if (img[..., 0] == img[..., 1]).all() and set(np.unique(grey)) <= {0, 1, 2}:
+        return grey.astype(np.uint8)
+    r, g, b = (img[..., i].astype(int) for i in range(3))
+    out = np.zeros(img.shape[:2], np.uint8)
+    out[(r > 128) & (r > g + 60) & (r > b + 60)] = 1
+    out[(b > 128) & (b > r + 60) & (b > g + 60)] = 2
+    if not (out == 1).any():
+        raise ValueError("the scribble has no object strokes: draw them red (or grey value 1)")
+    return out
+
+
+def parse_box(text: str, shape: tuple[int, int]) -> list[float]:
+    try:
+        box = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"box {text!r}: give four numbers x0, y0, x1, y1") from None
+    if len(box) != 4:
+        raise ValueError(f"box {text!r}: give four numbers x0, y0, x1, y1")
+    x0, y0, x1, y1 = box
+    h, w = shape
+    if not (0 <= x0 < x1 < w and 0 <= y0 < y1 < h):
+        raise ValueError(f"box {text!r} must satisfy 0 <= x0 < x1 < {w} and 0 <= y0 < y1 < {h}")
+    return box
+
+
+def make_prompt(scene: Scene, mode: str, box_text: str, size: int):
+    """The session's prompt in model-input pixels (a ``SamCOD`` ``Prompt``)."""
+    from lorakit.vision.sam.model import Prompt
+    from lorakit.vision.sam.prompts import points_from_scribble, resize_box, resize_points
+
+    hw = scene.image.shape[:2]
+    if mode == "points":
+        if not any(p[2] == 1 for p in scene.points):
+            raise ValueError("click the object at least once (foreground point) before segmenting")
+        pts = resize_points(np.asarray(scene.points, np.float32), hw, size)
+        return Prompt(points=torch.from_numpy(pts))
+    if mode == "box":
+        box = parse_box(box_text, hw) if box_text.strip() else scene.box
+        if box is None:
+            raise ValueError("give a box as x0, y0, x1, y1 (image pixels)")
+        return Prompt(box=torch.from_numpy(resize_box(box, hw, size)))
+    if mode == "scribble":
+        if scene.scribble is None:
+            raise ValueError(
+                "no scribble: generate a scene (it has one) or upload a scribble image"
+            )
+        pts = points_from_scribble(scene.scribble, np.random.default_rng(0), 3, 3, scene.name)
+        return Prompt(points=torch.from_numpy(resize_points(pts, hw, size)))
+    raise ValueError(f"prompt mode must be one of {', '.join(MODES)}")
+
+
+@torch.no_grad()
+def segment(model, image: np.ndarray, prompt) -> np.ndarray:
+    """Probability map (H, W) in [0, 1] at the image's own size."""
+    from lorakit.vision.sam.dataset import to_tensor
+
+    h, w = image.shape[:2]
+    size = model.size
+    x = to_tensor(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))[None]
+    logits, _ = model(x, [prompt])
+    return cv2.resize(logits[0, 0].sigmoid().numpy(), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def scores(prob: np.ndarray, gt: np.ndarray) -> dict:
+    from lorakit.vision.sam.evaluate import SODScores
+
+    s = SODScores()
+    s.add(prob, gt.astype(bool))
+    r = s.results()
+    return {"S-measure": r["s_measure"], "MAE": r["mae"]}
+
+
+def draw_prompts(scene: Scene) -> np.ndarray:
+    """The image with clicked points (red object, blue background) and the scribble."""
+    out = scene.image.copy()
+    if scene.scribble is not None:
+        out[scene.scribble == 1] = FG_COLOR
+        out[scene.scribble == 2] = BG_COLOR
+    r = max(2, min(out.shape[:2]) // 50)
+    for x, y, lab in scene.points:
+        cv2.circle(out, (int(x), int(y)), r, FG_COLOR if lab == 1 else BG_COLOR, -1)
+        cv2.circle(out, (int(x), int(y)), r, (255, 255, 255), 1)
+    return out
+
+
+def run_both(ctx, folder, scene: Scene, mode: str, box_text: str):
+    """(zero-shot overlay, FoRA overlay, scores markdown)."""
+    from lorakit.vision.sam.evaluate import overlay
+
+    if scene is None:
+        raise ValueError("no image yet: upload one or generate a scene")
+    (adapted, base), lock = get_models(ctx, folder)
+    prompt = make_prompt(scene, mode, box_text, adapted.size)
+    with lock:
+        p_base, p_adapted = (
+            segment(base, scene.image, prompt),
+            segment(adapted, scene.image, prompt),
+        )
+    lines = [
+        f"**prompt:** {mode} | **image:** {scene.name} ({scene.image.shape[1]}x{scene.image.shape[0]})"
+    ]
+    if scene.gt is not None:
+        sb, sa = scores(p_base, scene.gt), scores(p_adapted, scene.gt)
+        lines += [
+            "",
+            "| model | S-measure (higher is better) | MAE (lower is better) |",
+            "|---|---|---|",
+            f"| SAM zero-shot | {sb['S-measure']:.3f} | {sb['MAE']:.3f} |",
+            f"| SAM + {adapted.spec.method.upper()} | {sa['S-measure']:.3f} | {sa['MAE']:.3f} |",
+        ]
+    else:
+        lines.append("no ground-truth mask: upload one to get S-measure and MAE")
+    return (
+        overlay(scene.image, p_base > 0.5),
+        overlay(scene.image, p_adapted > 0.5, (32, 220, 64)),
+        "\n".join(lines),
+    )
+
+
+# --------------------------------------------------------------------------- page
+
+
+def build_tab(ctx) -> None:
+    scene = gr.State(None)
+    gr.Markdown(
+        "### Camouflaged object detection: SAM zero-shot vs SAM + FoRA\n" + ctx.model_note(RUN_KEY)
+    )
+    with gr.Row():
+        with gr.Column():
+            upload = gr.File(label="image", elem_id="cod-upload")
+            with gr.Row():
+                seed = gr.Number(
+                    value=1, precision=0, label="scene seed", min_width=80, elem_id="cod-seed"
+                )
+                generate = gr.Button("Generate a camouflage scene", elem_id="cod-generate")
+            gt_upload = gr.File(label="ground-truth mask (optional)", elem_id="cod-gt")
+            scribble_upload = gr.File(
+                label="scribble (optional: red = object, blue = background)", elem_id="cod-scribble"
+            )
+        with gr.Column():
+            canvas = gr.Image(label="click to add points", interactive=False, elem_id="cod-canvas")
+            with gr.Row():
+                label = gr.Radio(
+                    ["object", "background"],
+                    value="object",
+                    label="next click is",
+                    elem_id="cod-label",
+                )
+                clear = gr.Button("Clear points", size="sm", elem_id="cod-clear")
+    with gr.Row():
+        mode = gr.Radio(list(MODES), value="points", label="prompt", elem_id="cod-mode")
+        box = gr.Textbox(label="box x0, y0, x1, y1 (empty: the scene's box)", elem_id="cod-box")
+        folder = gr.Textbox(
+            label="run folder", value=str(ctx.run_path(RUN_KEY)), elem_id="cod-folder"
+        )
+    go = gr.Button("Segment", variant="primary", elem_id="cod-segment")
+    with gr.Row():
+        base_out = gr.Image(label="SAM zero-shot", interactive=False, elem_id="cod-base")
+        adapted_out = gr.Image(
+            label="SAM + FoRA (adapted)", interactive=False, elem_id="cod-adapted"
+        )
+    result = gr.Markdown(elem_id="cod-result")
+
+    def on_upload(f):
+        return (
+            s := Scene(
+                np.asarray(check_image(f)),
+                name=f.split("/")[-1] if isinstance(f, str) else "upload",
+            )
+        ), draw_prompts(s)
+
+    def on_generate(n):
+        s = generated_scene(int(n or 0))
+        return (
+            s,
+            draw_prompts(s),
+            "scene generated with its ground truth and a scribble; click the object or Segment",
+        )
+
+    def on_gt(s, f):
+        if s is None:
+            raise ValueError("load an image before its ground-truth mask")
+        s.gt = read_mask(f, s.image.shape[:2], "ground-truth mask").max(axis=2) > 127
+        return s, "ground truth loaded"
+
+    def on_scribble(s, f):
+        if s is None:
+            raise ValueError("load an image before its scribble")
+        s.scribble = scribble_from(read_mask(f, s.image.shape[:2], "scribble"))
+        return s, draw_prompts(s)
+
+    def on_click(s, which, evt: gr.SelectData):
+        if s is None:
+            raise ValueError("load an image first")
+        x, y = evt.index[:2]
+        s.points.append([int(x), int(y), 1 if which == "object" else 0])
+        return s, draw_prompts(s)
+
+    def on_clear(s):
+        if s is None:
+            return s, None
+        s.points.clear()
+        return s, draw_prompts(s)
+
+    upload.upload(guarded(on_upload), upload, [scene, canvas])
+    generate.click(guarded(on_generate), seed, [scene, canvas, result])
+    gt_upload.upload(guarded(on_gt), [scene, gt_upload], [scene, result])
+    scribble_upload.upload(guarded(on_scribble), [scene, scribble_upload], [scene, canvas])
+    canvas.select(guarded(on_click), [scene, label], [scene, canvas])
+    clear.click(guarded(on_clear), scene, [scene, canvas])
+    go.click(
+        guarded(lambda f, s, m, b: run_both(ctx, f, s, m, b)),
+        [folder, scene, mode, box],
+        [base_out, adapted_out, result],
+        concurrency_id="infer",
+    )
+
+
+def build_app(ctx) -> gr.Blocks:
+    with gr.Blocks(title="lorakit: camouflage") as demo:
+        ctx.header("camouflaged object detection", [RUN_KEY])
+        build_tab(ctx)
+        ctx.finish(demo)
+    return demo

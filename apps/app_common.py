@@ -1,0 +1,333 @@
+"""What every Gradio app shares: upload checks, error handling, model caching, progress.
+
+- ``check_image`` / ``check_audio``: validate an upload (type, size in bytes, image
+  dimensions, audio duration) and raise ``ValueError`` with a message naming the file.
+- ``guarded``: wraps an event handler so a ``ValueError`` becomes a ``gr.Error`` shown in the
+  page, and any other exception is logged with its traceback on the server and shown as a
+  one-line message; the app keeps serving either way.
+- ``ModelCache``: loaded models shared by all sessions, keyed by run folder and file times,
+  each with its own lock, so two sessions never toggle one model's adapters at once.
+- ``StepProgress``: a Lightning callback that reports step / max_steps and the loss to a
+  ``gr.Progress`` and to a list the page plots live.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import lightning as L
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+log = logging.getLogger("lorakit.apps")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".webm")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upload limits applied by every app."""
+
+    image_bytes: int = 10 * 2**20
+    image_min_side: int = 16
+    image_max_side: int = 4096
+    audio_bytes: int = 20 * 2**20
+    audio_seconds: float = 30.0
+
+
+LIMITS = Limits()
+
+
+def runs_root(path: str | os.PathLike | None = None) -> Path:
+    """Where pre-made runs live: ``path``, ``$LORAKIT_RUNS``, or ``~/.cache/lorakit/runs``."""
+    root = path or os.environ.get("LORAKIT_RUNS") or Path.home() / ".cache" / "lorakit" / "runs"
+    return Path(root).expanduser()
+
+
+def _upload_path(upload, kind: str) -> Path:
+    if upload is None:
+        raise ValueError(f"no {kind} given: upload a file first")
+    # gradio passes str paths (NamedString); tempfile-like objects carry the path in .name
+    path = Path(
+        upload if isinstance(upload, str | os.PathLike) else getattr(upload, "name", upload)
+    )
+    if not path.is_file():
+        log.warning("upload %s is not a file", path)
+        raise ValueError(f"{kind} upload {path.name} could not be read (file is missing)")
+    return path
+
+
+def check_image(upload, limits: Limits = LIMITS) -> Image.Image:
+    """An uploaded image file -> RGB ``PIL.Image``; ``ValueError`` for a bad upload."""
+    path = _upload_path(upload, "image")
+    name = path.name
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"{name}: not a supported image type; use {', '.join(IMAGE_SUFFIXES)}")
+    size = path.stat().st_size
+    if size > limits.image_bytes:
+        raise ValueError(
+            f"{name}: {size / 2**20:.1f} MB is over the {limits.image_bytes / 2**20:.0f} MB limit"
+        )
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ValueError(f"{name}: not a readable image ({e.__class__.__name__})") from None
+    return check_dimensions(img, name, limits)
+
+
+def check_dimensions(img: Image.Image, name: str, limits: Limits = LIMITS) -> Image.Image:
+    w, h = img.size
+    if min(w, h) < limits.image_min_side:
+        raise ValueError(
+            f"{name}: {w}x{h} px is too small (at least {limits.image_min_side} px a side)"
+        )
+    if max(w, h) > limits.image_max_side:
+        raise ValueError(
+            f"{name}: {w}x{h} px is too large (at most {limits.image_max_side} px a side)"
+        )
+    return img
+
+
+def check_array_image(arr, name: str = "image", limits: Limits = LIMITS) -> np.ndarray:
+    """A ``gr.Image(type="numpy")`` value -> uint8 (H, W, 3); ``ValueError`` when missing/odd."""
+    if arr is None:
+        raise ValueError(f"no {name} given: upload or pick one first")
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"{name}: expected a colour image, got an array of shape {arr.shape}")
+    check_dimensions(Image.fromarray(arr[..., :3].astype(np.uint8)), name, limits)
+    return arr[..., :3].astype(np.uint8)
+
+
+def check_audio(upload, limits: Limits = LIMITS):
+    """An uploaded/recorded audio file -> mono float32 waveform at 16 kHz (torch ``(T,)``)."""
+    from lorakit.data.audio import load_audio
+
+    path = _upload_path(upload, "audio")
+    name = path.name
+    if path.suffix.lower() not in AUDIO_SUFFIXES:
+        raise ValueError(f"{name}: not a supported audio type; use {', '.join(AUDIO_SUFFIXES)}")
+    size = path.stat().st_size
+    if size > limits.audio_bytes:
+        raise ValueError(
+            f"{name}: {size / 2**20:.1f} MB is over the {limits.audio_bytes / 2**20:.0f} MB limit"
+        )
+    try:
+        return load_audio(path, max_duration=limits.audio_seconds)
+    except ValueError as e:
+        raise ValueError(str(e).replace(str(path), name)) from None
+
+
+def guarded(fn: Callable) -> Callable:
+    """Event-handler wrapper: clear in-page errors, never a traceback in the page."""
+
+    def report(e: Exception):
+        if isinstance(e, gr.Error):
+            return e
+        if isinstance(e, ValueError):
+            return gr.Error(str(e))
+        log.exception("request failed in %s", fn.__name__)
+        return gr.Error(
+            f"{fn.__name__} failed: {e.__class__.__name__}: {e}. The app is still running; "
+            "try again or with another input."
+        )
+
+    if _is_generator(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - every failure becomes a message in the page
+                raise report(e) from None
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - every failure becomes a message in the page
+            raise report(e) from None
+
+    return wrapper
+
+
+def _is_generator(fn: Callable) -> bool:
+    import inspect
+
+    return inspect.isgeneratorfunction(fn)
+
+
+class ModelCache:
+    """Process-wide cache of loaded models: ``get(key, loader) -> (model, lock)``.
+
+    ``key`` should include what invalidates the entry (run folder + adapter file times).
+    Use the returned lock around inference that switches adapters on and off.
+    """
+
+    def __init__(self, capacity: int = 6):
+        self.capacity = capacity
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, loader: Callable[[], object]):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        item = (loader(), threading.Lock())
+        with self._lock:
+            self._items[key] = item
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return item
+
+
+MODELS = ModelCache()
+
+# One training job at a time in this process: the demo machine may have only a few cores.
+TRAIN_LOCK = threading.Lock()
+
+
+def folder_key(folder: Path) -> tuple:
+    """A cache key that changes when a run folder's adapter or config is rewritten."""
+    folder = Path(folder).resolve()
+    stamps = []
+    for sub in ("config.yaml", "adapter"):
+        p = folder / sub
+        if p.is_dir():
+            stamps += [(f.name, f.stat().st_mtime_ns) for f in sorted(p.iterdir()) if f.is_file()]
+        elif p.is_file():
+            stamps.append((p.name, p.stat().st_mtime_ns))
+    return (str(folder), tuple(stamps))
+
+
+def require_run(folder, pipeline: str) -> Path:
+    """A run folder that holds ``config.yaml`` and ``metrics.json``, or a clear ``ValueError``."""
+    if folder is None or not str(folder).strip():
+        raise ValueError(f"no {pipeline} run folder given")
+    path = Path(str(folder).strip()).expanduser()
+    if not (path / "config.yaml").is_file():
+        raise ValueError(
+            f"{path} is not a finished lorakit {pipeline} run (config.yaml is missing); "
+            "wait for the pre-made run or train one with "
+            f"`lorakit train {pipeline} --out {path}`"
+        )
+    return path
+
+
+class StepProgress(L.Callback):
+    """Reports training progress: ``progress(step / max_steps)`` and ``losses`` [(step, loss)]."""
+
+    def __init__(self, progress: Callable | None = None, desc: str = "training"):
+        self.progress, self.desc = progress, desc
+        self.losses: list[tuple[int, float]] = []
+        self.step, self.total = 0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.step, self.total = int(trainer.global_step), int(trainer.max_steps or 0)
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.losses.append((self.step, float(loss.detach())))
+        if self.progress is not None and self.total:
+            self.progress(
+                self.step / self.total, desc=f"{self.desc}: step {self.step}/{self.total}"
+            )
+
+
+def loss_figure(losses: list[tuple[int, float]], title: str = "training loss"):
+    """A small matplotlib figure of (step, loss) pairs for ``gr.Plot``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    if losses:
+        steps, values = zip(*losses, strict=True)
+        ax.plot(steps, values, color="#d9480f", lw=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def status_line(kind: str, text: str) -> str:
+    """A one-line markdown notice: kind is ``ok``, ``info`` or ``warn``."""
+    icon = {"ok": "✅", "info": "ℹ️", "warn": "⚠️"}.get(kind, "")
+    return f"{icon} {text}"
+
+
+class DemoContext:
+    """What the apps of one server share: the runs folder, the pre-made run specs and their
+    build status, and the page-load handlers to register once the page is assembled."""
+
+    def __init__(self, runs: Path, specs: list, status):
+        self.runs, self.status = Path(runs), status
+        self.specs = {s.key: s for s in specs}
+        self._loads: list[tuple] = []
+
+    def run_path(self, key: str) -> Path:
+        return self.runs / key
+
+    def model_note(self, key: str) -> str:
+        spec = self.specs.get(key)
+        if spec is None:
+            return status_line("warn", f"no pre-made run {key!r} in this profile")
+        if spec.real_weights:
+            return status_line("ok", f"Runs on real weights: {spec.model}.")
+        return status_line(
+            "info",
+            f"Runs on a {spec.model}, built offline: no real pretrained weights are "
+            "present, so results show the method working, not real-world quality.",
+        )
+
+    def run_message(self, key: str) -> str:
+        """One line about a pre-made run's state (building 40%, ready, failed: why)."""
+        row = self.status.get(key) if self.status is not None else {"state": "ready"}
+        state = row.get("state", "pending")
+        if state == "building":
+            return f"pre-made run {key} is being built ({row.get('fraction', 0):.0%}); try again shortly"
+        if state in ("failed", "unavailable"):
+            return f"pre-made run {key} is {state}: {row.get('message', '')}"
+        if state == "pending":
+            return f"pre-made run {key} is waiting to be built"
+        return f"pre-made run {key} is ready"
+
+    def require(self, folder, key: str, pipeline: str) -> Path:
+        """``require_run`` with a message about the pre-made run when that is what is missing."""
+        if (
+            str(folder).strip() == str(self.run_path(key))
+            and not (self.run_path(key) / "metrics.json").is_file()
+        ):
+            raise ValueError(self.run_message(key))
+        return require_run(folder, pipeline)
+
+    def header(self, title: str, keys: list[str]) -> None:
+        gr.Markdown(f"# lorakit: {title}")
+
+    def on_page_load(self, fn: Callable, inputs, outputs) -> None:
+        self._loads.append((fn, inputs, outputs))
+
+    def finish(self, demo) -> None:
+        """Register the collected page-load handlers on ``demo`` (call inside its context)."""
+        for fn, inputs, outputs in self._loads:
+            demo.load(guarded(fn), inputs, outputs)
+        self._loads.clear()

@@ -1,0 +1,157 @@
+"""The demo hub: one page with a tab per app and an overview of the pre-made runs.
+
+    demo = build_hub(make_context(runs_root(), "demo"))
+    demo.launch(server_name="127.0.0.1", server_port=7860)
+
+The overview lists each pre-made run (building with a progress fraction, ready with its
+headline metric, failed or unavailable with the reason) and says plainly which model it
+runs on: a tiny offline model with random or generated-data weights, or real weights.
+While runs are being built the table refreshes itself every two seconds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import gradio as gr
+
+from .app_common import DemoContext, guarded
+from .prebuilt import BuildStatus, ensure_runs, profile, start_background
+
+# app name -> (module, tab title, pre-made run keys, one-line description)
+APPS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "clip": (
+        "lorakit.apps.app_clip",
+        "CLIP few-shot",
+        ("clip-block_lora",),
+        "train Block-/Comp-LoRA on a few images per class; adapted vs zero-shot top-k",
+    ),
+    "cod": (
+        "lorakit.apps.app_cod",
+        "Camouflage (SAM + FoRA)",
+        ("cod-fora",),
+        "point, box or scribble prompts; SAM zero-shot vs FoRA masks, S-measure and MAE",
+    ),
+    "asr": (
+        "lorakit.apps.app_asr",
+        "Child speech (Whisper + S2-LoRA)",
+        ("asr-s2_lora",),
+        "base vs adapted transcripts with word differences; make-it-child-like toggle",
+    ),
+    "ood": (
+        "lorakit.apps.app_ood",
+        "Robustness (LARGO)",
+        ("ood-lora", "ood-largo"),
+        "corrupt an image with a severity slider; base vs LoRA vs LARGO predictions",
+    ),
+}
+HEADLINES = {
+    "clip": ("accuracy", "zero_shot_accuracy"),
+    "cod": ("s_measure", "mae"),
+    "asr": ("wer", "baseline_wer"),
+    "ood": ("id_accuracy", "ood_accuracy"),
+}
+
+
+def make_context(
+    runs: Path, profile_name: str = "demo", background: bool = True, keys: set[str] | None = None
+) -> DemoContext:
+    """Specs of ``profile_name`` (only ``keys`` when given) with their build started (in a
+    thread when ``background``, else before returning)."""
+    specs = [s for s in profile(profile_name, runs) if keys is None or s.key in keys]
+    status = (
+        start_background(runs, specs) if background else ensure_runs(runs, specs, BuildStatus())
+    )
+    return DemoContext(runs, specs, status)
+
+
+def _headline(pipeline: str, path: str) -> str:
+    f = Path(path) / "metrics.json"
+    if not f.is_file():
+        return ""
+    m = json.loads(f.read_text())
+    parts = [
+        f"{k} {m[k]:.3f}" for k in HEADLINES.get(pipeline, ()) if isinstance(m.get(k), int | float)
+    ]
+    return ", ".join(parts)
+
+
+def status_table(ctx: DemoContext) -> str:
+    """Markdown table of the pre-made runs."""
+    rows = ["| run | model | state | result | folder |", "|---|---|---|---|---|"]
+    snap = ctx.status.snapshot()
+    for key, spec in ctx.specs.items():
+        row = snap.get(key, {})
+        state = row.get("state", "pending")
+        if state == "building":
+            state = f"building {row.get('fraction', 0.0):.0%}"
+        elif state in ("failed", "unavailable"):
+            state = f"{state}: {row.get('message', '')}"
+        weights = "real weights" if spec.real_weights else "tiny offline model"
+        result = (
+            _headline(spec.pipeline, row.get("path", "")) if row.get("state") == "ready" else ""
+        )
+        rows.append(
+            f"| {spec.title} | {spec.model} ({weights}) | {state} | {result} | `{row.get('path', '')}` |"
+        )
+    return "\n".join(rows)
+
+
+def all_settled(ctx: DemoContext) -> bool:
+    return all(
+        r.get("state") in ("ready", "failed", "unavailable") for r in ctx.status.snapshot().values()
+    )
+
+
+def overview(ctx: DemoContext, names: list[str], tabs: gr.Tabs) -> None:
+    gr.Markdown(
+        "Each tab runs one lorakit pipeline on your own input and compares the adapted model "
+        "with its base model. Tiny models are used where no real weights are on this machine; "
+        "the table says which."
+    )
+    buttons = []
+    for name in names:
+        _, title, _, about = APPS[name]
+        with gr.Row():
+            buttons.append(
+                gr.Button(f"Open {title}", size="sm", scale=1, elem_id=f"hub-open-{name}")
+            )
+            gr.Markdown(about)
+    table = gr.Markdown(status_table(ctx), elem_id="hub-status")
+    timer = gr.Timer(2.0, active=not all_settled(ctx))
+
+    def refresh():
+        return status_table(ctx), gr.Timer(active=not all_settled(ctx))
+
+    timer.tick(guarded(refresh), None, [table, timer])
+    for name, button in zip(names, buttons, strict=True):
+        button.click(lambda n=name: gr.Tabs(selected=n), None, tabs)
+
+
+def build_hub(ctx: DemoContext, names: list[str] | None = None) -> gr.Blocks:
+    """The hub page: an overview tab and one tab per app (``names``, default all four)."""
+    names = list(names or APPS)
+    with gr.Blocks(title="lorakit demos") as demo:
+        gr.Markdown("# lorakit demos: low-rank adaptation of CLIP, SAM and Whisper")
+        with gr.Tabs() as tabs:
+            with gr.Tab("Overview", id="overview"):
+                overview(ctx, names, tabs)
+            for name in names:
+                module, title, _, _ = APPS[name]
+                with gr.Tab(title, id=name):
+                    importlib.import_module(module).build_tab(ctx)
+        ctx.finish(demo)
+    return demo
+
+
+def build_single(ctx: DemoContext, name: str) -> gr.Blocks:
+    """One app on its own page (``lorakit demo clip``)."""
+    if name not in APPS:
+        raise ValueError(f"unknown demo {name!r}; choose from {', '.join(APPS)}")
+    return importlib.import_module(APPS[name][0]).build_app(ctx)
+
+
+def needed_runs(names: list[str]) -> set[str]:
+    return {k for n in names for k in APPS[n][2]}

@@ -1,0 +1,223 @@
+"""Robustness app (LARGO): corrupt an image (type + severity slider) and compare the
+predictions of the base model, the LoRA run and the LARGO run side by side; show the
+runs' ID-vs-OOD plot and headline numbers.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from .app_common import MODELS, check_image, folder_key, guarded
+from .prebuilt import pipeline_module
+
+RUN_KEYS = {"LoRA": "ood-lora", "LARGO": "ood-largo"}
+TOP_K = 3
+VIEW = 192  # pixels the (small) model input is shown at
+
+
+@dataclass
+class OODRun:
+    model: torch.nn.Module
+    method: str
+    classes: list[str]
+    image_size: int
+    id_test: str
+    metrics: dict
+
+
+def load_run(folder: Path, base: bool = False) -> OODRun:
+    """A run's fine-tuned classifier (``base``: the pretrained model it started from)."""
+    from lorakit.data.runs import RunFolder
+    from lorakit.vision.ood.methods import load_weights
+
+    mod = pipeline_module("ood")
+    run = RunFolder(folder)
+    cfg = run.read_config()
+    desc = mod.resolve_data(cfg["data"])
+    built = mod.build_model(cfg, desc)
+    method = "base" if base else load_weights(built.model, run.adapter)
+    return OODRun(
+        built.model.eval(),
+        method,
+        list(desc["classes"]),
+        int(built.image_size),
+        desc["id_test"],
+        run.read_metrics(),
+    )
+
+
+def get_run(ctx, folder, key: str, base: bool = False) -> tuple[OODRun, threading.Lock]:
+    path = ctx.require(folder, key, "ood")
+    return MODELS.get(("ood", base) + folder_key(path), lambda: load_run(path, base))
+
+
+def corruption_names() -> list[str]:
+    from lorakit.data.corruptions import CORRUPTIONS
+
+    return list(CORRUPTIONS)
+
+
+def prepare(image: np.ndarray, size: int, corruption: str, severity: int) -> np.ndarray:
+    """uint8 (H, W, 3) -> the model input (size, size, 3) uint8, corrupted unless severity 0."""
+    from lorakit.data.corruptions import corrupt
+
+    img = np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+    if int(severity) > 0:
+        if corruption not in corruption_names():
+            raise ValueError(f"unknown corruption {corruption!r}")
+        img = corrupt(img[None], corruption, int(severity), seed=0)[0]
+    return img
+
+
+@torch.no_grad()
+def predict(run: OODRun, lock: threading.Lock, img: np.ndarray) -> dict[str, float]:
+    x = torch.from_numpy(img).permute(2, 0, 1).float().div(255.0)[None]
+    with lock:
+        p = run.model(x).softmax(-1)[0]
+    return {c: float(v) for c, v in zip(run.classes, p, strict=True)}
+
+
+def example_image(run: OODRun, index: int) -> tuple[np.ndarray, str]:
+    """The ``index``-th ID test image (cycling through the classes) and its class."""
+    root = Path(run.id_test)
+    per = [sorted((root / c).glob("*.png")) for c in run.classes]
+    c = int(index) % len(run.classes)
+    files = per[c]
+    if not files:
+        raise ValueError(f"no test images of class {run.classes[c]!r} in {root}")
+    path = files[(int(index) // len(run.classes)) % len(files)]
+    return np.asarray(Image.open(path).convert("RGB")), run.classes[c]
+
+
+def summary(runs: dict[str, OODRun]) -> str:
+    rows = [
+        "| run | ID accuracy | OOD accuracy | corruption accuracy | effective robustness |",
+        "|---|---|---|---|---|",
+    ]
+
+    def f(v):
+        return f"{v:.3f}" if isinstance(v, int | float) else "-"
+
+    for name, r in runs.items():
+        m = r.metrics
+        rows.append(
+            f"| {name} | {f(m.get('id_accuracy'))} | {f(m.get('ood_accuracy'))} | "
+            f"{f(m.get('corruption_accuracy'))} | {f(m.get('effective_robustness'))} |"
+        )
+    return "\n".join(rows)
+
+
+def compare(ctx, folders: list[str], image, corruption: str, severity: int):
+    """(shown input, base, LoRA, LARGO label dicts, summary markdown, ID-vs-OOD plot path)."""
+    if image is None:
+        raise ValueError("no image yet: pick a test image or upload one")
+    runs = {
+        name: get_run(ctx, f, key) for (name, key), f in zip(RUN_KEYS.items(), folders, strict=True)
+    }
+    base = get_run(ctx, folders[-1], RUN_KEYS["LARGO"], base=True)
+    size = base[0].image_size
+    img = prepare(np.asarray(image), size, corruption, severity)
+    outs = [predict(*base, img)] + [predict(*runs[n], img) for n in RUN_KEYS]
+    shown = np.asarray(Image.fromarray(img).resize((VIEW, VIEW), Image.NEAREST))
+    plot = Path(folders[-1]) / "plots" / "id_vs_ood.png"
+    return (
+        shown,
+        *outs,
+        summary({n: r for n, (r, _) in runs.items()}),
+        str(plot) if plot.is_file() else None,
+    )
+
+
+# --------------------------------------------------------------------------- page
+
+
+def build_tab(ctx) -> None:
+    image = gr.State(None)
+    gr.Markdown(
+        "### Robustness under distribution shift: base vs LoRA vs LARGO\n"
+        + ctx.model_note(RUN_KEYS["LARGO"])
+    )
+    with gr.Row():
+        with gr.Column():
+            with gr.Row():
+                index = gr.Number(
+                    value=0, precision=0, label="test image #", min_width=80, elem_id="ood-index"
+                )
+                pick = gr.Button("Pick a test image", elem_id="ood-pick")
+            upload = gr.File(label="or upload an image", elem_id="ood-upload")
+            corruption = gr.Dropdown(
+                corruption_names(),
+                value="gaussian_noise",
+                label="corruption",
+                elem_id="ood-corruption",
+            )
+            severity = gr.Slider(
+                0, 5, value=0, step=1, label="severity (0 = clean)", elem_id="ood-severity"
+            )
+        shown = gr.Image(label="model input", interactive=False, elem_id="ood-shown")
+    with gr.Row():
+        outs = [
+            gr.Label(num_top_classes=TOP_K, label=name, elem_id=f"ood-{name.lower()}")
+            for name in ("base", "LoRA", "LARGO")
+        ]
+    with gr.Row():
+        folders = [
+            gr.Textbox(
+                label=f"{name} run folder",
+                value=str(ctx.run_path(key)),
+                elem_id=f"ood-folder-{key}",
+            )
+            for name, key in RUN_KEYS.items()
+        ]
+    with gr.Row():
+        table = gr.Markdown(elem_id="ood-summary")
+        plot = gr.Image(
+            label="ID vs OOD accuracy (LARGO run)",
+            interactive=False,
+            height=280,
+            elem_id="ood-plot",
+        )
+    message = gr.Markdown(elem_id="ood-message")
+
+    def on_pick(i, lora_f, largo_f):
+        run, _ = get_run(ctx, largo_f, RUN_KEYS["LARGO"], base=True)
+        img, cls = example_image(run, int(i or 0))
+        return img, f"test image #{int(i or 0)}: a **{cls}** (ID style)"
+
+    def on_upload(f):
+        return np.asarray(check_image(f)), f"uploaded {Path(f).name}"
+
+    def on_compare(img, c, s, *fs):
+        return compare(ctx, list(fs), img, c, s)
+
+    outputs = [shown, *outs, table, plot]
+    inputs = [image, corruption, severity, *folders]
+    pick.click(guarded(on_pick), [index, *folders], [image, message]).success(
+        guarded(on_compare), inputs, outputs, concurrency_id="infer"
+    )
+    upload.upload(guarded(on_upload), upload, [image, message]).success(
+        guarded(on_compare), inputs, outputs, concurrency_id="infer"
+    )
+
+    def on_change(img, c, s, *fs):
+        return gr.skip() if img is None else compare(ctx, list(fs), img, c, s)
+
+    for widget in (corruption, severity):
+        widget.change(
+            guarded(on_change), inputs, outputs, concurrency_id="infer", trigger_mode="always_last"
+        )
+
+
+def build_app(ctx) -> gr.Blocks:
+    with gr.Blocks(title="lorakit: robustness") as demo:
+        ctx.header("robustness under shift", list(RUN_KEYS.values()))
+        build_tab(ctx)
+        ctx.finish(demo)
+    return demo

@@ -1,0 +1,79 @@
+"""``lorakit demo [clip|cod|asr|ood]``: start the hub (or one app) on this machine.
+
+lorakit demo                      # hub on http://127.0.0.1:7860, pre-made runs built on first start
+lorakit demo asr --port 7861      # one app
+lorakit demo --host 0.0.0.0 --share-lan   # reachable from the local network (explicit opt-in)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import typer
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_host(host: str, share_lan: bool) -> None:
+    """Binding beyond localhost needs ``--share-lan``; raises ``ValueError`` otherwise."""
+    if host not in LOCAL_HOSTS and not share_lan:
+        raise ValueError(
+            f"--host {host} would expose the demo beyond this machine; add --share-lan "
+            "to do that on purpose (the demo has no login)"
+        )
+
+
+def serve(
+    name: str | None, host: str, port: int, runs: Path | None, profile_name: str, block: bool = True
+):
+    """Build the context and page, launch it; returns the Blocks (``block=False``: running)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from .app_common import runs_root
+    from .app_hub import APPS, build_hub, build_single, make_context, needed_runs
+
+    if name is not None and name not in APPS:
+        raise ValueError(f"unknown demo {name!r}; choose from {', '.join(APPS)}")
+    root = runs_root(runs)
+    keys = needed_runs([name] if name else list(APPS))
+    ctx = make_context(root, profile_name, background=True, keys=keys)
+    demo = build_single(ctx, name) if name else build_hub(ctx)
+    demo.queue(default_concurrency_limit=2)
+    typer.echo(
+        f"pre-made runs: {root} (built in the background on first start; progress on the page)"
+    )
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        prevent_thread_lock=not block,
+        show_error=False,
+        footer_links=["api", "gradio"],
+        quiet=False,
+        allowed_paths=[str(root)],
+    )
+    return demo
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        name: str = typer.Argument(
+            None, help="clip | cod | asr | ood (default: the hub with all four)"
+        ),
+        host: str = typer.Option("127.0.0.1", help="address to bind"),
+        port: int = typer.Option(7860, help="port"),
+        share_lan: bool = typer.Option(False, "--share-lan", help="allow binding beyond localhost"),
+        runs: Path = typer.Option(
+            None, help="pre-made runs folder (default ~/.cache/lorakit/runs)"
+        ),
+        profile: str = typer.Option("demo", help="pre-made run sizes: demo | tiny"),
+    ) -> None:
+        """Start the Gradio demo hub (or one app); pre-made small runs are built on first start."""
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        try:
+            check_host(host, share_lan)
+            serve(name, host, port, runs, profile)
+        except ValueError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None

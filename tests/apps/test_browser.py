@@ -1,0 +1,255 @@
+"""The demo hub driven in headless Chromium: every app's main interaction end to end, an
+invalid upload, a failing request that leaves the app serving, and two concurrent sessions.
+
+Run: .venv/bin/python -m pytest tests/apps -m browser -p no:cacheprovider -q
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.browser
+TIMEOUT = 120_000  # ms: the first request of an app loads its models on a busy 2-core machine
+
+
+def open_tab(browser, url: str, name: str | None):
+    page = browser.new_page(viewport={"width": 1280, "height": 1500})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(url)
+    page.wait_for_selector("#hub-status table")
+    if name:
+        page.click(f"#hub-open-{name}")
+    return page
+
+
+def toast_with(page, text: str):
+    """Wait for an error toast whose text contains ``text``; returns its full text."""
+    toast = page.locator(".toast-body", has_text=text).first
+    toast.wait_for()
+    return toast.inner_text()
+
+
+def wait_text(page, selector: str, text: str) -> str:
+    page.locator(selector, has_text=text).first.wait_for()
+    return page.inner_text(selector)
+
+
+def test_hub_lists_runs_and_links_apps(browser, hub, shots):
+    url, ctx = hub
+    page = open_tab(browser, url, None)
+    table = page.inner_text("#hub-status")
+    for spec in ctx.specs.values():
+        assert spec.title in table
+    assert "tiny offline model" in table
+    assert table.count("ready") == len(ctx.specs)
+    page.screenshot(path=shots / "hub.png", full_page=True)
+    page.click("#hub-open-ood")
+    page.wait_for_selector("#ood-pick", state="visible")
+    page.close()
+
+
+def test_clip_classifies_upload_adapted_vs_zero_shot(browser, hub, tiny_runs, shots):
+    url, ctx = hub
+    page = open_tab(browser, url, "clip")
+    wait_text(page, "#clip-loaded", "block_lora")
+    img = sorted((ctx.run_path("clip-block_lora") / "data" / "test" / "red_circle").glob("*.png"))[
+        0
+    ]
+    page.set_input_files("#clip-image input[type=file]", str(img))
+    page.locator("#clip-image", has_text=img.name).wait_for()
+    page.click("#clip-classify")
+    page.wait_for_selector("#clip-adapted .output-class")
+    page.wait_for_selector("#clip-zero .output-class")
+    classes = ("red circle", "green square", "blue triangle", "yellow star")
+    for sel in ("#clip-adapted", "#clip-zero"):
+        text = page.inner_text(sel)
+        assert sum(c in text for c in classes) >= 3 and "%" in text
+    page.screenshot(path=shots / "clip_classify.png", full_page=True)
+    page.close()
+
+
+def test_clip_trains_on_example_set_then_classifies(browser, hub, shots):
+    url, _ = hub
+    page = open_tab(browser, url, "clip")
+    page.get_by_text("1. Train on your own").click()
+    page.click("#clip-example")
+    page.wait_for_function(
+        "document.querySelector('#clip-name-0 textarea, #clip-name-0 input').value.length > 0"
+    )
+    page.locator("#clip-steps input[type=number]").fill("4")
+    page.locator("#clip-steps input[type=number]").press("Enter")
+    page.locator("#clip-method label", has_text="comp_lora").click()
+    page.click("#clip-train")
+    msg = wait_text(page, "#clip-train-msg", "trained comp_lora")
+    assert "accuracy on your images" in msg
+    loaded = wait_text(page, "#clip-loaded", "comp_lora")
+    assert "lorakit-demo" in loaded  # the session now uses its own run folder
+    page.screenshot(path=shots / "clip_trained.png", full_page=True)
+    page.close()
+
+
+def test_clip_invalid_upload_shows_message(browser, hub, tmp_path, shots):
+    url, _ = hub
+    page = open_tab(browser, url, "clip")
+    bad = tmp_path / "holiday.png"
+    bad.write_text("this is not an image")
+    page.set_input_files("#clip-image input[type=file]", str(bad))
+    page.locator("#clip-image", has_text="holiday.png").wait_for()
+    page.click("#clip-classify")
+    text = toast_with(page, "not a readable image")
+    assert "holiday.png" in text and "Traceback" not in page.content()
+    page.screenshot(path=shots / "clip_invalid.png", full_page=True)
+    page.close()
+
+
+def test_failed_request_leaves_app_serving(browser, hub, tmp_path, shots):
+    url, ctx = hub
+    broken = tmp_path / "broken-run"
+    broken.mkdir()
+    (broken / "config.yaml").write_text("data: [unclosed\n")
+    page = open_tab(browser, url, "clip")
+    page.locator("#clip-folder textarea, #clip-folder input").first.fill(str(broken))
+    page.click("#clip-load")
+    text = toast_with(page, "still running")
+    assert "on_load failed" in text
+    page.locator("#clip-folder textarea, #clip-folder input").first.fill(
+        str(ctx.run_path("clip-block_lora"))
+    )
+    page.click("#clip-load")
+    wait_text(page, "#clip-loaded", str(ctx.run_path("clip-block_lora")))
+    page.screenshot(path=shots / "after_failure.png", full_page=True)
+    page.close()
+
+
+def click_image_pixel(page, selector: str, xy: tuple[int, int], shape: tuple[int, int]) -> None:
+    """Click the displayed image at image pixel ``xy`` (image of ``shape`` (H, W))."""
+    img = page.locator(f"{selector} img").first
+    img.wait_for()
+    box = img.bounding_box()
+    x = box["x"] + (xy[0] + 0.5) * box["width"] / shape[1]
+    y = box["y"] + (xy[1] + 0.5) * box["height"] / shape[0]
+    page.mouse.click(x, y)
+
+
+def test_cod_point_prompt_zero_shot_vs_fora(browser, hub, shots):
+    from lorakit.apps.app_cod import generated_scene
+
+    url, _ = hub
+    page = open_tab(browser, url, "cod")
+    page.locator("#cod-seed input").fill("3")
+    page.click("#cod-generate")
+    wait_text(page, "#cod-result", "scene generated")
+    scene = generated_scene(3)
+    ys, xs = np.nonzero(scene.gt)
+    inside = (int(np.median(xs)), int(np.median(ys)))
+    src = page.locator("#cod-canvas img").first.get_attribute("src")
+    click_image_pixel(page, "#cod-canvas", inside, scene.gt.shape)
+    page.wait_for_function(f"document.querySelector('#cod-canvas img').src !== {src!r}")
+    page.click("#cod-segment")
+    result = wait_text(page, "#cod-result", "S-measure")
+    assert "SAM zero-shot" in result and "SAM + FORA" in result and "scene 3" in result
+    page.wait_for_selector("#cod-base img")
+    page.wait_for_selector("#cod-adapted img")
+    page.screenshot(path=shots / "cod_points.png", full_page=True)
+    page.close()
+
+
+def test_cod_box_and_scribble_prompts(browser, hub, shots):
+    url, _ = hub
+    page = open_tab(browser, url, "cod")
+    page.click("#cod-generate")
+    wait_text(page, "#cod-result", "scene generated")
+    for mode in ("box", "scribble"):
+        page.locator("#cod-mode label", has_text=mode).click()
+        page.click("#cod-segment")
+        wait_text(page, "#cod-result", f"prompt: {mode}")
+        assert "MAE" in page.inner_text("#cod-result")
+    page.screenshot(path=shots / "cod_scribble.png", full_page=True)
+    page.close()
+
+
+def test_ood_corruption_slider_updates_three_models(browser, hub, shots):
+    url, _ = hub
+    page = open_tab(browser, url, "ood")
+    page.click("#ood-pick")
+    wait_text(page, "#ood-message", "test image #0")
+    page.wait_for_selector("#ood-largo .output-class")
+    clean = page.locator("#ood-shown img").first.get_attribute("src")
+    page.locator("#ood-corruption input").first.click()
+    page.keyboard.type("motion_blur")
+    page.keyboard.press("Enter")
+    page.locator("#ood-severity input[type=range]").fill("5")
+    page.wait_for_function(f"document.querySelector('#ood-shown img').src !== {clean!r}")
+    for name in ("base", "lora", "largo"):
+        text = page.inner_text(f"#ood-{name}")
+        assert "%" in text and any(c in text for c in ("circle", "square", "triangle", "cross"))
+    assert "effective robustness" in page.inner_text("#ood-summary")
+    page.wait_for_selector("#ood-plot img")
+    page.screenshot(path=shots / "ood_severity5.png", full_page=True)
+    page.close()
+
+
+def test_asr_transcribes_synthesised_speech_child_like(browser, hub, shots):
+    url, ctx = hub
+    if ctx.status.get("asr-s2_lora").get("state") != "ready":
+        pytest.skip("the asr pipeline is not available in this build")
+    page = open_tab(browser, url, "asr")
+    page.click("#asr-speak")
+    page.wait_for_selector(
+        "#asr-audio audio, #asr-audio [data-testid=waveform-controls], #asr-audio .waveform-container",
+        state="attached",
+    )
+    page.locator("#asr-child input[type=checkbox]").check()
+    page.click("#asr-go")
+    result = wait_text(page, "#asr-result", "child-like audio")
+    assert "WER" in result and "S2-LoRA" in result
+    assert page.inner_text("#asr-base").strip() and page.inner_text("#asr-adapted").strip()
+    page.wait_for_selector("#asr-heatmap img")
+    page.screenshot(path=shots / "asr_childlike.png", full_page=True)
+    page.close()
+
+
+def test_asr_invalid_audio_shows_message(browser, hub, tmp_path, shots):
+    url, ctx = hub
+    if ctx.status.get("asr-s2_lora").get("state") != "ready":
+        pytest.skip("the asr pipeline is not available in this build")
+    silent = tmp_path / "silence.wav"
+    import soundfile as sf
+
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    page = open_tab(browser, url, "asr")
+    page.set_input_files("#asr-audio input[type=file]", str(silent))
+    page.wait_for_timeout(1500)
+    page.click("#asr-go")
+    text = toast_with(page, "empty")
+    assert "silence" in text
+    page.screenshot(path=shots / "asr_invalid.png", full_page=True)
+    page.close()
+
+
+def test_two_sessions_keep_their_own_scenes(browser, hub, shots):
+    """Two browser contexts (separate sessions) generate different scenes and segment at
+    the same time; each page shows its own scene's result."""
+    url, _ = hub
+    pages = []
+    for seed in (11, 12):
+        context = browser.new_context(viewport={"width": 1280, "height": 1500})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT)
+        page.goto(url)
+        page.wait_for_selector("#hub-status table")
+        page.click("#hub-open-cod")
+        page.locator("#cod-mode label", has_text="box").click()
+        page.locator("#cod-seed input").fill(str(seed))
+        page.click("#cod-generate")
+        wait_text(page, "#cod-result", "scene generated")
+        pages.append((seed, page))
+    for _, page in pages:  # both requests in flight together
+        page.click("#cod-segment")
+    results = {seed: wait_text(page, "#cod-result", f"scene {seed}") for seed, page in pages}
+    assert "scene 12" not in results[11] and "scene 11" not in results[12]
+    assert results[11] != results[12]
+    for seed, page in pages:
+        page.screenshot(path=shots / f"session_{seed}.png", full_page=True)
+        page.context.close()
