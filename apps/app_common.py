@@ -140,9 +140,10 @@ def guarded(fn: Callable) -> Callable:
         if isinstance(e, ValueError):
             return gr.Error(str(e))
         log.exception("request failed in %s", fn.__name__)
+        first = (str(e).strip().splitlines() or [""])[0][:200]
         return gr.Error(
-            f"{fn.__name__} failed: {e.__class__.__name__}: {e}. The app is still running; "
-            "try again or with another input."
+            f"The app is still running, but this request failed in {fn.__name__}: "
+            f"{e.__class__.__name__}: {first}. Try again or with another input."
         )
 
     if _is_generator(fn):

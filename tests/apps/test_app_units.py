@@ -1,0 +1,168 @@
+"""Fast checks of the apps' validation and glue (no browser, no training)."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from lorakit.apps import app_asr, app_clip, app_cod
+from lorakit.apps.app_common import Limits, check_audio, check_image, guarded
+from lorakit.apps.cli_demo import check_host
+from lorakit.apps.prebuilt import BuildStatus, fingerprint, is_ready, profile, resolve
+
+
+def png(path, size=(40, 30), colour=(200, 30, 30)):
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def test_check_image_accepts_a_png_and_returns_rgb(tmp_path):
+    img = check_image(str(png(tmp_path / "a.png")))
+    assert img.mode == "RGB" and img.size == (40, 30)
+
+
+@pytest.mark.parametrize(
+    "name, make, message",
+    [
+        ("notes.txt", lambda p: p.write_text("hi"), "not a supported image type"),
+        ("fake.png", lambda p: p.write_text("not an image"), "not a readable image"),
+        ("tiny.png", lambda p: png(p, (8, 8)), "too small"),
+        ("wide.png", lambda p: png(p, (5000, 20)), "too large"),
+    ],
+)
+def test_check_image_rejects_bad_uploads_by_name(tmp_path, name, make, message):
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(ValueError, match=message) as err:
+        check_image(str(path))
+    assert name in str(err.value)
+
+
+def test_check_image_byte_limit_and_missing_upload(tmp_path):
+    path = png(tmp_path / "a.png")
+    with pytest.raises(ValueError, match="over the 0 MB limit"):
+        check_image(str(path), Limits(image_bytes=10))
+    with pytest.raises(ValueError, match="no image given"):
+        check_image(None)
+
+
+def test_check_audio_resamples_and_limits_duration(tmp_path):
+    t = np.arange(8000 * 2) / 8000
+    path = tmp_path / "tone.wav"
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 8000)
+    wave = check_audio(str(path))
+    assert abs(wave.numel() - 32000) < 50  # 2 s at 16 kHz
+    with pytest.raises(ValueError, match="over the limit"):
+        check_audio(str(path), Limits(audio_seconds=1.0))
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    with pytest.raises(ValueError, match="empty"):
+        check_audio(str(silent))
+    with pytest.raises(ValueError, match="not a supported audio type"):
+        check_audio(str(png(tmp_path / "x.png")))
+
+
+def test_guarded_turns_failures_into_page_messages():
+    def bad_input():
+        raise ValueError("field x is wrong")
+
+    def crash():
+        raise RuntimeError("boom\ndetails")
+
+    def gen():
+        yield 1
+        raise KeyError("k")
+
+    with pytest.raises(gr.Error, match="field x is wrong"):
+        guarded(bad_input)()
+    with pytest.raises(gr.Error, match="still running.*RuntimeError: boom") as err:
+        guarded(crash)()
+    assert "details" not in str(err.value)
+    g = guarded(gen)()
+    assert next(g) == 1
+    with pytest.raises(gr.Error, match="KeyError"):
+        next(g)
+
+
+def test_binding_beyond_localhost_needs_the_flag():
+    check_host("127.0.0.1", False)
+    check_host("0.0.0.0", True)
+    with pytest.raises(ValueError, match="--share-lan"):
+        check_host("0.0.0.0", False)
+
+
+def test_demo_cli_refuses_lan_without_flag():
+    from typer.testing import CliRunner
+
+    from lorakit.apps.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "--share-lan" in result.output
+
+
+def test_clip_collect_classes_validates_slots(tmp_path):
+    a, b = str(png(tmp_path / "a.png")), str(png(tmp_path / "b.png"))
+    ok = app_clip.collect_classes(["cat", "dog", "", ""], [[a], [b], None, None])
+    assert list(ok) == ["cat", "dog"]
+    with pytest.raises(ValueError, match="at least two classes"):
+        app_clip.collect_classes(["cat", "", "", ""], [[a], None, None, None])
+    with pytest.raises(ValueError, match="used twice"):
+        app_clip.collect_classes(["cat", "Cat", "", ""], [[a], [b], None, None])
+    with pytest.raises(ValueError, match="has images but no name"):
+        app_clip.collect_classes(["cat", "", "", ""], [[a], [b], None, None])
+    with pytest.raises(ValueError, match="has no images"):
+        app_clip.collect_classes(["cat", "dog", "", ""], [[a], None, None, None])
+
+
+def test_cod_prompt_helpers():
+    assert app_cod.parse_box("1, 2, 30, 40", (64, 64)) == [1, 2, 30, 40]
+    with pytest.raises(ValueError, match="four numbers"):
+        app_cod.parse_box("1 2 3", (64, 64))
+    with pytest.raises(ValueError, match="must satisfy"):
+        app_cod.parse_box("10 10 5 20", (64, 64))
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[1, 1] = (255, 0, 0)
+    rgb[6, 6] = (0, 0, 255)
+    s = app_cod.scribble_from(rgb)
+    assert s[1, 1] == 1 and s[6, 6] == 2 and s.sum() == 3
+    scene = app_cod.generated_scene(0, size=64)
+    assert scene.gt.shape == (64, 64) and set(np.unique(scene.scribble)) <= {0, 1, 2}
+    with pytest.raises(ValueError, match="click the object"):
+        app_cod.make_prompt(scene, "points", "", 128)
+    prompt = app_cod.make_prompt(scene, "box", "", 128)
+    assert prompt.box.shape == (4,) and float(prompt.box.max()) < 128
+
+
+def test_asr_word_diff_marks_changes():
+    left, right = app_asr.word_diff("the cat sat down", "the bat sat")
+    assert left == [("the ", None), ("cat ", "changed"), ("sat ", None), ("down ", "removed")]
+    assert right == [("the ", None), ("bat ", "changed"), ("sat ", None)]
+
+
+def test_prebuilt_profiles_resolve_and_cache_by_fingerprint(tmp_path):
+    specs = profile("tiny", tmp_path)
+    assert {s.pipeline for s in specs} == {"clip", "cod", "asr", "ood"}
+    assert [s.real_weights for s in profile("demo", tmp_path) if s.pipeline == "asr"] == [True]
+    cfg = resolve(specs[0])
+    folder = tmp_path / specs[0].key
+    assert not is_ready(folder, cfg)
+    folder.mkdir()
+    (folder / "metrics.json").write_text("{}")
+    (folder / "prebuilt.json").write_text(f'{{"fingerprint": "{fingerprint(cfg)}"}}')
+    assert is_ready(folder, cfg)
+    cfg["trainer"]["max_steps"] += 1
+    assert not is_ready(folder, cfg)
+    with pytest.raises(ValueError, match="unknown pre-made run profile"):
+        profile("huge", tmp_path)
+
+
+def test_build_status_is_a_snapshot():
+    st = BuildStatus()
+    st.set("a", "building", "step 1", 0.5)
+    snap = st.snapshot()
+    st.set("a", "ready", "done")
+    assert snap["a"]["fraction"] == 0.5 and st.get("a")["fraction"] == 1.0
