@@ -57,7 +57,7 @@ DEFAULTS = {
     "adapter": asdict(AdapterSpec()),
     "prompts": asdict(PromptOptions()),
     "loss": asdict(LossConfig()),
-    "optim": {**asdict(OptimConfig()), "lr": 1e-2},
+    "optim": {**asdict(OptimConfig()), "lr": 3e-3},
     "eval": EVAL_DEFAULTS,
     "trainer": {**asdict(TrainerOptions()), "max_steps": 100},
     "runtime": {"threads": None},  # torch CPU threads (null: torch's default)

@@ -117,7 +117,7 @@ def _learned(tmp_path, pretrain, steps, n_train):
 
 
 def test_fora_beats_zero_shot_quick(tmp_path):
-    m = _learned(tmp_path, pretrain=60, steps=40, n_train=24)
+    m = _learned(tmp_path, pretrain=100, steps=60, n_train=32)
     assert m["s_measure"] > m["zero_shot"]["s_measure"] + 0.01
 
 
