@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -86,7 +87,10 @@ def status_table(ctx: DemoContext) -> str:
         row = snap.get(key, {})
         state = row.get("state", "pending")
         if state == "building":
-            state = f"building {row.get('fraction', 0.0):.0%}"
+            if row.get("steps_known", True):
+                state = f"building {row.get('fraction', 0.0):.0%}"
+            else:
+                state = f"building ({time.time() - row.get('started', time.time()):.0f} s so far)"
         elif state in ("failed", "unavailable"):
             state = f"{state}: {row.get('message', '')}"
         weights = "real weights" if spec.real_weights else "tiny offline model"
