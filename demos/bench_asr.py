@@ -66,10 +66,10 @@ def plot(rows: dict, base: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/bench_asr"))
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--targets", choices=list(TARGETS), default="decoder")
-    ap.add_argument("--train-sentences", type=int, default=24)
-    ap.add_argument("--test-sentences", type=int, default=8)
+    ap.add_argument("--train-sentences", type=int, default=16)
+    ap.add_argument("--test-sentences", type=int, default=6)
     args = ap.parse_args()
     rows = {}
     for i, name in enumerate(METHODS):
