@@ -16,6 +16,7 @@ as float (N, 3, H, W) in [0, 1]; normalisation is part of the model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class BackboneConfig:
     width: int = 64
     depth: int = 4
     heads: int = 4
+    conv_stem: bool = False
     templates: list[str] = field(default_factory=lambda: ["a photo of a {}.", "a drawing of a {}."])
 
     def validate(self) -> None:
@@ -109,6 +111,18 @@ def tiny_vit(cfg: BackboneConfig, num_classes: int) -> nn.Module:
         raise ValueError(
             f"backbone: image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}"
         )
+    stem = None
+    if (
+        cfg.conv_stem
+    ):  # 3x3 stride-2 convs down to the patch grid: ViTs then learn fast on little data
+        from torchvision.models.vision_transformer import ConvStemConfig
+
+        n = int(math.log2(cfg.patch_size))
+        if 2**n != cfg.patch_size:
+            raise ValueError(
+                f"backbone.conv_stem needs a power-of-two patch_size, got {cfg.patch_size}"
+            )
+        stem = [ConvStemConfig(cfg.width // 2 ** (n - 1 - i), 3, 2) for i in range(n)]
     return VisionTransformer(
         cfg.image_size,
         cfg.patch_size,
@@ -117,6 +131,7 @@ def tiny_vit(cfg: BackboneConfig, num_classes: int) -> nn.Module:
         cfg.width,
         2 * cfg.width,
         num_classes=num_classes,
+        conv_stem_configs=stem,
     )
 
 

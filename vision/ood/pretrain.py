@@ -28,6 +28,7 @@ from .build import BackboneConfig, tiny_vit
 log = logging.getLogger(__name__)
 PER_CLASS = 60  # images per class and style (the ID style gets a third of that)
 SEED_OFFSET = 10_000  # pretraining images never coincide with the task's images
+BATCH = 64
 
 
 def pretrain_data(
@@ -66,7 +67,7 @@ def pretrain_tiny(path: str | Path, cfg: BackboneConfig, classes: list[str], see
     )
     bar = tqdm(range(steps), desc="pretrain tiny_vit", unit="step", mininterval=2.0)
     for step in bar:
-        idx = torch.randint(0, len(x), (128,), generator=g)
+        idx = torch.randint(0, len(x), (BATCH,), generator=g)
         xb = x[idx]
         flip = torch.rand(len(idx), generator=g) < 0.5
         xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)

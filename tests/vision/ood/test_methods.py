@@ -96,3 +96,37 @@ def test_effective_robustness_line():
     assert effective_robustness(line, 0.7, on) == pytest.approx(0.0, abs=1e-12)
     assert effective_robustness(line, 0.7, on + 0.1) == pytest.approx(0.1)
     assert effective_robustness(None, 0.7, 0.5) is None
+
+
+def test_open_clip_tower_with_zero_shot_head():
+    """An open_clip image tower (tiny config) gets a zero-shot head from the class names;
+    LARGO attaches to its attention and MLP layers."""
+    pytest.importorskip("lorakit.vision.clip.build")
+    from lorakit.vision.ood.build import BackboneConfig, build_backbone
+
+    classes = ["circle", "square", "star"]
+    built = build_backbone(BackboneConfig(kind="open_clip", model="lorakit-tiny-vit"), classes)
+    assert built.head_source == "zeroshot" and built.model.head.weight.shape[0] == 3
+    norms = built.model.head.weight.norm(dim=-1)
+    assert torch.allclose(norms, norms[0].expand(3))  # unit text embeddings times the logit scale
+    prepare(built.model, MethodConfig(name="largo", r=2, alpha=2), built.targets)
+    assert named_hosts(built.model)
+    assert built.model(torch.rand(2, 3, built.image_size, built.image_size)).shape == (2, 3)
+
+
+def test_conv_stem_tiny_vit_and_missing_torchvision_checkpoint(tmp_path):
+    from lorakit.vision.ood.build import BackboneConfig, build_backbone
+
+    built = build_backbone(
+        BackboneConfig(conv_stem=True, image_size=16, patch_size=8, width=32, depth=1, heads=2),
+        ["a", "b"],
+    )
+    prepare(built.model, MethodConfig(name="lora", r=2, alpha=2), built.targets)
+    assert built.model(torch.rand(2, 3, 16, 16)).shape == (2, 2)
+    with pytest.raises(ValueError, match="does not exist"):
+        build_backbone(
+            BackboneConfig(
+                kind="torchvision", arch="resnet18", checkpoint=str(tmp_path / "r18.pth")
+            ),
+            ["a"],
+        )
