@@ -35,6 +35,8 @@ WISE_ALPHA = 0.5
 
 def run_method(base: dict, name: str, out: Path, steps: int, seed: int) -> dict:
     cfg = deep_update(base, METHODS[name])
+    if name != "largo":  # the base config's largo-only fields (gamma_rel, mu) do not apply
+        cfg["method"]["hyper"] = {}
     cfg["trainer"] = {
         **cfg["trainer"],
         "max_steps": steps,
