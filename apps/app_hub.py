@@ -124,12 +124,13 @@ def overview(ctx: DemoContext, names: list[str], tabs: gr.Tabs) -> None:
             )
             gr.Markdown(about)
     table = gr.Markdown(status_table(ctx), elem_id="hub-status")
-    timer = gr.Timer(2.0, active=not all_settled(ctx))
+    timer = gr.Timer(2.0, active=True)
 
     def refresh():
         return status_table(ctx), gr.Timer(active=not all_settled(ctx))
 
     timer.tick(guarded(refresh), None, [table, timer])
+    ctx.on_page_load(refresh, None, [table, timer])  # the table as of page load, not build time
     for name, button in zip(names, buttons, strict=True):
         button.click(lambda n=name: gr.Tabs(selected=n), None, tabs)
 

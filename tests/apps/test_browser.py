@@ -250,3 +250,23 @@ def test_two_sessions_keep_their_own_scenes(browser, hub, shots):
     for seed, page in pages:
         page.screenshot(path=shots / f"session_{seed}.png", full_page=True)
         page.context.close()
+
+
+def test_hub_status_refreshes_while_runs_build(browser, hub, shots):
+    """A run that is building shows its progress and turns ready without a page reload."""
+    url, ctx = hub
+    key = "clip-block_lora"
+    before = ctx.status.get(key)
+    ctx.status.set(key, "building", "training", 0.4, steps_known=True)
+    try:
+        page = open_tab(browser, url, None)
+        assert "building 40%" in page.inner_text("#hub-status")
+        page.screenshot(path=shots / "hub_building.png", full_page=True)
+        ctx.status.set(key, "ready", "built")
+        page.wait_for_function(
+            "!document.querySelector('#hub-status').innerText.includes('building')"
+        )
+        assert "accuracy" in page.inner_text("#hub-status")
+        page.close()
+    finally:
+        ctx.status.set(key, before["state"], before.get("message", ""), before.get("fraction"))
