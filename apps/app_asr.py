@@ -214,10 +214,18 @@ def build_tab(ctx) -> None:
             heard = gr.Audio(label="what the model heard", interactive=False, elem_id="asr-heard")
             colors = {"changed": "#fab005", "added": "#51cf66", "removed": "#ff6b6b"}
             base_out = gr.HighlightedText(
-                label="base Whisper", color_map=colors, elem_id="asr-base"
+                label="base Whisper",
+                color_map=colors,
+                show_legend=True,
+                show_inline_category=False,
+                elem_id="asr-base",
             )
             adapted_out = gr.HighlightedText(
-                label="Whisper + S2-LoRA", color_map=colors, elem_id="asr-adapted"
+                label="Whisper + S2-LoRA",
+                color_map=colors,
+                show_legend=True,
+                show_inline_category=False,
+                elem_id="asr-adapted",
             )
             result = gr.Markdown(elem_id="asr-result")
             heatmap = gr.Image(

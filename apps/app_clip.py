@@ -293,7 +293,7 @@ def build_tab(ctx) -> None:
         try:
             return describe(require_run(path, "clip"))
         except ValueError as e:
-            return f"⚠️ {e}"
+            return f"**Warning:** {e}"
 
     example.click(guarded(on_example), None, [*names, example_files, gallery])
     train.click(

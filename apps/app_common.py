@@ -271,9 +271,10 @@ def loss_figure(losses: list[tuple[int, float]], title: str = "training loss"):
 
 
 def status_line(kind: str, text: str) -> str:
-    """A one-line markdown notice: kind is ``ok``, ``info`` or ``warn``."""
-    icon = {"ok": "✅", "info": "ℹ️", "warn": "⚠️"}.get(kind, "")
-    return f"{icon} {text}"
+    """A one-line markdown notice: kind is ``ok``, ``info`` or ``warn`` (plain words: headless
+    and minimal systems often lack emoji fonts)."""
+    tag = {"ok": "**Model:**", "info": "**Note:**", "warn": "**Warning:**"}.get(kind, "")
+    return f"{tag} {text}"
 
 
 class DemoContext:
