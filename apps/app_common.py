@@ -306,7 +306,8 @@ class DemoContext:
         row = self.status.get(key) if self.status is not None else {"state": "ready"}
         state = row.get("state", "pending")
         if state == "building":
-            return f"pre-made run {key} is being built ({row.get('fraction', 0):.0%}); try again shortly"
+            done = f" ({row.get('fraction', 0):.0%})" if row.get("steps_known", True) else ""
+            return f"pre-made run {key} is being built{done}; try again shortly (progress on the Overview tab)"
         if state in ("failed", "unavailable"):
             return f"pre-made run {key} is {state}: {row.get('message', '')}"
         if state == "pending":

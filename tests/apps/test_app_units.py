@@ -166,3 +166,19 @@ def test_build_status_is_a_snapshot():
     snap = st.snapshot()
     st.set("a", "ready", "done")
     assert snap["a"]["fraction"] == 0.5 and st.get("a")["fraction"] == 1.0
+
+
+def test_tab_request_before_its_run_is_built_says_so(tmp_path):
+    from lorakit.apps.app_common import DemoContext
+
+    specs = profile("tiny", tmp_path)
+    st = BuildStatus()
+    ctx = DemoContext(tmp_path, specs, st)
+    st.set("cod-fora", "building", "training", 0.25, steps_known=True)
+    with pytest.raises(ValueError, match=r"cod-fora is being built \(25%\)"):
+        ctx.require(str(ctx.run_path("cod-fora")), "cod-fora", "cod")
+    st.set("cod-fora", "failed", "RuntimeError: out of memory")
+    with pytest.raises(ValueError, match="failed: RuntimeError"):
+        ctx.require(str(ctx.run_path("cod-fora")), "cod-fora", "cod")
+    with pytest.raises(ValueError, match="config.yaml is missing"):
+        ctx.require(str(tmp_path / "elsewhere"), "cod-fora", "cod")
