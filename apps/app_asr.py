@@ -248,8 +248,4 @@ def build_tab(ctx) -> None:
 
 
 def build_app(ctx) -> gr.Blocks:
-    with gr.Blocks(title="lorakit: child speech") as demo:
-        ctx.header("child speech recognition", [RUN_KEY])
-        build_tab(ctx)
-        ctx.finish(demo)
-    return demo
+    return ctx.single_app("child speech", "child speech recognition", [RUN_KEY], build_tab)

@@ -311,8 +311,4 @@ def build_tab(ctx) -> None:
 
 
 def build_app(ctx) -> gr.Blocks:
-    with gr.Blocks(title="lorakit: CLIP few-shot") as demo:
-        ctx.header("CLIP few-shot", [RUN_KEY])
-        build_tab(ctx)
-        ctx.finish(demo)
-    return demo
+    return ctx.single_app("CLIP few-shot", "CLIP few-shot", [RUN_KEY], build_tab)

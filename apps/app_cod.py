@@ -296,8 +296,4 @@ def build_tab(ctx) -> None:
 
 
 def build_app(ctx) -> gr.Blocks:
-    with gr.Blocks(title="lorakit: camouflage") as demo:
-        ctx.header("camouflaged object detection", [RUN_KEY])
-        build_tab(ctx)
-        ctx.finish(demo)
-    return demo
+    return ctx.single_app("camouflage", "camouflaged object detection", [RUN_KEY], build_tab)

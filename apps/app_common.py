@@ -326,6 +326,16 @@ class DemoContext:
     def header(self, title: str, keys: list[str]) -> None:
         gr.Markdown(f"# lorakit: {title}")
 
+    def single_app(
+        self, title: str, heading: str, keys: list[str], build_tab: Callable
+    ) -> gr.Blocks:
+        """One pipeline's tab as a page of its own (``lorakit demo clip`` and friends)."""
+        with gr.Blocks(title=f"lorakit: {title}") as demo:
+            self.header(heading, keys)
+            build_tab(self)
+            self.finish(demo)
+        return demo
+
     def on_page_load(self, fn: Callable, inputs, outputs) -> None:
         self._loads.append((fn, inputs, outputs))
 

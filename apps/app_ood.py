@@ -216,8 +216,6 @@ def build_tab(ctx) -> None:
 
 
 def build_app(ctx) -> gr.Blocks:
-    with gr.Blocks(title="lorakit: robustness") as demo:
-        ctx.header("robustness under shift", list(RUN_KEYS.values()))
-        build_tab(ctx)
-        ctx.finish(demo)
-    return demo
+    return ctx.single_app(
+        "robustness", "robustness under shift", list(RUN_KEYS.values()), build_tab
+    )

@@ -344,13 +344,8 @@ def build_one(
     return folder
 
 
-def ensure_runs(root: Path, specs: list[RunSpec], status: BuildStatus | None = None) -> BuildStatus:
-    """Build every missing run of ``specs`` in turn (a failure is recorded, not raised)."""
-    from .app_common import TRAIN_LOCK, StepProgress
-
-    status = status or BuildStatus()
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+def mark_pending(status: BuildStatus, root: Path, specs: list[RunSpec]) -> None:
+    """List every run of ``specs`` as waiting, with what the hub shows about it."""
     for spec in specs:
         status.set(
             spec.key,
@@ -361,8 +356,18 @@ def ensure_runs(root: Path, specs: list[RunSpec], status: BuildStatus | None = N
             pipeline=spec.pipeline,
             model=spec.model,
             real_weights=spec.real_weights,
-            path=str(root / spec.key),
+            path=str(Path(root) / spec.key),
         )
+
+
+def ensure_runs(root: Path, specs: list[RunSpec], status: BuildStatus | None = None) -> BuildStatus:
+    """Build every missing run of ``specs`` in turn (a failure is recorded, not raised)."""
+    from .app_common import TRAIN_LOCK, StepProgress
+
+    status = status or BuildStatus()
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    mark_pending(status, root, specs)
     for i, spec in enumerate(specs):
 
         def report(frac, desc="", _key=spec.key):
@@ -382,18 +387,7 @@ def ensure_runs(root: Path, specs: list[RunSpec], status: BuildStatus | None = N
 def start_background(root: Path, specs: list[RunSpec]) -> BuildStatus:
     """``ensure_runs`` in a daemon thread; the returned status fills in as runs finish."""
     status = BuildStatus()
-    for spec in specs:
-        status.set(
-            spec.key,
-            "pending",
-            "waiting",
-            0.0,
-            title=spec.title,
-            pipeline=spec.pipeline,
-            model=spec.model,
-            real_weights=spec.real_weights,
-            path=str(Path(root) / spec.key),
-        )
+    mark_pending(status, root, specs)
     threading.Thread(
         target=ensure_runs, args=(root, specs, status), daemon=True, name="lorakit-prebuilt"
     ).start()
