@@ -22,6 +22,7 @@ from whisper.normalizers import BasicTextNormalizer, EnglishTextNormalizer  # no
 
 from lorakit.core import named_hosts  # noqa: E402
 from lorakit.data.manifest import Utterance  # noqa: E402
+from lorakit.data.plots import save_figure
 
 from .transcribe import DecodeConfig, decode, encode, load_mels  # noqa: E402
 
@@ -173,8 +174,4 @@ def lambda_heatmap(model: Whisper, path: str | Path) -> Path | None:
     ax.set_title("S2-LoRA |lambda| per layer")
     fig.colorbar(im, ax=ax, fraction=0.05)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from lorakit.core import named_hosts  # noqa: E402
+from lorakit.data.plots import save_figure
 
 
 def per_class_plot(
@@ -35,9 +36,7 @@ def per_class_plot(
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(fig, out_png, dpi=110)
 
 
 @torch.no_grad()
@@ -72,6 +71,4 @@ def spectrum_plot(model: nn.Module, out_png: str | Path, max_layers: int = 12) -
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(fig, out_png, dpi=110)

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lorakit.data.plots import save_figure
+
 from .robustness import Line  # noqa: E402
 
 
@@ -41,9 +43,7 @@ def id_vs_ood(
     if curves or line is not None:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(fig, out_png, dpi=110)
 
 
 def severity_curves(
@@ -62,9 +62,7 @@ def severity_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(fig, out_png, dpi=110)
 
 
 def largo_curves(series: dict[str, dict[str, list[float]]], out_png: str | Path) -> Path | None:
@@ -85,6 +83,4 @@ def largo_curves(series: dict[str, dict[str, list[float]]], out_png: str | Path)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(fig, out_png, dpi=110)

@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from lorakit.data.cod import CODFolder, CODSample
+from lorakit.data.plots import save_figure
 
 from .dataset import eval_inputs
 from .model import SamCOD
@@ -152,8 +153,4 @@ def overlay_grid(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png, dpi=100)
