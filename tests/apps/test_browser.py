@@ -260,7 +260,8 @@ def test_hub_status_refreshes_while_runs_build(browser, hub, shots):
     ctx.status.set(key, "building", "training", 0.4, steps_known=True)
     try:
         page = open_tab(browser, url, None)
-        assert "building 40%" in page.inner_text("#hub-status")
+        # the status table renders on page load; wait for it instead of reading it at once
+        assert "building 40%" in wait_text(page, "#hub-status", "building 40%")
         page.screenshot(path=shots / "hub_building.png", full_page=True)
         ctx.status.set(key, "ready", "built")
         page.wait_for_function(
