@@ -66,17 +66,23 @@ def _upload_path(upload, kind: str) -> Path:
     return path
 
 
+def _checked_upload(upload, kind: str, suffixes, max_bytes: int) -> Path:
+    """The upload's path after the type and size checks every upload gets."""
+    path = _upload_path(upload, kind)
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{path.name}: not a supported {kind} type; use {', '.join(suffixes)}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(
+            f"{path.name}: {size / 2**20:.1f} MB is over the {max_bytes / 2**20:.0f} MB limit"
+        )
+    return path
+
+
 def check_image(upload, limits: Limits = LIMITS) -> Image.Image:
     """An uploaded image file -> RGB ``PIL.Image``; ``ValueError`` for a bad upload."""
-    path = _upload_path(upload, "image")
+    path = _checked_upload(upload, "image", IMAGE_SUFFIXES, limits.image_bytes)
     name = path.name
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ValueError(f"{name}: not a supported image type; use {', '.join(IMAGE_SUFFIXES)}")
-    size = path.stat().st_size
-    if size > limits.image_bytes:
-        raise ValueError(
-            f"{name}: {size / 2**20:.1f} MB is over the {limits.image_bytes / 2**20:.0f} MB limit"
-        )
     try:
         with Image.open(path) as im:
             im.load()
@@ -116,15 +122,8 @@ def check_audio(upload, limits: Limits = LIMITS):
     """An uploaded/recorded audio file -> mono float32 waveform at 16 kHz (torch ``(T,)``)."""
     from lorakit.data.audio import load_audio
 
-    path = _upload_path(upload, "audio")
+    path = _checked_upload(upload, "audio", AUDIO_SUFFIXES, limits.audio_bytes)
     name = path.name
-    if path.suffix.lower() not in AUDIO_SUFFIXES:
-        raise ValueError(f"{name}: not a supported audio type; use {', '.join(AUDIO_SUFFIXES)}")
-    size = path.stat().st_size
-    if size > limits.audio_bytes:
-        raise ValueError(
-            f"{name}: {size / 2**20:.1f} MB is over the {limits.audio_bytes / 2**20:.0f} MB limit"
-        )
     try:
         return load_audio(path, max_duration=limits.audio_seconds)
     except ValueError as e:

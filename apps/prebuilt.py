@@ -196,22 +196,10 @@ def profile(name: str, cache: str | Path) -> list[RunSpec]:
     """The run specs of a profile (``demo`` or ``tiny``); generated data goes under ``cache``."""
     cache = Path(cache)
     if name == "demo":
+        shift, backbone = str(cache / "data" / "ood-shift"), str(cache / "data" / "ood-backbone.pt")
         return [
             _clip(60, 12),
-            _ood(
-                "lora",
-                80,
-                40,
-                str(cache / "data" / "ood-shift"),
-                str(cache / "data" / "ood-backbone.pt"),
-            ),
-            _ood(
-                "largo",
-                80,
-                40,
-                str(cache / "data" / "ood-shift"),
-                str(cache / "data" / "ood-backbone.pt"),
-            ),
+            *(_ood(method, 80, 40, shift, backbone) for method in ("lora", "largo")),
             _cod(40, 16, str(cache / "data" / "cod"), pretrain_steps=150),
             _asr("tiny.en-ct2", 24, 12, str(cache / "data" / "asr-speech")),
         ]

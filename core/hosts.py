@@ -16,6 +16,8 @@ exactly what the base model costs.
 
 from __future__ import annotations
 
+import abc
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,7 +27,7 @@ from .methods.base import ConvOps, HostOps, Method
 SLICE_INDEX = {"q": 0, "k": 1, "v": 2}
 
 
-class Host(nn.Module):
+class Host(nn.Module, abc.ABC):
     kind = "host"
 
     def __init__(self, base: nn.Module, adapters: dict[str, Method]):
@@ -47,9 +49,9 @@ class Host(nn.Module):
     def active(self) -> bool:
         return not (self.disabled or self.merged)
 
+    @abc.abstractmethod
     def slot_weight(self, slot: str) -> Tensor:
         """The base weight rows a slot adapts, as a ``(d_out, d_in)`` view."""
-        raise NotImplementedError
 
     def _delta(self, slot: str, x: Tensor, out_dtype: torch.dtype) -> Tensor:
         method = self.adapters[slot]

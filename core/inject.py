@@ -174,10 +174,9 @@ def inject(
     for name, module, kind in layers:
         layout = slot_layout(name, module, kind, config.slices)
         ops = ops_for(kind, module)
-        adapters = {}
+        host = HOSTS[kind](module, {})
         for slot, (d_out, d_in) in layout.items():
-            host_tmp = HOSTS[kind](module, {})
-            weight = host_tmp.slot_weight(slot).detach().reshape(d_out, d_in).float()
+            weight = host.slot_weight(slot).detach().reshape(d_out, d_in).float()
             info = SlotInfo(
                 f"{name}:{slot}" if slot != "weight" else name,
                 d_out,
@@ -187,27 +186,22 @@ def inject(
                 kind,
                 context,
             )
-            adapters[slot] = method_cls(config, info).to(module_device(module))
-        host = HOSTS[kind](module, adapters)
+            host.adapters[slot] = method_cls(config, info).to(module_device(module))
         _set_submodule(model, name, host)
-        count = sum(p.numel() for p in unique_params(host.adapters))
+        count = sum(p.numel() for p in host.adapters.parameters())
         report.layers.append(LayerReport(name, kind, layout, count))
     for host in hosts(model):
         for p in host.adapters.parameters():
             p.requires_grad_(True)
     model._lorakit_config = config  # read by save_adapter
-    report.trainable = sum(p.numel() for p in unique_params(model) if p.requires_grad)
-    report.total = sum(p.numel() for p in unique_params(model))
+    report.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)  # shared once
+    report.total = sum(p.numel() for p in model.parameters())
     return report
 
 
 def module_device(module: nn.Module):
     p = next(module.parameters(), None)
     return p.device if p is not None else "cpu"
-
-
-def unique_params(module: nn.Module):
-    return list(module.parameters())  # parameters() already de-duplicates shared tensors
 
 
 def hosts(model: nn.Module) -> list[Host]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from .methods import METHODS
 
@@ -22,12 +23,9 @@ def method_rows() -> list[dict]:
                 "mergeable": method_cls.mergeable,
                 "hosts": sorted(method_cls.hosts),
                 "defaults": defaults,
-                "summary": (
-                    method_cls.__module__
-                    and (__import__(method_cls.__module__, fromlist=["x"]).__doc__ or "")
-                    .strip()
-                    .splitlines()[0]
-                ),
+                "summary": (sys.modules[method_cls.__module__].__doc__ or "")
+                .strip()
+                .splitlines()[0],
             }
         )
     return rows

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from . import shapes
-from .runs import write_json
+from .runs import read_json, write_json
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 Item = tuple[Path, int]
@@ -84,12 +84,7 @@ def read_coop_split(
     (label -> classname must be consistent across all splits).
     """
     split_file = Path(split_file)
-    if not split_file.is_file():
-        raise ValueError(f"CoOp split file {split_file} does not exist")
-    try:
-        raw = json.loads(split_file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"CoOp split file {split_file} is not valid JSON: {e}") from None
+    raw = read_json(split_file, "CoOp split file")
     root = Path(image_root) if image_root is not None else split_file.parent
     names: dict[int, str] = {}
     parsed: dict[str, list[Item]] = {}

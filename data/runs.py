@@ -111,6 +111,17 @@ def _jsonable(v):
     return v
 
 
+def read_json(path: str | os.PathLike, what: str):
+    """Parse a JSON file; a missing or malformed file is a ``ValueError`` naming ``what``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
+
+
 def write_json(path: str | os.PathLike, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable, sort_keys=False) + "\n")
 

@@ -12,6 +12,7 @@ equal channel chunks (``fold``). So one ``delta`` works on tokens and on feature
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -122,7 +123,7 @@ class SlotInfo:
     context: dict = field(default_factory=dict)  # shared by all slots of one inject() call
 
 
-class Method(nn.Module):
+class Method(nn.Module, abc.ABC):
     """One method's tensors for one slot. Subclasses define ``delta`` (and ``delta_weight``
     when mergeable). ``delta`` gets the raw layer input and returns the update to add to
     the layer's output."""
@@ -153,8 +154,9 @@ class Method(nn.Module):
                 f"(weight {slot.d_out}x{slot.d_in}, at most {limit})"
             )
 
-    def delta(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def delta(self, x: Tensor) -> Tensor:
+        """The update to add to the layer's output for input ``x``."""
 
     def delta_weight(self) -> Tensor:
         raise ValueError(

@@ -10,7 +10,6 @@ Items are ``(x, y)``: x float (3, S, S) in [0, 1], y the ID class index.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from lorakit.data.corruptions import corrupt
+from lorakit.data.runs import read_json
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -35,12 +35,7 @@ def load_class_map(spec: dict | str | None, root: Path) -> dict[str, str] | None
     if isinstance(spec, dict):
         return {str(k): str(v) for k, v in spec.items()}
     path = Path(spec)
-    if not path.is_file():
-        raise ValueError(f"class map file {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"class map {path} is not valid JSON: {e}") from None
+    data = read_json(path, "class map file")
     if not isinstance(data, dict):
         raise ValueError(f"class map {path} must be a JSON object {{folder: class}}")
     return {str(k): str(v) for k, v in data.items()}
