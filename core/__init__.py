@@ -2,9 +2,20 @@
 
 from lorakit.core import inject, make_config, merge, save_adapter
 report = inject(model, make_config("block_lora", r=4, targets=("clip-qkv",)))
+inject(model, make_config("lora", r=2, targets=("clip-qkv",)), name="other")
+set_adapter(model, ["default", "other"])     # both active: their deltas add
 """
 
+from .adapters import (
+    active_adapters,
+    adapter_names,
+    delete_adapter,
+    disable_adapter,
+    named_methods,
+    set_adapter,
+)
 from .api import (
+    active_methods,
     after_optimizer_step,
     disable,
     enable,
@@ -15,7 +26,11 @@ from .api import (
     trainable_parameters,
     unmerge,
 )
-from .hosts import HOSTS, Conv2dHost, FusedQKVHost, Host, LinearHost, MHAHost
+from .hosts import Conv2dHost, FusedHost, FusedQKVHost, Host, LinearHost
+from .inproj_host import InProjHost
+from .layout import HOSTS
+from .mha_host import MHAHost
+from .saved_modules import SavedModule
 from .inject import (
     PRESETS,
     InjectReport,
@@ -29,8 +44,6 @@ from .inject import (
 from .io import (
     adapter_state,
     atomic_write,
-    export_peft,
-    import_peft,
     load_adapter,
     read_adapter_config,
     save_adapter,
@@ -52,9 +65,20 @@ from .methods import (
     S2LoRA,
     S2LoRAConfig,
 )
+from .peft import export_peft, import_peft
 from .table import method_table
 
 __all__ = [
+    "active_adapters",
+    "adapter_names",
+    "delete_adapter",
+    "disable_adapter",
+    "named_methods",
+    "set_adapter",
+    "active_methods",
+    "FusedHost",
+    "InProjHost",
+    "SavedModule",
     "after_optimizer_step",
     "disable",
     "enable",

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from .api import disable, enable, merge, methods, trainable_parameters, unmerge
-from .hosts import Host
 from .inject import inject, make_config
 from .io import load_adapter, save_adapter
 from .methods import METHODS
@@ -20,6 +19,7 @@ from .zoo import ZOO, ZOO_HOST, build
 
 # method-specific settings that make tiny layers valid (Block-LoRA needs d_in % n == 0)
 TINY_HYPER = {"block_lora": {"n_blocks": 4}, "comp_lora": {"k": 2}, "fora": {"grid": (2, 3)}}
+
 
 
 def supported_pairs() -> list[tuple[str, str]]:
@@ -63,17 +63,10 @@ def check_contract(method: str, zoo_name: str, workdir: str | None = None) -> No
     _close(model(x), base_out, 1e-6, "fresh adapter changes the output")
 
     # 2. only adapter tensors train
-    adapter_ids = {
-        id(p) for h in model.modules() if isinstance(h, Host) for p in h.adapters.parameters()
-    }
+    adapter_ids = {id(p) for m in methods(model) for p in m.parameters()}
     trainable = trainable_parameters(model)
     assert trainable and all(id(p) in adapter_ids for p in trainable), "a base tensor is trainable"
-    assert all(
-        p.requires_grad
-        for h in model.modules()
-        if isinstance(h, Host)
-        for p in h.adapters.parameters()
-    )
+    assert all(p.requires_grad for m in methods(model) for p in m.parameters())
 
     # 3. a training step changes the output
     opt = torch.optim.SGD(trainable, lr=0.1)
@@ -94,13 +87,20 @@ def check_contract(method: str, zoo_name: str, workdir: str | None = None) -> No
     enable(model)
     _close(model(x), adapted, 1e-6, "enable does not restore the adapter")
 
-    # 5. save -> load into a fresh base reproduces the output exactly
+    # 5. save -> load into a fresh base reproduces the output exactly; by default the
+    #    loaded adapter is for inference (eval mode, frozen; the output then only differs
+    #    where PyTorch picks another attention kernel for tensors that need no gradient)
     with tempfile.TemporaryDirectory(dir=workdir) as d:
         save_adapter(model, d)
         fresh, _, _, _ = build(zoo_name)
-        load_adapter(fresh, d)
-        out = fresh(x)
-        assert torch.equal(out, model(x)), "save/load does not reproduce the output exactly"
+        load_adapter(fresh, d, trainable=True)
+        assert torch.equal(fresh(x), model(x)), "save/load does not reproduce the output exactly"
+        frozen, _, _, _ = build(zoo_name)
+        load_adapter(frozen, d)
+        loaded = methods(frozen)
+        assert all(not m.training for m in loaded), "loaded adapter is in training mode"
+        assert not any(p.requires_grad for m in loaded for p in m.parameters())
+        _close(frozen(x), model(x), 1e-5, "inference-mode load changes the output")
 
     # 6. merged equals unmerged; unmerge restores W0
     if METHODS[method][1].mergeable:

@@ -1,4 +1,8 @@
-"""``make_config`` and ``inject``: find target layers by name, wrap them in hosts."""
+"""``make_config`` and ``inject``: find target layers by name, wrap them in hosts.
+
+``inject`` can be called any number of times on one model, each time under its own
+adapter name; see ``adapters.py`` for switching between them.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,19 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .hosts import HOSTS, Host, host_kind, ops_for, slot_layout
+from .adapters import (
+    active_adapters,
+    adapter_names,
+    adapter_parameter_ids,
+    apply_trainability,
+    named_adapted,
+)
+from .adapters import hosts as hosts
+from .adapters import named_hosts as named_hosts
+from .hosts import Host
+from .layout import guard_fast_path, host_kind, make_host, ops_for, skip_reason, slot_layout
 from .methods import METHODS, AdapterConfig, SlotInfo
+from .saved_modules import SavedModule
 
 # Named target sets for the architectures lorakit ships pipelines for (regex, full match).
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -64,12 +79,17 @@ class LayerReport:
 
 @dataclass
 class InjectReport:
-    """What ``inject`` wrapped; ``trainable`` counts shared tensors once."""
+    """What ``inject`` wrapped; ``trainable`` counts shared tensors once. ``skipped`` and
+    ``notes`` are lines about matched layers left alone and fast paths switched off."""
 
     method: str
     layers: list[LayerReport] = field(default_factory=list)
     trainable: int = 0
     total: int = 0
+    name: str = "default"
+    modules_to_save: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def modules(self) -> list[str]:
@@ -77,12 +97,16 @@ class InjectReport:
 
     def __str__(self) -> str:
         lines = [
-            f"{self.method}: {len(self.layers)} layers, {self.trainable:,} trainable of "
-            f"{self.total:,} parameters ({100 * self.trainable / max(self.total, 1):.3f}%)"
+            f"{self.method} (adapter {self.name!r}): {len(self.layers)} layers, "
+            f"{self.trainable:,} trainable of {self.total:,} parameters "
+            f"({100 * self.trainable / max(self.total, 1):.3f}%)"
         ]
         for layer in self.layers:
             slots = ", ".join(f"{s} {o}x{i}" for s, (o, i) in layer.slots.items())
             lines.append(f"  {layer.name:<50} {layer.host:<10} {slots}  [{layer.trainable:,}]")
+        lines += [f"  {n:<50} trained in full (modules_to_save)" for n in self.modules_to_save]
+        lines += [f"  skipped {line}" for line in self.skipped]
+        lines += [f"  note: {line}" for line in self.notes]
         return "\n".join(lines)
 
 
@@ -102,6 +126,14 @@ def name_matches(name: str, pattern: str) -> bool:
         return False
 
 
+def peft_pattern_matches(name: str, pattern: str) -> bool:
+    """PEFT's rule for rank_pattern / alpha_pattern keys: the name ends in the pattern."""
+    try:
+        return re.match(rf"(.*\.)?({pattern})$", name) is not None
+    except re.error:
+        return name == pattern or name.endswith("." + pattern)
+
+
 def _check_not_inside_mha(model: nn.Module, name: str) -> None:
     parent = name.rsplit(".", 1)[0] if "." in name else ""
     if name.endswith("out_proj") and isinstance(model.get_submodule(parent), nn.MultiheadAttention):
@@ -111,37 +143,106 @@ def _check_not_inside_mha(model: nn.Module, name: str) -> None:
         )
 
 
-def find_targets(model: nn.Module, targets: tuple[str, ...]) -> list[tuple[str, nn.Module, str]]:
-    """``(name, module, host kind)`` of every adaptable module matched by ``targets``."""
+def candidate_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Named modules, with hosts / saved-module wrappers standing for what they wrap
+    (their insides, adapters included, are never targets)."""
+    out, inside = [], []
+    for n, m in model.named_modules():
+        if not n or any(n.startswith(p + ".") for p in inside):
+            continue
+        if isinstance(m, (Host, SavedModule)):
+            inside.append(n)
+        out.append((n, m))
+    return out
+
+
+def kind_of(name: str, module: nn.Module, fused: dict[str, int]) -> str | None:
+    if isinstance(module, Host):
+        return module.kind
+    if isinstance(module, SavedModule):
+        return None
+    return host_kind(name, module, fused)
+
+
+def find_targets(
+    model: nn.Module, targets: tuple[str, ...], fused: dict[str, int] | None = None
+) -> tuple[list[tuple[str, nn.Module, str]], list[str]]:
+    """``(name, module, host kind)`` of every adaptable module matched by ``targets``, and
+    report lines for matched layers that are skipped (grouped convolutions)."""
+    fused = {"qkv": 3} if fused is None else fused
     patterns = resolve_targets(targets)
     if not patterns:
         raise ValueError(
             "no targets given: set targets to module-name patterns or a preset "
             f"({', '.join(PRESETS)})"
         )
+    cands = candidate_modules(model)
     found: dict[str, tuple[nn.Module, str]] = {}
+    skipped: dict[str, str] = {}
     for pattern in patterns:
-        hits = [
-            (n, m, host_kind(n, m))
-            for n, m in model.named_modules()
-            if n and name_matches(n, pattern)
-        ]
+        hits = [(n, m) for n, m in cands if name_matches(n, pattern)]
+        hits = [(n, m, kind_of(n, m, fused)) for n, m in hits]
         hits = [h for h in hits if h[2] is not None]
         if not hits:
-            examples = [n for n, m in model.named_modules() if n and host_kind(n, m)][:8]
+            examples = [n for n, m in cands if kind_of(n, m, fused)][:8]
             raise ValueError(
                 f"target pattern {pattern!r} matches no adaptable layer "
-                f"(Linear, fused qkv, MultiheadAttention, Conv2d); some layer names: {examples}"
+                f"(Linear, fused qkv, attention, Conv2d); some layer names: {examples}"
             )
         for n, m, kind in hits:
-            found[n] = (m, kind)
-    names = sorted(found, key=list(dict(model.named_modules())).index)
+            why = None if isinstance(m, Host) else skip_reason(kind, m)
+            if why:
+                skipped[n] = f"{n}: {why}"
+            else:
+                found[n] = (m, kind)
+    if not found:
+        raise ValueError(
+            f"targets {list(targets)} match no layer lorakit can adapt: "
+            + "; ".join(skipped.values())
+        )
+    order = [n for n, _ in cands]
+    names = sorted(found, key=order.index)
     # a layer inside an attention we already adapt is reached through that host's slots
-    mha = [n for n in names if found[n][1] == "mha"]
-    names = [n for n in names if not any(n.startswith(p + ".") for p in mha)]
+    att = [n for n in names if found[n][1] in ("mha", "in_proj")]
+    names = [n for n in names if not any(n.startswith(p + ".") for p in att)]
     for n in names:
         _check_not_inside_mha(model, n)
-    return [(n, *found[n]) for n in names]
+    return [(n, *found[n]) for n in names], list(skipped.values())
+
+
+def find_saved(model: nn.Module, patterns: tuple[str, ...], layers: list) -> list[str]:
+    """Names of the ``modules_to_save`` modules; never a target or a target's ancestor."""
+    out: list[str] = []
+    targets = [n for n, _, _ in layers]
+    for pattern in patterns:
+        hits = [
+            n
+            for n, m in candidate_modules(model)
+            if name_matches(n, pattern) and not isinstance(m, Host)
+        ]
+        if not hits:
+            raise ValueError(f"modules_to_save pattern {pattern!r} matches no module")
+        for n in hits:
+            clash = [t for t in targets if t == n or t.startswith(n + ".")]
+            if clash or any(isinstance(m, Host) for m in model.get_submodule(n).modules()):
+                raise ValueError(
+                    f"module {n} is both saved in full and adapted ({(clash or [n])[0]}); "
+                    "drop it from targets or from modules_to_save"
+                )
+            if n not in out:
+                out.append(n)
+    return out
+
+
+def layer_config(config: AdapterConfig, name: str) -> AdapterConfig:
+    """``config`` with this layer's ``rank_pattern`` / ``alpha_pattern`` entries applied."""
+    r = next((v for k, v in config.rank_pattern.items() if peft_pattern_matches(name, k)), None)
+    a = next((v for k, v in config.alpha_pattern.items() if peft_pattern_matches(name, k)), None)
+    if r is None and a is None:
+        return config
+    return dataclasses.replace(
+        config, r=config.r if r is None else r, alpha=config.alpha if a is None else float(a)
+    )
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -149,52 +250,104 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
-def inject(
-    model: nn.Module, config: AdapterConfig, *, names: list[str] | None = None
-) -> InjectReport:
-    """Wrap every module matching ``config.targets`` (or exactly ``names``) in place.
+def _check_name(model: nn.Module, name: str) -> None:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        raise ValueError(f"adapter name must be letters, digits, '_' or '-'; got {name!r}")
+    if name in adapter_names(model):
+        raise ValueError(
+            f"model already has an adapter named {name!r}: pass another name, or "
+            f"delete_adapter(model, {name!r}) first"
+        )
 
-    Freezes the base; only adapter tensors stay trainable. Returns an ``InjectReport``.
+
+def build_slots(config, method_cls, lname, host, kind, context) -> dict:
+    """One method instance per slot of this layer (nothing is attached yet)."""
+    base = host.base
+    layout = slot_layout(lname, base, kind, config.slices, config.fused)
+    cfg, ops = layer_config(config, lname), ops_for(kind, base)
+    slots = {}
+    for slot, (d_out, d_in) in layout.items():
+        weight = host.slot_weight(slot).detach().reshape(d_out, d_in).float()
+        sname = f"{lname}:{slot}" if slot != "weight" else lname
+        info = SlotInfo(sname, d_out, d_in, weight, ops, kind, context)
+        slots[slot] = method_cls(cfg, info).to(module_device(base))
+    return slots
+
+
+def inject(
+    model: nn.Module,
+    config: AdapterConfig,
+    name: str = "default",
+    *,
+    names: list[str] | None = None,
+    saved: list[str] | None = None,
+) -> InjectReport:
+    """Add adapter ``name``: wrap every module matching ``config.targets`` (or exactly
+    ``names``) in place, and wrap ``config.modules_to_save`` (or exactly ``saved``).
+
+    The base is frozen. The first adapter of a model becomes active (and trainable);
+    later ones are added inactive: ``set_adapter(model, name)`` switches. Returns an
+    ``InjectReport``.
     """
     config.validate()
-    if any(isinstance(m, Host) for m in model.modules()):
-        raise ValueError("model already carries a lorakit adapter; remove_adapter(model) first")
+    _check_name(model, name)
     method_cls = METHODS[config.method][1]
+    skipped: list[str] = []
     if names is None:
-        layers = find_targets(model, config.targets)
+        layers, skipped = find_targets(model, config.targets, config.fused)
     else:
-        layers = []
-        for n in names:
-            m = model.get_submodule(n)
-            layers.append((n, m, host_kind(n, m)))
+        layers = [
+            (n, m, kind_of(n, m, config.fused)) for n in names for m in [model.get_submodule(n)]
+        ]
+    if saved is None:
+        saved = find_saved(model, config.modules_to_save, layers)
+    merged = [n for n, m, _ in layers if isinstance(m, Host) and m.merged]
+    if merged:
+        raise ValueError(f"layer {merged[0]} has a merged adapter: unmerge(model) first")
+    active = active_adapters(model) if adapter_names(model) else [name]
+    adapter_ids = adapter_parameter_ids(model)
     for p in model.parameters():
-        p.requires_grad_(False)
+        if id(p) not in adapter_ids:
+            p.requires_grad_(False)
+
     context: dict = {}
-    report = InjectReport(config.method)
-    for name, module, kind in layers:
-        layout = slot_layout(name, module, kind, config.slices)
-        ops = ops_for(kind, module)
-        host = HOSTS[kind](module, {})
-        for slot, (d_out, d_in) in layout.items():
-            weight = host.slot_weight(slot).detach().reshape(d_out, d_in).float()
-            info = SlotInfo(
-                f"{name}:{slot}" if slot != "weight" else name,
-                d_out,
-                d_in,
-                weight,
-                ops,
-                kind,
-                context,
-            )
-            host.adapters[slot] = method_cls(config, info).to(module_device(module))
-        _set_submodule(model, name, host)
-        count = sum(p.numel() for p in host.adapters.parameters())
-        report.layers.append(LayerReport(name, kind, layout, count))
-    for host in hosts(model):
-        for p in host.adapters.parameters():
-            p.requires_grad_(True)
-    model._lorakit_config = config  # read by save_adapter
-    report.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)  # shared once
+    report = InjectReport(config.method, name=name, skipped=skipped)
+    built = []
+    for lname, module, kind in layers:  # build everything first: a bad layer changes nothing
+        host = module if isinstance(module, Host) else make_host(kind, lname, module, config.fused)
+        built.append(
+            (lname, module, host, kind, build_slots(config, method_cls, lname, host, kind, context))
+        )
+    for lname, module, host, kind, slots in built:
+        for m in slots.values():
+            m.adapter_name = name
+        host.add(name, slots)
+        host.configs[name] = config
+        host.adapters[name].train(host.base.training)
+        if host is not module:
+            _set_submodule(model, lname, host)
+        report.notes += guard_fast_path(model, lname)
+        count = sum(p.numel() for p in host.adapters[name].parameters())
+        shapes = {s: (m.d_out, m.d_in) for s, m in slots.items()}
+        report.layers.append(LayerReport(lname, kind, shapes, count))
+    for sname in saved:
+        module = model.get_submodule(sname)
+        wrapper = module if isinstance(module, SavedModule) else SavedModule(module)
+        wrapper.add(name).train(module.training)
+        if wrapper is not module:
+            _set_submodule(model, sname, wrapper)
+        report.modules_to_save.append(sname)
+    for _, m in named_adapted(model):
+        m.active_names = list(active)
+    apply_trainability(model)
+    own = {
+        id(p): p
+        for _, m in named_adapted(model)
+        for sub in [m.adapters if isinstance(m, Host) else m.copies]
+        if name in sub
+        for p in sub[name].parameters()
+    }
+    report.trainable = sum(p.numel() for p in own.values())
     report.total = sum(p.numel() for p in model.parameters())
     return report
 
@@ -202,11 +355,3 @@ def inject(
 def module_device(module: nn.Module):
     p = next(module.parameters(), None)
     return p.device if p is not None else "cpu"
-
-
-def hosts(model: nn.Module) -> list[Host]:
-    return [m for m in model.modules() if isinstance(m, Host)]
-
-
-def named_hosts(model: nn.Module) -> list[tuple[str, Host]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, Host)]

@@ -1,6 +1,10 @@
 """Adapter files: ``adapter_config.json`` + ``adapter.safetensors`` (adapter tensors only).
 
-Also exports plain LoRA to / imports it from Hugging Face PEFT's adapter format.
+One adapter (by name) per folder. Tensor keys do not contain the adapter name:
+``<layer>.adapters.<slot>.<tensor>`` and ``modules_to_save.<module>.<tensor>``, the v0.1
+layout, so v0.1 folders load unchanged and an adapter can be loaded under any name.
+Layer names are relative to the module given to ``save_adapter`` with ``torch.compile``'s
+``_orig_mod.`` removed, so a compiled model saves names a plain one loads, and back.
 Writes are atomic (temporary file, then rename), so a crash never leaves half a file.
 """
 
@@ -16,11 +20,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .hosts import host_kind, slot_layout
-from .inject import hosts, inject, make_config, named_hosts
+from .adapters import adapter_names, apply_trainability, delete_adapter, named_adapted
+from .hosts import Host
+from .inject import inject, make_config, named_hosts
+from .layout import host_kind, slot_layout
+from .saved_modules import SavedModule
 
 CONFIG_NAME, WEIGHTS_NAME = "adapter_config.json", "adapter.safetensors"
 FORMAT = "lorakit-adapter"
+SAVED_PREFIX = "modules_to_save."
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -37,41 +45,83 @@ def atomic_write(path: str | os.PathLike, write) -> None:
             os.unlink(tmp)
 
 
-def adapter_state(model: nn.Module) -> dict[str, Tensor]:
-    """Adapter tensors by name (shared tensors once, under their first name)."""
-    state, seen = {}, set()
-    for host_name, host in named_hosts(model):
-        for key, t in host.adapters.state_dict(keep_vars=True).items():
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module a ``torch.compile`` wrapper holds (or ``model`` itself)."""
+    while isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        model = model._orig_mod
+    return model
+
+
+def clean_name(name: str) -> str:
+    return ".".join(p for p in name.split(".") if p != "_orig_mod")
+
+
+def _entries(model: nn.Module, name: str) -> dict[str, tuple[nn.Module, str, Tensor]]:
+    """File key -> (owning module, attribute, tensor) for adapter ``name``; a shared
+    tensor (S2-LoRA's group pair) once, under its first key."""
+    out, seen = {}, set()
+    for path, m in named_adapted(model):
+        members = m.adapters if isinstance(m, Host) else m.copies
+        if name not in members:
+            continue
+        sub = members[name]
+        prefix = f"{clean_name(path)}.adapters." if isinstance(m, Host) else (
+            f"{SAVED_PREFIX}{clean_name(path)}."
+        )
+        for key, t in sub.state_dict(keep_vars=True).items():
             if id(t) in seen:
                 continue
             seen.add(id(t))
-            state[f"{host_name}.adapters.{key}"] = t
-    return state
+            owner, _, attr = key.rpartition(".")
+            out[prefix + key] = (sub.get_submodule(owner) if owner else sub, attr, t)
+    return out
+
+
+def adapter_state(model: nn.Module, name: str = "default") -> dict[str, Tensor]:
+    """Adapter ``name``'s tensors by file key (shared tensors once)."""
+    return {k: t for k, (_, _, t) in _entries(unwrap(model), name).items()}
 
 
 def _config_dict(cfg) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-def save_adapter(model: nn.Module, directory: str | os.PathLike) -> Path:
-    cfg = getattr(model, "_lorakit_config", None)
-    if cfg is None or not hosts(model):
-        raise ValueError("model has no lorakit adapter to save: call inject(model, config) first")
-    directory = Path(directory)
-    layers = [
-        {"name": n, "host": h.kind, "slots": {s: [m.d_out, m.d_in] for s, m in h.adapters.items()}}
-        for n, h in named_hosts(model)
-    ]
+def _no_adapter(model: nn.Module, name: str) -> ValueError:
+    have = adapter_names(model)
+    if not have:
+        return ValueError("model has no lorakit adapter to save: call inject(model, config) first")
+    return ValueError(f"no adapter named {name!r} in the model; it has {have}")
+
+
+def save_adapter(model: nn.Module, directory: str | os.PathLike, name: str = "default") -> Path:
+    """Write adapter ``name`` (its tensors and modules_to_save) to ``directory``."""
+    model = unwrap(model)
+    layers = [(n, h) for n, h in named_hosts(model) if name in h.adapters]
+    if not layers:
+        raise _no_adapter(model, name)
+    cfg = layers[0][1].configs[name]
+    saved = [clean_name(n) for n, m in named_adapted(model)
+             if isinstance(m, SavedModule) and name in m.copies]
     meta = {
         "format": FORMAT,
-        "version": 1,
+        "version": 2,
         "method": cfg.method,
         "config": _config_dict(cfg),
-        "layers": layers,
+        "layers": [
+            {
+                "name": clean_name(n),
+                "host": h.kind,
+                "slots": {s: [m.d_out, m.d_in] for s, m in h.adapters[name].items()},
+            }
+            for n, h in layers
+        ],
+        "modules_to_save": saved,
     }
     tensors = {
-        k: v.detach().to("cpu").contiguous().clone() for k, v in adapter_state(model).items()
+        k: t.detach().to("cpu").contiguous().clone()
+        for k, (_, _, t) in _entries(model, name).items()
     }
+    directory = Path(directory)
     atomic_write(
         directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": FORMAT})
     )
@@ -90,24 +140,32 @@ def read_adapter_config(directory: str | os.PathLike) -> dict:
     return meta
 
 
+def _resolve(model: nn.Module, name: str, what: str = "layer") -> str:
+    """The real module name for a saved (compile-free) one."""
+    names = {clean_name(n): n for n, _ in model.named_modules()}
+    if name not in names:
+        raise ValueError(f"adapter does not fit this model: {what} {name!r} is not in the base model")
+    return names[name]
+
+
 def _check_fits(model: nn.Module, meta: dict) -> None:
     """The base must have every adapted layer with the same slot shapes."""
     cfg = meta["config"]
+    fused = cfg.get("fused", {"qkv": 3})
     for layer in meta["layers"]:
         name = layer["name"]
-        try:
-            module = model.get_submodule(name)
-        except AttributeError:
-            raise ValueError(
-                f"adapter does not fit this model: layer {name!r} is not in the base model"
-            ) from None
-        kind = host_kind(name, module)
+        module = model.get_submodule(_resolve(model, name))
+        if isinstance(module, Host):
+            kind, module = module.kind, module.base
+        else:
+            kind = host_kind(name, module, fused)
         if kind != layer["host"]:
             raise ValueError(
                 f"adapter does not fit this model: layer {name!r} is {type(module).__name__} "
                 f"(host {kind}), the adapter was made for host {layer['host']}"
             )
-        have = slot_layout(name, module, kind, tuple(cfg.get("slices", ("q", "k", "v"))))
+        slices = tuple(cfg.get("slices", ("q", "k", "v")))
+        have = slot_layout(name, module, kind, slices, fused)
         for slot, shape in layer["slots"].items():
             if slot not in have or list(have[slot]) != list(shape):
                 got = "missing" if slot not in have else "x".join(map(str, have[slot]))
@@ -117,33 +175,58 @@ def _check_fits(model: nn.Module, meta: dict) -> None:
                 )
 
 
-def load_adapter(model: nn.Module, directory: str | os.PathLike):
-    """Inject the saved adapter into ``model`` and load its tensors. Returns the report."""
+def load_adapter(
+    model: nn.Module, directory: str | os.PathLike, name: str = "default", trainable: bool = False
+):
+    """Add the saved adapter to ``model`` under ``name`` and load its tensors.
+
+    ``trainable=False`` (default): for inference, its modules in eval mode (dropout off)
+    and ``requires_grad=False``. ``trainable=True``: to continue training. A load that
+    fails leaves the model as it was. Returns the ``InjectReport``.
+    """
+    model = unwrap(model)
     directory = Path(directory)
     meta = read_adapter_config(directory)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise ValueError(f"no adapter weights at {weights}")
+    if name in adapter_names(model):
+        raise ValueError(
+            f"model already has an adapter named {name!r}: load_adapter(model, dir, "
+            f"name=...) with another name, or delete_adapter(model, {name!r}) first"
+        )
     _check_fits(model, meta)
     cfg = make_config(meta["method"], **meta["config"])
-    report = inject(model, cfg, names=[layer["name"] for layer in meta["layers"]])
-    load_adapter_tensors(model, load_file(str(weights)), source=str(weights))
+    layers = [_resolve(model, layer["name"]) for layer in meta["layers"]]
+    saved = [_resolve(model, n, "module") for n in meta.get("modules_to_save", [])]
+    report = inject(model, cfg, name, names=layers, saved=saved)
+    try:
+        load_adapter_tensors(model, load_file(str(weights)), name, source=str(weights))
+    except ValueError:
+        delete_adapter(model, name)
+        raise
+    for _, m in named_adapted(model):
+        members = m.adapters if isinstance(m, Host) else m.copies
+        if name in members and not trainable:
+            m.frozen.add(name)
+            members[name].eval()
+    apply_trainability(model)
     return report
 
 
 @torch.no_grad()
 def load_adapter_tensors(
-    model: nn.Module, tensors: dict[str, Tensor], source: str = "state"
+    model: nn.Module, tensors: dict[str, Tensor], name: str = "default", source: str = "state"
 ) -> None:
-    state = adapter_state(model)
-    missing = sorted(set(state) - set(tensors))
-    unexpected = sorted(set(tensors) - set(state))
+    entries = _entries(unwrap(model), name)
+    missing = sorted(set(entries) - set(tensors))
+    unexpected = sorted(set(tensors) - set(entries))
     if missing or unexpected:
         raise ValueError(
             f"adapter tensors in {source} do not fit this model: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
-    for key, target in state.items():
+    for key, (owner, attr, target) in entries.items():
         value = tensors[key]
         if value.shape != target.shape:
             if isinstance(target, nn.Parameter):
@@ -151,79 +234,6 @@ def load_adapter_tensors(
                     f"adapter tensor {key} has shape {tuple(value.shape)} in {source}, "
                     f"the model expects {tuple(target.shape)}"
                 )
-            module_name, _, buf = key.rpartition(".")
-            model.get_submodule(module_name)._buffers[buf] = value.to(target.device, target.dtype)
+            owner._buffers[attr] = value.to(target.device, target.dtype)  # e.g. Comp-LoRA's U_k
             continue
         target.copy_(value)
-
-
-# --- Hugging Face PEFT format (plain LoRA on Linear / Conv2d) -------------------------------
-
-PEFT_PREFIX = "base_model.model."
-
-
-def export_peft(model: nn.Module, directory: str | os.PathLike) -> Path:
-    cfg = getattr(model, "_lorakit_config", None)
-    if cfg is None or cfg.method != "lora":
-        raise ValueError("PEFT export needs a plain LoRA adapter (method 'lora')")
-    tensors, names = {}, []
-    for name, host in named_hosts(model):
-        if host.kind not in ("linear", "conv2d"):
-            raise ValueError(
-                f"PEFT export supports Linear and Conv2d layers; {name} is {host.kind}"
-            )
-        m = host.adapters["weight"]
-        a, b = m.A.detach().cpu(), m.B.detach().cpu()
-        if host.kind == "conv2d":
-            a = a.reshape(m.r, -1, *host.base.kernel_size)
-            b = b[:, :, None, None]
-        tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"] = a.contiguous()
-        tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = b.contiguous()
-        names.append(name)
-    meta = {
-        "peft_type": "LORA",
-        "r": cfg.r,
-        "lora_alpha": cfg.alpha,
-        "lora_dropout": cfg.dropout,
-        "target_modules": names,
-        "use_rslora": cfg.rslora,
-        "bias": "none",
-        "fan_in_fan_out": False,
-        "init_lora_weights": True,
-        "modules_to_save": None,
-        "task_type": None,
-    }
-    directory = Path(directory)
-    atomic_write(directory / "adapter_model.safetensors", lambda p: save_file(tensors, p))
-    atomic_write(
-        directory / "adapter_config.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2))
-    )
-    return directory
-
-
-def import_peft(model: nn.Module, directory: str | os.PathLike):
-    directory = Path(directory)
-    meta = json.loads((directory / "adapter_config.json").read_text())
-    if meta.get("peft_type") != "LORA":
-        raise ValueError(
-            f"{directory} is not a PEFT LoRA adapter (peft_type={meta.get('peft_type')!r})"
-        )
-    tensors = load_file(str(directory / "adapter_model.safetensors"))
-    names = sorted({k[len(PEFT_PREFIX) :].rsplit(".lora_", 1)[0] for k in tensors})
-    cfg = make_config(
-        "lora",
-        r=meta["r"],
-        alpha=meta["lora_alpha"],
-        dropout=meta.get("lora_dropout", 0.0),
-        rslora=bool(meta.get("use_rslora", False)),
-        targets=tuple(names),
-    )
-    report = inject(model, cfg, names=names)
-    ours = {}
-    for name in names:
-        a = tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"]
-        b = tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"]
-        ours[f"{name}.adapters.weight.A"] = a.reshape(a.shape[0], -1)
-        ours[f"{name}.adapters.weight.B"] = b.reshape(b.shape[0], -1)
-    load_adapter_tensors(model, ours, source=str(directory))
-    return report

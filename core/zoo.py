@@ -56,6 +56,36 @@ class MHABlock(nn.Module):
         return x + self.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
 
 
+class RawInProjAttention(nn.Module):
+    """The layout of open_clip's custom ``Attention`` (``block_type="custom"``): a raw
+    ``in_proj_weight`` parameter applied with ``F.linear``, batch-first tokens, an
+    ``out_proj`` Linear (host ``in_proj``). Written here so tests do not depend on which
+    open_clip release is installed."""
+
+    def __init__(self, c: int = 32, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.randn(3 * c, c) * c**-0.5)
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * c))
+        self.out_proj = nn.Linear(c, c)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        n, length, c = x.shape
+        qkv = torch.nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = (t.reshape(n, length, self.heads, -1).transpose(1, 2) for t in qkv.chunk(3, -1))
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.out_proj(out.transpose(1, 2).reshape(n, length, c))
+
+
+class InProjBlock(nn.Module):
+    def __init__(self, c: int = 32):
+        super().__init__()
+        self.ln, self.attn = nn.LayerNorm(c), RawInProjAttention(c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.attn(self.ln(x))
+
+
 class TinyCNN(nn.Module):
     """A 3x3 and a 1x1 convolution (host ``conv2d``)."""
 
@@ -85,6 +115,7 @@ ZOO: dict[str, Builder] = {
         ("attn",),
         ("q", "v"),
     ),
+    "in_proj": lambda: (InProjBlock(), torch.randn(2, 6, 32), ("attn",), ("q", "k", "v", "o")),
     "conv2d": lambda: (TinyCNN(), torch.randn(2, 8, 6, 6), ("conv1", "conv2"), ("q", "k", "v")),
 }
 
@@ -94,6 +125,7 @@ ZOO_HOST = {
     "fused_qkv": "fused_qkv",
     "mha": "mha",
     "mha_seq_first": "mha",
+    "in_proj": "in_proj",
     "conv2d": "conv2d",
 }
 

@@ -29,7 +29,11 @@ class AdapterConfig:
     ``rslora``). dropout: on the adapter's input. targets: module-name patterns (a name
     equal to the pattern, ending in ``.pattern``, or matching it as a regex) or a preset
     name from ``lorakit.core.PRESETS``. slices: which q/k/v (and ``o`` for attention's
-    out_proj) slices of fused projections to adapt.
+    out_proj) slices of fused projections to adapt. fused: Linear layers (by the last
+    part of their name) whose output is ``n`` equal slices, ``n`` = 3 (q, k, v) or 2 (k, v);
+    declared, never guessed. modules_to_save: name patterns of extra modules (a head, a
+    norm) trained in full and saved with the adapter. rank_pattern / alpha_pattern: per-layer
+    ``r`` / ``alpha`` by name pattern (as PEFT's), overriding ``r`` / ``alpha``.
     """
 
     r: int = 8
@@ -38,6 +42,10 @@ class AdapterConfig:
     targets: tuple[str, ...] = ()
     slices: tuple[str, ...] = ("q", "k", "v")
     rslora: bool = False
+    fused: dict[str, int] = field(default_factory=lambda: {"qkv": 3})
+    modules_to_save: tuple[str, ...] = ()
+    rank_pattern: dict[str, int] = field(default_factory=dict)
+    alpha_pattern: dict[str, float] = field(default_factory=dict)
 
     method: ClassVar[str] = "base"
 
@@ -54,6 +62,15 @@ class AdapterConfig:
             raise ValueError(
                 f"{self.method}: slices must be a non-empty subset of q, k, v, o; got {self.slices!r}"
             )
+        bad = {k: v for k, v in self.fused.items() if v not in (2, 3)}
+        if bad:
+            raise ValueError(
+                f"{self.method}: fused maps layer names to 3 (q, k, v) or 2 (k, v) slices; "
+                f"got {bad}"
+            )
+        bad = {k: v for k, v in self.rank_pattern.items() if not isinstance(v, int) or v < 1}
+        if bad:
+            raise ValueError(f"{self.method}: rank_pattern ranks must be positive integers: {bad}")
 
 
 class HostOps:
@@ -130,7 +147,9 @@ class Method(nn.Module, abc.ABC):
 
     name: ClassVar[str] = "base"
     mergeable: ClassVar[bool] = True
-    hosts: ClassVar[frozenset[str]] = frozenset({"linear", "fused_qkv", "mha", "conv2d"})
+    hosts: ClassVar[frozenset[str]] = frozenset(
+        {"linear", "fused_qkv", "mha", "in_proj", "conv2d"}
+    )
     formula: ClassVar[str] = ""
 
     def __init__(self, cfg: AdapterConfig, slot: SlotInfo):

@@ -2,9 +2,12 @@
 
 ``W0 = U S V^T``; ``U_k`` (top-k left singular vectors; ``k`` given, or the smallest k
 holding ``energy`` of ``sum S^2``) is a frozen buffer saved with the adapter.
-``side="output"``: ``delta(x) = s (I - U_k U_k^T) B A x``, computed as
-``y = B A x; y - U_k (U_k^T y)`` (the d_out x d_out projector is never formed).
-``side="input"``: ``s B A (I - V_k V_k^T) x``; ``side="both"``: both projections.
+``side="output"``: ``delta(x) = s (I - U_k U_k^T) B A x``, computed by projecting the
+small factor once per call, ``B' = B - U_k (U_k^T B)`` (cost ``O(d_out k r)``, independent
+of the number of tokens), then ``s B' (A x)``: LoRA's cost per token. The d_out x d_out
+projector is never formed and no token's output is projected.
+``side="input"``: ``s B A (I - V_k V_k^T) x``, as ``A' = A - (A V_k) V_k^T``;
+``side="both"``: both projections.
 Invariant: ``U_k^T dW = 0``: the principal output directions of W0 never move.
 Trainable per slot: ``r * (d_in + d_out)`` (as LoRA). Mergeable: ``dW = s P B A``.
 Defaults: energy=0.9 (a reading of the paper's abstract), side="output", r=8, alpha=8.
@@ -71,20 +74,19 @@ class CompLoRA(Method):
         )
         self.register_buffer("V_k", vh[:k].T.contiguous() if in_side else torch.zeros(slot.d_in, 0))
 
-    def delta(self, x: Tensor) -> Tensor:
-        ops, x = self.ops, self.drop(x)
-        z = ops.down(x, self.A)
+    def factors(self) -> tuple[Tensor, Tensor]:
+        """``(A', B')``: the projected factors, so that ``dW = s B' A'``."""
+        a, b = self.A, self.B
         if self.V_k.shape[1]:
-            z = z - ops.mix(ops.down(x, self.V_k.T), self.A @ self.V_k)
-        y = ops.mix(z, self.B)
+            a = a - (a @ self.V_k) @ self.V_k.T
         if self.U_k.shape[1]:
-            y = y - ops.mix(ops.mix(y, self.U_k.T), self.U_k)
-        return y * self.s
+            b = b - self.U_k @ (self.U_k.T @ b)
+        return a, b
+
+    def delta(self, x: Tensor) -> Tensor:
+        a, b = self.factors()
+        return self.ops.mix(self.ops.down(self.drop(x), a), b) * self.s
 
     def delta_weight(self) -> Tensor:
-        dw = self.B @ self.A
-        if self.V_k.shape[1]:
-            dw = dw - (dw @ self.V_k) @ self.V_k.T
-        if self.U_k.shape[1]:
-            dw = dw - self.U_k @ (self.U_k.T @ dw)
-        return self.s * dw
+        a, b = self.factors()
+        return self.s * (b @ a)

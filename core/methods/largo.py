@@ -6,14 +6,19 @@ the dominant pretrained directions alone; ``"principal"``: the largest):
 frozen copies ``B0, A0`` are buffers saved with the adapter.
 Update ``D = s (B A - B0 A0)`` (zero at step 0: the model starts exactly pretrained).
 Projection per layer: ``W_eff = W0 + c D``, ``c = min(1, gamma / (||D||_F + eps))``, the
-norm computed in low rank (``tr((M^T M)(N N^T))``, ``M = [B, -B0]``, ``N = [A; A0]``), so
+norm computed in low rank, free of cancellation: ``B A - B0 A0 = (B - B0) A + B0 (A - A0)``,
+so ``||D||_F^2 = s^2 tr((M^T M)(N N^T))`` with ``M = [B - B0, B0]``, ``N = [A; A - A0]``
+(``[B, -B0][A; A0]`` would subtract two large, nearly equal terms in float32), and
 ``||W_eff - W0||_F <= gamma`` holds at every forward pass by construction.
 Learned radius (after FTP): ``gamma`` is a buffer, not a parameter. A tensor hook on the
 delta output ``y = c D x`` accumulates ``g = <dL/dy, y> / gamma`` while the constraint is
-active; ``after_step`` applies ``gamma <- max(gamma_min, gamma - mu * adam(g))``.
+active, whenever gradients reach the layer (train() or eval() mode alike); ``after_step``
+applies ``gamma <- max(gamma_min, gamma - mu * adam(g))``; a non-finite ``g`` (an
+overflowed fp16 step) leaves gamma and the Adam state unchanged.
 Trainable per slot: ``r * (d_in + d_out)``. Mergeable: ``W = W0 + c D``.
 Defaults (readings): component="minor", gamma_init = 1e-3 * ||W0||_F, mu=1e-2,
-gamma_min=0, r=8, alpha=8.
+gamma_min = 0.1 * gamma_init (a radius never collapses to 0 and freezes its layer), r=8,
+alpha=8.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class LARGOConfig(AdapterConfig):
     gamma_init: float | None = None  # absolute radius; None: gamma_rel * ||W0||_F
     gamma_rel: float = 1e-3
     mu: float = 1e-2
-    gamma_min: float = 0.0
+    gamma_min: float | None = None  # None: 0.1 * gamma_init
     eps: float = 1e-8
     method = "largo"
 
@@ -44,7 +49,7 @@ class LARGOConfig(AdapterConfig):
             raise ValueError(
                 f"largo: component must be one of {COMPONENTS}, got {self.component!r}"
             )
-        if self.mu < 0 or self.gamma_min < 0 or self.gamma_rel <= 0:
+        if self.mu < 0 or (self.gamma_min or 0.0) < 0 or self.gamma_rel <= 0:
             raise ValueError("largo: mu and gamma_min must be >= 0 and gamma_rel > 0")
 
 
@@ -70,12 +75,13 @@ class LARGO(Method):
             self.register_buffer(name, torch.zeros(()))
         self.register_buffer("g_acc", torch.zeros(()), persistent=False)
         self.register_buffer("n_active", torch.zeros(()), persistent=False)
-        self.mu, self.gamma_min, self.eps = cfg.mu, cfg.gamma_min, cfg.eps
+        self.mu, self.eps = cfg.mu, cfg.eps
+        self.gamma_min = 0.1 * float(gamma) if cfg.gamma_min is None else cfg.gamma_min
 
     def update_norm(self) -> Tensor:
-        """``||D||_F`` from r x r products only; differentiable."""
-        m = torch.cat([self.B, -self.B0], 1).float()
-        n = torch.cat([self.A, self.A0], 0).float()
+        """``||D||_F`` from 2r x 2r products only (cancellation-free form); differentiable."""
+        m = torch.cat([self.B - self.B0, self.B0], 1).float()
+        n = torch.cat([self.A, self.A - self.A0], 0).float()
         sq = ((m.T @ m) * (n @ n.T)).sum().clamp_min(0)
         return self.s * torch.sqrt(sq + 1e-20)  # the floor keeps the gradient finite at D = 0
 
@@ -88,7 +94,7 @@ class LARGO(Method):
         c, norm = self.coefficient()
         d = ops.mix(ops.down(x, self.A), self.B) - ops.mix(ops.down(x, self.A0), self.B0)
         y = d * (self.s * c).to(d.dtype)
-        if y.requires_grad and self.training:
+        if y.requires_grad:  # gradients flow: learn the radius (train or eval mode)
             active = (c < 1).float().detach()
             y_det, gamma = y.detach(), self.gamma
 
@@ -112,7 +118,7 @@ class LARGO(Method):
 
     @torch.no_grad()
     def after_step(self) -> None:
-        if float(self.n_active) > 0:
+        if float(self.n_active) > 0 and bool(torch.isfinite(self.g_acc)):
             b1, b2 = self.betas
             g = self.g_acc
             self.adam_t += 1

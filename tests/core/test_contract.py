@@ -17,6 +17,6 @@ def test_every_method_has_hosts_covered():
     covered = {m for m, _ in PAIRS}
     assert covered == set(list_methods())
     assert {"lora", "block_lora", "comp_lora", "fora", "s2_lora", "largo"} <= set(list_methods())
-    # every method but FoRA runs on all four host kinds; FoRA on three (no attention slices)
-    assert sum(1 for m, z in PAIRS if m == "fora") == 3
-    assert sum(1 for m, z in PAIRS if m == "lora") == 5
+    # every method runs on all five host kinds (six zoo models: MHA both batch layouts)
+    assert sum(1 for m, z in PAIRS if m == "fora") == 6
+    assert sum(1 for m, z in PAIRS if m == "lora") == 6

@@ -31,13 +31,15 @@ def test_block_lora_needs_divisible_d_in():
         inject(TokenMLP(), make_config("block_lora", r=2, n_blocks=5, targets=("fc1",)))
 
 
-def test_fora_without_grid_and_on_attention():
+def test_fora_without_grid_and_wrong_token_count():
     model = TokenMLP()
     inject(model, make_config("fora", r=2, targets=("fc2",)))
     with pytest.raises(ValueError, match="layer fc2 needs a spatial grid"):
         model(torch.randn(1, 5, 32))
-    with pytest.raises(ValueError, match="fora cannot adapt attn:q"):
-        inject(MHABlock(), make_config("fora", r=2, targets=("attn",)))
+    model = MHABlock()
+    inject(model, make_config("fora", r=2, grid=(2, 2), targets=("attn",)))
+    with pytest.raises(ValueError, match=r"got 6 tokens, but grid=\(2, 2\) with prefix_tokens=0"):
+        model(torch.randn(1, 6, 32))
 
 
 def test_pattern_matching_nothing_is_an_error():
@@ -52,11 +54,14 @@ def test_mha_out_proj_must_be_targeted_through_attention():
         inject(MHABlock(), make_config("lora", r=2, targets=("attn.out_proj",)))
 
 
-def test_double_inject_is_an_error():
+def test_same_adapter_name_twice_is_an_error(tmp_path):
     model = TokenMLP()
     inject(model, make_config("lora", r=2, targets=("fc1",)))
-    with pytest.raises(ValueError, match="already carries a lorakit adapter"):
+    with pytest.raises(ValueError, match="already has an adapter named 'default'"):
         inject(model, make_config("lora", r=2, targets=("fc2",)))
+    save_adapter(model, tmp_path)
+    with pytest.raises(ValueError, match=r"already has an adapter named 'default'.*name=\.\.\."):
+        load_adapter(model, tmp_path)
 
 
 def test_merge_fora_raises():
@@ -66,10 +71,13 @@ def test_merge_fora_raises():
         merge(model)
 
 
-def test_grouped_conv_is_refused():
-    net = nn.Sequential(nn.Conv2d(8, 8, 3, groups=2))
-    with pytest.raises(ValueError, match="grouped convolutions"):
-        inject(net, make_config("lora", r=2, targets=("0",)))
+def test_grouped_conv_is_skipped_with_a_report_line():
+    net = nn.Sequential(nn.Conv2d(8, 8, 3, groups=2), nn.Conv2d(8, 8, 1))
+    report = inject(net, make_config("lora", r=2, targets=(r"\d",)))
+    assert report.modules == ["1"]
+    assert "skipped 0: grouped convolution (groups=2) not adapted" in str(report)
+    with pytest.raises(ValueError, match="match no layer lorakit can adapt: 0: grouped"):
+        inject(nn.Sequential(nn.Conv2d(8, 8, 3, groups=8)), make_config("lora", targets=("0",)))
 
 
 def test_load_into_wrong_base_names_layer_and_shapes(tmp_path):

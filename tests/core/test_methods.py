@@ -9,6 +9,7 @@ from lorakit.core import (
     inject,
     make_config,
     methods,
+    named_methods,
     regularization_loss,
     trainable_parameters,
 )
@@ -76,9 +77,9 @@ def test_comp_lora_never_moves_principal_directions(side):
 
 
 def m_weight(model, m):
-    for host in model.modules():
-        if hasattr(host, "adapters") and m in host.adapters.values():
-            return host.base.weight.detach()
+    for name, _, method in named_methods(model):
+        if method is m:
+            return model.get_submodule(name).base.weight.detach()
     raise AssertionError
 
 
