@@ -326,7 +326,7 @@ def test_mha_cross_attention_matches_merged_weights(batch_first):
     inject(holder, make_config("lora", r=2, targets=("attn",), slices=("q", "k", "v", "o")))
     perturb(holder)
     with torch.no_grad():
-        for slot, m in holder.attn.adapters.items():
+        for slot, m in holder.attn.adapters["default"].items():
             if slot == "o":
                 ref.out_proj.weight += m.delta_weight()
             else:
