@@ -27,10 +27,6 @@ from .api import (
     unmerge,
 )
 from .hosts import Conv2dHost, FusedHost, FusedQKVHost, Host, LinearHost
-from .inproj_host import InProjHost
-from .layout import HOSTS
-from .mha_host import MHAHost
-from .saved_modules import SavedModule
 from .inject import (
     PRESETS,
     InjectReport,
@@ -41,6 +37,7 @@ from .inject import (
     make_config,
     named_hosts,
 )
+from .inproj_host import InProjHost
 from .io import (
     adapter_state,
     atomic_write,
@@ -48,6 +45,7 @@ from .io import (
     read_adapter_config,
     save_adapter,
 )
+from .layout import HOSTS
 from .methods import (
     LARGO,
     METHODS,
@@ -65,7 +63,9 @@ from .methods import (
     S2LoRA,
     S2LoRAConfig,
 )
+from .mha_host import MHAHost
 from .peft import export_peft, import_peft
+from .saved_modules import SavedModule
 from .table import method_table
 
 __all__ = [

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from whisper.model import Whisper  # noqa: E402
 from whisper.normalizers import BasicTextNormalizer, EnglishTextNormalizer  # noqa: E402
 
-from lorakit.core import named_hosts  # noqa: E402
+from lorakit.core import named_methods  # noqa: E402
 from lorakit.data.manifest import Utterance  # noqa: E402
 from lorakit.data.plots import save_figure
 
@@ -157,12 +157,11 @@ def lambda_heatmap(model: Whisper, path: str | Path) -> Path | None:
     """Heatmap of S2-LoRA's learned ``|lambda_l|`` (rows: adapted layers, columns: rank
     index); None when the model carries no S2-LoRA adapter."""
     rows, labels = [], []
-    for name, host in named_hosts(model):
-        for slot, m in host.adapters.items():
-            if hasattr(m, "lam"):
-                rows.append(m.lam.detach().abs().float().cpu())
-                short = name.replace("encoder.blocks.", "enc").replace("decoder.blocks.", "dec")
-                labels.append(short + ("" if slot == "weight" else f":{slot}"))
+    for name, slot, m in named_methods(model):
+        if hasattr(m, "lam"):
+            rows.append(m.lam.detach().abs().float().cpu())
+            short = name.replace("encoder.blocks.", "enc").replace("decoder.blocks.", "dec")
+            labels.append(short + ("" if slot == "weight" else f":{slot}"))
     if not rows:
         return None
     grid = torch.stack(rows).numpy()

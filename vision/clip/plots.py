@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from lorakit.core import named_hosts  # noqa: E402
+from lorakit.core import named_methods  # noqa: E402
 from lorakit.data.plots import save_figure
 
 
@@ -43,15 +43,15 @@ def per_class_plot(
 def protected_spectra(model: nn.Module) -> list[tuple[str, np.ndarray, int]]:
     """``(layer:slot, singular values of W0, protected k)`` for every Comp-LoRA slot."""
     out = []
-    for name, host in named_hosts(model):
-        for slot, method in host.adapters.items():
-            if method.name != "comp_lora":
-                continue
-            w = host.slot_weight(slot).detach().float()
-            if host.merged:  # spectrum of the pretrained weight, not the merged one
-                w = w - method.delta_weight().reshape(w.shape)
-            s = torch.linalg.svdvals(w.reshape(method.d_out, method.d_in)).cpu().numpy()
-            out.append((f"{name}:{slot}", s, int(method.k)))
+    for name, slot, method in named_methods(model):
+        if method.name != "comp_lora":
+            continue
+        host = model.get_submodule(name)
+        w = host.slot_weight(slot).detach().float()
+        if method.adapter_name in host.merged_names:  # spectrum of the pretrained weight
+            w = w - method.delta_weight().reshape(w.shape)
+        s = torch.linalg.svdvals(w.reshape(method.d_out, method.d_in)).cpu().numpy()
+        out.append((f"{name}:{slot}", s, int(method.k)))
     return out
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lorakit.core import LARGO, named_hosts, regularization_loss
+from lorakit.core import LARGO, named_hosts, named_methods, regularization_loss
 
 
 @dataclass
@@ -91,10 +91,9 @@ class OODModule(L.LightningModule):
 def largo_layers(model: nn.Module) -> list[tuple[str, LARGO]]:
     """``(layer:slot, LARGO module)`` for every LARGO slot in the model."""
     out = []
-    for name, host in named_hosts(model):
-        for slot, m in host.adapters.items():
-            if isinstance(m, LARGO):
-                out.append((name if slot == "weight" else f"{name}:{slot}", m))
+    for name, slot, m in named_methods(model):
+        if isinstance(m, LARGO):
+            out.append((name if slot == "weight" else f"{name}:{slot}", m))
     return out
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lorakit.core import inject, named_hosts
+from lorakit.core import inject, methods, named_hosts
 from lorakit.vision.clip.build import BackboneConfig, load_backbone
 from lorakit.vision.clip.classifier import ClipClassifier
 from lorakit.vision.clip.datasets import Normalize, StepBatches, augment
@@ -11,7 +11,7 @@ from lorakit.vision.clip.train import adapter_config, lr_factor
 def _hosts(cfg):
     model = load_backbone(BackboneConfig()).model
     inject(model, cfg)
-    return {n: sorted(h.adapters) for n, h in named_hosts(model)}
+    return {n: sorted(h.slots()) for n, h in named_hosts(model)}
 
 
 def test_default_adapter_is_the_clip_lora_recipe():
@@ -102,12 +102,11 @@ def test_text_head_follows_the_text_adapters():
     clf = ClipClassifier(bb.model, bb.tokenizer, ["red circle", "blue star"], ("a photo of a {}.",))
     before = clf.class_head().clone()
     inject(bb.model, adapter_config({"method": "lora", "r": 2, "towers": "text"}))
-    for _, h in named_hosts(bb.model):
-        for m in h.adapters.values():
-            torch.nn.init.normal_(m.B, std=0.5)
+    for m in methods(bb.model):
+        torch.nn.init.normal_(m.B, std=0.5)
     assert clf.text_adapted
     head = clf.class_head()
     assert head.requires_grad and not torch.allclose(head, before)
     logits = clf(torch.randn(3, 3, 32, 32))
     logits.sum().backward()
-    assert all(m.B.grad is not None for _, h in named_hosts(bb.model) for m in h.adapters.values())
+    assert all(m.B.grad is not None for m in methods(bb.model))
