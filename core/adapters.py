@@ -105,7 +105,8 @@ def set_adapter(model: nn.Module, names: str | list[str]) -> None:
 
 
 def delete_adapter(model: nn.Module, name: str) -> None:
-    """Remove adapter ``name`` everywhere; layers left with no adapter are unwrapped."""
+    """Remove adapter ``name`` everywhere; layers left with no adapter are unwrapped. When
+    no active adapter is left, the first remaining one becomes active."""
     _require(model, [name])
     for path, m in named_adapted(model):
         if isinstance(m, Host) and name in m.adapters:
@@ -120,10 +121,15 @@ def delete_adapter(model: nn.Module, name: str) -> None:
             del m.copies[name]
         m.active_names = [n for n in m.active_names if n != name]
         m.frozen.discard(name)
+        if isinstance(m, Host):
+            m.configs.pop(name, None)
         if not len(_members(m)):
             parent, _, child = path.rpartition(".")
             inner = m.base if isinstance(m, Host) else m.original
             setattr(model.get_submodule(parent) if parent else model, child, inner)
+    left = adapter_names(model)
+    if left and not active_adapters(model):
+        set_adapter(model, left[0])
 
 
 class disable_adapter:
