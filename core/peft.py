@@ -25,7 +25,6 @@ from .adapters import adapter_names, delete_adapter, named_adapted
 from .hosts import Host
 from .inject import inject, make_config, named_hosts
 from .io import atomic_write, clean_name, load_adapter_tensors, unwrap
-from .layout import has_raw_in_proj
 from .saved_modules import SavedModule
 
 PEFT_PREFIX = "base_model.model."
@@ -135,6 +134,10 @@ def export_peft(model: nn.Module, directory: str | os.PathLike, name: str = "def
         tensors[f"{PEFT_PREFIX}{key}.lora_A.weight"] = a
         tensors[f"{PEFT_PREFIX}{key}.lora_B.weight"] = b
         names.append(key)
+        if host.kind == "mha":  # PEFT also wraps out_proj; zeros keep it a no-op (and quiet)
+            e = host.base.embed_dim
+            tensors[f"{PEFT_PREFIX}{key}.base_layer.out_proj.lora_A.weight"] = torch.zeros(rank, e)
+            tensors[f"{PEFT_PREFIX}{key}.base_layer.out_proj.lora_B.weight"] = torch.zeros(e, rank)
         if (rank, alpha) != (cfg.r, cfg.alpha):
             ranks[key], alphas[key] = rank, alpha
     saved = []
@@ -205,7 +208,7 @@ def import_peft(model: nn.Module, directory: str | os.PathLike, name: str = "def
     )
     for n, _, _ in layers:
         m = model.get_submodule(n)
-        if not isinstance(m, (nn.Linear, nn.Conv2d, nn.MultiheadAttention)) or has_raw_in_proj(m):
+        if not isinstance(m, (nn.Linear, nn.Conv2d, nn.MultiheadAttention)):
             raise ValueError(f"{directory}: layer {n} is {type(m).__name__}, not a PEFT LoRA layer")
     report = inject(model, cfg, name, names=names, saved=list(saved))
     ours = {}

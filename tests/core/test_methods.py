@@ -85,6 +85,23 @@ def m_weight(model, m):
     raise AssertionError
 
 
+def test_comp_lora_projects_b_once_not_every_token():
+    """Comp-LoRA's extra FLOPs over LoRA do not grow with the number of tokens."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(method, tokens):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(64, 96))
+        hyper = {"k": 40} if method == "comp_lora" else {}
+        inject(model, make_config(method, r=4, targets=("0",), **hyper))
+        with FlopCounterMode(display=False) as counter:
+            model(torch.randn(tokens, 64))
+        return counter.get_total_flops()
+
+    extra = [flops("comp_lora", n) - flops("lora", n) for n in (8, 800)]
+    assert extra[0] == extra[1] > 0  # O(d_out k r) once per call
+
+
 def test_comp_lora_energy_picks_smallest_k():
     s = torch.tensor([3.0, 2.0, 1.0, 0.5])
     total = (s**2).sum()

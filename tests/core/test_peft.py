@@ -1,12 +1,16 @@
 """Plain LoRA equals Hugging Face PEFT's LoRA given the same A and B; PEFT files round-trip."""
 
 import copy
+import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
-from lorakit.core import export_peft, import_peft, inject, make_config, methods
+from lorakit.core import Host, export_peft, import_peft, inject, make_config, methods
+
+QKV = ("q", "k", "v")
 
 peft = pytest.importorskip("peft")
 
@@ -90,3 +94,115 @@ def test_peft_files_round_trip(tmp_path):
     again = copy.deepcopy(base)
     import_peft(again, tmp_path)
     torch.testing.assert_close(again(x), ours(x), rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------- refusals and patterns
+
+
+class Tower(nn.Module):
+    """Linear layers, a fused qkv Linear, attention and a head: every exportable layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(24, 16)
+        self.qkv = nn.Linear(16, 48)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        h = self.fc(x)
+        q, k, v = self.qkv(h).chunk(3, -1)
+        h = h + q * k.sigmoid() + v
+        return self.head(self.attn(h, h, h, need_weights=False)[0])
+
+
+def _saved_peft(tmp_path, **kw):
+    torch.manual_seed(0)
+    base = Tower().eval()
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["fc", "qkv"], **kw)
+    pm = peft.get_peft_model(copy.deepcopy(base), cfg).eval()
+    _random_peft_weights(pm)
+    pm.save_pretrained(tmp_path)
+    return base, pm
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"use_dora": True}, r"use_dora=True \(DoRA"),
+        ({"bias": "lora_only"}, r"bias='lora_only' \(trained biases\)"),
+        ({"init_lora_weights": "pissa"}, "init_lora_weights='pissa' changes the base weights"),
+    ],
+)
+def test_import_refuses_what_plain_lora_cannot_represent(tmp_path, kw, message):
+    base, _ = _saved_peft(tmp_path, **kw)
+    model = copy.deepcopy(base)
+    with pytest.raises(ValueError, match=message):
+        import_peft(model, tmp_path)
+    assert not any(isinstance(m, Host) for m in model.modules())  # nothing half-loaded
+
+
+def test_import_refuses_unknown_fields(tmp_path):
+    base, _ = _saved_peft(tmp_path)
+    meta = json.loads((tmp_path / "adapter_config.json").read_text())
+    meta["lora_magic"] = 3
+    (tmp_path / "adapter_config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="unknown PEFT field 'lora_magic'=3"):
+        import_peft(copy.deepcopy(base), tmp_path)
+
+
+def test_import_honours_rank_alpha_patterns_and_modules_to_save(tmp_path):
+    base, pm = _saved_peft(
+        tmp_path,
+        rank_pattern={"qkv": 2},
+        alpha_pattern={"fc": 3},
+        modules_to_save=["head"],
+    )
+    with torch.no_grad():  # a trained head (saved in full by PEFT)
+        pm.base_model.model.head.modules_to_save["default"].weight.normal_()
+    pm.save_pretrained(tmp_path)
+    ours = copy.deepcopy(base)
+    import_peft(ours, tmp_path)
+    assert {m.r for m in methods(ours)} == {4, 2}
+    x = torch.randn(2, 5, 24)
+    assert (pm(x) - base(x)).abs().max() > 1e-2
+    torch.testing.assert_close(ours(x), pm(x), rtol=0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- export of attention / fused qkv
+
+
+def test_export_attention_and_fused_qkv_as_rank_3r_pairs(tmp_path):
+    torch.manual_seed(0)
+    base = Tower().eval()
+    ours = copy.deepcopy(base)
+    cfg = make_config("lora", r=2, alpha=4.0, targets=("fc", "qkv", "attn"), slices=QKV)
+    inject(ours, cfg)
+    with torch.no_grad():  # a different A per slice: only the block form is exact
+        for m in methods(ours):
+            m.A.normal_()
+            m.B.normal_(0, 0.3)
+    export_peft(ours, tmp_path)
+    saved = load_file(str(tmp_path / "adapter_model.safetensors"))
+    a = saved["base_model.model.attn.lora_A.weight"]
+    b = saved["base_model.model.attn.lora_B.weight"]
+    assert a.shape == (6, 16) and b.shape == (48, 6)  # rank 3r
+    assert torch.equal(b[:16, 2:], torch.zeros(16, 4))  # B = blockdiag(B_q, B_k, B_v)
+    loaded = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path).eval()
+    x = torch.randn(2, 5, 24)
+    assert (ours(x) - base(x)).abs().max() > 1e-2
+    torch.testing.assert_close(loaded(x), ours(x), rtol=0, atol=1e-5)
+    again = copy.deepcopy(base)
+    import_peft(again, tmp_path)  # and back: each slice gets the shared A and its B rows
+    torch.testing.assert_close(again(x), ours(x), rtol=0, atol=1e-5)
+
+
+def test_export_refuses_what_peft_would_compute_differently(tmp_path):
+    model = Tower()
+    inject(model, make_config("lora", r=2, targets=("attn",), slices=("q", "o")))
+    with pytest.raises(ValueError, match="applies a MultiheadAttention out_proj LoRA twice"):
+        export_peft(model, tmp_path)
+    model = Tower()
+    inject(model, make_config("block_lora", r=2, n_blocks=2, targets=("fc",)))
+    with pytest.raises(ValueError, match="needs a plain LoRA adapter"):
+        export_peft(model, tmp_path)
