@@ -10,6 +10,7 @@ norm computed in low rank, free of cancellation: ``B A - B0 A0 = (B - B0) A + B0
 so ``||D||_F^2 = s^2 tr((M^T M)(N N^T))`` with ``M = [B - B0, B0]``, ``N = [A; A - A0]``
 (``[B, -B0][A; A0]`` would subtract two large, nearly equal terms in float32), and
 ``||W_eff - W0||_F <= gamma`` holds at every forward pass by construction.
+Forward: ``W0 x + c s M (N x)``, one rank-2r path sharing ``M``, ``N`` with the norm.
 Learned radius (after FTP): ``gamma`` is a buffer, not a parameter. A tensor hook on the
 delta output ``y = c D x`` accumulates ``g = <dL/dy, y> / gamma`` while the constraint is
 active, whenever gradients reach the layer (train() or eval() mode alike); ``after_step``
@@ -78,21 +79,27 @@ class LARGO(Method):
         self.mu, self.eps = cfg.mu, cfg.eps
         self.gamma_min = 0.1 * float(gamma) if cfg.gamma_min is None else cfg.gamma_min
 
-    def update_norm(self) -> Tensor:
+    def factors(self) -> tuple[Tensor, Tensor]:
+        """``M = [B - B0, B0]`` (d_out x 2r), ``N = [A; A - A0]`` (2r x d_in): ``M N = BA - B0A0``
+        with no cancellation, and exactly 0 at step 0 (both differences are 0)."""
+        return torch.cat([self.B - self.B0, self.B0], 1), torch.cat([self.A, self.A - self.A0], 0)
+
+    def update_norm(self, mn: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """``||D||_F`` from 2r x 2r products only (cancellation-free form); differentiable."""
-        m = torch.cat([self.B - self.B0, self.B0], 1).float()
-        n = torch.cat([self.A, self.A - self.A0], 0).float()
+        m, n = mn if mn is not None else self.factors()
+        m, n = m.float(), n.float()
         sq = ((m.T @ m) * (n @ n.T)).sum().clamp_min(0)
         return self.s * torch.sqrt(sq + 1e-20)  # the floor keeps the gradient finite at D = 0
 
-    def coefficient(self) -> tuple[Tensor, Tensor]:
-        norm = self.update_norm()
+    def coefficient(self, mn: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        norm = self.update_norm(mn)
         return torch.clamp(self.gamma / (norm + self.eps), max=1.0), norm
 
     def delta(self, x: Tensor) -> Tensor:
         ops, x = self.ops, self.drop(x)
-        c, norm = self.coefficient()
-        d = ops.mix(ops.down(x, self.A), self.B) - ops.mix(ops.down(x, self.A0), self.B0)
+        m, n = self.factors()
+        c, _ = self.coefficient((m, n))
+        d = ops.mix(ops.down(x, n), m)  # one rank-2r path: (B - B0)(A x) + B0((A - A0) x)
         y = d * (self.s * c).to(d.dtype)
         if y.requires_grad:  # gradients flow: learn the radius (train or eval mode)
             active = (c < 1).float().detach()
@@ -109,8 +116,9 @@ class LARGO(Method):
         return y
 
     def delta_weight(self) -> Tensor:
-        c, _ = self.coefficient()
-        return (self.s * c) * (self.B @ self.A - self.B0 @ self.A0)
+        m, n = self.factors()
+        c, _ = self.coefficient((m, n))
+        return (self.s * c) * (m @ n)
 
     def step_stats(self) -> list[Tensor]:
         """Tensors a distributed run sums across ranks before ``after_step``."""
