@@ -12,9 +12,10 @@ def method_rows() -> list[dict]:
     rows = []
     for name, (cfg_cls, method_cls) in METHODS.items():
         defaults = {
-            f.name: f.default
+            f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
             for f in dataclasses.fields(cfg_cls)
-            if f.name not in ("targets",) and f.default is not dataclasses.MISSING
+            if f.name not in ("targets",)
+            and (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)
         }
         rows.append(
             {
