@@ -55,6 +55,14 @@ class Host(nn.Module, abc.ABC):
                 raise
             return getattr(self._modules["base"], name)  # weight, in_features, batch_first, ...
 
+    def train(self, mode: bool = True):
+        """Adapters loaded for inference stay in eval mode (dropout off) whatever the model's
+        mode, so they never change while another adapter trains beside them."""
+        super().train(mode)
+        for name in self.frozen & set(self.adapters):
+            self.adapters[name].eval()
+        return self
+
     @property
     def merged(self) -> bool:
         return bool(self.merged_names)

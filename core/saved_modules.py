@@ -33,6 +33,12 @@ class SavedModule(nn.Module):
                 raise
             return getattr(self.current(), name)  # weight, out_features, ...
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.frozen & set(self.copies):
+            self.copies[name].eval()
+        return self
+
     def add(self, name: str) -> nn.Module:
         self.copies[name] = copy.deepcopy(self.original)
         return self.copies[name]

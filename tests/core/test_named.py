@@ -127,6 +127,8 @@ def test_inference_load_is_deterministic_and_trainable_load_trains(tmp_path):
     load_adapter(fresh, tmp_path)
     assert torch.equal(fresh(x), fresh(x))  # dropout off
     assert not list(trainable_parameters(fresh))
+    fresh.train()  # e.g. to train another adapter beside it: the loaded one stays in eval
+    assert torch.equal(fresh(x), fresh(x))
     again = mlp().train()
     load_adapter(again, tmp_path, trainable=True)
     assert trainable_parameters(again).numel == 2 * (2 * (32 + 64))
