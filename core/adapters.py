@@ -63,6 +63,15 @@ def active_adapters(model: nn.Module) -> list[str]:
     return []
 
 
+def adapter_parameters(model: nn.Module, name: str) -> list[nn.Parameter]:
+    """Adapter ``name``'s parameters, shared ones (S2-LoRA's group pairs) once."""
+    found: dict[int, nn.Parameter] = {}
+    for _, m in named_adapted(model):
+        if name in _members(m):
+            found.update((id(p), p) for p in _members(m)[name].parameters())
+    return list(found.values())
+
+
 def adapter_parameter_ids(model: nn.Module) -> set[int]:
     return {id(p) for _, m in named_adapted(model) for p in _members(m).parameters()}
 

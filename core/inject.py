@@ -17,6 +17,7 @@ from .adapters import (
     active_adapters,
     adapter_names,
     adapter_parameter_ids,
+    adapter_parameters,
     apply_trainability,
     named_adapted,
 )
@@ -305,19 +306,18 @@ def inject(
     if merged:
         raise ValueError(f"layer {merged[0]} has a merged adapter: unmerge(model) first")
     active = active_adapters(model) if adapter_names(model) else [name]
-    adapter_ids = adapter_parameter_ids(model)
-    for p in model.parameters():
-        if id(p) not in adapter_ids:
-            p.requires_grad_(False)
-
     context: dict = {}
-    report = InjectReport(config.method, name=name, skipped=skipped)
     built = []
     for lname, module, kind in layers:  # build everything first: a bad layer changes nothing
         host = module if isinstance(module, Host) else make_host(kind, lname, module, config.fused)
         built.append(
             (lname, module, host, kind, build_slots(config, method_cls, lname, host, kind, context))
         )
+    adapter_ids = adapter_parameter_ids(model)
+    for p in model.parameters():
+        if id(p) not in adapter_ids:
+            p.requires_grad_(False)
+    report = InjectReport(config.method, name=name, skipped=skipped)
     for lname, module, host, kind, slots in built:
         for m in slots.values():
             m.adapter_name = name
@@ -340,14 +340,7 @@ def inject(
     for _, m in named_adapted(model):
         m.active_names = list(active)
     apply_trainability(model)
-    own = {
-        id(p): p
-        for _, m in named_adapted(model)
-        for sub in [m.adapters if isinstance(m, Host) else m.copies]
-        if name in sub
-        for p in sub[name].parameters()
-    }
-    report.trainable = sum(p.numel() for p in own.values())
+    report.trainable = sum(p.numel() for p in adapter_parameters(model, name))
     report.total = sum(p.numel() for p in model.parameters())
     return report
 
