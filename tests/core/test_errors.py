@@ -17,11 +17,11 @@ def test_unknown_method_and_field_list_valid_ones():
         make_config("lora", rank=4)
 
 
-def test_rank_larger_than_layer():
-    with pytest.raises(
-        ValueError, match=r"rank r=40 is larger than layer fc1 allows \(weight 64x32"
-    ):
-        inject(TokenMLP(), make_config("lora", r=40, targets=("fc1",)))
+def test_rank_larger_than_layer_leaves_the_model_untouched():
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 8))
+    with pytest.raises(ValueError, match=r"rank r=16 is larger than layer 1 allows \(weight 8x64"):
+        inject(model, make_config("lora", r=16, targets=("0", "1")))
+    assert isinstance(model[0], nn.Linear) and all(p.requires_grad for p in model.parameters())
 
 
 def test_block_lora_needs_divisible_d_in():
