@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -160,7 +161,7 @@ def export_peft(model: nn.Module, directory: str | os.PathLike, name: str = "def
     return directory
 
 
-def _split_keys(tensors: dict, model: nn.Module, where: str):
+def _split_keys(tensors: dict, where: str):
     """LoRA layer names, and modules_to_save tensors by module."""
     lora, saved = set(), {}
     for key in tensors:
@@ -182,7 +183,7 @@ def import_peft(model: nn.Module, directory: str | os.PathLike, name: str = "def
     meta = json.loads((directory / "adapter_config.json").read_text())
     check_peft_config(meta, str(directory))
     tensors = load_file(str(directory / "adapter_model.safetensors"))
-    lora, saved = _split_keys(tensors, model, str(directory))
+    lora, saved = _split_keys(tensors, str(directory))
     layers = []
     for lname in lora:
         a = tensors[f"{PEFT_PREFIX}{lname}.lora_A.weight"]
@@ -197,12 +198,13 @@ def import_peft(model: nn.Module, directory: str | os.PathLike, name: str = "def
             continue
         layers.append((lname, a, b))
     names = [n for n, _, _ in layers]
-    ranks = {n: a.shape[0] for n, a, _ in layers if a.shape[0] != meta["r"]}
+    # each layer's rank, read from its tensors (exact names, so no PEFT pattern can disagree)
+    ranks = {re.escape(n): a.shape[0] for n, a, _ in layers if a.shape[0] != meta["r"]}
     cfg = make_config(
         "lora", r=meta["r"], alpha=float(meta["lora_alpha"]),
         dropout=float(meta.get("lora_dropout") or 0.0), rslora=bool(meta.get("use_rslora")),
         targets=tuple(names), slices=("q", "k", "v"),
-        rank_pattern={**(meta.get("rank_pattern") or {}), **ranks},
+        rank_pattern=ranks,
         alpha_pattern={k: float(v) for k, v in (meta.get("alpha_pattern") or {}).items()},
         modules_to_save=tuple(saved),
     )
