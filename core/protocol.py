@@ -64,6 +64,8 @@ def prepare(
     try:
         for batch in batches:
             loss = loss_fn(model, batch)
+            if not loss.requires_grad:
+                raise ValueError("prepare: the loss does not depend on the adapters' layers")
             if not torch.isfinite(loss).all():
                 raise ValueError(f"prepare: the loss of batch {n} is not finite ({float(loss)})")
             loss.backward()

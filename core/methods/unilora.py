@@ -97,7 +97,10 @@ class UniLoRA(Method):
         self.s = 1.0
         shared = slot.context.get("unilora")
         if shared is None:
-            shared = slot.context["unilora"] = (Theta(cfg.theta_d_length, cfg.init_bound), Plan(cfg))
+            shared = slot.context["unilora"] = (
+                Theta(cfg.theta_d_length, cfg.init_bound),
+                Plan(cfg),
+            )
         self.shared, self.plan = shared
         self.plan.members.append(self)
         keep = cfg.save_indices
