@@ -3,7 +3,8 @@
 ``dW = s * iDCT2(S) = s * C_out^T S C_in`` with ``C_d`` the orthonormal DCT-II matrix of size
 ``d`` and ``S (d_out x d_in)`` zero except ``n_coef`` trainable coefficients ``c`` at
 locations ``(u_i, v_i)``: ``dW = s * C_out[u]^T diag(c) C_in[v]`` (gathered rows; cost
-``n_coef d_out d_in`` per call, then ``delta(x) = dW x`` as a dense matrix).
+``n_coef d_out d_in`` per call, then ``delta(x) = dW x``; with few tokens and no relocation
+pending, ``x -> C_in[v] x -> c * . -> C_out[u]^T .`` instead, the cheaper of the two).
 Locations start at ``n_coef`` distinct random frequencies and are buffers saved with the
 adapter. Location re-selection **(reading of the paper's alternating scheme)**: while
 ``relocate_every > 0`` and fewer than ``relocate_until`` optimizer steps have passed, a
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import AdapterConfig, Method, SlotInfo
+from .randlora import dense_is_cheaper
 
 NEIGHBOURS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -108,10 +110,17 @@ class LoCA(Method):
         return self.s * (c_out[self.loc_u].T * self.coef) @ c_in[self.loc_v]
 
     def delta(self, x: Tensor) -> Tensor:
+        x = self.drop(x)
+        relocating = self.relocating()  # the path depends on state only, never on train/eval
+        n = self.coef.numel()
+        if not relocating and not dense_is_cheaper(x, self.ops.channel_dim, n, self.d_out, self.d_in):
+            c_out, c_in = self.dct.get(self.d_out), self.dct.get(self.d_in)
+            z = self.ops.scale_channels(self.ops.down(x, c_in[self.loc_v]), self.coef)
+            return self.ops.mix(z, c_out[self.loc_u].T) * self.s
         dw = self.delta_weight()
-        if dw.requires_grad and self.training and self.relocating():
-            dw.register_hook(self._capture)
-        return self.ops.down(self.drop(x), dw)
+        if relocating and self.training and dw.requires_grad:
+            dw.register_hook(self._capture)  # relocation needs the dense weight gradient
+        return self.ops.down(x, dw)
 
     @torch.no_grad()
     def _capture(self, grad: Tensor) -> None:

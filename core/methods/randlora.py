@@ -8,6 +8,8 @@ only with ``save_bases=True``): ``A (r x 1 x m)`` (one random base, as PEFT) and
 (init ``1 / M``). The scaled bases ``A'[k, b, :] = lambda[k, b] * A[k, 0, :] * gamma[b, :]``,
 flattened to ``(r n x m)``, pair with ``B`` flattened to ``(M x n r)``:
 ``D = B_flat A'_flat`` (``M x m``), ``dW = s D`` when ``d_out >= d_in`` else ``s D^T``.
+Many tokens: ``dW`` is formed once per call and applied densely (cheaper when the token
+count exceeds about the layer width); few tokens: the two factors are applied in turn.
 (The two flattenings pair column ``b r + k`` of ``B`` with row ``k n + b`` of ``A'``,
 exactly as PEFT 0.21.2 does; a test checks equal outputs given the same tensors.)
 Trainable: ``n * (r + m)`` per layer. Mergeable. Defaults (as PEFT): r=32, alpha=640
@@ -44,6 +46,14 @@ def _make_bases(r: int, n: int, small: int, big: int):
     return make
 
 
+def dense_is_cheaper(x: Tensor, channel_dim: int, k: int, d_out: int, d_in: int) -> bool:
+    """Forming ``dW = up @ down`` once (``k d_out d_in``) and applying it (``T d_out d_in``)
+    beats the factored path (``T k (d_in + d_out)``) once there are more tokens ``T`` than
+    about the layer width: ``n r ~ min(d_out, d_in)`` makes RandLoRA's factors full rank."""
+    tokens = x.numel() // max(x.shape[channel_dim], 1)
+    return k * d_out * d_in + tokens * d_out * d_in < tokens * k * (d_in + d_out)
+
+
 class RandLoRA(Method):
     name = "randlora"
     formula = "n*(r + min(d_in, d_out)) per layer, n = ceil(min(d_in, d_out) / r)"
@@ -74,7 +84,10 @@ class RandLoRA(Method):
 
     def delta(self, x: Tensor) -> Tensor:
         down, up = self.factors()
-        return self.ops.mix(self.ops.down(self.drop(x), down), up) * self.s
+        x = self.drop(x)
+        if dense_is_cheaper(x, self.ops.channel_dim, down.shape[0], self.d_out, self.d_in):
+            return self.ops.down(x, self.s * (up @ down))
+        return self.ops.mix(self.ops.down(x, down), up) * self.s
 
     def delta_weight(self) -> Tensor:
         down, up = self.factors()

@@ -30,11 +30,11 @@ class SVFit(Method):
     def __init__(self, cfg: SVFitConfig, slot: SlotInfo):
         super().__init__(cfg, slot)
         self.s = 1.0
-        u, s, vh = torch.linalg.svd(slot.weight.double(), full_matrices=False)
+        u, s, vh = torch.linalg.svd(slot.weight.float(), full_matrices=False)
         r = self.r
-        self.register_buffer("U_r", u[:, :r].float().contiguous())
-        self.register_buffer("S_r", s[:r].float().contiguous())
-        self.register_buffer("Vh_r", vh[:r].float().contiguous())
+        self.register_buffer("U_r", u[:, :r].contiguous())
+        self.register_buffer("S_r", s[:r].contiguous())
+        self.register_buffer("Vh_r", vh[:r].contiguous())
         self.delta_s = nn.Parameter(torch.zeros(r))
 
     def delta(self, x: Tensor) -> Tensor:

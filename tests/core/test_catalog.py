@@ -36,6 +36,7 @@ def test_all_registered_and_listed():
     for name in CATALOG:
         assert "per layer" in rows[name]["trainable"] or "whole model" in rows[name]["trainable"]
         assert rows[name]["mergeable"] is True
+        assert rows[name]["needs_prepare"] is (name == "lora_sb")
 
 
 # --- parameter counts equal the formula --------------------------------------------------
@@ -377,3 +378,23 @@ def test_bad_settings_give_one_line_errors(method, hyper, match):
     model, _, targets, _ = build("linear")
     with pytest.raises(ValueError, match=match):
         inject(model, make_config(method, targets=targets, **hyper))
+
+
+@pytest.mark.parametrize(("method", "hyper"), [("randlora", {"r": 4}), ("loca", {"n_coef": 40})])
+@pytest.mark.parametrize("tokens", [3, 600])  # factored path, dense path
+def test_factored_and_dense_paths_agree(method, hyper, tokens):
+    from lorakit.core.methods.randlora import dense_is_cheaper
+
+    model = nn.Sequential(nn.Linear(16, 24))
+    inject(
+        model,
+        make_config(method, targets=("0",), relocate_every=0, **hyper)
+        if method == "loca"
+        else make_config(method, targets=("0",), **hyper),
+    )
+    perturb(model)
+    m = methods(model)[0]
+    x = torch.randn(tokens, 16)
+    k = 40 if method == "loca" else m.r * m.n
+    assert dense_is_cheaper(x, -1, k, 24, 16) is (tokens == 600)
+    torch.testing.assert_close(m.delta(x), x @ m.delta_weight().T, atol=1e-5, rtol=1e-5)
