@@ -8,8 +8,8 @@ pending, ``x -> C_in[v] x -> c * . -> C_out[u]^T .`` instead, the cheaper of the
 Locations start at ``n_coef`` distinct random frequencies and are buffers saved with the
 adapter. Location re-selection **(reading of the paper's alternating scheme)**: while
 ``relocate_every > 0`` and fewer than ``relocate_until`` optimizer steps have passed, a
-hook on ``dW`` accumulates the weight gradient ``G_W``; every ``relocate_every`` steps
-``after_step`` takes the spectral gradient ``G_S = DCT2(G_W) = C_out G_W C_in^T`` and, for
+hook on ``dW`` accumulates the weight gradient ``G_W`` (summed over the window); every
+``relocate_every`` steps ``after_step`` takes the spectral gradient ``G_S = DCT2(G_W) = C_out G_W C_in^T`` and, for
 each coefficient, the finite-difference estimate of moving it one frequency step
 (``dL ~ c_i (G_S[u', v'] - G_S[u, v])`` for the 4 neighbours); it moves to the neighbour
 with the most negative estimate when that is free, keeping its value.
@@ -92,6 +92,7 @@ class LoCA(Method):
         self.register_buffer("grad_w", torch.zeros(0), persistent=False)
         self.coef = nn.Parameter(torch.zeros(n))
         self.every, self.until = cfg.relocate_every, cfg.relocate_until
+        self._steps_key, self._steps_val = None, 0
 
     def check_rank(self, r: int, limit: int, slot: SlotInfo) -> None:
         return None  # r is unused; n_coef is checked instead
@@ -102,8 +103,15 @@ class LoCA(Method):
         s[self.loc_u, self.loc_v] = self.coef.detach()
         return s
 
+    def step_count(self) -> int:
+        """``steps`` as an int, re-read only when the buffer changed (no GPU sync per call)."""
+        key = (id(self.steps), self.steps._version)
+        if key != self._steps_key:
+            self._steps_key, self._steps_val = key, int(self.steps)
+        return self._steps_val
+
     def relocating(self) -> bool:
-        return self.every > 0 and int(self.steps) < self.until
+        return self.every > 0 and self.step_count() < self.until
 
     def delta_weight(self) -> Tensor:
         c_out, c_in = self.dct.get(self.d_out), self.dct.get(self.d_in)
@@ -113,7 +121,9 @@ class LoCA(Method):
         x = self.drop(x)
         relocating = self.relocating()  # the path depends on state only, never on train/eval
         n = self.coef.numel()
-        if not relocating and not dense_is_cheaper(x, self.ops.channel_dim, n, self.d_out, self.d_in):
+        if not relocating and not dense_is_cheaper(
+            x, self.ops.channel_dim, n, self.d_out, self.d_in
+        ):
             c_out, c_in = self.dct.get(self.d_out), self.dct.get(self.d_in)
             z = self.ops.scale_channels(self.ops.down(x, c_in[self.loc_v]), self.coef)
             return self.ops.mix(z, c_out[self.loc_u].T) * self.s
@@ -132,12 +142,12 @@ class LoCA(Method):
         if not self.relocating():
             return
         self.steps += 1
-        if int(self.steps) % self.every == 0 and self.grad_w.numel():
+        if self.step_count() % self.every == 0 and self.grad_w.numel():
             dist = torch.distributed
             if dist.is_available() and dist.is_initialized():  # every rank moves alike
                 dist.all_reduce(self.grad_w)
-            self.relocate(self.grad_w)
-        self.grad_w = torch.zeros(0, device=self.coef.device)
+            self.relocate(self.grad_w)  # from the gradient summed over the window
+            self.grad_w = torch.zeros(0, device=self.coef.device)
 
     @torch.no_grad()
     def relocate(self, grad_w: Tensor) -> int:

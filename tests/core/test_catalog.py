@@ -173,6 +173,9 @@ def test_bases_shared_per_shape_and_saved_only_when_asked(method, tmp_path):
     save_adapter(model, tmp_path / "a")
     saved = load_file(str(tmp_path / "a" / "adapter.safetensors"))
     assert sum(".bases." in k for k in saved) == 2 * 2  # A and B of each of the two shapes
+    reloaded, _, _, _ = build("linear")
+    load_adapter(reloaded, tmp_path / "a")
+    assert torch.equal(reloaded(x), model(x))
     # another seed gives other bases
     model3, _, _, _ = build("linear")
     inject(model3, make_config(method, r=4, targets=targets, seed=1))
@@ -296,6 +299,7 @@ def _full_gradient(model, batches):
 
 
 def _cos(a, b):
+    a, b = a.detach(), b.detach()
     return float((a * b).sum() / (a.norm() * b.norm()))
 
 
@@ -319,6 +323,10 @@ def test_lora_sb_first_update_follows_full_fine_tuning_better_than_random_init(t
         results[init] = _cos(m.delta_weight().detach() - before, -g_full)
     assert init_cos > 0.5
     assert results["prepared"] > results["random"] + 0.3, results
+    if transform == "raw":  # both equal the best any rank-4 update can do: ||G_4|| / ||G||
+        s = torch.linalg.svdvals(g_full)
+        best = float(s[:4].norm() / s.norm())
+        assert abs(init_cos - best) < 1e-3 and abs(results["prepared"] - best) < 1e-3
 
 
 def test_lora_sb_without_prepare_starts_at_base_and_prepare_changes_it():
