@@ -3,16 +3,17 @@
 ``dW = s * iDCT2(S) = s * C_out^T S C_in`` with ``C_d`` the orthonormal DCT-II matrix of size
 ``d`` and ``S (d_out x d_in)`` zero except ``n_coef`` trainable coefficients ``c`` at
 locations ``(u_i, v_i)``: ``dW = s * C_out[u]^T diag(c) C_in[v]`` (gathered rows; cost
-``n_coef d_out d_in`` per call, then ``delta(x) = dW x``; with few tokens and no relocation
-pending, ``x -> C_in[v] x -> c * . -> C_out[u]^T .`` instead, the cheaper of the two).
+``n_coef d_out d_in`` per call, then ``delta(x) = dW x``; with few tokens and no gradient
+capture pending, ``x -> C_in[v] x -> c * . -> C_out[u]^T .`` instead, the cheaper of the two).
 Locations start at ``n_coef`` distinct random frequencies and are buffers saved with the
 adapter. Location re-selection **(reading of the paper's alternating scheme)**: while
-``relocate_every > 0`` and fewer than ``relocate_until`` optimizer steps have passed, a
-hook on ``dW`` accumulates the weight gradient ``G_W`` (summed over the window); every
-``relocate_every`` steps ``after_step`` takes the spectral gradient ``G_S = DCT2(G_W) = C_out G_W C_in^T`` and, for
-each coefficient, the finite-difference estimate of moving it one frequency step
-(``dL ~ c_i (G_S[u', v'] - G_S[u, v])`` for the 4 neighbours); it moves to the neighbour
-with the most negative estimate when that is free, keeping its value.
+``relocate_every > 0`` and fewer than ``relocate_until`` optimizer steps have passed, every
+``relocate_every`` steps a hook on ``dW`` captures that step's weight gradient ``G_W`` (the
+other steps take the cheaper path) and ``after_step`` takes the spectral gradient
+``G_S = DCT2(G_W) = C_out G_W C_in^T`` and, for each coefficient, the finite-difference
+estimate of moving it one frequency step (``dL ~ c_i (G_S[u', v'] - G_S[u, v])`` for the 4
+neighbours); it moves to the neighbour with the most negative estimate when that is free,
+keeping its value.
 Trainable: ``n_coef`` per layer. Mergeable. Defaults **(reading)**: n_coef=1000,
 alpha=1 (``s = alpha``; ``r`` is unused), relocate_every=20, relocate_until=1000, c = 0.
 """
@@ -113,22 +114,27 @@ class LoCA(Method):
     def relocating(self) -> bool:
         return self.every > 0 and self.step_count() < self.until
 
+    def capturing(self) -> bool:
+        """True on the step whose ``after_step`` relocates: only then is the dense weight
+        gradient needed (the other steps take the cheaper path)."""
+        return self.relocating() and (self.step_count() + 1) % self.every == 0
+
     def delta_weight(self) -> Tensor:
         c_out, c_in = self.dct.get(self.d_out), self.dct.get(self.d_in)
         return self.s * (c_out[self.loc_u].T * self.coef) @ c_in[self.loc_v]
 
     def delta(self, x: Tensor) -> Tensor:
         x = self.drop(x)
-        relocating = self.relocating()  # the path depends on state only, never on train/eval
+        capturing = self.capturing()  # the path depends on state only, never on train/eval
         n = self.coef.numel()
-        if not relocating and not dense_is_cheaper(
+        if not capturing and not dense_is_cheaper(
             x, self.ops.channel_dim, n, self.d_out, self.d_in
         ):
             c_out, c_in = self.dct.get(self.d_out), self.dct.get(self.d_in)
             z = self.ops.scale_channels(self.ops.down(x, c_in[self.loc_v]), self.coef)
             return self.ops.mix(z, c_out[self.loc_u].T) * self.s
         dw = self.delta_weight()
-        if relocating and self.training and dw.requires_grad:
+        if capturing and self.training and dw.requires_grad:
             dw.register_hook(self._capture)  # relocation needs the dense weight gradient
         return self.ops.down(x, dw)
 
@@ -146,8 +152,8 @@ class LoCA(Method):
             dist = torch.distributed
             if dist.is_available() and dist.is_initialized():  # every rank moves alike
                 dist.all_reduce(self.grad_w)
-            self.relocate(self.grad_w)  # from the gradient summed over the window
-            self.grad_w = torch.zeros(0, device=self.coef.device)
+            self.relocate(self.grad_w)
+        self.grad_w = torch.zeros(0, device=self.coef.device)
 
     @torch.no_grad()
     def relocate(self, grad_w: Tensor) -> int:
