@@ -13,7 +13,8 @@ lorakit adapters:
   resumes exactly.
 
 A method opts in by defining the hooks it needs: ``needs_prepare`` with ``begin_prepare()``,
-``prepare_grads()``, ``end_prepare(n_batches)`` and ``abort_prepare()``; ``before_step()``; ``after_step()``.
+``prepare_grads()``, ``end_prepare(n_batches)`` and ``abort_prepare()``; ``before_step()``;
+``after_step()``.
 Every other method is untouched, so a loop can call these for any method.
 Methods are found by walking the model's modules, so this works for one adapter or many.
 """
