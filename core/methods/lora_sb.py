@@ -78,7 +78,7 @@ class LoRASB(Method):
 
     def begin_prepare(self) -> None:
         """Attach a zero dense update; its gradient equals the slot weight's gradient."""
-        self.probe = nn.Parameter(torch.zeros(self.d_out, self.d_in, device=self.R.device))
+        self.probe = nn.Parameter(self.R.new_zeros(self.d_out, self.d_in))
 
     def prepare_grads(self) -> list[Tensor]:
         """The gradients a distributed run averages before ``end_prepare``."""

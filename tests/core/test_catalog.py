@@ -406,3 +406,19 @@ def test_factored_and_dense_paths_agree(method, hyper, tokens):
     k = 40 if method == "loca" else m.r * m.n
     assert dense_is_cheaper(x, -1, k, 24, 16) is (tokens == 600)
     torch.testing.assert_close(m.delta(x), x @ m.delta_weight().T, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", CATALOG)
+def test_runs_in_bfloat16_after_the_model_is_cast(method):
+    model, x, targets, slices = build("mha")
+    inject(model, make_config(method, targets=targets, slices=slices, **HYPER[method]))
+    model.to(torch.bfloat16)
+    if method == "lora_sb":
+        batches = [x.to(torch.bfloat16)] * 2
+        protocol.prepare(model, batches, lambda mod, b: mod(b).float().pow(2).mean())
+    model.train()
+    out = model(x.to(torch.bfloat16))
+    assert out.dtype == torch.bfloat16
+    out.float().pow(2).mean().backward()
+    assert all(p.grad is not None for p in trainable_parameters(model))
+    protocol.after_step(model)
