@@ -24,6 +24,7 @@ def method_rows() -> list[dict]:
                 "mergeable": method_cls.mergeable,
                 "hosts": sorted(method_cls.hosts),
                 "defaults": defaults,
+                "needs_prepare": bool(getattr(method_cls, "needs_prepare", False)),
                 "summary": (sys.modules[method_cls.__module__].__doc__ or "")
                 .strip()
                 .splitlines()[0],
@@ -41,4 +42,6 @@ def method_table() -> str:
             f"    mergeable: {'yes' if row['mergeable'] else 'no'}    hosts: {', '.join(row['hosts'])}"
         )
         lines.append("    defaults: " + ", ".join(f"{k}={v}" for k, v in row["defaults"].items()))
+        if row["needs_prepare"]:
+            lines.append("    training: needs the protocol's prepare step (init from gradients)")
     return "\n".join(lines)

@@ -7,8 +7,16 @@ from .block_lora import BlockLoRA, BlockLoRAConfig
 from .comp_lora import CompLoRA, CompLoRAConfig
 from .fora import FoRA, FoRAConfig
 from .largo import LARGO, LARGOConfig
+from .loca import LoCA, LoCAConfig
+from .loldu import LoLDU, LoLDUConfig
 from .lora import LoRA, LoRAConfig
+from .lora_sb import LoRASB, LoRASBConfig
+from .nola import NOLA, NOLAConfig
+from .randlora import RandLoRA, RandLoRAConfig
 from .s2_lora import S2LoRA, S2LoRAConfig
+from .svfit import SVFit, SVFitConfig
+from .unilora import UniLoRA, UniLoRAConfig
+from .vera import VeRA, VeRAConfig
 
 METHODS: dict[str, tuple[type[AdapterConfig], type[Method]]] = {
     "lora": (LoRAConfig, LoRA),
@@ -17,6 +25,14 @@ METHODS: dict[str, tuple[type[AdapterConfig], type[Method]]] = {
     "fora": (FoRAConfig, FoRA),
     "s2_lora": (S2LoRAConfig, S2LoRA),
     "largo": (LARGOConfig, LARGO),
+    "vera": (VeRAConfig, VeRA),
+    "unilora": (UniLoRAConfig, UniLoRA),
+    "randlora": (RandLoRAConfig, RandLoRA),
+    "nola": (NOLAConfig, NOLA),
+    "loca": (LoCAConfig, LoCA),
+    "svfit": (SVFitConfig, SVFit),
+    "loldu": (LoLDUConfig, LoLDU),
+    "lora_sb": (LoRASBConfig, LoRASB),
 }
 
 __all__ = [
@@ -37,4 +53,20 @@ __all__ = [
     "S2LoRAConfig",
     "LARGO",
     "LARGOConfig",
+    "VeRA",
+    "VeRAConfig",
+    "UniLoRA",
+    "UniLoRAConfig",
+    "RandLoRA",
+    "RandLoRAConfig",
+    "NOLA",
+    "NOLAConfig",
+    "LoCA",
+    "LoCAConfig",
+    "SVFit",
+    "SVFitConfig",
+    "LoLDU",
+    "LoLDUConfig",
+    "LoRASB",
+    "LoRASBConfig",
 ]
