@@ -76,10 +76,10 @@ class SamplerPosition(L.Callback):
         t = self._trainer
         step = t.global_step if t is not None else 0
         accumulate = t.accumulate_grad_batches if t is not None else 1
-        return self.sampler.state_dict(step * accumulate)
+        return self.sampler.data_state(step * accumulate)
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.sampler.load_state_dict(state_dict)
+        self.sampler.load_data_state(state_dict)
 
 
 class NonFiniteLoss(RuntimeError):

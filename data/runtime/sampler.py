@@ -87,10 +87,10 @@ class StepSampler:
         for m in range(self.position, self.total):
             yield self.global_batch(m)[rank::size]
 
-    def state_dict(self, position: int) -> dict:
+    def data_state(self, position: int) -> dict:
         return {"n": self.n, "batch_size": self.batch_size, "seed": self.seed, "position": position}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_data_state(self, state: dict) -> None:
         """Continue at the checkpoint's position; a changed data set or batch is an error."""
         for key in ("n", "batch_size", "seed"):
             if key in state and state[key] != getattr(self, key):

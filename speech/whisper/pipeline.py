@@ -15,6 +15,7 @@ import logging
 import time
 from pathlib import Path
 
+import torch
 from torch.utils.data import DataLoader
 from whisper.model import Whisper
 
@@ -183,6 +184,7 @@ def train(cfg: dict, out: Path) -> dict:
     train_utts, test_utts = read_manifest(train_manifest), read_manifest(test_manifest)
     model_section = _section(cfg, "model")
     model = load_whisper(model_section.get("name"))
+    torch.manual_seed(opts.seed)  # the adapter init: the same in every run of this config
     report = inject(model, acfg)
     log.info("%s", report)
     max_duration = float(_section(cfg, "data").get("max_duration", 30.0))

@@ -154,12 +154,12 @@ class StepBatches:
         for step in range(self.start_step, self.steps):
             yield self.batch(step)
 
-    def state_dict(self, position: int) -> dict:
+    def data_state(self, position: int) -> dict:
         """The data state a checkpoint keeps (the runtime's ``SamplerPosition``)."""
         return {"n": len(self.labels), "batch_size": self.batch_size, "seed": self.seed,
                 "position": position}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_data_state(self, state: dict) -> None:
         for key, mine in (("n", len(self.labels)), ("batch_size", self.batch_size),
                           ("seed", self.seed)):
             if state.get(key, mine) != mine:
