@@ -97,19 +97,56 @@ def assert_same_run(a, b) -> None:
     assert (a / "logs" / "metrics.csv").read_text() == (b / "logs" / "metrics.csv").read_text()
 
 
-@pytest.fixture
-def kill_and_rerun():
-    """``kill_and_rerun(args, tmp_path) -> (reference, resumed)`` run folders: an
-    uninterrupted run, and the same command killed after its first checkpoint and re-run;
-    asserts the resumed run picked up from a checkpoint and matches the reference."""
+def assert_close_run(a, b, rtol: float, metrics: tuple[str, ...], atol: float = 0.0) -> None:
+    """DDP against 1 process: every adapter tensor within ``rtol`` of its own scale
+    (``max|a - b| <= rtol * max|b| + 1e-7``) and the named metrics within ``atol``."""
+    import json
+    from pathlib import Path
 
-    def check(args: list[str], where):
-        ref, cut = where / "reference", where / "killed"
-        lorakit_train(args, ref)
-        lorakit_train(args, cut, kill_at_checkpoint=True)
-        resumed = lorakit_train(args, cut)
+    from safetensors.torch import load_file
+
+    a, b = Path(a), Path(b)
+    files = sorted(p.name for p in (b / "adapter").glob("*.safetensors"))
+    assert files
+    for name in files:
+        ta, tb = load_file(a / "adapter" / name), load_file(b / "adapter" / name)
+        assert ta.keys() == tb.keys()
+        for k in tb:
+            err = float((ta[k].float() - tb[k].float()).abs().max())
+            assert err <= rtol * float(tb[k].float().abs().max()) + 1e-7, (name, k, err)
+    ma, mb = (json.loads((p / "metrics.json").read_text()) for p in (a, b))
+    for key in metrics:
+        assert abs(ma[key] - mb[key]) <= atol, (key, ma[key], mb[key])
+
+
+class _Runs:
+    """The helpers above as a fixture (tests import nothing from conftest)."""
+
+    train = staticmethod(lorakit_train)
+    same = staticmethod(assert_same_run)
+    close = staticmethod(assert_close_run)
+
+    @staticmethod
+    def kill_and_rerun(args: list[str], reference, where) -> None:
+        """The same command killed after its first checkpoint and re-run ends exactly
+        where the uninterrupted ``reference`` run ended."""
+        lorakit_train(args, where, kill_at_checkpoint=True)
+        resumed = lorakit_train(args, where)
         assert resumed["resumed_from_step"] > 0
-        assert_same_run(ref, cut)
-        return ref, cut
+        assert_same_run(reference, where)
 
-    return check
+    @staticmethod
+    def ddp(args: list[str], where):
+        """Two gloo processes on the CPU through Lightning's launcher."""
+        from pathlib import Path
+
+        ddp_args = ["--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"]
+        metrics = lorakit_train(args + ddp_args, where)
+        log = (Path(where).parent / f"{Path(where).name}.log").read_text()
+        assert "MEMBER: 2/2" in log, "rank 1 never started"
+        return metrics
+
+
+@pytest.fixture(scope="session")
+def runs():
+    return _Runs
