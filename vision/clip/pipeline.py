@@ -227,11 +227,10 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     optim.validate()
     acfg = adapter_config(cfg["adapter"])
     dataclass_from(BackboneConfig, dict(cfg["backbone"]), "backbone")
-    unknown = sorted(set(cfg["data"]) - set(DATA_KEYS)) + sorted(
-        set(cfg["head"]) - {"templates", "logit_scale"}
-    )
-    if unknown:
-        raise ValueError(f"data/head: unknown key(s) {unknown}")
+    for name, valid in (("data", DATA_KEYS), ("head", ("logit_scale", "templates"))):
+        unknown = sorted(set(cfg[name]) - set(valid))
+        if unknown:
+            raise ValueError(f"{name}: unknown key(s) {unknown}; valid: {sorted(valid)}")
     if optim.batch_size < 1:
         raise ValueError(f"optim.batch_size must be positive, got {optim.batch_size}")
     set_threads(cfg)
