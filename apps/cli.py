@@ -60,9 +60,10 @@ def selfcheck() -> None:
     raise typer.Exit(0 if ok else 1)
 
 
-def _trainer_overrides(devices, nodes, strategy, precision, max_steps) -> list[str]:
+def _trainer_overrides(accelerator, devices, nodes, strategy, precision, max_steps) -> list[str]:
     out = []
     for key, val in (
+        ("accelerator", accelerator),
         ("devices", devices),
         ("nodes", nodes),
         ("strategy", strategy),
@@ -80,22 +81,46 @@ def train(
     config: Path = typer.Option(None, "--config", "-c", help="YAML run config"),
     set_: list[str] = typer.Option([], "--set", help="override: key.sub=value (repeatable)"),
     out: Path = typer.Option(None, "--out", "-o", help="run folder (default runs/<pipeline>)"),
-    devices: str = typer.Option(None, help="Lightning devices (e.g. 1, 4, auto)"),
-    nodes: int = typer.Option(None, help="number of nodes"),
-    strategy: str = typer.Option(None, help="auto | ddp | fsdp | ..."),
-    precision: str = typer.Option(None, help="32-true | bf16-mixed | 16-mixed"),
-    max_steps: int = typer.Option(None, help="training steps"),
+    accelerator: str = typer.Option(
+        None, help="auto | cpu | gpu (gpu needs a visible CUDA device) (trainer.accelerator)"
+    ),
+    devices: str = typer.Option(
+        None, help="processes per node: 1, 2, ... or auto; >1 trains with DDP (trainer.devices)"
+    ),
+    nodes: int = typer.Option(None, help="number of machines (multi-node DDP) (trainer.nodes)"),
+    strategy: str = typer.Option(
+        None, help="auto | ddp | ddp_spawn | fsdp | ... (Lightning's names) (trainer.strategy)"
+    ),
+    precision: str = typer.Option(
+        None,
+        help="32-true | bf16-mixed (CPU and GPU) | 16-mixed (GPU only); adapters are saved "
+        "in fp32 (trainer.precision)",
+    ),
+    max_steps: int = typer.Option(None, help="optimizer steps (trainer.max_steps)"),
 ) -> None:
-    """Train an adapter; writes config.yaml, metrics.json, adapter/, plots/ into the run folder."""
+    """Train an adapter; writes config.yaml, metrics.json, adapter/, plots/ into the run folder.
+
+    Re-running the same command resumes from RUN/checkpoints/last.ckpt (after a crash or
+    kill) and ends exactly where an uninterrupted run ends; metrics.json then records
+    resumed_from_step. The config is checked before anything is generated or written.
+    """
+    import shutil
+
     from lorakit.data.runs import load_config
 
     mod = _pipeline(pipeline)
+    out = out or Path("runs") / pipeline
+    existed = out.exists()
     try:
-        overrides = list(set_) + _trainer_overrides(devices, nodes, strategy, precision, max_steps)
+        overrides = list(set_) + _trainer_overrides(
+            accelerator, devices, nodes, strategy, precision, max_steps
+        )
         cfg = load_config(config, overrides, mod.DEFAULTS)
-        metrics = mod.train(cfg, out or Path("runs") / pipeline)
+        metrics = mod.train(cfg, out)
     except ValueError as e:
-        _fail(str(e))
+        if not existed and out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)  # a rejected run leaves nothing behind
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     typer.echo(json.dumps(metrics, indent=2, default=str))
 
 

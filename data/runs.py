@@ -7,8 +7,9 @@ A run writes one folder::
       metrics.json       headline metrics under plain names (accuracy, wer, ...)
       adapter/           save_adapter() output
       plots/*.png        pictures a person can look at
-      checkpoints/       Lightning checkpoints (last.ckpt is the resume point)
-      logs/              CSV logs (metrics.csv)
+      checkpoints/       Lightning checkpoints (last.ckpt is the resume point,
+                         previous.ckpt the one before it)
+      logs/              CSV logs (metrics.csv, continued across resumes)
 
 Checkpoints and JSON files are written atomically (temporary file, then rename), so a
 crash never leaves a half-written file; training resumes from ``checkpoints/last.ckpt``.
@@ -20,7 +21,7 @@ import copy
 import json
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -167,62 +168,14 @@ class RunFolder:
 
 # --------------------------------------------------------------------------- trainer
 
-
-@dataclass
-class TrainerOptions:
-    """The ``trainer:`` section of every pipeline config."""
-
-    max_steps: int = 100
-    devices: int | str = 1
-    nodes: int = 1
-    strategy: str = "auto"
-    accelerator: str = "auto"
-    precision: str = "32-true"  # "bf16-mixed" / "16-mixed" on GPU
-    log_every: int = 5
-    checkpoint_every: int = 50
-    seed: int = 0
-    progress: bool = True
-    resume: bool = True  # continue from checkpoints/last.ckpt when it exists
-    grad_clip: float | None = 1.0
+_RUNTIME = ("TrainerOptions", "trainer_options", "build_trainer", "resumed_from_step")
 
 
-def trainer_options(section: dict | None) -> TrainerOptions:
-    return dataclass_from(TrainerOptions, dict(section or {}), "trainer")
+def __getattr__(name: str):
+    """The Lightning runtime moved to ``lorakit.data.runtime``; these names still resolve
+    here (lazily, so reading a config does not import Lightning)."""
+    if name in _RUNTIME:
+        from . import runtime
 
-
-def build_trainer(opts: TrainerOptions, run: RunFolder, callbacks: list | None = None):
-    """A Lightning Trainer writing into ``run``; returns ``(trainer, ckpt_path or None)``."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-
-    from .training import AdapterHooks, AtomicCheckpointIO, NonFiniteGuard
-
-    L.seed_everything(opts.seed, workers=True, verbose=False)
-    ckpt = ModelCheckpoint(
-        dirpath=run.checkpoints,
-        save_last=True,
-        save_top_k=0,
-        every_n_train_steps=max(1, opts.checkpoint_every),
-        enable_version_counter=False,
-    )
-    trainer = L.Trainer(
-        max_steps=opts.max_steps,
-        devices=opts.devices,
-        num_nodes=opts.nodes,
-        strategy=opts.strategy,
-        accelerator=opts.accelerator,
-        precision=opts.precision,
-        logger=CSVLogger(run.path, name="logs", version=""),
-        callbacks=[AdapterHooks(), NonFiniteGuard(), ckpt, *(callbacks or [])],
-        plugins=[AtomicCheckpointIO()],
-        log_every_n_steps=max(1, opts.log_every),
-        enable_progress_bar=opts.progress,
-        enable_model_summary=False,
-        gradient_clip_val=opts.grad_clip,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        default_root_dir=run.path,
-    )
-    resume = run.last_checkpoint if opts.resume else None
-    return trainer, (str(resume) if resume else None)
+        return getattr(runtime, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

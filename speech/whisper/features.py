@@ -77,7 +77,6 @@ class SpeechDataset(Dataset):
         self.tokens = [
             text_tokens(self.tokenizer, u.text, model.dims.n_text_ctx, u.where) for u in utts
         ]
-        self._epoch_draw = 0
 
     @property
     def deterministic(self) -> bool:
@@ -91,8 +90,9 @@ class SpeechDataset(Dataset):
         u = self.utts[i]
         wave = load_audio(u.audio, max_duration=self.max_duration, where=u.where)
         if not self.deterministic:
-            self._epoch_draw += 1
-            rng = random.Random(hash((self.seed, i, self._epoch_draw)))
+            # drawn from torch's RNG, which the training runtime seeds per item
+            # (SeededItems), so augmentation repeats exactly after a resume
+            rng = random.Random(int(torch.randint(0, 2**62, ())) ^ self.seed)
             wave = augment_wave(wave, self.augment, rng)
             mel = augment_mel(self.mel_model(wave), self.augment, rng)
         else:

@@ -15,6 +15,7 @@ import logging
 import time
 from pathlib import Path
 
+import torch
 from torch.utils.data import DataLoader
 from whisper.model import Whisper
 
@@ -22,11 +23,13 @@ from lorakit.core import disable, enable, inject, load_adapter, make_config, sav
 from lorakit.data.audio import AugmentConfig
 from lorakit.data.manifest import Utterance, read_manifest
 from lorakit.data.plots import plot_training_curve
-from lorakit.data.runs import (
-    RunFolder,
+from lorakit.data.runs import RunFolder, dataclass_from
+from lorakit.data.runtime import (
+    SeededItems,
+    StepSampler,
     TrainerOptions,
     build_trainer,
-    dataclass_from,
+    resumed_from_step,
     trainer_options,
 )
 from lorakit.data.speech import SplitSpec, generate_corpus
@@ -83,19 +86,25 @@ def _section(cfg: dict, name: str) -> dict:
     return dict(value)
 
 
-def resolve_data(cfg: dict) -> tuple[Path, Path]:
-    """The train and test manifests: given paths, or a generated espeak-ng corpus."""
+def _check_data(cfg: dict) -> tuple[dict, dict]:
+    """The ``data:`` section and its ``generate:`` part, unknown keys named."""
     data = _section(cfg, "data")
     unknown = sorted(set(data) - set(DEFAULTS["data"]))
     if unknown:
         raise ValueError(f"data: unknown key(s) {unknown}; valid: {sorted(DEFAULTS['data'])}")
-    train, test = data.get("train"), data.get("test")
-    if train and test:
-        return Path(train), Path(test)
     gen = {**DEFAULTS["data"]["generate"], **(data.get("generate") or {})}
     bad = sorted(set(gen) - GENERATE_KEYS)
     if bad:
         raise ValueError(f"data.generate: unknown key(s) {bad}; valid: {sorted(GENERATE_KEYS)}")
+    return data, gen
+
+
+def resolve_data(cfg: dict) -> tuple[Path, Path]:
+    """The train and test manifests: given paths, or a generated espeak-ng corpus."""
+    data, gen = _check_data(cfg)
+    train, test = data.get("train"), data.get("test")
+    if train and test:
+        return Path(train), Path(test)
     splits = {
         "train": SplitSpec(int(gen["train_sentences"]), tuple(gen["train_groups"])),
         "test": SplitSpec(int(gen["test_sentences"]), tuple(gen["test_groups"])),
@@ -157,34 +166,42 @@ def evaluate_model(model: Whisper, utts: list[Utterance], cfg: dict, run: RunFol
 
 
 def train(cfg: dict, out: Path) -> dict:
-    """Inject the adapter, train with Lightning, save, evaluate; returns the metrics."""
-    run = RunFolder(out)
-    run.write_config(cfg)
+    """Inject the adapter, train with Lightning, save, evaluate; returns the metrics.
+
+    Every section is validated before data is generated or the run folder is made.
+    Re-running the same command after a crash resumes from ``checkpoints/last.ckpt`` and
+    ends where an uninterrupted run ends (``resumed_from_step`` records where it picked up).
+    """
     opts = trainer_options(cfg.get("trainer"))
     tcfg = dataclass_from(TrainConfig, _section(cfg, "train"), "train")
     aug = dataclass_from(AugmentConfig, _section(cfg, "augment"), "augment")
     acfg = adapter_config(cfg)
     decode_config(cfg)  # validate the eval section before spending time on training
+    _check_data(cfg)
+    run = RunFolder(out)
+    run.write_config(cfg)
     train_manifest, test_manifest = resolve_data(cfg)
     train_utts, test_utts = read_manifest(train_manifest), read_manifest(test_manifest)
     model_section = _section(cfg, "model")
     model = load_whisper(model_section.get("name"))
+    torch.manual_seed(opts.seed)  # the adapter init: the same in every run of this config
     report = inject(model, acfg)
     log.info("%s", report)
     max_duration = float(_section(cfg, "data").get("max_duration", 30.0))
     dataset = SpeechDataset(
         train_utts, model, model_section.get("language", "en"), aug, max_duration, opts.seed
     )
+    sampler = StepSampler(
+        len(dataset), tcfg.batch_size, opts.max_steps * opts.accumulate, opts.seed
+    )
     loader = DataLoader(
-        dataset,
-        batch_size=tcfg.batch_size,
-        shuffle=True,
+        SeededItems(dataset),
+        batch_sampler=sampler,
         num_workers=tcfg.num_workers,
         collate_fn=make_collate(dataset.prompt_len, dataset.tokenizer.eot),
-        drop_last=False,
     )
     module = WhisperAdapterModule(model, tcfg, cache_ok=dataset.deterministic)
-    trainer, ckpt = build_trainer(opts, run)
+    trainer, ckpt = build_trainer(opts, run, sampler=sampler)
     start = time.time()
     trainer.fit(module, loader, ckpt_path=ckpt)
     train_seconds = time.time() - start
@@ -203,6 +220,7 @@ def train(cfg: dict, out: Path) -> dict:
             "total_parameters": report.total,
             "adapted_layers": len(report.layers),
             "train_steps": trainer.global_step,
+            "resumed_from_step": resumed_from_step(trainer),
             "train_seconds": round(train_seconds, 1),
             "seconds_per_step": round(train_seconds / steps, 3),
             "model": model_section.get("name"),

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from whisper.model import Whisper
 
 from lorakit.core import named_hosts, regularization_loss, trainable_parameters
@@ -47,6 +48,21 @@ def sequence_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE)
 
 
+def global_token_mean(logits: Tensor, labels: Tensor) -> Tensor:
+    """Like ``sequence_loss``, but under DDP the mean is over the labelled tokens of the
+    *global* batch: each rank divides its token sum by the all-reduced token count (times
+    the world size, which DDP's gradient averaging divides out again), so 2 processes
+    train as 1 process with the same global batch even when their token counts differ."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return sequence_loss(logits, labels)
+    total = F.cross_entropy(
+        logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="sum"
+    )
+    count = (labels != IGNORE).sum().float()
+    torch.distributed.all_reduce(count)
+    return total * torch.distributed.get_world_size() / count.clamp_min(1)
+
+
 class WhisperAdapterModule(L.LightningModule):
     """Trains the adapters injected into ``model`` (kept as ``self.model``, as the core
     ``AdapterHooks`` callback expects)."""
@@ -57,6 +73,10 @@ class WhisperAdapterModule(L.LightningModule):
         self.use_cache = cfg.cache_encoder and cache_ok and not encoder_is_adapted(model)
         self._cache: dict[str, Tensor] = {}
         self.strict_loading = False  # checkpoints hold adapter tensors only
+        # DDP broadcasts every buffer at start; gloo/NCCL cannot send Whisper's sparse
+        # ``alignment_heads`` (and it never changes), so DDP leaves it alone
+        sparse = [f"model.{n}" for n, b in model.named_buffers() if b.is_sparse]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, sparse)
 
     def on_fit_start(self) -> None:
         self.model.train()
@@ -81,7 +101,7 @@ class WhisperAdapterModule(L.LightningModule):
         logits = self.model.decoder(batch["inputs"], feats)
         ce = sequence_loss(logits, batch["labels"])
         reg = regularization_loss(self.model)
-        loss = ce + reg
+        loss = global_token_mean(logits, batch["labels"]) + reg
         bs = len(batch["ids"])
         self.log("train_loss", loss, prog_bar=True, batch_size=bs)
         self.log("train_ce", ce, batch_size=bs)

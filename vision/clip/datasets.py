@@ -99,8 +99,9 @@ def _dist() -> tuple[int, int]:
 
 
 class StepBatches:
-    """Iterable of ``(images float (B/world, 3, S, S), labels (B/world,))`` for steps
-    ``start_step .. start_step + steps - 1`` (its length is always ``steps``).
+    """Iterable of ``(images float (B/world, 3, S, S), labels (B/world,))`` for micro-batches
+    ``start_step .. steps - 1`` (its length is always ``steps``: the whole run is one
+    Lightning epoch, and Lightning's batch counter continues from the checkpoint).
 
     Indices come from a fresh shuffle of the pool each epoch of the pool (a permutation
     seeded by ``(seed, epoch)``), so every image is seen once per pass as in a sampler.
@@ -140,14 +141,30 @@ class StepBatches:
         return torch.cat(parts)
 
     def batch(self, step: int) -> tuple[Tensor, Tensor]:
-        rank, world = _dist()
-        idx = self.indices(step)[rank::world]
+        """This rank's share of the global batch ``step``; the crops and flips are drawn
+        for the whole global batch, so a DDP split sees the same images as one process."""
+        idx = self.indices(step)
         x = self.images[idx]
         if self.train_augment:
-            gen = torch.Generator().manual_seed(self.seed * 7_919 + step * world + rank)
-            x = augment(x, gen)
-        return self.normalize(x), self.labels[idx]
+            x = augment(x, torch.Generator().manual_seed(self.seed * 7_919 + step))
+        rank, world = _dist()
+        return self.normalize(x[rank::world]), self.labels[idx][rank::world]
 
     def __iter__(self):
-        for step in range(self.start_step, self.start_step + self.steps):
+        for step in range(self.start_step, self.steps):
             yield self.batch(step)
+
+    def data_state(self, position: int) -> dict:
+        """The data state a checkpoint keeps (the runtime's ``SamplerPosition``)."""
+        return {"n": len(self.labels), "batch_size": self.batch_size, "seed": self.seed,
+                "position": position}
+
+    def load_data_state(self, state: dict) -> None:
+        for key, mine in (("n", len(self.labels)), ("batch_size", self.batch_size),
+                          ("seed", self.seed)):
+            if state.get(key, mine) != mine:
+                raise ValueError(
+                    f"the checkpoint was written with data {key}={state[key]}, this run has "
+                    f"{mine}: resume with the same config, or delete checkpoints/"
+                )
+        self.start_step = int(state["position"])

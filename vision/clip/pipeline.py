@@ -21,14 +21,8 @@ from lorakit.core import inject as inject_adapter
 from lorakit.core import load_adapter, save_adapter, trainable_parameters
 from lorakit.data import fewshot
 from lorakit.data.plots import plot_training_curve
-from lorakit.data.runs import (
-    RunFolder,
-    build_trainer,
-    dataclass_from,
-    set_dotted,
-    trainer_options,
-    write_json,
-)
+from lorakit.data.runs import RunFolder, dataclass_from, set_dotted, write_json
+from lorakit.data.runtime import build_trainer, resumed_from_step, trainer_options
 
 from .build import BackboneConfig, load_backbone
 from .classifier import ClipClassifier
@@ -225,28 +219,40 @@ def set_threads(cfg: dict) -> None:
 
 def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     """Train an adapter as ``cfg`` says, write the run folder ``out``; return the metrics."""
-    run = RunFolder(out)
     cfg = copy.deepcopy(cfg)
-    set_threads(cfg)
-    cfg["data"] = resolve_data(cfg["data"], run.path)
-    data = load_data(cfg["data"])
     opts = trainer_options(cfg["trainer"])
     if opts.max_steps is None:
         opts.max_steps = 500 * int(cfg["data"]["shots"])
-    cfg["trainer"] = asdict(opts)
     optim = dataclass_from(OptimConfig, dict(cfg["optim"]), "optim")
     optim.validate()
     acfg = adapter_config(cfg["adapter"])
+    dataclass_from(BackboneConfig, dict(cfg["backbone"]), "backbone")
+    for name, valid in (("data", DATA_KEYS), ("head", ("logit_scale", "templates"))):
+        unknown = sorted(set(cfg[name]) - set(valid))
+        if unknown:
+            raise ValueError(f"{name}: unknown key(s) {unknown}; valid: {sorted(valid)}")
+    if optim.batch_size < 1:
+        raise ValueError(f"optim.batch_size must be positive, got {optim.batch_size}")
+    set_threads(cfg)
+    run = RunFolder(out)
+    cfg["data"] = resolve_data(cfg["data"], run.path)
+    data = load_data(cfg["data"])
+    cfg["trainer"] = asdict(opts)
     run.write_config(cfg)
 
     model, bb = build_classifier(cfg, data.train.classnames)
     report = inject_adapter(model.clip, acfg)
     images, labels = load_all(data.train, bb.image_size, int(cfg["data"]["workers"]))
     batches = StepBatches(
-        images, labels, optim.batch_size, opts.max_steps, opts.seed, Normalize(bb.mean, bb.std)
+        images,
+        labels,
+        optim.batch_size,
+        opts.max_steps * opts.accumulate,
+        opts.seed,
+        Normalize(bb.mean, bb.std),
     )
     module = FewShotModule(model, batches, optim, opts.max_steps, opts.seed)
-    trainer, ckpt = build_trainer(opts, run, callbacks)
+    trainer, ckpt = build_trainer(opts, run, callbacks, sampler=batches)
     model.train()  # adapter dropout on (open_clip builds in eval mode)
     trainer.fit(module, ckpt_path=ckpt)
     if not trainer.is_global_zero:
@@ -258,6 +264,7 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
         "method": acfg.method,
         "shots": int(cfg["data"]["shots"]),
         "steps": int(trainer.global_step),
+        "resumed_from_step": resumed_from_step(trainer),
         "trainable_parameters": trainable_parameters(model.clip).numel,
         "adapted_layers": len(report.layers),
     }

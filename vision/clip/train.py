@@ -109,8 +109,8 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 class FewShotModule(L.LightningModule):
     """Trains the adapters of ``model`` for ``total_steps`` steps on ``batches``.
 
-    Each step re-seeds torch from ``(seed, step)`` so adapter dropout is the same whether
-    or not the run was interrupted and resumed.
+    The runtime's ``StepSeed`` re-seeds torch from ``(seed, step)`` at every micro-batch,
+    so adapter dropout is the same whether or not the run was interrupted and resumed.
     """
 
     def __init__(
@@ -127,11 +127,8 @@ class FewShotModule(L.LightningModule):
 
     def train_dataloader(self) -> StepBatches:
         # called after a checkpoint is restored: continue the stream at the resumed step
-        self.batches.start_step = self.trainer.global_step
+        self.batches.start_step = self.trainer.global_step * self.trainer.accumulate_grad_batches
         return self.batches
-
-    def on_train_batch_start(self, batch, batch_idx) -> None:
-        torch.manual_seed(self.seed * 1_000_003 + self.global_step)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch

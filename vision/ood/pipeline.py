@@ -22,7 +22,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from lorakit.data.plots import plot_training_curve
-from lorakit.data.runs import RunFolder, build_trainer, dataclass_from, trainer_options, write_json
+from lorakit.data.runs import RunFolder, dataclass_from, write_json
+from lorakit.data.runtime import (
+    SeededItems,
+    StepSampler,
+    build_trainer,
+    resumed_from_step,
+    trainer_options,
+)
 from lorakit.data.shift import ShiftTask, write_shift_task
 
 from . import plots
@@ -31,7 +38,14 @@ from .data import EvalSet, ImageFolderSet
 from .evaluate import EvalConfig, Suite, evaluate_model, parts_for
 from .methods import MethodConfig, load_weights, plain_state, prepare, save_weights, wise_model
 from .robustness import baseline_points, effective_robustness, fit_line
-from .train import LargoMonitor, OODModule, OptimConfig, read_largo_csv
+from .train import (
+    LargoMonitor,
+    OODModule,
+    OptimConfig,
+    RandomFlip,
+    largo_summary,
+    read_largo_csv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,15 +154,33 @@ def _robustness(metrics: dict, wise: list[dict], baselines: list, run: RunFolder
         )
 
 
-def train(cfg: dict, out: Path) -> dict:
-    """Fine-tune with ``method.name`` and evaluate; returns the metrics written to metrics.json."""
-    run = RunFolder(out)
-    run.write_config(cfg)
+def _check(cfg: dict) -> tuple:
+    """Every section validated before any data is generated or folder made."""
     opts = trainer_options(cfg["trainer"])
     mcfg = dataclass_from(MethodConfig, cfg["method"], "method")
     ocfg = dataclass_from(OptimConfig, cfg["optim"], "optim")
     ecfg = dataclass_from(EvalConfig, cfg["eval"], "eval")
+    dcfg = dataclass_from(DataConfig, cfg["data"], "data")
+    dataclass_from(BackboneConfig, cfg["backbone"], "backbone")
     mcfg.validate()
+    if dcfg.kind not in ("shift", "folders"):
+        raise ValueError(f"data.kind must be 'shift' or 'folders', got {dcfg.kind!r}")
+    if dcfg.kind == "shift":
+        dataclass_from(ShiftTask, dcfg.shift, "data.shift")
+    if int(ocfg.batch_size) < 1:
+        raise ValueError(f"optim.batch_size must be positive, got {ocfg.batch_size}")
+    return opts, mcfg, ocfg, ecfg
+
+
+def train(cfg: dict, out: Path) -> dict:
+    """Fine-tune with ``method.name`` and evaluate; returns the metrics written to metrics.json.
+
+    Re-running the same command after a crash resumes from ``checkpoints/last.ckpt`` and
+    ends where an uninterrupted run ends (``resumed_from_step`` records where it picked up).
+    """
+    opts, mcfg, ocfg, ecfg = _check(cfg)
+    run = RunFolder(out)
+    run.write_config(cfg)
     torch.manual_seed(opts.seed)
     desc = resolve_data(cfg["data"])
     built = build_model(cfg, desc, ecfg.batch_size)
@@ -157,38 +189,37 @@ def train(cfg: dict, out: Path) -> dict:
     summary = prepare(model, mcfg, built.targets)
     log.info("%s", summary)
     train_set = ImageFolderSet(desc["id_train"], desc["classes"], built.image_size)
+    sampler = StepSampler(
+        len(train_set), ocfg.batch_size, opts.max_steps * opts.accumulate, opts.seed
+    )
     loader = DataLoader(
-        train_set,
-        batch_size=ocfg.batch_size,
-        shuffle=True,
-        drop_last=len(train_set) > ocfg.batch_size,
+        SeededItems(RandomFlip(train_set, ocfg.flip)),
+        batch_sampler=sampler,
         num_workers=ocfg.num_workers,
-        generator=torch.Generator().manual_seed(opts.seed),
     )
     monitor = LargoMonitor(run.logs / "largo.csv")
-    trainer, ckpt = build_trainer(opts, run, [monitor])
+    trainer, ckpt = build_trainer(opts, run, [monitor], sampler=sampler)
     module = OODModule(model, ocfg, opts.max_steps, full=mcfg.name == "full")
     trainer.fit(module, loader, ckpt_path=ckpt)
     if not trainer.is_global_zero:
         return {}
     save_weights(model, mcfg.name, run.adapter)
     suite = make_suite(desc, built.image_size, ecfg)
-    metrics = {"method": mcfg.name, "steps": int(trainer.global_step), "trainable": summary}
+    metrics = {
+        "method": mcfg.name,
+        "steps": int(trainer.global_step),
+        "resumed_from_step": resumed_from_step(trainer),
+        "trainable": summary,
+    }
     metrics.update(evaluate_model(model, suite))
     metrics["wise"] = (
         wise_sweep(pretrained, model, suite, ecfg.wise_alphas) if ecfg.wise_alphas else []
     )
     _robustness(metrics, metrics["wise"], ecfg.baselines, run)
-    if monitor.steps_checked:
-        metrics["largo"] = {
-            "steps_checked": monitor.steps_checked,
-            "radius_violations": len(monitor.violations),
-            "final": {
-                k: {"gamma": v["gamma"][-1], "dw": v["effective_norm"][-1]}
-                for k, v in read_largo_csv(run.logs / "largo.csv").items()
-            },
-        }
-        plots.largo_curves(read_largo_csv(run.logs / "largo.csv"), run.plots / "largo_gamma_dw.png")
+    curves = read_largo_csv(run.logs / "largo.csv")
+    if curves:
+        metrics["largo"] = largo_summary(run.logs / "largo.csv", monitor.tol)
+        plots.largo_curves(curves, run.plots / "largo_gamma_dw.png")
     if "corruptions" in metrics:
         plots.severity_curves(
             metrics["corruptions"], run.plots / "severity.png", metrics["id_accuracy"]

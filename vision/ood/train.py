@@ -17,6 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
 from lorakit.core import LARGO, named_hosts, named_methods, regularization_loss
 
@@ -32,6 +33,24 @@ class OptimConfig:
     warmup: float = 0.1
     flip: bool = True
     num_workers: int = 0
+
+
+class RandomFlip(Dataset):
+    """Horizontal flips with probability 1/2, drawn from torch's RNG: under the runtime's
+    ``SeededItems`` each item's draw depends on its stream position only (exact resume,
+    the same flips in a 1-process and a DDP run)."""
+
+    def __init__(self, dataset: Dataset, enabled: bool = True):
+        self.dataset, self.enabled = dataset, enabled
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        x, y = self.dataset[i]
+        if self.enabled and float(torch.rand(())) < 0.5:
+            x = x.flip(-1)
+        return x, y
 
 
 class OODModule(L.LightningModule):
@@ -50,9 +69,6 @@ class OODModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        if self.optim.flip:
-            flip = torch.rand(x.shape[0], device=x.device) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
         if self.has_adapter:
@@ -112,13 +128,27 @@ class LargoMonitor(L.Callback):
         self.csv_path, self.tol, self.strict = Path(csv_path), tol, strict
         self.violations: list[tuple[int, str, float, float]] = []
         self.steps_checked = 0
+        self._done = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """A resumed run drops the rows of steps after its checkpoint (it repeats them)."""
+        self._done = int(trainer.global_step)
+        if trainer.is_global_zero and self.csv_path.is_file():
+            with self.csv_path.open(newline="") as f:
+                rows = [r for r in csv.reader(f)]
+            keep = [rows[0]] + [r for r in rows[1:] if int(r[0]) <= self._done] if rows else []
+            tmp = self.csv_path.with_name(f".{self.csv_path.name}.tmp")
+            with tmp.open("w", newline="") as f:
+                csv.writer(f).writerows(keep if self._done else keep[:1])
+            tmp.replace(self.csv_path)
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         layers = largo_layers(pl_module.model)
-        if not layers:
+        if not layers or trainer.global_step == self._done:  # inside gradient accumulation
             return
-        step, rows = trainer.global_step, []
+        self._done = step = int(trainer.global_step)
+        rows = []
         for name, m in layers:
             gamma = float(m.gamma)
             norm = float(m.update_norm())
@@ -135,13 +165,30 @@ class LargoMonitor(L.Callback):
         pl_module.log("largo_gamma_mean", sum(r[2] for r in rows) / len(rows))
         pl_module.log("largo_dw_mean", sum(r[4] for r in rows) / len(rows))
         if trainer.is_global_zero:
-            new = not self.csv_path.is_file()
+            new = not self.csv_path.is_file() or self.csv_path.stat().st_size == 0
             self.csv_path.parent.mkdir(parents=True, exist_ok=True)
             with self.csv_path.open("a", newline="") as f:
                 w = csv.writer(f)
                 if new:
                     w.writerow(self.FIELDS)
                 w.writerows(rows)
+
+
+def largo_summary(path: str | Path, tol: float = 1e-4) -> dict:
+    """Steps checked, radius violations and final gamma/dW per layer, from the whole CSV
+    (both parts of a resumed run)."""
+    curves = read_largo_csv(path)
+    steps = {s for v in curves.values() for s in v["step"]}
+    bad = sum(
+        e > g * (1 + tol) + 1e-7
+        for v in curves.values()
+        for g, e in zip(v["gamma"], v["effective_norm"], strict=True)
+    )
+    return {
+        "steps_checked": len(steps),
+        "radius_violations": int(bad),
+        "final": {k: {"gamma": v["gamma"][-1], "dw": v["effective_norm"][-1]} for k, v in curves.items()},
+    }
 
 
 def read_largo_csv(path: str | Path) -> dict[str, dict[str, list[float]]]:

@@ -70,7 +70,10 @@ class CODTrainSet(Dataset):
         return len(self.folder)
 
     def __getitem__(self, i: int) -> dict:
-        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
+        # every draw derives from torch's RNG, which the runtime seeds per item (SeededItems)
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+        rng = np.random.default_rng(seed)
+        self.strong.set_random_seed(seed)
         image, labels, points, box = prepare(self.folder[i], self.opts, self.size, rng)
         s = self.size
         if self.augment and rng.random() < 0.5:  # horizontal flip

@@ -24,12 +24,13 @@ from lorakit.core import trainable_parameters
 from lorakit.data.camouflage import CamouflageSpec, ensure_cod
 from lorakit.data.cod import CODFolder
 from lorakit.data.plots import plot_training_curve
-from lorakit.data.runs import (
-    RunFolder,
+from lorakit.data.runs import RunFolder, dataclass_from, set_dotted
+from lorakit.data.runtime import (
+    SeededItems,
+    StepSampler,
     TrainerOptions,
     build_trainer,
-    dataclass_from,
-    set_dotted,
+    resumed_from_step,
     trainer_options,
 )
 
@@ -130,15 +131,6 @@ def backbone_config(cfg: dict) -> BackboneConfig:
     return bb
 
 
-class _StartStep(L.Callback):
-    """Remembers the step training (re)started from: > 0 after a resume."""
-
-    start = 0
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.start = int(trainer.global_step)
-
-
 def _zero_shot(cfg: dict, folders, prompts, ev, plots) -> dict:
     base = build_sam(backbone_config(cfg))
     model = SamCOD(base, AdapterSpec(method="none"))
@@ -146,16 +138,37 @@ def _zero_shot(cfg: dict, folders, prompts, ev, plots) -> dict:
     return {k: v for k, v in res.items()}
 
 
-def train(cfg: dict, out: Path) -> dict:
-    """Train (weak labels only), save the adapter, evaluate; returns the metrics dict."""
-    _apply_runtime(cfg)
-    run = RunFolder(out)
+def _check(cfg: dict) -> tuple:
+    """Every section validated before any data is generated or folder made."""
     prompts = _section(cfg, "prompts", PromptOptions)
     spec = _section(cfg, "adapter", AdapterSpec)
     losses = _section(cfg, "loss", LossConfig)
     optim = _section(cfg, "optim", OptimConfig)
     opts = trainer_options(cfg.get("trainer"))
+    backbone_config(cfg)
+    unknown = sorted(set(cfg.get("data") or {}) - set(DATA_DEFAULTS))
+    if unknown:
+        raise ValueError(f"data: unknown key(s) {unknown}; valid: {sorted(DATA_DEFAULTS)}")
+    if cfg["data"].get("test") and not isinstance(cfg["data"]["test"], dict):
+        raise ValueError(f"data.test must map set names to COD folders, got {cfg['data']['test']!r}")
+    unknown = sorted(set(cfg.get("eval") or {}) - set(EVAL_DEFAULTS))
+    if unknown:
+        raise ValueError(f"eval: unknown key(s) {unknown}; valid: {sorted(EVAL_DEFAULTS)}")
+    if int(optim.batch_size) < 1:
+        raise ValueError(f"optim.batch_size must be positive, got {optim.batch_size}")
+    return prompts, spec, losses, optim, opts
+
+
+def train(cfg: dict, out: Path) -> dict:
+    """Train (weak labels only), save the adapter, evaluate; returns the metrics dict.
+
+    Re-running the same command after a crash resumes from ``checkpoints/last.ckpt`` and
+    ends where an uninterrupted run ends (``resumed_from_step`` records where it picked up).
+    """
+    prompts, spec, losses, optim, opts = _check(cfg)
+    _apply_runtime(cfg)
     ev = {**EVAL_DEFAULTS, **(cfg.get("eval") or {})}
+    run = RunFolder(out)
     folders = test_folders(cfg, prompts)
     run.write_config(cfg)
     L.seed_everything(opts.seed, verbose=False)
@@ -168,25 +181,19 @@ def train(cfg: dict, out: Path) -> dict:
     data = CODTrainSet(
         train_folder(cfg, prompts), prompts, model.size, augment=True, seed=opts.seed
     )
-    loader = DataLoader(
-        data,
-        batch_size=optim.batch_size,
-        shuffle=True,
-        num_workers=0,
-        drop_last=len(data) >= optim.batch_size,
-    )
+    sampler = StepSampler(len(data), optim.batch_size, opts.max_steps * opts.accumulate, opts.seed)
+    loader = DataLoader(SeededItems(data), batch_sampler=sampler, num_workers=0)
     module = CODModule(model, losses, optim, prompts.mode)
-    start = _StartStep()
-    trainer, ckpt = build_trainer(opts, run, [start])
+    trainer, ckpt = build_trainer(opts, run, sampler=sampler)
     t0 = time.perf_counter()
     trainer.fit(module, loader, ckpt_path=ckpt)
     if trainer.global_rank != 0:
         return {}
-    model.save(run.adapter)
+    model.float().save(run.adapter)
     metrics.update(
         trainable_parameters=trainable_parameters(model).numel,
         steps=int(trainer.global_step),
-        resumed_from=start.start,
+        resumed_from_step=resumed_from_step(trainer),
         train_seconds=round(time.perf_counter() - t0, 2),
     )
     metrics.update(evaluate_all(model.cpu(), folders, prompts, ev, run.plots, ""))

@@ -3,7 +3,7 @@ contrastive loss, EMA teacher-student consistency, each with an on/off switch.
 
 What trains: only ``trainable_parameters(self.model)`` (the adapters and the fusion
 head). The EMA teacher is a frozen copy of the model whose trainable tensors follow the
-student after every optimizer step.
+student after every optimizer step (not every micro-batch) and is saved in checkpoints.
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ class CODModule(L.LightningModule):
         if self.teacher is not None:
             self.teacher.eval()  # Lightning's train() reaches the teacher too
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def after_optimizer_step(self) -> None:
+        """Called by the runtime's ``AdapterHooks`` once per optimizer step, before the
+        checkpoint callback: the teacher in a checkpoint is the one the next step uses."""
         if self.teacher is not None:
             ema_update(self.teacher, self.model, self.losses.ema_decay)
 

@@ -101,7 +101,6 @@ def test_effective_robustness_line():
 def test_open_clip_tower_with_zero_shot_head():
     """An open_clip image tower (tiny config) gets a zero-shot head from the class names;
     LARGO attaches to its attention and MLP layers."""
-    pytest.importorskip("lorakit.vision.clip.build")
     from lorakit.vision.ood.build import BackboneConfig, build_backbone
 
     classes = ["circle", "square", "star"]

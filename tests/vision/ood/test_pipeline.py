@@ -1,6 +1,7 @@
 """End to end on generated data: ID training + OOD evaluation for every method, LARGO's
 radius constraint at every step of a real run, resume, and ``evaluate`` from the saved run."""
 
+import csv
 import json
 
 import pytest
@@ -66,18 +67,15 @@ def test_largo_radius_holds_every_step(tiny_cfg, tmp_path):
     assert len(rows) == 1 + 8 * len(layers)
 
 
-def test_resume_continues_from_last_checkpoint(tiny_cfg, tmp_path):
+def test_longer_rerun_continues_from_last_checkpoint(tiny_cfg, tmp_path):
     out = tmp_path / "run"
     first = pipeline.train(tiny_cfg("lora", trainer={"max_steps": 2}), out)
     assert first["steps"] == 2 and (out / "checkpoints" / "last.ckpt").is_file()
     second = pipeline.train(tiny_cfg("lora", trainer={"max_steps": 4}), out)
-    assert second["steps"] == 4
-    steps = [
-        int(float(r.split(",")[1]))
-        for r in (out / "logs" / "metrics.csv").read_text().splitlines()[1:]
-        if r.split(",")[1]
-    ]
-    assert min(steps) >= 2 and max(steps) == 3  # the second run continued at step 2, not from 0
+    assert second["steps"] == 4 and second["resumed_from_step"] == 2
+    with (out / "logs" / "metrics.csv").open() as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == [0, 1, 2, 3]  # continued at step 2, and the first part's log is kept
 
 
 def test_eval_suites_and_errors(tiny_cfg, tmp_path):
@@ -96,3 +94,31 @@ def test_eval_suites_and_errors(tiny_cfg, tmp_path):
     with pytest.raises(ValueError, match="method.name"):
         pipeline.train(tiny_cfg("dora"), tmp_path / "bad2")
     assert torch.get_num_threads() >= 1
+
+
+@pytest.fixture(scope="module")
+def learn_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("ood-learn")
+
+
+@pytest.mark.parametrize("method", ["linear_probe", "full", "lora", "largo"])
+def test_each_method_learns_above_chance(tiny_cfg, learn_root, method):
+    """A briefly pretrained tiny ViT with a zero head (exactly chance: 0.25 on 4 classes)
+    learns the ID task with every method: 20 steps reach >= 0.35 on 40 test images
+    (measured: linear_probe 0.45, full 0.375, lora 0.45, largo 0.45)."""
+    cfg = tiny_cfg(
+        method,
+        data={"root": str(learn_root / "task"), "shift": {"train_per_class": 12, "test_per_class": 10}},
+        backbone={
+            "checkpoint": str(learn_root / "pretrained.pt"),
+            "pretrain_if_missing": True,
+            "pretrain_steps": 150,
+            "head_init": "zero",
+        },
+        optim={"lr": 0.01},
+        eval={"wise_alphas": [0.0], "corruptions": []},
+        trainer={"max_steps": 20, "checkpoint_every": 1000},
+    )
+    m = pipeline.train(cfg, learn_root / method)
+    assert m["wise"][0]["id_accuracy"] == 0.25  # the starting point: the zero head
+    assert m["id_accuracy"] >= 0.35, m["id_accuracy"]

@@ -55,32 +55,39 @@ def test_train_writes_run_and_eval_recomputes(tmp_path):
     assert Image.open(out["mask"]).size == (64, 64) and Image.open(out["overlay"]).mode == "RGB"
 
 
-def test_resume_continues_from_last_checkpoint(tmp_path):
+def test_longer_rerun_continues_from_last_checkpoint(tmp_path):
     run = tmp_path / "run"
     first = pipeline.train(_cfg(tmp_path, "trainer.max_steps=2"), run)
-    assert first["resumed_from"] == 0 and (run / "checkpoints" / "last.ckpt").is_file()
+    assert first["resumed_from_step"] == 0 and (run / "checkpoints" / "last.ckpt").is_file()
     a1 = (run / "adapter" / "adapter.safetensors").read_bytes()
     second = pipeline.train(_cfg(tmp_path, "trainer.max_steps=4"), run)
-    assert second["resumed_from"] == 2 and second["steps"] == 4
+    assert second["resumed_from_step"] == 2 and second["steps"] == 4
     assert (run / "adapter" / "adapter.safetensors").read_bytes() != a1
+    steps = [line.split(",")[1] for line in (run / "logs" / "metrics.csv").read_text().split()[1:]]
+    assert steps == ["0", "1", "2", "3"]  # the log of the first part is kept and continued
 
 
 @pytest.mark.parametrize(
-    "extra",
+    ("extra", "method"),
     [
-        ("adapter.method=lora",),
-        ("adapter.method=none",),
-        ("loss.contrastive=0", "loss.consistency=0", "adapter.fusion=false"),
-        ("prompts.mode=points+box", "prompts.labels=points"),
+        (("adapter.method=lora",), "lora"),
+        (("adapter.method=none",), "none"),
+        (("loss.contrastive=0", "loss.consistency=0", "adapter.fusion=false"), "fora"),
+        (("prompts.mode=points+box", "prompts.labels=points"), "fora"),
     ],
 )
-def test_baselines_and_ablations_run(tmp_path, extra):
+def test_baselines_and_ablations_run(tmp_path, extra, method):
     m = pipeline.train(_cfg(tmp_path, *extra), tmp_path / "run")
-    assert (
-        0 <= m["s_measure"] <= 1 and m["method"] == extra[0].split("=")[1]
-        if "method" in extra[0]
-        else True
-    )
+    assert m["method"] == method
+    assert 0 <= m["s_measure"] <= 1 and 0 <= m["mae"] <= 1
+    if method == "none":
+        assert "steps" not in m and not (tmp_path / "run" / "adapter").exists()
+    else:
+        assert m["steps"] == 4 and (tmp_path / "run" / "adapter" / "adapter.safetensors").is_file()
+        logged = (tmp_path / "run" / "logs" / "metrics.csv").read_text().splitlines()[0]
+        # a switched-off loss is not computed (and so never logged)
+        assert ("train_contrastive" in logged) == ("loss.contrastive=0" not in extra)
+        assert ("train_consistency" in logged) == ("loss.consistency=0" not in extra)
 
 
 def test_bad_inputs_are_value_errors(tmp_path):

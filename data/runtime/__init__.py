@@ -1,0 +1,34 @@
+"""The Lightning runtime every pipeline trains with (one home, apart from the datasets).
+
+    options.py    the ``trainer:`` config section, validated before any work starts
+    sampler.py    ``StepSampler`` (resumable data order) and per-item seeded augmentation
+    callbacks.py  method hooks once per optimizer step, per-step RNG, NaN guard, atomic IO
+    logs.py       a CSV logger that continues the log of an interrupted run
+    trainer.py    ``build_trainer``: the Trainer, the resume checkpoint, quieter Lightning
+
+Exact resume rests on one rule: every random draw is a function of ``(seed, position)``,
+never of a generator's history. Data order and augmentation come from ``StepSampler``
+(position = micro-batches consumed, kept in the checkpoint), model-side randomness
+(dropout, flips) is re-seeded at each micro-batch, and method state (LARGO radii and their
+Adam moments, S2-LoRA state, an EMA teacher) lives in the module's state dict.
+"""
+
+from .callbacks import AdapterHooks, AtomicCheckpointIO, NonFiniteGuard, NonFiniteLoss, StepSeed
+from .options import TrainerOptions, trainer_options
+from .sampler import SeededItems, StepSampler, seeded
+from .trainer import build_trainer, resumed_from_step
+
+__all__ = [
+    "AdapterHooks",
+    "AtomicCheckpointIO",
+    "NonFiniteGuard",
+    "NonFiniteLoss",
+    "SeededItems",
+    "StepSampler",
+    "StepSeed",
+    "TrainerOptions",
+    "build_trainer",
+    "resumed_from_step",
+    "seeded",
+    "trainer_options",
+]

@@ -1,0 +1,136 @@
+"""Lightning callbacks and the checkpoint writer shared by the pipelines' training loops."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lorakit.core import after_optimizer_step
+
+from .sampler import item_seed, world
+
+
+class AdapterHooks(L.Callback):
+    """Runs the methods' post-step hooks once per *optimizer* step (not per micro-batch).
+
+    Calls ``after_optimizer_step(model)`` (S2-LoRA proximal step, LARGO radius update)
+    and then the module's own ``after_optimizer_step()`` when it has one (an EMA teacher).
+    The LightningModule exposes the adapted network as ``self.model``. Lightning runs
+    callbacks before the module's hooks and the checkpoint callback last, so a
+    checkpoint always holds the state after these hooks.
+    """
+
+    start_step = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start_step = self._done = int(trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self._done:  # a micro-batch inside gradient accumulation
+            return
+        self._done = int(trainer.global_step)
+        after_optimizer_step(pl_module.model)
+        hook = getattr(pl_module, "after_optimizer_step", None)
+        if callable(hook):
+            hook()
+
+
+class StepSeed(L.Callback):
+    """Re-seeds torch, numpy and ``random`` at each micro-batch from ``(seed, position, rank)``.
+
+    Model-side randomness (adapter dropout) then depends on the position only, never on
+    how many draws happened before, so a resumed run draws what the uninterrupted run drew.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        accumulate = trainer.accumulate_grad_batches
+        position = trainer.global_step * accumulate + batch_idx % accumulate
+        rank, size = world()
+        s = item_seed(self.seed + 7_919, position * size + rank)
+        torch.manual_seed(s)
+        np.random.seed(s % 2**32)
+        random.seed(s)
+
+
+class SamplerPosition(L.Callback):
+    """Keeps the sampler's state in the checkpoint and restores its position on resume."""
+
+    def __init__(self, sampler):
+        self.sampler, self._trainer = sampler, None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict:
+        t = self._trainer
+        step = t.global_step if t is not None else 0
+        accumulate = t.accumulate_grad_batches if t is not None else 1
+        return self.sampler.data_state(step * accumulate)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.sampler.load_data_state(state_dict)
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class NonFiniteGuard(L.Callback):
+    """Stops training at a NaN/inf loss; the last good checkpoint stays on disk."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLoss(
+                f"loss became {float(loss)} at step {trainer.global_step}; training stopped. "
+                "The last good checkpoint is kept in checkpoints/last.ckpt: lower the learning "
+                "rate or use fp32 and resume."
+            )
+
+
+class StepProgressBar(TQDMProgressBar):
+    """A bar over optimizer steps labelled "train" (a run is one pass of its sampler, so
+    Lightning's "Epoch 0/-2" says nothing a user can act on)."""
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description("train")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file, then renames it into place.
+
+    Before ``last.ckpt`` is replaced, the file it replaces is kept as ``previous.ckpt``
+    (a hard link, renamed atomically): if the newest checkpoint is ever unreadable, the
+    one before it is still there to resume from.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.is_file():
+            prev = path.with_name(PREVIOUS if path.name == "last.ckpt" else f"previous-{path.name}")
+            link = path.with_name(f".{prev.name}.tmp")
+            link.unlink(missing_ok=True)
+            os.link(path, link)
+            os.replace(link, prev)
+        os.replace(tmp, path)
+
+
+PREVIOUS = "previous.ckpt"
