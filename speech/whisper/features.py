@@ -94,7 +94,10 @@ class SpeechDataset(Dataset):
             self._epoch_draw += 1
             rng = random.Random(hash((self.seed, i, self._epoch_draw)))
             wave = augment_wave(wave, self.augment, rng)
-            mel = augment_mel(self.mel_model(wave), self.augment, rng)
+            mel = self.mel_model(wave)
+            # SpecAugment masks the speech, not the padding up to Whisper's 30 s context
+            n = min(mel.shape[1], wave.numel() // whisper.audio.HOP_LENGTH + 1)
+            mel[:, :n] = augment_mel(mel[:, :n], self.augment, rng)
         else:
             mel = self.mel_model(wave)
         return u.id, mel, torch.tensor(self.tokens[i])
