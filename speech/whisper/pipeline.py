@@ -36,6 +36,7 @@ from .build import DEFAULT_MODEL, load_whisper
 from .evaluate import (
     Scored,
     decode_features,
+    kept_ranks,
     lambda_heatmap,
     score,
     summarize,
@@ -96,7 +97,12 @@ DEFAULTS: dict = {
     "adapter": {**RECIPE_ADAPTER},
     "train": {**dataclasses.asdict(TrainConfig()), **RECIPE_TRAIN},
     "augment": {**_plain(dataclasses.asdict(AugmentConfig())), **RECIPE_AUGMENT},
-    "eval": {**dataclasses.asdict(DecodeConfig()), "baseline": True, "export": []},
+    "eval": {
+        **dataclasses.asdict(DecodeConfig()),
+        "baseline": True,
+        "export": [],
+        "sets": ["test", "heldout"],
+    },
     "trainer": dataclasses.asdict(TrainerOptions(**RECIPE_TRAINER)),
 }
 GENERATE_KEYS = set(DEFAULTS["data"]["generate"])
@@ -150,16 +156,21 @@ def adapter_config(cfg: dict):
 
 def decode_config(cfg: dict) -> tuple[DecodeConfig, dict]:
     section = _section(cfg, "eval")
-    extra = {k: section.pop(k) for k in ("baseline", "export") if k in section}
+    extra = {k: section.pop(k) for k in ("baseline", "export", "sets") if k in section}
+    bad = sorted(set(extra.get("sets", [])) - {"test", "heldout"})
+    if bad or extra.get("sets") == []:
+        raise ValueError(f"eval.sets: choose from test, heldout (got {extra.get('sets')})")
     section.setdefault("language", _section(cfg, "model").get("language", "en"))
     section.setdefault("max_duration", _section(cfg, "data").get("max_duration", 30.0))
     return dataclass_from(DecodeConfig, section, "eval"), extra
 
 
-def evaluate_utterances(data: dict[str, Path | None]) -> list[Utterance]:
+def evaluate_utterances(
+    data: dict[str, Path | None], sets: tuple[str, ...] = ("test", "heldout")
+) -> list[Utterance]:
     """The test rows, then the held-out rows with their groups named ``heldout_<group>``."""
-    utts = read_manifest(data["test"])
-    if data.get("heldout"):
+    utts = read_manifest(data["test"]) if "test" in sets else []
+    if data.get("heldout") and "heldout" in sets:
         for u in read_manifest(data["heldout"]):
             group = u.group if u.group.startswith("heldout") else f"heldout_{u.group or 'all'}"
             utts.append(dataclasses.replace(u, group=group))
@@ -171,7 +182,7 @@ def summaries(rows: list[Scored], prefix: str = "") -> dict:
     ``wer_heldout_<group>``, and a 95 % bootstrap interval (over sentences) per group."""
     test = [r for r in rows if not r.utt.group.startswith("heldout")]
     held = [r for r in rows if r.utt.group.startswith("heldout")]
-    out = {**summarize(test, prefix), **group_intervals(test, prefix)}
+    out = {**summarize(test, prefix), **group_intervals(test, prefix)} if test else {}
     if held:
         h = summarize(held, prefix)
         out.update({k: v for k, v in h.items() if "heldout" in k})
@@ -208,7 +219,8 @@ def evaluate_model(model: Whisper, utts: list[Utterance], cfg: dict, run: RunFol
     metrics["n_test_utterances"] = len(utts)
     metrics["eval_seconds"] = round(time.time() - start, 1)
     metrics["decoding"] = "greedy" if dcfg.beam_size is None else f"beam{dcfg.beam_size}"
-    lambda_heatmap(model, run.plots / "s2_lora_lambda.png")
+    if lambda_heatmap(model, run.plots / "s2_lora_lambda.png") is not None:
+        metrics["s2_lora_ranks"] = kept_ranks(model)
     return metrics
 
 
@@ -222,7 +234,8 @@ def train(cfg: dict, out: Path) -> dict:
     acfg = adapter_config(cfg)
     dcfg, _ = decode_config(cfg)  # validate the eval section before spending time on training
     data = resolve_data(cfg)
-    train_utts, test_utts = read_manifest(data["train"]), evaluate_utterances(data)
+    sets = tuple(decode_config(cfg)[1].get("sets", ("test", "heldout")))
+    train_utts, test_utts = read_manifest(data["train"]), evaluate_utterances(data, sets)
     model_section = _section(cfg, "model")
     model = load_whisper(model_section.get("name"))
     report = inject(model, acfg)
@@ -297,6 +310,8 @@ def evaluate(run_dir: Path, overrides: dict) -> dict:
     data = resolve_data(cfg)
     model = load_whisper(_section(cfg, "model").get("name"))
     load_adapter(model, run.adapter)
-    metrics = {**run.read_metrics(), **evaluate_model(model, evaluate_utterances(data), cfg, run)}
+    sets = tuple(decode_config(cfg)[1].get("sets", ("test", "heldout")))
+    utts = evaluate_utterances(data, sets)
+    metrics = {**run.read_metrics(), **evaluate_model(model, utts, cfg, run)}
     run.write_metrics(metrics)
     return metrics
