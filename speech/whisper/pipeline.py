@@ -90,7 +90,7 @@ DEFAULTS: dict = {
             "train_groups": ["adult", "child"],
             "train_versions": 1,
             "test_groups": ["adult", "child"],
-            "heldout_dir": "cache/asr-heldout",
+            "heldout_dir": None,  # None: <dir>/heldout
             "seed": 0,
         },
     },
@@ -139,7 +139,9 @@ def resolve_data(cfg: dict) -> dict[str, Path | None]:
     }
     log.info("generating espeak-ng speech into %s (cached)", gen["dir"])
     made = generate_corpus(gen["dir"], splits, seed=int(gen["seed"]))
-    heldout = given["heldout"] or generate_heldout(gen["heldout_dir"])
+    heldout = given["heldout"] or generate_heldout(
+        gen["heldout_dir"] or Path(gen["dir"]) / "heldout"
+    )
     return {k: given[k] or made[k] for k in ("train", "val", "test")} | {"heldout": heldout}
 
 
