@@ -72,7 +72,7 @@ def ct2_check(args) -> dict:
     load_adapter(model, args.out / "s2_lora" / "adapter")
     written = export_run(model, args.out / "s2_lora" / "export")
     merged = load_whisper(str(written["pt"]))
-    utts = read_manifest(pipeline.resolve_data(cfg)["heldout"])
+    utts = read_manifest(pipeline.resolve_data(cfg)["heldout"])[: args.ct2_files or None]
     dcfg, _ = pipeline.decode_config(cfg)
     out = compare_ct2(merged, written["ct2"], [u.audio for u in utts], dcfg)
     return {k: v for k, v in out.items() if k not in ("openai_whisper", "ctranslate2")}
@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="0: the recipe's max_steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-ct2", action="store_true", help="skip the CTranslate2 comparison")
+    ap.add_argument("--ct2-files", type=int, default=0, help="first N held-out files (0: all)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     names = ("s2_lora", "lora")

@@ -64,7 +64,7 @@ RECIPE_ADAPTER = {
     "r": 8,
     "alpha": 16.0,
     "beta": 1e-4,
-    "prox_threshold": 1e-4,
+    "prox_threshold": 1e-2,
     "targets": [ENCODER_ATTN],
 }
 RECIPE_TRAIN = {"batch_size": 4, "lr": 2e-3, "warmup_steps": 5, "val_every": 20, "patience": 3}
