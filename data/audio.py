@@ -41,6 +41,11 @@ def load_audio(
     tag = f"{path}" + (f" ({where})" if where else "")
     if not path.is_file():
         raise AudioError(f"audio file {tag} does not exist")
+    if path.suffix.lower() == ".wav":  # the generated corpora: no ffmpeg process per file
+        wave = _read_wav(path, sr)
+        if wave is not None:
+            check_audio(wave, sr, tag, max_duration)
+            return wave
     cmd = [
         "ffmpeg",
         "-nostdin",
@@ -70,6 +75,17 @@ def load_audio(
     wave = torch.from_numpy(np.frombuffer(out, np.int16).astype(np.float32) / 32768.0)
     check_audio(wave, sr, tag, max_duration)
     return wave
+
+
+def _read_wav(path: Path, sr: int) -> Tensor | None:
+    """16-bit / float WAV via soundfile, mixed to mono and resampled; None if unreadable."""
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError):
+        return None  # let ffmpeg try (and name the problem)
+    return resample(torch.from_numpy(data.mean(1)), rate, sr)
 
 
 def check_audio(wave: Tensor, sr: int, tag: str, max_duration: float | None = None) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jiwer
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -153,24 +154,38 @@ def decode_features(model: Whisper, features: list, cfg: DecodeConfig) -> list[s
     return [t for feats in features for t in decode(model, feats, cfg)]
 
 
-def lambda_heatmap(model: Whisper, path: str | Path) -> Path | None:
-    """Heatmap of S2-LoRA's learned ``|lambda_l|`` (rows: adapted layers, columns: rank
-    index); None when the model carries no S2-LoRA adapter."""
-    rows, labels = [], []
+def _lambdas(model: Whisper) -> list[tuple[str, torch.Tensor]]:
+    """``(short layer label, |lambda_l| (r,))`` of every S2-LoRA layer."""
+    out = []
     for name, slot, m in named_methods(model):
         if hasattr(m, "lam"):
-            rows.append(m.lam.detach().abs().float().cpu())
             short = name.replace("encoder.blocks.", "enc").replace("decoder.blocks.", "dec")
-            labels.append(short + ("" if slot == "weight" else f":{slot}"))
-    if not rows:
+            out.append((short + ("" if slot == "weight" else f":{slot}"), m.lam.detach()))
+    return [(label, lam.abs().float().cpu()) for label, lam in out]
+
+
+def kept_ranks(model: Whisper) -> dict[str, int]:
+    """Non-zero rank coefficients per S2-LoRA layer (what the proximal step left)."""
+    return {label: int((lam > 0).sum()) for label, lam in _lambdas(model)}
+
+
+def lambda_heatmap(model: Whisper, path: str | Path) -> Path | None:
+    """Heatmap of S2-LoRA's learned ``|lambda_l|`` (rows: adapted layers with their count of
+    non-zero ranks, columns: rank index; exact zeros grey); None without S2-LoRA."""
+    found = _lambdas(model)
+    if not found:
         return None
+    rows = [lam for _, lam in found]
+    labels = [f"{label} ({int((lam > 0).sum())}/{lam.numel()})" for label, lam in found]
     grid = torch.stack(rows).numpy()
-    fig, ax = plt.subplots(figsize=(2 + 0.35 * grid.shape[1], 1 + 0.2 * len(rows)))
-    im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+    fig, ax = plt.subplots(figsize=(2.5 + 0.35 * grid.shape[1], 1 + 0.2 * len(rows)))
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#bbbbbb")
+    masked = np.ma.masked_equal(grid, 0.0)  # pruned ranks (exactly zero) in grey
+    im = ax.imshow(masked, aspect="auto", cmap=cmap, interpolation="nearest")
     ax.set_yticks(range(len(labels)), labels, fontsize=6)
     ax.set_xticks(range(grid.shape[1]))
     ax.set_xlabel("rank index")
-    ax.set_title("S2-LoRA |lambda| per layer")
+    ax.set_title("S2-LoRA |lambda| per layer (grey: pruned; kept/r)")
     fig.colorbar(im, ax=ax, fraction=0.05)
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)

@@ -94,7 +94,10 @@ class SpeechDataset(Dataset):
             # (SeededItems), so augmentation repeats exactly after a resume
             rng = random.Random(int(torch.randint(0, 2**62, ())) ^ self.seed)
             wave = augment_wave(wave, self.augment, rng)
-            mel = augment_mel(self.mel_model(wave), self.augment, rng)
+            mel = self.mel_model(wave)
+            # SpecAugment masks the speech, not the padding up to Whisper's 30 s context
+            n = min(mel.shape[1], wave.numel() // whisper.audio.HOP_LENGTH + 1)
+            mel[:, :n] = augment_mel(mel[:, :n], self.augment, rng)
         else:
             mel = self.mel_model(wave)
         return u.id, mel, torch.tensor(self.tokens[i])

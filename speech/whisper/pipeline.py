@@ -21,6 +21,7 @@ from whisper.model import Whisper
 
 from lorakit.core import disable, enable, inject, load_adapter, make_config, save_adapter
 from lorakit.data.audio import AugmentConfig
+from lorakit.data.heldout import generate_heldout
 from lorakit.data.manifest import Utterance, read_manifest
 from lorakit.data.plots import plot_training_curve
 from lorakit.data.runs import RunFolder, dataclass_from
@@ -36,7 +37,9 @@ from lorakit.data.speech import SplitSpec, generate_corpus
 
 from .build import DEFAULT_MODEL, load_whisper
 from .evaluate import (
+    Scored,
     decode_features,
+    kept_ranks,
     lambda_heatmap,
     score,
     summarize,
@@ -47,6 +50,7 @@ from .export import export_run
 from .features import SpeechDataset, make_collate
 from .train import TrainConfig, WhisperAdapterModule, encoder_is_adapted
 from .transcribe import DecodeConfig
+from .validate import ValidationWER, group_intervals
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +59,54 @@ def _plain(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+# The recipe chosen on the validation split (demos/recipe_asr.py; README "child speech").
+ENCODER_ATTN = r"encoder\.blocks\.\d+\.attn\.(query|key|value|out)"
+DECODER_ATTN = r"decoder\.blocks\.\d+\.(attn|cross_attn)\.(query|key|value|out)"
+RECIPE_ADAPTER = {
+    "method": "s2_lora",
+    "r": 8,
+    "alpha": 16.0,
+    "beta": 1e-4,
+    "prox_threshold": 1e-2,
+    "targets": [ENCODER_ATTN],
+}
+RECIPE_TRAIN = {"batch_size": 4, "lr": 2e-3, "warmup_steps": 5, "val_every": 20, "patience": 3}
+RECIPE_AUGMENT = {"pitch_p": 0.5, "formant_p": 0.5, "tempo_p": 0.3, "specaug_p": 0.5}
+RECIPE_TRAINER = {"max_steps": 120, "checkpoint_every": 20}
+# headline metrics for the hub: held-out child / adult WER (another TTS engine)
+HEADLINE = ("wer_heldout_child", "wer_heldout_adult")
+
+
 DEFAULTS: dict = {
     "model": {"name": DEFAULT_MODEL, "language": "en"},
     "data": {
         "train": None,
+        "val": None,
         "test": None,
+        "heldout": None,
         "max_duration": 30.0,
         "generate": {
             "dir": "cache/asr-speech",
-            "train_sentences": 24,
-            "test_sentences": 8,
-            "train_groups": ["child"],
+            "train_sentences": 290,
+            "val_sentences": 32,
+            "test_sentences": 48,
+            "train_groups": ["adult", "child"],
+            "train_versions": 1,
             "test_groups": ["adult", "child"],
+            "heldout_dir": None,  # None: <dir>/heldout
             "seed": 0,
         },
     },
-    "adapter": {"method": "s2_lora", "r": 8, "alpha": 16.0, "targets": ["whisper-attn"]},
-    "train": dataclasses.asdict(TrainConfig()),
-    "augment": _plain(dataclasses.asdict(AugmentConfig())),
-    "eval": {**dataclasses.asdict(DecodeConfig()), "baseline": True, "export": []},
-    "trainer": dataclasses.asdict(TrainerOptions(max_steps=60, checkpoint_every=20)),
+    "adapter": {**RECIPE_ADAPTER},
+    "train": {**dataclasses.asdict(TrainConfig()), **RECIPE_TRAIN},
+    "augment": {**_plain(dataclasses.asdict(AugmentConfig())), **RECIPE_AUGMENT},
+    "eval": {
+        **dataclasses.asdict(DecodeConfig()),
+        "baseline": True,
+        "export": [],
+        "sets": ["test", "heldout"],
+    },
+    "trainer": dataclasses.asdict(TrainerOptions(**RECIPE_TRAINER)),
 }
 GENERATE_KEYS = set(DEFAULTS["data"]["generate"])
 
@@ -99,19 +131,27 @@ def _check_data(cfg: dict) -> tuple[dict, dict]:
     return data, gen
 
 
-def resolve_data(cfg: dict) -> tuple[Path, Path]:
-    """The train and test manifests: given paths, or a generated espeak-ng corpus."""
+def resolve_data(cfg: dict) -> dict[str, Path | None]:
+    """``{train, val, test, heldout}`` manifests: given paths, else the generated espeak-ng
+    corpus (train/val/test, disjoint sentences) and the flite held-out set. ``val`` and
+    ``heldout`` are None when ``test`` is given without them."""
     data, gen = _check_data(cfg)
-    train, test = data.get("train"), data.get("test")
-    if train and test:
-        return Path(train), Path(test)
+    given = {k: Path(data[k]) if data.get(k) else None for k in ("train", "val", "test", "heldout")}
+    if given["train"] and given["test"]:
+        return given
     splits = {
-        "train": SplitSpec(int(gen["train_sentences"]), tuple(gen["train_groups"])),
+        "train": SplitSpec(
+            int(gen["train_sentences"]), tuple(gen["train_groups"]), int(gen["train_versions"])
+        ),
+        "val": SplitSpec(int(gen["val_sentences"]), tuple(gen["test_groups"])),
         "test": SplitSpec(int(gen["test_sentences"]), tuple(gen["test_groups"])),
     }
     log.info("generating espeak-ng speech into %s (cached)", gen["dir"])
     made = generate_corpus(gen["dir"], splits, seed=int(gen["seed"]))
-    return Path(train or made["train"]), Path(test or made["test"])
+    heldout = given["heldout"] or generate_heldout(
+        gen["heldout_dir"] or Path(gen["dir"]) / "heldout"
+    )
+    return {k: given[k] or made[k] for k in ("train", "val", "test")} | {"heldout": heldout}
 
 
 def adapter_config(cfg: dict):
@@ -127,10 +167,39 @@ def adapter_config(cfg: dict):
 
 def decode_config(cfg: dict) -> tuple[DecodeConfig, dict]:
     section = _section(cfg, "eval")
-    extra = {k: section.pop(k) for k in ("baseline", "export") if k in section}
+    extra = {k: section.pop(k) for k in ("baseline", "export", "sets") if k in section}
+    bad = sorted(set(extra.get("sets", [])) - {"test", "heldout"})
+    if bad or extra.get("sets") == []:
+        raise ValueError(f"eval.sets: choose from test, heldout (got {extra.get('sets')})")
     section.setdefault("language", _section(cfg, "model").get("language", "en"))
     section.setdefault("max_duration", _section(cfg, "data").get("max_duration", 30.0))
     return dataclass_from(DecodeConfig, section, "eval"), extra
+
+
+def evaluate_utterances(
+    data: dict[str, Path | None], sets: tuple[str, ...] = ("test", "heldout")
+) -> list[Utterance]:
+    """The test rows, then the held-out rows with their groups named ``heldout_<group>``."""
+    utts = read_manifest(data["test"]) if "test" in sets else []
+    if data.get("heldout") and "heldout" in sets:
+        for u in read_manifest(data["heldout"]):
+            group = u.group if u.group.startswith("heldout") else f"heldout_{u.group or 'all'}"
+            utts.append(dataclasses.replace(u, group=group))
+    return utts
+
+
+def summaries(rows: list[Scored], prefix: str = "") -> dict:
+    """Test-split ``wer``/``cer`` (+ per group), held-out ``wer_heldout`` and
+    ``wer_heldout_<group>``, and a 95 % bootstrap interval (over sentences) per group."""
+    test = [r for r in rows if not r.utt.group.startswith("heldout")]
+    held = [r for r in rows if r.utt.group.startswith("heldout")]
+    out = {**summarize(test, prefix), **group_intervals(test, prefix)} if test else {}
+    if held:
+        h = summarize(held, prefix)
+        out.update({k: v for k, v in h.items() if "heldout" in k})
+        out[f"{prefix}wer_heldout"], out[f"{prefix}cer_heldout"] = h[f"{prefix}wer"], h[f"{prefix}cer"]
+        out.update(group_intervals(held, prefix))
+    return out
 
 
 def evaluate_model(model: Whisper, utts: list[Utterance], cfg: dict, run: RunFolder) -> dict:
@@ -143,7 +212,7 @@ def evaluate_model(model: Whisper, utts: list[Utterance], cfg: dict, run: RunFol
     )  # encoder outputs are the same with/without adapter
     hyps = transcribe_utterances(model, utts, dcfg, features=reuse)
     rows = score(utts, hyps, dcfg.language)
-    metrics = summarize(rows)
+    metrics = summaries(rows)
     write_utterance_csv(rows, run.path / "utterances.csv")
     if extra.get("baseline", True):
         disable(model)
@@ -156,12 +225,13 @@ def evaluate_model(model: Whisper, utts: list[Utterance], cfg: dict, run: RunFol
         finally:
             enable(model)
         base_rows = score(utts, base, dcfg.language)
-        metrics.update(summarize(base_rows, prefix="baseline_"))
+        metrics.update(summaries(base_rows, prefix="baseline_"))
         write_utterance_csv(base_rows, run.path / "baseline_utterances.csv")
     metrics["n_test_utterances"] = len(utts)
     metrics["eval_seconds"] = round(time.time() - start, 1)
     metrics["decoding"] = "greedy" if dcfg.beam_size is None else f"beam{dcfg.beam_size}"
-    lambda_heatmap(model, run.plots / "s2_lora_lambda.png")
+    if lambda_heatmap(model, run.plots / "s2_lora_lambda.png") is not None:
+        metrics["s2_lora_ranks"] = kept_ranks(model)
     return metrics
 
 
@@ -176,12 +246,13 @@ def train(cfg: dict, out: Path) -> dict:
     tcfg = dataclass_from(TrainConfig, _section(cfg, "train"), "train")
     aug = dataclass_from(AugmentConfig, _section(cfg, "augment"), "augment")
     acfg = adapter_config(cfg)
-    decode_config(cfg)  # validate the eval section before spending time on training
+    dcfg, extra = decode_config(cfg)  # validate the eval section before spending time on training
     _check_data(cfg)
     run = RunFolder(out)
     run.write_config(cfg)
-    train_manifest, test_manifest = resolve_data(cfg)
-    train_utts, test_utts = read_manifest(train_manifest), read_manifest(test_manifest)
+    data = resolve_data(cfg)
+    sets = tuple(extra.get("sets", ("test", "heldout")))
+    train_utts, test_utts = read_manifest(data["train"]), evaluate_utterances(data, sets)
     model_section = _section(cfg, "model")
     model = load_whisper(model_section.get("name"))
     torch.manual_seed(opts.seed)  # the adapter init: the same in every run of this config
@@ -201,7 +272,12 @@ def train(cfg: dict, out: Path) -> dict:
         collate_fn=make_collate(dataset.prompt_len, dataset.tokenizer.eot),
     )
     module = WhisperAdapterModule(model, tcfg, cache_ok=dataset.deterministic)
-    trainer, ckpt = build_trainer(opts, run, sampler=sampler)
+    val = (
+        ValidationWER(read_manifest(data["val"]), dcfg, tcfg.val_every, tcfg.patience)
+        if data["val"]
+        else None
+    )
+    trainer, ckpt = build_trainer(opts, run, [val] if val else [], sampler=sampler)
     start = time.time()
     trainer.fit(module, loader, ckpt_path=ckpt)
     train_seconds = time.time() - start
@@ -226,6 +302,10 @@ def train(cfg: dict, out: Path) -> dict:
             "model": model_section.get("name"),
         }
     )
+    if val is not None:
+        metrics.update(
+            val_wer=val.best, best_val_step=val.best_step, val_history=[list(h) for h in val.history]
+        )
     _, extra = decode_config(cfg)
     if extra.get("export"):
         written = export_run(model, run.path / "export", tuple(extra["export"]))
@@ -247,12 +327,11 @@ def evaluate(run_dir: Path, overrides: dict) -> dict:
         cfg.setdefault(section, {})[name] = value
     if not (run.adapter / "adapter_config.json").is_file():
         raise ValueError(f"{run.path} has no adapter/ folder: train the run first")
-    _, test_manifest = resolve_data(cfg)
+    data = resolve_data(cfg)
     model = load_whisper(_section(cfg, "model").get("name"))
     load_adapter(model, run.adapter)
-    metrics = {
-        **run.read_metrics(),
-        **evaluate_model(model, read_manifest(test_manifest), cfg, run),
-    }
+    sets = tuple(decode_config(cfg)[1].get("sets", ("test", "heldout")))
+    utts = evaluate_utterances(data, sets)
+    metrics = {**run.read_metrics(), **evaluate_model(model, utts, cfg, run)}
     run.write_metrics(metrics)
     return metrics

@@ -33,10 +33,14 @@ class TrainConfig:
     warmup_steps: int = 10
     cache_encoder: bool = True  # reuse frozen-encoder outputs (only when valid)
     num_workers: int = 0
+    val_every: int = 20  # validation WER every N steps (early stopping; needs a val split)
+    patience: int = 3  # stop after this many validations without a better WER
 
     def __post_init__(self):
         if self.batch_size < 1 or self.lr <= 0 or self.warmup_steps < 0:
             raise ValueError("train: batch_size >= 1, lr > 0 and warmup_steps >= 0 are required")
+        if self.val_every < 1 or self.patience < 1:
+            raise ValueError("train: val_every >= 1 and patience >= 1 are required")
 
 
 def encoder_is_adapted(model: Whisper) -> bool:

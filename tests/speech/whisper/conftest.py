@@ -15,3 +15,11 @@ def corpus(tmp_path_factory):
     return generate_corpus(
         out, {"train": SplitSpec(3, ("child",)), "test": SplitSpec(2, ("adult", "child"))}
     )
+
+
+@pytest.fixture(scope="session")
+def heldout_manifest(tmp_path_factory):
+    """The project's flite held-out set (48 sentences x adult / child-like; ~10 s)."""
+    from lorakit.data.heldout import generate_heldout
+
+    return generate_heldout(tmp_path_factory.mktemp("heldout"))

@@ -32,18 +32,30 @@ def test_score_normalises_and_groups(corpus):
 def test_train_and_eval_tiny(corpus, tmp_path):
     cfg = load_config(None, [], pipeline.DEFAULTS)
     cfg["model"]["name"] = "tiny-random"
-    cfg["data"].update(train=str(corpus["train"]), test=str(corpus["test"]))
+    cfg["data"].update(
+        train=str(corpus["train"]),
+        val=str(corpus["train"]),
+        test=str(corpus["test"]),
+        heldout=str(corpus["test"]),  # groups become heldout_adult / heldout_child
+    )
     cfg["adapter"] = {"method": "s2_lora", "r": 2, "alpha": 4, "targets": ["whisper-attn"]}
     cfg["trainer"].update(max_steps=2, progress=False, checkpoint_every=1)
+    cfg["train"].update(val_every=1)
     cfg["eval"].update(sample_len=4)
     out = tmp_path / "run"
     metrics = pipeline.train(cfg, out)
-    assert {"wer", "cer", "wer_child", "baseline_wer"} <= set(metrics)
+    assert {"wer", "cer", "wer_child", "baseline_wer", "wer_heldout_child"} <= set(metrics)
+    assert {"wer_heldout_adult", "baseline_wer_heldout_child", "wer_heldout"} <= set(metrics)
+    lo, hi = metrics["wer_heldout_child_ci"]
+    assert lo <= metrics["wer_heldout_child"] <= hi
+    assert [s for s, _ in metrics["val_history"]] == [0, 1, 2]
+    assert metrics["val_wer"] == min(w for _, w in metrics["val_history"])
+    assert set(metrics["s2_lora_ranks"].values()) <= set(range(3))
     assert json.loads((out / "metrics.json").read_text())["wer"] == metrics["wer"]
     assert (out / "adapter" / "adapter.safetensors").is_file()
     assert (out / "plots" / "s2_lora_lambda.png").is_file()
     with (out / "utterances.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 4
+        assert len(list(csv.DictReader(f))) == 8  # test + held-out rows
     again = pipeline.evaluate(out, {"beam_size": 2})
     assert again["decoding"] == "beam2" and "wer" in again
 

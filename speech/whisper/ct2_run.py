@@ -1,0 +1,93 @@
+"""Run an exported CTranslate2 Whisper folder on the same log-mels the openai-whisper model
+sees, greedy, so the two can be compared text for text and timed side by side.
+
+    texts = ct2_transcribe("runs/asr/export/ct2", mels, sample_len=96)
+    report = compare_ct2(merged_model, "runs/asr/export/ct2", audio_paths)
+
+``ctranslate2`` (faster-whisper's engine) is an optional dependency: a clear error names it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from whisper.model import Whisper
+
+from .features import whisper_tokenizer
+from .transcribe import DecodeConfig, decode, load_mels
+
+
+def _ctranslate2():
+    try:
+        import ctranslate2
+    except ImportError:
+        raise ValueError(
+            "CTranslate2 runs need the ctranslate2 package (pip install ctranslate2)"
+        ) from None
+    return ctranslate2
+
+
+def ct2_transcribe(
+    ct2_dir: str | Path,
+    mels: Tensor,
+    model: Whisper,
+    sample_len: int = 96,
+    batch_size: int = 8,
+    threads: int = 1,
+    compute_type: str = "float32",
+) -> list[str]:
+    """Greedy texts for ``mels (N, n_mels, frames)`` from the CTranslate2 folder; ``model``
+    only supplies the tokenizer (prompt ``<|startoftranscript|>...<|notimestamps|>``)."""
+    ct2 = _ctranslate2()
+    if not (Path(ct2_dir) / "model.bin").is_file():
+        raise ValueError(f"{ct2_dir} is not a CTranslate2 folder (no model.bin)")
+    engine = ct2.models.Whisper(
+        str(ct2_dir), device="cpu", compute_type=compute_type, intra_threads=threads
+    )
+    tok = whisper_tokenizer(model)
+    prompt = list(tok.sot_sequence_including_notimestamps)
+    texts: list[str] = []
+    for i in range(0, len(mels), batch_size):
+        chunk = mels[i : i + batch_size].contiguous().numpy()
+        results = engine.generate(
+            ct2.StorageView.from_array(chunk),
+            [prompt] * len(chunk),
+            beam_size=1,
+            max_length=sample_len,
+        )
+        for r in results:
+            ids = [t for t in r.sequences_ids[0] if t < tok.eot]
+            texts.append(tok.decode(ids).strip())
+    return texts
+
+
+def compare_ct2(
+    merged: Whisper, ct2_dir: str | Path, paths: list, cfg: DecodeConfig | None = None
+) -> dict:
+    """Transcribe ``paths`` with the merged openai-whisper model and with the CTranslate2
+    export (same mels, greedy, one thread each), timed side by side. Returns both text
+    lists, ``identical`` (count), ``n``, seconds and ``speedup`` (openai-whisper / ct2)."""
+    cfg = cfg or DecodeConfig()
+    mels = load_mels(merged, paths, cfg)
+    sample_len = cfg.options(merged).sample_len
+    threads = torch.get_num_threads()
+    start = time.perf_counter()
+    ours = decode(merged, mels, cfg)
+    t_torch = time.perf_counter() - start
+    start = time.perf_counter()
+    theirs = ct2_transcribe(ct2_dir, mels, merged, sample_len, cfg.batch_size, threads)
+    t_ct2 = time.perf_counter() - start
+    same = sum(a == b for a, b in zip(ours, theirs, strict=True))
+    return {
+        "openai_whisper": ours,
+        "ctranslate2": theirs,
+        "identical": same,
+        "n": len(ours),
+        "seconds_openai_whisper": round(t_torch, 2),
+        "seconds_ctranslate2": round(t_ct2, 2),
+        "speedup": round(t_torch / max(t_ct2, 1e-9), 2),
+        "threads": threads,
+    }
