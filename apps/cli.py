@@ -40,6 +40,23 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _check_cheap(pipeline: str, config: Path | None = None, run: Path | None = None) -> None:
+    """Checks that need no torch, done before a pipeline module (and torch) is imported."""
+    from .run_kind import check_run
+
+    if pipeline not in PIPELINES:
+        raise typer.BadParameter(
+            f"unknown pipeline {pipeline!r}; choose from {', '.join(PIPELINES)}"
+        )
+    if config is not None and not config.is_file():
+        _fail(f"config file {config} does not exist (examples: demos/*.yaml)")
+    if run is not None:
+        try:
+            check_run(run, pipeline, verb="eval")
+        except ValueError as e:
+            _fail(str(e))
+
+
 @app.command()
 def methods(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """List the adapter methods: trainable-parameter formula, mergeability, defaults."""
@@ -86,8 +103,14 @@ def train(
     precision: str = typer.Option(None, help="32-true | bf16-mixed | 16-mixed"),
     max_steps: int = typer.Option(None, help="training steps"),
 ) -> None:
-    """Train an adapter; writes config.yaml, metrics.json, adapter/, plots/ into the run folder."""
+    """Train an adapter; writes config.yaml, metrics.json, adapter/, plots/ into the run folder.
+
+    Your own data and real checkpoints: README sections "Your own data" and "Real
+    checkpoints and GPUs" (e.g. --set backbone.name=ViT-B-16 --set backbone.pretrained=openai).
+    """
     from lorakit.data.runs import load_config
+
+    _check_cheap(pipeline, config=config)
 
     mod = _pipeline(pipeline)
     try:
@@ -109,6 +132,8 @@ def evaluate(
     """Recompute a run's metrics from its saved adapter."""
     from lorakit.data.runs import parse_value
 
+    _check_cheap(pipeline, run=run)
+
     mod = _pipeline(pipeline)
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in set_)}
     if suite is not None:
@@ -122,7 +147,7 @@ def evaluate(
 
 def _register_extras() -> None:
     """Pipeline-specific verbs (transcribe, predict, demo, bench) live in their own modules."""
-    for name in ("cli_asr", "cli_cod", "cli_demo", "cli_bench"):
+    for name in ("cli_asr", "cli_predict", "cli_demo", "cli_bench"):
         try:
             mod = importlib.import_module(f"lorakit.apps.{name}")
         except ModuleNotFoundError as e:
