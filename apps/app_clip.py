@@ -87,6 +87,15 @@ def classify(run: ClipRun, lock: threading.Lock, image) -> tuple[dict, dict]:
     )
 
 
+def enlarged(img, side: int = 192):
+    """Small images (the 32 px demo data) scaled up with visible pixels, so they read."""
+    w, h = img.size
+    if max(w, h) >= side:
+        return img
+    k = max(1, side // max(w, h))
+    return img.resize((w * k, h * k), resample=0)  # nearest neighbour
+
+
 def describe(folder: Path) -> str:
     from lorakit.data.runs import RunFolder
 
@@ -219,6 +228,7 @@ def build_tab(ctx) -> None:
     run_state = gr.State(default_run)
     example_files = gr.State(None)  # the generated example set: one list of paths per slot
     gr.Markdown("### CLIP few-shot: adapted vs zero-shot\n" + ctx.model_note(RUN_KEY))
+    banner = ctx.banner("clip", [RUN_KEY])
     loaded = gr.Markdown(elem_id="clip-loaded")
     with gr.Accordion(
         "1. Train on your own few-shot images (or the generated example set)", open=False
@@ -256,8 +266,12 @@ def build_tab(ctx) -> None:
         load = gr.Button("Load run", scale=1, elem_id="clip-load")
     with gr.Row():
         image = gr.File(label="image to classify", elem_id="clip-image")
-        preview = gr.Image(label="preview", interactive=False, height=160, elem_id="clip-preview")
-    classify_btn = gr.Button("Classify", variant="primary", elem_id="clip-classify")
+        preview = gr.Image(
+            label="preview (shown enlarged)", interactive=False, height=200, elem_id="clip-preview"
+        )
+    classify_btn = gr.Button(
+        "Classify", variant="primary", interactive=False, elem_id="clip-classify"
+    )
     with gr.Row():
         adapted = gr.Label(num_top_classes=TOP_K, label="adapted model", elem_id="clip-adapted")
         zero = gr.Label(num_top_classes=TOP_K, label="zero-shot model", elem_id="clip-zero")
@@ -267,16 +281,18 @@ def build_tab(ctx) -> None:
         shown = [(p, name) for name, group in zip(n, f, strict=True) for p in group]
         return *n, f, gr.Gallery(value=shown, visible=True)
 
+    cleared = (None, None, None)  # preview and both label outputs: no stale result remains
+
     def on_load(path):
         path = require_run(path, "clip")
         get_run(path)
-        return str(path), describe(path)
+        return str(path), describe(path), gr.update(interactive=True), *cleared
 
     def on_classify(run_folder, upload):
         img = check_image(upload)
         run, lock = get_run(run_folder)
         a, z = classify(run, lock, img)
-        return img, a, z
+        return enlarged(img), a, z
 
     def on_train(*args, progress=gr.Progress()):
         *vals, example_set_files, m, s = args
@@ -287,13 +303,12 @@ def build_tab(ctx) -> None:
         yield from train_stream(vals[:SLOTS], groups, m, s, progress)
 
     def on_trained(path):
-        return describe(Path(path)) if path else gr.skip()
+        if not path:
+            return gr.skip(), gr.skip(), *[gr.skip()] * len(cleared)
+        return describe(Path(path)), gr.update(interactive=True), *cleared
 
-    def on_start(path):
-        try:
-            return describe(require_run(path, "clip"))
-        except ValueError as e:
-            return f"**Warning:** {e}"
+    def on_ready(path):
+        return describe(require_run(path, "clip"))
 
     example.click(guarded(on_example), None, [*names, example_files, gallery])
     train.click(
@@ -302,12 +317,24 @@ def build_tab(ctx) -> None:
         [train_msg, curve, run_state],
         concurrency_limit=1,
         concurrency_id="train",
-    ).then(on_trained, run_state, loaded)
-    load.click(guarded(on_load), folder, [run_state, loaded], concurrency_id="infer")
+    ).then(on_trained, run_state, [loaded, classify_btn, preview, adapted, zero])
+    load.click(
+        guarded(on_load),
+        folder,
+        [run_state, loaded, classify_btn, preview, adapted, zero],
+        concurrency_id="infer",
+    )
     classify_btn.click(
         guarded(on_classify), [run_state, image], [preview, adapted, zero], concurrency_id="infer"
     )
-    ctx.on_page_load(on_start, run_state, loaded)
+    ctx.gate(
+        banner,
+        [RUN_KEY],
+        [classify_btn],
+        own_run=run_state,
+        default=default_run,
+        also=(on_ready, [loaded]),
+    )
 
 
 def build_app(ctx) -> gr.Blocks:

@@ -156,7 +156,7 @@ def evaluate_model(model: Whisper, utts: list[Utterance], cfg: dict, run: RunFol
     return metrics
 
 
-def train(cfg: dict, out: Path) -> dict:
+def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     """Inject the adapter, train with Lightning, save, evaluate; returns the metrics."""
     run = RunFolder(out)
     run.write_config(cfg)
@@ -184,7 +184,7 @@ def train(cfg: dict, out: Path) -> dict:
         drop_last=False,
     )
     module = WhisperAdapterModule(model, tcfg, cache_ok=dataset.deterministic)
-    trainer, ckpt = build_trainer(opts, run)
+    trainer, ckpt = build_trainer(opts, run, callbacks)
     start = time.time()
     trainer.fit(module, loader, ckpt_path=ckpt)
     train_seconds = time.time() - start

@@ -137,10 +137,51 @@ def test_cod_prompt_helpers():
     assert prompt.box.shape == (4,) and float(prompt.box.max()) < 128
 
 
-def test_asr_word_diff_marks_changes():
-    left, right = app_asr.word_diff("the cat sat down", "the bat sat")
-    assert left == [("the ", None), ("cat ", "changed"), ("sat ", None), ("down ", "removed")]
-    assert right == [("the ", None), ("bat ", "changed"), ("sat ", None)]
+def test_asr_word_diff_marks_only_words_that_differ_from_the_reference():
+    ref = "The cat sat down today."
+    assert app_asr.word_diff("the cat sat down today", ref) == [
+        (w + " ", None) for w in "the cat sat down today".split()
+    ]
+    marks = app_asr.word_diff("the bat sat very down", ref)
+    assert marks == [
+        ("the ", None),
+        ("bat ", app_asr.WRONG),
+        ("sat ", None),
+        ("very ", app_asr.EXTRA),
+        ("down ", None),
+        ("[today.] ", app_asr.MISSED),
+    ]
+    assert set(app_asr.MARK_COLORS) == {app_asr.WRONG, app_asr.EXTRA, app_asr.MISSED}
+
+
+def test_pending_runs_are_listed_once(tmp_path, caplog):
+    import logging
+
+    from lorakit.apps.prebuilt import RunSpec, ensure_runs, mark_pending
+
+    specs = [RunSpec("nope-run", "nope", "t", "m", False)]  # an unknown pipeline: unavailable
+    st = BuildStatus()
+    mark_pending(st, tmp_path, specs)
+    with caplog.at_level(logging.INFO, logger="lorakit.apps.prebuilt"):
+        ensure_runs(tmp_path, specs, st)
+    assert sum("pending" in r.getMessage() for r in caplog.records) == 0
+    assert st.get("nope-run")["state"] in ("failed", "unavailable")
+
+
+def test_tab_banner_says_building_then_clears(tmp_path):
+    from lorakit.apps.app_common import DemoContext
+
+    st = BuildStatus()
+    ctx = DemoContext(tmp_path, profile("tiny", tmp_path), st)
+    st.set("cod-fora", "building", "training", 0.25, steps_known=True)
+    ready, settled, text = ctx.readiness(["cod-fora"])
+    assert not ready and not settled
+    assert "Building the pre-made run `cod-fora` (25 %)" in text and "enables itself" in text
+    st.set("cod-fora", "ready", "built")
+    assert ctx.readiness(["cod-fora"]) == (True, True, "")
+    st.set("ood-lora", "failed", "RuntimeError: boom")
+    ready, settled, text = ctx.readiness(["ood-lora"])
+    assert not ready and settled and "failed:** RuntimeError: boom" in text
 
 
 def test_prebuilt_profiles_resolve_and_cache_by_fingerprint(tmp_path):

@@ -140,7 +140,7 @@ def _robustness(metrics: dict, wise: list[dict], baselines: list, run: RunFolder
         )
 
 
-def train(cfg: dict, out: Path) -> dict:
+def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     """Fine-tune with ``method.name`` and evaluate; returns the metrics written to metrics.json."""
     run = RunFolder(out)
     run.write_config(cfg)
@@ -166,7 +166,7 @@ def train(cfg: dict, out: Path) -> dict:
         generator=torch.Generator().manual_seed(opts.seed),
     )
     monitor = LargoMonitor(run.logs / "largo.csv")
-    trainer, ckpt = build_trainer(opts, run, [monitor])
+    trainer, ckpt = build_trainer(opts, run, [monitor, *(callbacks or [])])
     module = OODModule(model, ocfg, opts.max_steps, full=mcfg.name == "full")
     trainer.fit(module, loader, ckpt_path=ckpt)
     if not trainer.is_global_zero:

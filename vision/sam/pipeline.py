@@ -146,7 +146,7 @@ def _zero_shot(cfg: dict, folders, prompts, ev, plots) -> dict:
     return {k: v for k, v in res.items()}
 
 
-def train(cfg: dict, out: Path) -> dict:
+def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     """Train (weak labels only), save the adapter, evaluate; returns the metrics dict."""
     _apply_runtime(cfg)
     run = RunFolder(out)
@@ -177,7 +177,7 @@ def train(cfg: dict, out: Path) -> dict:
     )
     module = CODModule(model, losses, optim, prompts.mode)
     start = _StartStep()
-    trainer, ckpt = build_trainer(opts, run, [start])
+    trainer, ckpt = build_trainer(opts, run, [start, *(callbacks or [])])
     t0 = time.perf_counter()
     trainer.fit(module, loader, ckpt_path=ckpt)
     if trainer.global_rank != 0:
