@@ -1,4 +1,8 @@
-"""Plots every pipeline writes (matplotlib, Agg backend, PNG files)."""
+"""Plots every pipeline writes (matplotlib, Agg backend, PNG files).
+
+Every PNG saved into a run folder (``<run>/plots/*.png``) gets a first title line naming the
+run and its method, read from ``<run>/config.yaml``, so a picture says what it shows.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,51 @@ import csv
 from pathlib import Path
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+# config section only one pipeline has -> that pipeline (as lorakit.apps.run_kind.SIGNATURES)
+METHOD_KEYS = {"head": "clip", "prompts": "cod", "model": "asr", "method": "ood"}
 
-def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as a PNG (creating the folder) and free it."""
+
+def run_label(png: str | Path) -> str | None:
+    """``"run <name>: <pipeline> pipeline, method <method>"`` for a PNG under ``<run>/plots/`` whose run folder
+    holds ``config.yaml``; None elsewhere."""
+    png = Path(png)
+    run = png.parent.parent
+    cfg_file = run / "config.yaml"
+    if png.parent.name != "plots" or not cfg_file.is_file():
+        return None
+    try:
+        cfg = yaml.safe_load(cfg_file.read_text()) or {}
+    except yaml.YAMLError:
+        return None
+    kinds = [p for key, p in METHOD_KEYS.items() if key in cfg]
+    pipeline = kinds[0] if len(kinds) == 1 else None
+    section = cfg.get("method") if pipeline == "ood" else cfg.get("adapter")
+    method = (
+        (section or {}).get("name" if pipeline == "ood" else "method")
+        if isinstance(section, dict)
+        else None
+    )
+    parts = [f"{pipeline} pipeline" if pipeline else "", f"method {method}" if method else ""]
+    parts = [p for p in parts if p]
+    return f"run {run.name}: {', '.join(parts)}" if parts else f"run {run.name}"
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110, label: str | None = None) -> Path:
+    """Write ``fig`` as a PNG (creating the folder) and free it. ``label`` (default
+    ``run_label(path)``) becomes the figure's top title line, above the axes' own titles."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    label = label or run_label(path)
+    if label:
+        fig.suptitle(label, fontsize=9, color="#444444")
+        # constrained layout makes room for the suptitle (tight_layout may overlap it)
+        fig.set_layout_engine("constrained")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -37,8 +76,14 @@ def read_csv_log(path: str | Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def plot_training_curve(
-    log_csv: str | Path, out_png: str | Path, keys: tuple[str, ...] = ("train_loss",)
+    log_csv: str | Path,
+    out_png: str | Path,
+    keys: tuple[str, ...] = ("train_loss",),
+    title: str | None = None,
+    note: str | None = None,
 ) -> Path | None:
+    """The logged losses over steps; ``note`` is a small caption under the axes (why the
+    curve looks as it does)."""
     series = read_csv_log(log_csv)
     keys = [k for k in keys if k in series] or [k for k in series if "loss" in k]
     if not keys:
@@ -46,12 +91,16 @@ def plot_training_curve(
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for k in keys:
         steps, vals = zip(*series[k], strict=True)
-        ax.plot(steps, vals, label=k)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+        ax.plot(steps, vals, label=k, lw=1.2)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (per logged batch)")
+    ax.set_title(title or "training loss")
     ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    if len(keys) > 1:
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=7, color="#555555", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.08 if note else 0, 1, 1))
     return save_figure(fig, out_png)
 
 

@@ -37,7 +37,9 @@ def fake_run(path, pipeline):
 def test_check_run_names_what_is_wrong(tmp_path):
     clip = fake_run(tmp_path / "clip", "clip")
     assert "head" in check_run(clip, "clip")
-    with pytest.raises(ValueError, match=r"is a clip run, not a cod run; use `lorakit predict clip"):
+    with pytest.raises(
+        ValueError, match=r"is a clip run, not a cod run; use `lorakit predict clip"
+    ):
         check_run(clip, "cod")
     with pytest.raises(ValueError, match=r"use `lorakit eval clip --run"):
         check_run(clip, "cod", verb="eval")
