@@ -9,10 +9,13 @@ from pathlib import Path
 
 import typer
 
+from .cli_help import TRAIN_EPILOG
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Low-rank adaptation for CLIP, SAM and Whisper.",
+    help="Low-rank adaptation for CLIP, SAM and Whisper. Sample inputs: demos/samples/; "
+    "your own data and real checkpoints: `lorakit train --help` and the README.",
 )
 
 # pipeline name -> module exposing DEFAULTS, train(cfg, out) -> dict, evaluate(run, overrides) -> dict
@@ -91,7 +94,7 @@ def _trainer_overrides(devices, nodes, strategy, precision, max_steps) -> list[s
     return out
 
 
-@app.command()
+@app.command(epilog=TRAIN_EPILOG)
 def train(
     pipeline: str = typer.Argument(..., help="clip | cod | asr | ood"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML run config"),
