@@ -77,9 +77,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Transcribe audio with Whisper (plus a run's adapter when --run is given).
 
-        Models: tiny.en-ct2 (built in), an openai-whisper name (tiny, base.en, small, ...)
-        whose .pt is already in ~/.cache/whisper/, a local .pt checkpoint, or a CTranslate2 /
-        faster-whisper model folder. See the README, "Real checkpoints and GPUs".
+        Models: tiny.en-ct2 (built in), an openai-whisper name (tiny, base.en, small, ...) whose .pt is already in ~/.cache/whisper/, a local .pt checkpoint, or a CTranslate2 / faster-whisper model folder. See the README, "Real checkpoints and GPUs". Sample: demos/samples/child.wav.
         """
         try:
             _check_args(audio, run, compare)
