@@ -100,10 +100,10 @@ def describe(folder: Path) -> str:
     from lorakit.data.runs import RunFolder
 
     m = RunFolder(folder).read_metrics()
-    acc = m.get("accuracy")
-    zs = m.get("zero_shot_accuracy")
+    acc, zs, chance = m.get("accuracy"), m.get("zero_shot_accuracy"), m.get("chance")
     nums = (
-        f"accuracy {acc:.1%} (zero-shot {zs:.1%})"
+        f"test accuracy {acc:.1%} (zero-shot CLIP {zs:.1%}"
+        + (f", chance {chance:.1%})" if chance is not None else ")")
         if acc is not None and zs is not None
         else "no metrics"
     )
