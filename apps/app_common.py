@@ -270,6 +270,21 @@ def loss_figure(losses: list[tuple[int, float]], title: str = "training loss"):
     return fig
 
 
+def theme():
+    """Gradio's default theme with font files that hold every letter. The bundled Source
+    Sans Pro SemiBold (600) has only a few glyphs, so bold headings drew a capital A from it
+    and the rest from another face ("SᴀM"); Regular (400) and Bold (700) are complete, and
+    600-weight text then uses the Bold face."""
+    return gr.themes.Default(
+        font=(
+            gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)),
+            "ui-sans-serif",
+            "system-ui",
+            "sans-serif",
+        )
+    )
+
+
 def status_line(kind: str, text: str) -> str:
     """A one-line markdown notice: kind is ``ok``, ``info`` or ``warn`` (plain words: headless
     and minimal systems often lack emoji fonts)."""

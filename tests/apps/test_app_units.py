@@ -223,3 +223,24 @@ def test_tab_request_before_its_run_is_built_says_so(tmp_path):
         ctx.require(str(ctx.run_path("cod-fora")), "cod-fora", "cod")
     with pytest.raises(ValueError, match="config.yaml is missing"):
         ctx.require(str(tmp_path / "elsewhere"), "cod-fora", "cod")
+
+
+def test_theme_fonts_hold_every_letter():
+    """Each font file the page loads has A-Z, a-z, 0-9 (a partial file drew "SᴀM")."""
+    import re
+    import string
+    from pathlib import Path
+
+    from fontTools.ttLib import TTFont
+
+    from lorakit.apps.app_common import theme
+
+    static = Path(gr.__file__).parent / "templates" / "frontend" / "static"
+    font = theme()._font[0]
+    css = font.stylesheet()["css"]
+    files = [static / u.split("static/", 1)[1] for u in re.findall(r"url\('([^']+)'\)", css)]
+    assert files
+    for f in files:
+        cmap = TTFont(f).getBestCmap()
+        missing = [c for c in string.ascii_letters + string.digits if ord(c) not in cmap]
+        assert not missing, f"{f.name} lacks {missing[:8]}"
