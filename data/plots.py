@@ -46,12 +46,14 @@ def run_label(png: str | Path) -> str | None:
 
 def save_figure(fig, path: str | Path, dpi: int = 110, label: str | None = None) -> Path:
     """Write ``fig`` as a PNG (creating the folder) and free it. ``label`` (default
-    ``run_label(path)``) becomes the figure's top title line, above the axes' own titles."""
+    ``run_label(path)``) becomes the figure's top title line, above its own suptitle and the
+    axes' titles."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     label = label or run_label(path)
     if label:
-        fig.suptitle(label, fontsize=9, color="#444444")
+        own = fig.get_suptitle()  # keep a figure's own overall title as a second line
+        fig.suptitle(f"{label}\n{own}" if own else label, fontsize=9 if not own else None)
         # constrained layout makes room for the suptitle (tight_layout may overlap it)
         fig.set_layout_engine("constrained")
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
@@ -89,12 +91,14 @@ def plot_training_curve(
     if not keys:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for k in keys:
+    for i, k in enumerate(keys):
         steps, vals = zip(*series[k], strict=True)
-        ax.plot(steps, vals, label=k, lw=1.2)
+        colour = f"C{i}"
+        ax.plot(steps, vals, color=colour, lw=0.8, alpha=0.35)
+        ax.plot(steps, moving_average(vals), color=colour, lw=1.8, label=k)
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (per logged batch)")
-    ax.set_title(title or "training loss")
+    ax.set_ylabel("loss")
+    ax.set_title(title or "training loss (faint: each logged batch; bold: moving average)")
     ax.grid(alpha=0.3)
     if len(keys) > 1:
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -102,6 +106,17 @@ def plot_training_curve(
         fig.text(0.01, 0.01, note, fontsize=7, color="#555555", ha="left", va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.08 if note else 0, 1, 1))
     return save_figure(fig, out_png)
+
+
+def moving_average(values, window: int = 5) -> list[float]:
+    """Trailing mean over up to ``window`` values (one batch's loss is noisy)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
 
 
 def bar_chart(

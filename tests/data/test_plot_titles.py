@@ -96,3 +96,11 @@ def test_largo_plot_is_labelled_and_stays_on_its_log_axes(tmp_path, figures):
 
 def test_no_label_outside_a_run_folder(tmp_path):
     assert data_plots.run_label(tmp_path / "x.png") is None
+
+
+def test_a_figure_keeps_its_own_suptitle_under_the_run_label(tmp_path, figures):
+    run = make_run(tmp_path, "cod-run", {"prompts": {}, "adapter": {"method": "fora"}})
+    fig, _ = data_plots.plt.subplots()
+    fig.suptitle("synthetic: S=0.80")
+    data_plots.save_figure(fig, run / "plots" / "overlays.png")
+    assert fig.get_suptitle() == "run cod-run: cod pipeline, method fora\nsynthetic: S=0.80"
