@@ -149,7 +149,11 @@ def build_tab(ctx) -> None:
             severity = gr.Slider(
                 0, 5, value=0, step=1, label="severity (0 = clean)", elem_id="ood-severity"
             )
-        shown = gr.Image(label="model input", interactive=False, elem_id="ood-shown")
+        shown = gr.Image(
+            label="model input (its own small size, shown enlarged)",
+            interactive=False,
+            elem_id="ood-shown",
+        )
     with gr.Row():
         outs = [
             gr.Label(num_top_classes=TOP_K, label=name, elem_id=f"ood-{name.lower()}")
