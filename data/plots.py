@@ -54,8 +54,10 @@ def save_figure(fig, path: str | Path, dpi: int = 110, label: str | None = None)
     if label:
         own = fig.get_suptitle()  # keep a figure's own overall title as a second line
         fig.suptitle(f"{label}\n{own}" if own else label, fontsize=9 if not own else None)
-        # constrained layout makes room for the suptitle (tight_layout may overlap it)
-        fig.set_layout_engine("constrained")
+        try:  # constrained layout makes room for the suptitle (tight_layout may overlap it)
+            fig.set_layout_engine("constrained")
+        except RuntimeError:  # a colorbar laid out by another engine: make room by hand
+            fig.subplots_adjust(top=1 - (0.5 if own else 0.3) / fig.get_figheight())
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path

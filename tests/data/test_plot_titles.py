@@ -104,3 +104,13 @@ def test_a_figure_keeps_its_own_suptitle_under_the_run_label(tmp_path, figures):
     fig.suptitle("synthetic: S=0.80")
     data_plots.save_figure(fig, run / "plots" / "overlays.png")
     assert fig.get_suptitle() == "run cod-run: cod pipeline, method fora\nsynthetic: S=0.80"
+
+
+def test_a_figure_with_a_colorbar_gets_the_label_too(tmp_path, figures):
+    run = make_run(tmp_path, "asr-run", {"model": {}, "adapter": {"method": "s2_lora"}})
+    fig, ax = data_plots.plt.subplots()
+    fig.colorbar(ax.imshow(np.eye(3)), ax=ax)  # a colorbar fixes the figure's layout engine
+    fig.tight_layout()
+    data_plots.save_figure(fig, run / "plots" / "heat.png")
+    assert fig.get_suptitle().startswith("run asr-run: asr pipeline")
+    assert (run / "plots" / "heat.png").is_file()
