@@ -239,12 +239,12 @@ def build_tab(ctx) -> None:
                 )
                 generate = gr.Button("Generate a camouflage scene", elem_id="cod-generate")
             with gr.Row():
-                upload = gr.Image(label="image (upload yours)", elem_id="cod-upload", **INPUT_IMAGE)
+                upload = gr.Image(label="image (or upload)", elem_id="cod-upload", **INPUT_IMAGE)
                 gt_upload = gr.Image(
-                    label="ground truth (optional, white = object)", elem_id="cod-gt", **INPUT_IMAGE
+                    label="ground truth (white = object)", elem_id="cod-gt", **INPUT_IMAGE
                 )
                 scribble_upload = gr.Image(
-                    label="scribble (optional: red = object, blue = background)",
+                    label="scribble (red object, blue background)",
                     elem_id="cod-scribble",
                     **INPUT_IMAGE,
                 )

@@ -7,6 +7,7 @@ run and its method, read from ``<run>/config.yaml``, so a picture says what it s
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -92,6 +93,13 @@ def plot_training_curve(
     keys = [k for k in keys if k in series] or [k for k in series if "loss" in k]
     if not keys:
         return None
+    if note is None:  # say why a short curve can wander up and down
+        steps = [s for s, _ in series[keys[0]]]
+        every = (steps[-1] - steps[0]) / max(1, len(steps) - 1)
+        note = (
+            f"{len(steps)} logged values, one batch every ~{every:.0f} steps: a single batch's "
+            "loss is noisy, so read the trend of the bold moving average (5 values)."
+        )
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for i, k in enumerate(keys):
         steps, vals = zip(*series[k], strict=True)
@@ -104,9 +112,9 @@ def plot_training_curve(
     ax.grid(alpha=0.3)
     if len(keys) > 1:
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    if note:
-        fig.text(0.01, 0.01, note, fontsize=7, color="#555555", ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.08 if note else 0, 1, 1))
+    if note:  # a figure-level x label: the layout keeps it clear of the axes
+        fig.supxlabel(textwrap.fill(note, 100), fontsize=7, color="#555555")
+    fig.tight_layout()
     return save_figure(fig, out_png)
 
 

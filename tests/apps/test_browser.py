@@ -333,6 +333,7 @@ def test_tab_of_a_building_run_says_so_and_enables_itself(browser, hub, shots):
         ctx.status.set(key, "ready", "built")
         page.wait_for_function("!document.querySelector('#cod-segment').disabled")
         page.locator("#cod-readiness").wait_for(state="hidden")
+        page.locator("#cod-mode label", has_text="box").click()
         page.click("#cod-segment")
         wait_text(page, "#cod-result", "S-measure")
         page.close()
