@@ -244,3 +244,23 @@ def test_theme_fonts_hold_every_letter():
         cmap = TTFont(f).getBestCmap()
         missing = [c for c in string.ascii_letters + string.digits if ord(c) not in cmap]
         assert not missing, f"{f.name} lacks {missing[:8]}"
+
+
+def test_ood_app_predicts_on_read_only_images_without_warnings():
+    import threading
+    import warnings
+    from types import SimpleNamespace
+
+    import torch
+
+    from lorakit.apps import app_ood
+
+    img = np.asarray(Image.new("RGB", (20, 20), (10, 200, 30)))  # read-only, as PIL gives
+    assert not img.flags.writeable
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    run = SimpleNamespace(model=model, classes=["a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = app_ood.prepare(img, 8, "gaussian_noise", 2)
+        probs = app_ood.predict(run, threading.Lock(), np.asarray(Image.fromarray(x)))
+    assert set(probs) == {"a", "b"} and abs(sum(probs.values()) - 1) < 1e-5

@@ -65,7 +65,8 @@ def prepare(image: np.ndarray, size: int, corruption: str | None = None, severit
 @torch.no_grad()
 def classify(model: torch.nn.Module, classes: list[str], img: np.ndarray) -> dict[str, float]:
     """A prepared uint8 (size, size, 3) image -> ``{class: probability}``."""
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0)[None]
+    # a copy: images from PIL are read-only, which torch.from_numpy warns about
+    x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div(255.0)[None]
     p = model(x).softmax(-1)[0]
     return {c: float(v) for c, v in zip(classes, p, strict=True)}
 
