@@ -58,7 +58,7 @@ def save_figure(fig, path: str | Path, dpi: int = 110, label: str | None = None)
         try:  # constrained layout makes room for the suptitle (tight_layout may overlap it)
             fig.set_layout_engine("constrained")
         except RuntimeError:  # a colorbar laid out by another engine: make room by hand
-            fig.subplots_adjust(top=1 - (0.5 if own else 0.3) / fig.get_figheight())
+            fig.subplots_adjust(top=1 - (0.8 if own else 0.6) / fig.get_figheight())
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
