@@ -55,7 +55,7 @@ def _check_cheap(pipeline: str, config: Path | None = None, run: Path | None = N
         _fail(f"config file {config} does not exist (examples: demos/*.yaml)")
     if run is not None:
         try:
-            check_run(run, pipeline, verb="eval")
+            check_run(run, pipeline, verb="eval", need_adapter=False)
         except ValueError as e:
             _fail(str(e))
 

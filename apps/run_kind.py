@@ -27,10 +27,11 @@ def run_kind(cfg: dict) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def check_run(run: Path, pipeline: str, verb: str = "predict") -> dict:
+def check_run(run: Path, pipeline: str, verb: str = "predict", need_adapter: bool = True) -> dict:
     """The config of a finished ``pipeline`` run, or a one-line ``ValueError`` saying what
     is wrong (missing folder, not a run, a run of another pipeline, no adapter yet).
-    ``verb`` (predict, eval) is what the message suggests doing with another pipeline's run."""
+    ``verb`` (predict, eval) is what the message suggests doing with another pipeline's run;
+    ``need_adapter=False`` accepts a run without ``adapter/`` (a zero-shot run's eval)."""
     run = Path(run)
     hint = f"lorakit train {pipeline} --config {TRAIN_HINT[pipeline]} --out {run}"
     if not run.is_dir():
@@ -50,6 +51,6 @@ def check_run(run: Path, pipeline: str, verb: str = "predict") -> dict:
         raise ValueError(
             f"{run} is a {kind} run, not a {pipeline} run; use `lorakit {other} {run}`"
         )
-    if not (run / "adapter").is_dir():
+    if need_adapter and not (run / "adapter").is_dir():
         raise ValueError(f"{run} has no adapter/ folder: the run has not finished training")
     return cfg
