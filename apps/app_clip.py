@@ -11,11 +11,9 @@ import shutil
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-import torch
 
 from .app_common import (
     MODELS,
@@ -36,55 +34,25 @@ TOP_K = 3
 MAX_IMAGES_PER_CLASS = 16
 
 
-@dataclass
-class ClipRun:
-    """A loaded run: the classifier (adapter injected) and its preprocessing."""
+def load_run(folder: Path):
+    """The run's ``lorakit.vision.clip.predict.ClipRun`` (backbone, adapter, class names)."""
+    pipeline_module("clip")
+    from lorakit.vision.clip.predict import load_run as load
 
-    model: object  # lorakit.vision.clip.classifier.ClipClassifier
-    backbone: object  # lorakit.vision.clip.build.Backbone
-    classnames: list[str]
-    method: str
+    return load(folder)
 
 
-def load_run(folder: Path) -> ClipRun:
-    """Rebuild the backbone from ``config.yaml``, load ``adapter/``; eval mode."""
-    from lorakit.core import load_adapter
-    from lorakit.data.runs import RunFolder
-
-    mod = pipeline_module("clip")
-    cfg = RunFolder(folder).read_config()
-    classnames = mod.load_data(cfg["data"]).train.classnames
-    model, bb = mod.build_classifier(cfg, classnames)
-    if not (folder / "adapter" / "adapter_config.json").is_file():
-        raise ValueError(
-            f"{folder} has no trained adapter (adapter/adapter_config.json is missing)"
-        )
-    load_adapter(model.clip, folder / "adapter")
-    return ClipRun(model.eval(), bb, classnames, str(cfg["adapter"].get("method", "lora")))
-
-
-def get_run(folder) -> tuple[ClipRun, threading.Lock]:
+def get_run(folder) -> tuple[object, threading.Lock]:
     path = require_run(folder, "clip")
     return MODELS.get(("clip",) + folder_key(path), lambda: load_run(path))
 
 
-@torch.no_grad()
-def classify(run: ClipRun, lock: threading.Lock, image) -> tuple[dict, dict]:
+def classify(run, lock: threading.Lock, image) -> tuple[dict, dict]:
     """PIL image -> (adapted, zero-shot) ``{class: probability}``."""
-    from lorakit.vision.clip.datasets import Normalize, preprocess
-    from lorakit.vision.clip.evaluate import adapters_off
+    from lorakit.vision.clip.predict import classify as predict
 
-    x = Normalize(run.backbone.mean, run.backbone.std)(
-        preprocess(image, run.backbone.image_size)[None]
-    )
     with lock:
-        adapted = run.model(x).softmax(-1)[0]
-        with adapters_off(run.model):
-            zero = run.model(x).softmax(-1)[0]
-    return (
-        {c: float(p) for c, p in zip(run.classnames, adapted, strict=True)},
-        {c: float(p) for c, p in zip(run.classnames, zero, strict=True)},
-    )
+        return predict(run, image)
 
 
 def enlarged(img, side: int = 192):
