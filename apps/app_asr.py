@@ -101,20 +101,31 @@ def transcribe_both(run: AsrRun, lock: threading.Lock, wave: torch.Tensor) -> tu
     return base, adapted
 
 
-def word_diff(base: str, adapted: str) -> tuple[list, list]:
-    """HighlightedText values: base words marked ``removed``/``changed`` where the adapted
-    transcript differs; adapted words marked ``added``/``changed``."""
-    a, b = base.split(), adapted.split()
-    left, right = [], []
-    sm = difflib.SequenceMatcher(
-        a=[w.lower().strip(".,!?") for w in a], b=[w.lower().strip(".,!?") for w in b]
-    )
+# legend of the word marks: what a transcript word is, compared with the reference
+WRONG, EXTRA, MISSED = "wrong word", "extra word", "missed word"
+MARK_COLORS = {WRONG: "#fab005", EXTRA: "#ff922b", MISSED: "#ff6b6b"}
+
+
+def _key(word: str) -> str:
+    return word.lower().strip(".,!?;:\"'")
+
+
+def word_diff(hypothesis: str, reference: str) -> list:
+    """HighlightedText value of ``hypothesis`` compared word by word with ``reference``
+    (case and punctuation ignored): words that match are unmarked; a word in place of a
+    reference word is ``wrong word``, one with no reference counterpart ``extra word``, and
+    a reference word the transcript lacks is shown in brackets as ``missed word``."""
+    hyp, ref = hypothesis.split(), reference.split()
+    sm = difflib.SequenceMatcher(a=[_key(w) for w in ref], b=[_key(w) for w in hyp], autojunk=False)
+    out = []
     for op, i0, i1, j0, j1 in sm.get_opcodes():
-        tag_l = None if op == "equal" else ("removed" if op == "delete" else "changed")
-        tag_r = None if op == "equal" else ("added" if op == "insert" else "changed")
-        left += [(w + " ", tag_l) for w in a[i0:i1]]
-        right += [(w + " ", tag_r) for w in b[j0:j1]]
-    return left, right
+        if op == "equal":
+            out += [(w + " ", None) for w in hyp[j0:j1]]
+            continue
+        out += [(w + " ", WRONG if op == "replace" else EXTRA) for w in hyp[j0:j1]]
+        if op == "delete" or (op == "replace" and i1 - i0 > j1 - j0):
+            out += [(f"[{w}] ", MISSED) for w in ref[i0 + (j1 - j0) : i1]]
+    return out
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -157,11 +168,21 @@ def run_transcribe(ctx, folder, audio, childlike: bool, reference: str):
         wave = child_like(wave)
     run, lock = get_run(ctx, folder)
     base, adapted = transcribe_both(run, lock, wave)
-    left, right = word_diff(base, adapted)
+    has_ref = bool(reference and reference.strip())
+    # each transcript against the reference; without one, against the other model's output
+    left = word_diff(base, reference if has_ref else adapted)
+    right = word_diff(adapted, reference if has_ref else base)
+    against = (
+        "the reference transcript"
+        if has_ref
+        else "the other model's transcript (no reference given)"
+    )
     lines = [
-        f"**{'child-like' if childlike else 'original'} audio**, {wave.numel() / SAMPLE_RATE:.1f} s"
+        f"**{'child-like' if childlike else 'original'} audio**, {wave.numel() / SAMPLE_RATE:.1f} s. "
+        f"Marked words differ from {against}: *wrong word* replaces a word, *extra word* has "
+        "no counterpart, *[missed word]* is a word the transcript lacks."
     ]
-    if reference and reference.strip():
+    if has_ref:
         lines += [
             "",
             "| model | WER |",
@@ -184,6 +205,7 @@ def run_transcribe(ctx, folder, audio, childlike: bool, reference: str):
 
 def build_tab(ctx) -> None:
     gr.Markdown("### Child speech: Whisper vs Whisper + S2-LoRA\n" + ctx.model_note(RUN_KEY))
+    banner = ctx.banner("asr", [RUN_KEY])
     with gr.Row():
         with gr.Column():
             audio = gr.Audio(
@@ -209,10 +231,10 @@ def build_tab(ctx) -> None:
             folder = gr.Textbox(
                 label="run folder", value=str(ctx.run_path(RUN_KEY)), elem_id="asr-folder"
             )
-            go = gr.Button("Transcribe", variant="primary", elem_id="asr-go")
+            go = gr.Button("Transcribe", variant="primary", interactive=False, elem_id="asr-go")
         with gr.Column():
             heard = gr.Audio(label="what the model heard", interactive=False, elem_id="asr-heard")
-            colors = {"changed": "#fab005", "added": "#51cf66", "removed": "#ff6b6b"}
+            colors = MARK_COLORS
             base_out = gr.HighlightedText(
                 label="base Whisper",
                 color_map=colors,
@@ -245,6 +267,7 @@ def build_tab(ctx) -> None:
         [heard, base_out, adapted_out, result, heatmap],
         concurrency_id="infer",
     )
+    ctx.gate(banner, [RUN_KEY], [go])
 
 
 def build_app(ctx) -> gr.Blocks:

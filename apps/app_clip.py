@@ -11,11 +11,9 @@ import shutil
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-import torch
 
 from .app_common import (
     MODELS,
@@ -36,65 +34,44 @@ TOP_K = 3
 MAX_IMAGES_PER_CLASS = 16
 
 
-@dataclass
-class ClipRun:
-    """A loaded run: the classifier (adapter injected) and its preprocessing."""
+def load_run(folder: Path):
+    """The run's ``lorakit.vision.clip.predict.ClipRun`` (backbone, adapter, class names)."""
+    pipeline_module("clip")
+    from lorakit.vision.clip.predict import load_run as load
 
-    model: object  # lorakit.vision.clip.classifier.ClipClassifier
-    backbone: object  # lorakit.vision.clip.build.Backbone
-    classnames: list[str]
-    method: str
+    return load(folder)
 
 
-def load_run(folder: Path) -> ClipRun:
-    """Rebuild the backbone from ``config.yaml``, load ``adapter/``; eval mode."""
-    from lorakit.core import load_adapter
-    from lorakit.data.runs import RunFolder
-
-    mod = pipeline_module("clip")
-    cfg = RunFolder(folder).read_config()
-    classnames = mod.load_data(cfg["data"]).train.classnames
-    model, bb = mod.build_classifier(cfg, classnames)
-    if not (folder / "adapter" / "adapter_config.json").is_file():
-        raise ValueError(
-            f"{folder} has no trained adapter (adapter/adapter_config.json is missing)"
-        )
-    load_adapter(model.clip, folder / "adapter")
-    return ClipRun(model.eval(), bb, classnames, str(cfg["adapter"].get("method", "lora")))
-
-
-def get_run(folder) -> tuple[ClipRun, threading.Lock]:
+def get_run(folder) -> tuple[object, threading.Lock]:
     path = require_run(folder, "clip")
     return MODELS.get(("clip",) + folder_key(path), lambda: load_run(path))
 
 
-@torch.no_grad()
-def classify(run: ClipRun, lock: threading.Lock, image) -> tuple[dict, dict]:
+def classify(run, lock: threading.Lock, image) -> tuple[dict, dict]:
     """PIL image -> (adapted, zero-shot) ``{class: probability}``."""
-    from lorakit.vision.clip.datasets import Normalize, preprocess
-    from lorakit.vision.clip.evaluate import adapters_off
+    from lorakit.vision.clip.predict import classify as predict
 
-    x = Normalize(run.backbone.mean, run.backbone.std)(
-        preprocess(image, run.backbone.image_size)[None]
-    )
     with lock:
-        adapted = run.model(x).softmax(-1)[0]
-        with adapters_off(run.model):
-            zero = run.model(x).softmax(-1)[0]
-    return (
-        {c: float(p) for c, p in zip(run.classnames, adapted, strict=True)},
-        {c: float(p) for c, p in zip(run.classnames, zero, strict=True)},
-    )
+        return predict(run, image)
+
+
+def enlarged(img, side: int = 192):
+    """Small images (the 32 px demo data) scaled up with visible pixels, so they read."""
+    w, h = img.size
+    if max(w, h) >= side:
+        return img
+    k = max(1, side // max(w, h))
+    return img.resize((w * k, h * k), resample=0)  # nearest neighbour
 
 
 def describe(folder: Path) -> str:
     from lorakit.data.runs import RunFolder
 
     m = RunFolder(folder).read_metrics()
-    acc = m.get("accuracy")
-    zs = m.get("zero_shot_accuracy")
+    acc, zs, chance = m.get("accuracy"), m.get("zero_shot_accuracy"), m.get("chance")
     nums = (
-        f"accuracy {acc:.1%} (zero-shot {zs:.1%})"
+        f"test accuracy {acc:.1%} (zero-shot CLIP {zs:.1%}"
+        + (f", chance {chance:.1%})" if chance is not None else ")")
         if acc is not None and zs is not None
         else "no metrics"
     )
@@ -219,6 +196,7 @@ def build_tab(ctx) -> None:
     run_state = gr.State(default_run)
     example_files = gr.State(None)  # the generated example set: one list of paths per slot
     gr.Markdown("### CLIP few-shot: adapted vs zero-shot\n" + ctx.model_note(RUN_KEY))
+    banner = ctx.banner("clip", [RUN_KEY])
     loaded = gr.Markdown(elem_id="clip-loaded")
     with gr.Accordion(
         "1. Train on your own few-shot images (or the generated example set)", open=False
@@ -256,8 +234,12 @@ def build_tab(ctx) -> None:
         load = gr.Button("Load run", scale=1, elem_id="clip-load")
     with gr.Row():
         image = gr.File(label="image to classify", elem_id="clip-image")
-        preview = gr.Image(label="preview", interactive=False, height=160, elem_id="clip-preview")
-    classify_btn = gr.Button("Classify", variant="primary", elem_id="clip-classify")
+        preview = gr.Image(
+            label="preview (shown enlarged)", interactive=False, height=200, elem_id="clip-preview"
+        )
+    classify_btn = gr.Button(
+        "Classify", variant="primary", interactive=False, elem_id="clip-classify"
+    )
     with gr.Row():
         adapted = gr.Label(num_top_classes=TOP_K, label="adapted model", elem_id="clip-adapted")
         zero = gr.Label(num_top_classes=TOP_K, label="zero-shot model", elem_id="clip-zero")
@@ -267,16 +249,18 @@ def build_tab(ctx) -> None:
         shown = [(p, name) for name, group in zip(n, f, strict=True) for p in group]
         return *n, f, gr.Gallery(value=shown, visible=True)
 
+    cleared = (None, None, None)  # preview and both label outputs: no stale result remains
+
     def on_load(path):
         path = require_run(path, "clip")
         get_run(path)
-        return str(path), describe(path)
+        return str(path), describe(path), gr.update(interactive=True), *cleared
 
     def on_classify(run_folder, upload):
         img = check_image(upload)
         run, lock = get_run(run_folder)
         a, z = classify(run, lock, img)
-        return img, a, z
+        return enlarged(img), a, z
 
     def on_train(*args, progress=gr.Progress()):
         *vals, example_set_files, m, s = args
@@ -287,13 +271,12 @@ def build_tab(ctx) -> None:
         yield from train_stream(vals[:SLOTS], groups, m, s, progress)
 
     def on_trained(path):
-        return describe(Path(path)) if path else gr.skip()
+        if not path:
+            return gr.skip(), gr.skip(), *[gr.skip()] * len(cleared)
+        return describe(Path(path)), gr.update(interactive=True), *cleared
 
-    def on_start(path):
-        try:
-            return describe(require_run(path, "clip"))
-        except ValueError as e:
-            return f"**Warning:** {e}"
+    def on_ready(path):
+        return describe(require_run(path, "clip"))
 
     example.click(guarded(on_example), None, [*names, example_files, gallery])
     train.click(
@@ -302,12 +285,24 @@ def build_tab(ctx) -> None:
         [train_msg, curve, run_state],
         concurrency_limit=1,
         concurrency_id="train",
-    ).then(on_trained, run_state, loaded)
-    load.click(guarded(on_load), folder, [run_state, loaded], concurrency_id="infer")
+    ).then(on_trained, run_state, [loaded, classify_btn, preview, adapted, zero])
+    load.click(
+        guarded(on_load),
+        folder,
+        [run_state, loaded, classify_btn, preview, adapted, zero],
+        concurrency_id="infer",
+    )
     classify_btn.click(
         guarded(on_classify), [run_state, image], [preview, adapted, zero], concurrency_id="infer"
     )
-    ctx.on_page_load(on_start, run_state, loaded)
+    ctx.gate(
+        banner,
+        [RUN_KEY],
+        [classify_btn],
+        own_run=run_state,
+        default=default_run,
+        also=(on_ready, [loaded]),
+    )
 
 
 def build_app(ctx) -> gr.Blocks:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import gradio as gr
@@ -19,6 +20,8 @@ from .app_common import MODELS, check_image, folder_key, guarded
 from .prebuilt import pipeline_module
 
 RUN_KEY = "cod-fora"
+# image inputs that hand the handlers a PNG path (check_image validates it like any upload)
+INPUT_IMAGE = dict(type="filepath", format="png", sources=["upload"], height=200)
 MODES = ("points", "box", "scribble")
 FG_COLOR, BG_COLOR = (255, 40, 40), (40, 120, 255)
 
@@ -61,6 +64,29 @@ def generated_scene(seed: int, size: int = 128, difficulty: float = 0.5) -> Scen
     rng = np.random.default_rng(int(seed))
     image, mask = render_scene(rng, size, difficulty)
     return Scene(image, mask, make_scribble(mask, rng), box=mask_box(mask), name=f"scene {seed}")
+
+
+def scene_files(scene: Scene) -> tuple[str, str, str]:
+    """PNG files of a generated scene's image, ground truth (white = object) and scribble
+    (red = object, blue = background strokes), so the input widgets show them."""
+    import tempfile
+    import uuid
+
+    from PIL import Image
+
+    folder = Path(tempfile.gettempdir()) / "lorakit-demo" / f"cod-{uuid.uuid4().hex[:10]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    strokes = np.zeros_like(scene.image)
+    strokes[scene.scribble == 1], strokes[scene.scribble == 2] = FG_COLOR, BG_COLOR
+    paths = []
+    for name, arr in (
+        ("scene", scene.image),
+        ("ground_truth", (scene.gt.astype(np.uint8) * 255)),
+        ("scribble", strokes),
+    ):
+        paths.append(str(folder / f"{name}.png"))
+        Image.fromarray(arr).save(paths[-1])
+    return tuple(paths)
 
 
 def read_mask(upload, shape: tuple[int, int], what: str) -> np.ndarray:
@@ -204,18 +230,24 @@ def build_tab(ctx) -> None:
     gr.Markdown(
         "### Camouflaged object detection: SAM zero-shot vs SAM + FoRA\n" + ctx.model_note(RUN_KEY)
     )
+    banner = ctx.banner("cod", [RUN_KEY])
     with gr.Row():
         with gr.Column():
-            upload = gr.File(label="image", elem_id="cod-upload")
             with gr.Row():
                 seed = gr.Number(
                     value=1, precision=0, label="scene seed", min_width=80, elem_id="cod-seed"
                 )
                 generate = gr.Button("Generate a camouflage scene", elem_id="cod-generate")
-            gt_upload = gr.File(label="ground-truth mask (optional)", elem_id="cod-gt")
-            scribble_upload = gr.File(
-                label="scribble (optional: red = object, blue = background)", elem_id="cod-scribble"
-            )
+            with gr.Row():
+                upload = gr.Image(label="image (or upload)", elem_id="cod-upload", **INPUT_IMAGE)
+                gt_upload = gr.Image(
+                    label="ground truth (white = object)", elem_id="cod-gt", **INPUT_IMAGE
+                )
+                scribble_upload = gr.Image(
+                    label="scribble (red object, blue background)",
+                    elem_id="cod-scribble",
+                    **INPUT_IMAGE,
+                )
         with gr.Column():
             canvas = gr.Image(label="click to add points", interactive=False, elem_id="cod-canvas")
             with gr.Row():
@@ -232,21 +264,28 @@ def build_tab(ctx) -> None:
         folder = gr.Textbox(
             label="run folder", value=str(ctx.run_path(RUN_KEY)), elem_id="cod-folder"
         )
-    go = gr.Button("Segment", variant="primary", elem_id="cod-segment")
+    go = gr.Button("Segment", variant="primary", interactive=False, elem_id="cod-segment")
     with gr.Row():
-        base_out = gr.Image(label="SAM zero-shot", interactive=False, elem_id="cod-base")
-        adapted_out = gr.Image(
-            label="SAM + FoRA (adapted)", interactive=False, elem_id="cod-adapted"
+        base_out = gr.Image(
+            label="SAM zero-shot (red: its mask)", interactive=False, elem_id="cod-base"
         )
+        adapted_out = gr.Image(
+            label="SAM + FoRA (green: its mask)", interactive=False, elem_id="cod-adapted"
+        )
+    gr.Markdown(
+        "Masks: the tinted, outlined region is where the model's object probability is above "
+        "0.5 (red: SAM zero-shot, green: SAM + FoRA). In the prompt image, red marks object "
+        "points and strokes, blue background ones.",
+        elem_id="cod-legend",
+    )
     result = gr.Markdown(elem_id="cod-result")
 
     def on_upload(f):
-        return (
-            s := Scene(
-                np.asarray(check_image(f)),
-                name=f.split("/")[-1] if isinstance(f, str) else "upload",
-            )
-        ), draw_prompts(s)
+        s = Scene(
+            np.asarray(check_image(f)),
+            name=f.split("/")[-1] if isinstance(f, str) else "upload",
+        )
+        return s, draw_prompts(s), None, None
 
     def on_generate(n):
         s = generated_scene(int(n or 0))
@@ -254,6 +293,7 @@ def build_tab(ctx) -> None:
             s,
             draw_prompts(s),
             "scene generated with its ground truth and a scribble; click the object or Segment",
+            *scene_files(s),
         )
 
     def on_gt(s, f):
@@ -281,8 +321,10 @@ def build_tab(ctx) -> None:
         s.points.clear()
         return s, draw_prompts(s)
 
-    upload.upload(guarded(on_upload), upload, [scene, canvas])
-    generate.click(guarded(on_generate), seed, [scene, canvas, result])
+    upload.upload(guarded(on_upload), upload, [scene, canvas, gt_upload, scribble_upload])
+    generate.click(
+        guarded(on_generate), seed, [scene, canvas, result, upload, gt_upload, scribble_upload]
+    )
     gt_upload.upload(guarded(on_gt), [scene, gt_upload], [scene, result])
     scribble_upload.upload(guarded(on_scribble), [scene, scribble_upload], [scene, canvas])
     canvas.select(guarded(on_click), [scene, label], [scene, canvas])
@@ -293,6 +335,7 @@ def build_tab(ctx) -> None:
         [base_out, adapted_out, result],
         concurrency_id="infer",
     )
+    ctx.gate(banner, [RUN_KEY], [go])
 
 
 def build_app(ctx) -> gr.Blocks:

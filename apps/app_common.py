@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -269,6 +270,21 @@ def loss_figure(losses: list[tuple[int, float]], title: str = "training loss"):
     return fig
 
 
+def theme():
+    """Gradio's default theme with font files that hold every letter. The bundled Source
+    Sans Pro SemiBold (600) has only a few glyphs, so bold headings drew a capital A from it
+    and the rest from another face ("SᴀM"); Regular (400) and Bold (700) are complete, and
+    600-weight text then uses the Bold face."""
+    return gr.themes.Default(
+        font=(
+            gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)),
+            "ui-sans-serif",
+            "system-ui",
+            "sans-serif",
+        )
+    )
+
+
 def status_line(kind: str, text: str) -> str:
     """A one-line markdown notice: kind is ``ok``, ``info`` or ``warn`` (plain words: headless
     and minimal systems often lack emoji fonts)."""
@@ -313,6 +329,66 @@ class DemoContext:
             return f"pre-made run {key} is waiting to be built"
         return f"pre-made run {key} is ready"
 
+    def progress_text(self, key: str) -> str:
+        """``40 %`` (training steps done) or ``35 s so far`` when the steps are unknown."""
+        row = self.status.get(key) if self.status is not None else {}
+        if row.get("steps_known", True):
+            return f"{row.get('fraction', 0.0):.0%}".replace("%", " %")
+        return f"{time.time() - row.get('started', time.time()):.0f} s so far"
+
+    def readiness(self, keys: list[str]) -> tuple[bool, bool, str]:
+        """``(ready, settled, banner)`` for a tab needing the pre-made runs ``keys``: ready when
+        all are built; settled when none is still pending or building; banner says why not."""
+        rows = {
+            k: (self.status.get(k) if self.status is not None else {"state": "ready"}) for k in keys
+        }
+        states = {k: r.get("state", "pending") for k, r in rows.items()}
+        ready = all(s == "ready" for s in states.values())
+        settled = all(s in ("ready", "failed", "unavailable") for s in states.values())
+        lines = []
+        for key, state in states.items():
+            if state == "building":
+                lines.append(f"**Building the pre-made run `{key}` ({self.progress_text(key)})**")
+            elif state == "pending":
+                lines.append(
+                    f"**The pre-made run `{key}` is waiting to be built** (one run at a time)"
+                )
+            elif state in ("failed", "unavailable"):
+                lines.append(
+                    f"**The pre-made run `{key}` is {state}:** {rows[key].get('message', '')}"
+                )
+        if lines and not settled:
+            lines.append(
+                "This tab enables itself when it is ready; the Overview tab shows every run's progress."
+            )
+        return ready, settled, "<br>".join(lines)
+
+    def gate(
+        self, banner, keys: list[str], controls: list, own_run=None, default=None, also=None
+    ) -> None:
+        """Keep ``controls`` disabled and ``banner`` saying why until the runs ``keys`` are
+        ready (checked every 2 s, then the timer stops). With ``own_run`` (a ``gr.State``), a
+        session that switched to a run of its own (value != ``default``) is enabled anyway.
+        ``also = (fn, outputs)``: once ready, ``fn(own_run value)`` fills ``outputs`` too."""
+        timer = gr.Timer(2.0, active=True)
+        extra_fn, extra_out = also or (None, [])
+
+        def refresh(*state):
+            ready, settled, text = self.readiness(keys)
+            on = ready or (bool(state) and state[0] not in (None, default))
+            extra = extra_fn(*state) if (extra_fn and on) else [gr.skip()] * len(extra_out)
+            return (
+                gr.update(value=text, visible=bool(text)),
+                *[gr.update(interactive=on) for _ in controls],
+                gr.Timer(active=not settled),
+                *(extra if isinstance(extra, list | tuple) else [extra]),
+            )
+
+        inputs = [own_run] if own_run is not None else None
+        outputs = [banner, *controls, timer, *extra_out]
+        timer.tick(refresh, inputs, outputs, show_progress="hidden")
+        self.on_page_load(refresh, inputs, outputs)
+
     def require(self, folder, key: str, pipeline: str) -> Path:
         """``require_run`` with a message about the pre-made run when that is what is missing."""
         if (
@@ -334,6 +410,11 @@ class DemoContext:
             build_tab(self)
             self.finish(demo)
         return demo
+
+    def banner(self, name: str, keys: list[str]):
+        """The tab's readiness banner (fill it in with ``gate`` once the controls exist)."""
+        _, _, text = self.readiness(keys)
+        return gr.Markdown(text, visible=bool(text), elem_id=f"{name}-readiness")
 
     def on_page_load(self, fn: Callable, inputs, outputs) -> None:
         self._loads.append((fn, inputs, outputs))

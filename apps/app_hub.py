@@ -48,11 +48,25 @@ APPS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
         "corrupt an image with a severity slider; base vs LoRA vs LARGO predictions",
     ),
 }
+# pipeline -> (label, path into metrics.json): the adapted number next to its reference
+# points (the model before adaptation, chance), so a small tiny-model number can be read
 HEADLINES = {
-    "clip": ("accuracy", "zero_shot_accuracy"),
-    "cod": ("s_measure", "mae"),
-    "asr": ("wer", "baseline_wer"),
-    "ood": ("id_accuracy", "ood_accuracy"),
+    "clip": (
+        ("accuracy", ("accuracy",)),
+        ("zero-shot", ("zero_shot_accuracy",)),
+        ("chance", ("chance",)),
+    ),
+    "cod": (
+        ("S-measure", ("s_measure",)),
+        ("zero-shot", ("zero_shot", "s_measure")),
+        ("MAE", ("mae",)),
+    ),
+    "asr": (("WER", ("wer",)), ("before", ("baseline_wer",))),
+    "ood": (
+        ("ID", ("id_accuracy",)),
+        ("OOD", ("ood_accuracy",)),
+        ("pretrained ID/OOD", ("wise", 0)),
+    ),
 }
 
 
@@ -73,9 +87,18 @@ def _headline(pipeline: str, path: str) -> str:
     if not f.is_file():
         return ""
     m = json.loads(f.read_text())
-    parts = [
-        f"{k} {m[k]:.3f}" for k in HEADLINES.get(pipeline, ()) if isinstance(m.get(k), int | float)
-    ]
+    parts = []
+    for label, path in HEADLINES.get(pipeline, ()):
+        v = m
+        for key in path:
+            ok = (isinstance(v, dict) and key in v) or (isinstance(v, list) and key < len(v))
+            v = v[key] if ok else None
+        if isinstance(v, dict) and "alpha" in v:  # a WiSE-FT row: alpha 0 is the pretrained model
+            v = f"{v['id_accuracy']:.3f}/{v['ood_accuracy']:.3f}" if v["alpha"] == 0 else None
+        if isinstance(v, int | float):
+            v = f"{v:.3f}"
+        if isinstance(v, str):
+            parts.append(f"{label} {v}")
     return ", ".join(parts)
 
 

@@ -6,12 +6,10 @@ runs' ID-vs-OOD plot and headline numbers.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import torch
 from PIL import Image
 
 from .app_common import MODELS, check_image, folder_key, guarded
@@ -22,38 +20,15 @@ TOP_K = 3
 VIEW = 192  # pixels the (small) model input is shown at
 
 
-@dataclass
-class OODRun:
-    model: torch.nn.Module
-    method: str
-    classes: list[str]
-    image_size: int
-    id_test: str
-    metrics: dict
-
-
-def load_run(folder: Path, base: bool = False) -> OODRun:
+def load_run(folder: Path, base: bool = False):
     """A run's fine-tuned classifier (``base``: the pretrained model it started from)."""
-    from lorakit.data.runs import RunFolder
-    from lorakit.vision.ood.methods import load_weights
+    pipeline_module("ood")
+    from lorakit.vision.ood.predict import load_run as load
 
-    mod = pipeline_module("ood")
-    run = RunFolder(folder)
-    cfg = run.read_config()
-    desc = mod.resolve_data(cfg["data"])
-    built = mod.build_model(cfg, desc)
-    method = "base" if base else load_weights(built.model, run.adapter)
-    return OODRun(
-        built.model.eval(),
-        method,
-        list(desc["classes"]),
-        int(built.image_size),
-        desc["id_test"],
-        run.read_metrics(),
-    )
+    return load(folder, base)
 
 
-def get_run(ctx, folder, key: str, base: bool = False) -> tuple[OODRun, threading.Lock]:
+def get_run(ctx, folder, key: str, base: bool = False):
     path = ctx.require(folder, key, "ood")
     return MODELS.get(("ood", base) + folder_key(path), lambda: load_run(path, base))
 
@@ -66,26 +41,20 @@ def corruption_names() -> list[str]:
 
 def prepare(image: np.ndarray, size: int, corruption: str, severity: int) -> np.ndarray:
     """uint8 (H, W, 3) -> the model input (size, size, 3) uint8, corrupted unless severity 0."""
-    from lorakit.data.corruptions import corrupt
+    from lorakit.vision.ood.predict import prepare as prep
 
-    img = np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
-    if int(severity) > 0:
-        if corruption not in corruption_names():
-            raise ValueError(f"unknown corruption {corruption!r}")
-        img = corrupt(img[None], corruption, int(severity), seed=0)[0]
-    return img
+    return prep(image, size, corruption, severity)
 
 
-@torch.no_grad()
-def predict(run: OODRun, lock: threading.Lock, img: np.ndarray) -> dict[str, float]:
-    x = torch.from_numpy(img).permute(2, 0, 1).float().div(255.0)[None]
+def predict(run, lock: threading.Lock, img: np.ndarray) -> dict[str, float]:
+    from lorakit.vision.ood.predict import classify
+
     with lock:
-        p = run.model(x).softmax(-1)[0]
-    return {c: float(v) for c, v in zip(run.classes, p, strict=True)}
+        return classify(run.model, run.classes, img)
 
 
-def example_image(run: OODRun, index: int) -> tuple[np.ndarray, str]:
-    """The ``index``-th ID test image (cycling through the classes) and its class."""
+def example_image(run, index: int) -> tuple[np.ndarray, str]:
+    """The ``index``-th ID test image of an ``OODRun`` (cycling through the classes), its class."""
     root = Path(run.id_test)
     per = [sorted((root / c).glob("*.png")) for c in run.classes]
     c = int(index) % len(run.classes)
@@ -93,25 +62,43 @@ def example_image(run: OODRun, index: int) -> tuple[np.ndarray, str]:
     if not files:
         raise ValueError(f"no test images of class {run.classes[c]!r} in {root}")
     path = files[(int(index) // len(run.classes)) % len(files)]
-    return np.asarray(Image.open(path).convert("RGB")), run.classes[c]
+    return np.array(Image.open(path).convert("RGB")), run.classes[c]
 
 
-def summary(runs: dict[str, OODRun]) -> str:
+ROBUSTNESS_NOTE = (
+    "*Effective robustness* (Taori et al. 2020): OOD accuracy above what a line fitted "
+    "through baseline models' (ID, OOD) accuracies predicts at this run's ID accuracy; "
+    'above 0 means more robust than the ID accuracy alone explains. It shows "-" when the '
+    "run names no baseline runs (`eval.baselines`) to fit that line."
+)
+
+
+def summary(runs: dict) -> str:
+    """Test-set numbers of the runs next to the pretrained model (WiSE-FT alpha 0) and chance."""
     rows = [
-        "| run | ID accuracy | OOD accuracy | corruption accuracy | effective robustness |",
+        "| model | ID accuracy | OOD accuracy | corruption accuracy | effective robustness |",
         "|---|---|---|---|---|",
     ]
 
     def f(v):
         return f"{v:.3f}" if isinstance(v, int | float) else "-"
 
+    first = next(iter(runs.values()))
+    pre = next((w for w in first.metrics.get("wise") or [] if w.get("alpha") == 0), None)
+    if pre is not None:
+        rows.append(
+            f"| pretrained (before fine-tuning) | {f(pre.get('id_accuracy'))} | "
+            f"{f(pre.get('ood_accuracy'))} | - | - |"
+        )
     for name, r in runs.items():
         m = r.metrics
         rows.append(
             f"| {name} | {f(m.get('id_accuracy'))} | {f(m.get('ood_accuracy'))} | "
             f"{f(m.get('corruption_accuracy'))} | {f(m.get('effective_robustness'))} |"
         )
-    return "\n".join(rows)
+    chance = f(1 / len(first.classes))
+    rows.append(f"| chance ({len(first.classes)} classes) | {chance} | {chance} | {chance} | - |")
+    return "\n".join(rows) + "\n\n" + ROBUSTNESS_NOTE
 
 
 def compare(ctx, folders: list[str], image, corruption: str, severity: int):
@@ -144,14 +131,15 @@ def build_tab(ctx) -> None:
         "### Robustness under distribution shift: base vs LoRA vs LARGO\n"
         + ctx.model_note(RUN_KEYS["LARGO"])
     )
+    banner = ctx.banner("ood", list(RUN_KEYS.values()))
     with gr.Row():
         with gr.Column():
             with gr.Row():
                 index = gr.Number(
                     value=0, precision=0, label="test image #", min_width=80, elem_id="ood-index"
                 )
-                pick = gr.Button("Pick a test image", elem_id="ood-pick")
-            upload = gr.File(label="or upload an image", elem_id="ood-upload")
+                pick = gr.Button("Pick a test image", interactive=False, elem_id="ood-pick")
+            upload = gr.File(label="or upload an image", interactive=False, elem_id="ood-upload")
             corruption = gr.Dropdown(
                 corruption_names(),
                 value="gaussian_noise",
@@ -161,7 +149,11 @@ def build_tab(ctx) -> None:
             severity = gr.Slider(
                 0, 5, value=0, step=1, label="severity (0 = clean)", elem_id="ood-severity"
             )
-        shown = gr.Image(label="model input", interactive=False, elem_id="ood-shown")
+        shown = gr.Image(
+            label="model input (its own small size, shown enlarged)",
+            interactive=False,
+            elem_id="ood-shown",
+        )
     with gr.Row():
         outs = [
             gr.Label(num_top_classes=TOP_K, label=name, elem_id=f"ood-{name.lower()}")
@@ -213,6 +205,7 @@ def build_tab(ctx) -> None:
         widget.change(
             guarded(on_change), inputs, outputs, concurrency_id="infer", trigger_mode="always_last"
         )
+    ctx.gate(banner, list(RUN_KEYS.values()), [pick, upload])
 
 
 def build_app(ctx) -> gr.Blocks:

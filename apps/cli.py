@@ -9,10 +9,13 @@ from pathlib import Path
 
 import typer
 
+from .cli_help import TRAIN_EPILOG
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Low-rank adaptation for CLIP, SAM and Whisper.",
+    help="Low-rank adaptation for CLIP, SAM and Whisper. Sample inputs: demos/samples/; "
+    "your own data and real checkpoints: `lorakit train --help` and the README.",
 )
 
 # pipeline name -> module exposing DEFAULTS, train(cfg, out) -> dict, evaluate(run, overrides) -> dict
@@ -38,6 +41,23 @@ def _pipeline(name: str):
 def _fail(msg: str) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+def _check_cheap(pipeline: str, config: Path | None = None, run: Path | None = None) -> None:
+    """Checks that need no torch, done before a pipeline module (and torch) is imported."""
+    from .run_kind import check_run
+
+    if pipeline not in PIPELINES:
+        raise typer.BadParameter(
+            f"unknown pipeline {pipeline!r}; choose from {', '.join(PIPELINES)}"
+        )
+    if config is not None and not config.is_file():
+        _fail(f"config file {config} does not exist (examples: demos/*.yaml)")
+    if run is not None:
+        try:
+            check_run(run, pipeline, verb="eval", need_adapter=False)
+        except ValueError as e:
+            _fail(str(e))
 
 
 @app.command()
@@ -75,7 +95,7 @@ def _trainer_overrides(accelerator, devices, nodes, strategy, precision, max_ste
     return out
 
 
-@app.command()
+@app.command(epilog=TRAIN_EPILOG)
 def train(
     pipeline: str = typer.Argument(..., help="clip | cod | asr | ood"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML run config"),
@@ -103,10 +123,14 @@ def train(
     Re-running the same command resumes from RUN/checkpoints/last.ckpt (after a crash or
     kill) and ends exactly where an uninterrupted run ends; metrics.json then records
     resumed_from_step. The config is checked before anything is generated or written.
+    Your own data and real checkpoints: README sections "Your own data" and "Real
+    checkpoints and GPUs" (e.g. --set backbone.name=ViT-B-16 --set backbone.pretrained=openai).
     """
     import shutil
 
     from lorakit.data.runs import load_config
+
+    _check_cheap(pipeline, config=config)
 
     mod = _pipeline(pipeline)
     out = out or Path("runs") / pipeline
@@ -118,7 +142,7 @@ def train(
         cfg = load_config(config, overrides, mod.DEFAULTS)
         metrics = mod.train(cfg, out)
     except ValueError as e:
-        if not existed and out.is_dir():
+        if not existed and out.is_dir() and not (out / "checkpoints").is_dir():
             shutil.rmtree(out, ignore_errors=True)  # a rejected run leaves nothing behind
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     typer.echo(json.dumps(metrics, indent=2, default=str))
@@ -134,6 +158,8 @@ def evaluate(
     """Recompute a run's metrics from its saved adapter."""
     from lorakit.data.runs import parse_value
 
+    _check_cheap(pipeline, run=run)
+
     mod = _pipeline(pipeline)
     overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in set_)}
     if suite is not None:
@@ -147,7 +173,7 @@ def evaluate(
 
 def _register_extras() -> None:
     """Pipeline-specific verbs (transcribe, predict, demo, bench) live in their own modules."""
-    for name in ("cli_asr", "cli_cod", "cli_demo", "cli_bench"):
+    for name in ("cli_asr", "cli_predict", "cli_demo", "cli_bench"):
         try:
             mod = importlib.import_module(f"lorakit.apps.{name}")
         except ModuleNotFoundError as e:

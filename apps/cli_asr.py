@@ -1,7 +1,8 @@
 """``lorakit transcribe``: transcribe audio files with a trained run's adapter, or with a
 plain Whisper model; ``lorakit export-asr``: merged ``.pt`` / CTranslate2 export of a run.
 
-    lorakit transcribe --run runs/asr a.wav b.flac
+    lorakit transcribe --run runs/asr demos/samples/child.wav
+    lorakit transcribe --run runs/asr --compare demos/samples/child.wav   # base vs adapted
     lorakit transcribe --model tiny.en-ct2 --beam-size 5 a.wav
     lorakit export-asr --run runs/asr --out runs/asr/export --format pt --format ct2
 """
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import typer
 
+from .run_kind import check_run
+
 
 def _fail(msg: str) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
@@ -22,18 +25,31 @@ def _fail(msg: str) -> None:
 def _load(run: Path | None, model: str | None):
     """The Whisper model of ``run`` (its config's model + adapter/) or ``model`` alone."""
     from lorakit.core import load_adapter
-    from lorakit.data.runs import RunFolder
     from lorakit.speech.whisper.build import load_whisper
 
     if run is not None:
-        folder = RunFolder(run)
-        cfg = folder.read_config()
-        whisper_model = load_whisper(model or (cfg.get("model") or {}).get("name"))
-        if not (folder.adapter / "adapter_config.json").is_file():
+        cfg = check_run(run, "asr")
+        if not (run / "adapter" / "adapter_config.json").is_file():
             raise ValueError(f"{run} has no adapter/ folder: train the run first")
-        load_adapter(whisper_model, folder.adapter)
+        whisper_model = load_whisper(model or (cfg.get("model") or {}).get("name"))
+        load_adapter(whisper_model, run / "adapter")
         return whisper_model, (cfg.get("model") or {}).get("language", "en")
     return load_whisper(model), "en"
+
+
+def _check_args(audio: list[Path], run: Path | None, compare: bool) -> None:
+    """Cheap checks before torch loads: files exist, the run is an asr run."""
+    missing = [str(a) for a in audio if not a.is_file()]
+    if missing:
+        raise ValueError(
+            f"audio file(s) {', '.join(missing)} do not exist (a sample: demos/samples/child.wav)"
+        )
+    if compare and run is None:
+        raise ValueError(
+            "--compare needs --run (it compares the base model with the run's adapter)"
+        )
+    if run is not None:
+        check_run(run, "asr")
 
 
 def register(app: typer.Typer) -> None:
@@ -54,9 +70,20 @@ def register(app: typer.Typer) -> None:
         max_duration: float = typer.Option(
             30.0, "--max-duration", help="refuse audio longer than this (s)"
         ),
+        compare: bool = typer.Option(
+            False, "--compare", help="also transcribe with the base model (adapter off)"
+        ),
         as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
     ) -> None:
-        """Transcribe audio with Whisper (plus a run's adapter when --run is given)."""
+        """Transcribe audio with Whisper (plus a run's adapter when --run is given).
+
+        Models: tiny.en-ct2 (built in), an openai-whisper name (tiny, base.en, small, ...) whose .pt is already in ~/.cache/whisper/, a local .pt checkpoint, or a CTranslate2 / faster-whisper model folder. See the README, "Real checkpoints and GPUs". Sample: demos/samples/child.wav.
+        """
+        try:
+            _check_args(audio, run, compare)
+        except ValueError as e:
+            _fail(str(e))
+        from lorakit.core import disable, enable
         from lorakit.speech.whisper.transcribe import DecodeConfig
         from lorakit.speech.whisper.transcribe import transcribe as run_transcribe
 
@@ -66,12 +93,23 @@ def register(app: typer.Typer) -> None:
                 beam_size=beam_size, language=language, max_duration=max_duration, sample_len=None
             )
             texts = run_transcribe(whisper_model, audio, cfg)
+            base = [None] * len(audio)
+            if compare:
+                disable(whisper_model)
+                try:
+                    base = run_transcribe(whisper_model, audio, cfg)
+                finally:
+                    enable(whisper_model)
         except ValueError as e:
             _fail(str(e))
-        for path, text in zip(audio, texts, strict=True):
-            typer.echo(
-                json.dumps({"audio": str(path), "text": text}) if as_json else f"{path}\t{text}"
-            )
+        for path, text, plain in zip(audio, texts, base, strict=True):
+            if as_json:
+                row = {"audio": str(path), "text": text}
+                typer.echo(json.dumps(row | ({"base": plain} if compare else {})))
+            elif compare:
+                typer.echo(f"{path}\n  base:    {plain}\n  adapted: {text}")
+            else:
+                typer.echo(f"{path}\t{text}")
 
     @app.command("export-asr")
     def export_asr(
@@ -82,6 +120,10 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Merge a run's adapter into Whisper and write a .pt and/or a CTranslate2 folder."""
+        try:
+            check_run(run, "asr")
+        except ValueError as e:
+            _fail(str(e))
         from lorakit.speech.whisper.export import export_run
 
         try:

@@ -355,7 +355,8 @@ def ensure_runs(root: Path, specs: list[RunSpec], status: BuildStatus | None = N
     status = status or BuildStatus()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    mark_pending(status, root, specs)
+    known = status.snapshot()  # start_background listed them already: list each once
+    mark_pending(status, root, [s for s in specs if s.key not in known])
     for i, spec in enumerate(specs):
 
         def report(frac, desc="", _key=spec.key):

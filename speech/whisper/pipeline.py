@@ -235,7 +235,7 @@ def evaluate_model(model: Whisper, utts: list[Utterance], cfg: dict, run: RunFol
     return metrics
 
 
-def train(cfg: dict, out: Path) -> dict:
+def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     """Inject the adapter, train with Lightning, save, evaluate; returns the metrics.
 
     Every section is validated before data is generated or the run folder is made.
@@ -277,7 +277,7 @@ def train(cfg: dict, out: Path) -> dict:
         if data["val"]
         else None
     )
-    trainer, ckpt = build_trainer(opts, run, [val] if val else [], sampler=sampler)
+    trainer, ckpt = build_trainer(opts, run, ([val] if val else []) + list(callbacks or []), sampler=sampler)
     start = time.time()
     trainer.fit(module, loader, ckpt_path=ckpt)
     train_seconds = time.time() - start

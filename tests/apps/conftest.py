@@ -43,7 +43,7 @@ def tiny_runs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def hub(tiny_runs):
     """The hub page served on a free local port; yields ``(url, ctx)``."""
-    from lorakit.apps.app_common import DemoContext
+    from lorakit.apps.app_common import DemoContext, theme
     from lorakit.apps.app_hub import build_hub
 
     root, specs, status = tiny_runs
@@ -57,6 +57,7 @@ def hub(tiny_runs):
         prevent_thread_lock=True,
         quiet=True,
         allowed_paths=[str(root)],
+        theme=theme(),
     )
     yield f"http://127.0.0.1:{port}/", ctx
     demo.close()

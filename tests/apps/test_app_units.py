@@ -137,10 +137,51 @@ def test_cod_prompt_helpers():
     assert prompt.box.shape == (4,) and float(prompt.box.max()) < 128
 
 
-def test_asr_word_diff_marks_changes():
-    left, right = app_asr.word_diff("the cat sat down", "the bat sat")
-    assert left == [("the ", None), ("cat ", "changed"), ("sat ", None), ("down ", "removed")]
-    assert right == [("the ", None), ("bat ", "changed"), ("sat ", None)]
+def test_asr_word_diff_marks_only_words_that_differ_from_the_reference():
+    ref = "The cat sat down today."
+    assert app_asr.word_diff("the cat sat down today", ref) == [
+        (w + " ", None) for w in "the cat sat down today".split()
+    ]
+    marks = app_asr.word_diff("the bat sat very down", ref)
+    assert marks == [
+        ("the ", None),
+        ("bat ", app_asr.WRONG),
+        ("sat ", None),
+        ("very ", app_asr.EXTRA),
+        ("down ", None),
+        ("[today.] ", app_asr.MISSED),
+    ]
+    assert set(app_asr.MARK_COLORS) == {app_asr.WRONG, app_asr.EXTRA, app_asr.MISSED}
+
+
+def test_pending_runs_are_listed_once(tmp_path, caplog):
+    import logging
+
+    from lorakit.apps.prebuilt import RunSpec, ensure_runs, mark_pending
+
+    specs = [RunSpec("nope-run", "nope", "t", "m", False)]  # an unknown pipeline: unavailable
+    st = BuildStatus()
+    mark_pending(st, tmp_path, specs)
+    with caplog.at_level(logging.INFO, logger="lorakit.apps.prebuilt"):
+        ensure_runs(tmp_path, specs, st)
+    assert sum("pending" in r.getMessage() for r in caplog.records) == 0
+    assert st.get("nope-run")["state"] in ("failed", "unavailable")
+
+
+def test_tab_banner_says_building_then_clears(tmp_path):
+    from lorakit.apps.app_common import DemoContext
+
+    st = BuildStatus()
+    ctx = DemoContext(tmp_path, profile("tiny", tmp_path), st)
+    st.set("cod-fora", "building", "training", 0.25, steps_known=True)
+    ready, settled, text = ctx.readiness(["cod-fora"])
+    assert not ready and not settled
+    assert "Building the pre-made run `cod-fora` (25 %)" in text and "enables itself" in text
+    st.set("cod-fora", "ready", "built")
+    assert ctx.readiness(["cod-fora"]) == (True, True, "")
+    st.set("ood-lora", "failed", "RuntimeError: boom")
+    ready, settled, text = ctx.readiness(["ood-lora"])
+    assert not ready and settled and "failed:** RuntimeError: boom" in text
 
 
 def test_prebuilt_profiles_resolve_and_cache_by_fingerprint(tmp_path):
@@ -182,3 +223,44 @@ def test_tab_request_before_its_run_is_built_says_so(tmp_path):
         ctx.require(str(ctx.run_path("cod-fora")), "cod-fora", "cod")
     with pytest.raises(ValueError, match="config.yaml is missing"):
         ctx.require(str(tmp_path / "elsewhere"), "cod-fora", "cod")
+
+
+def test_theme_fonts_hold_every_letter():
+    """Each font file the page loads has A-Z, a-z, 0-9 (a partial file drew "SᴀM")."""
+    import re
+    import string
+    from pathlib import Path
+
+    from fontTools.ttLib import TTFont
+
+    from lorakit.apps.app_common import theme
+
+    static = Path(gr.__file__).parent / "templates" / "frontend" / "static"
+    font = theme()._font[0]
+    css = font.stylesheet()["css"]
+    files = [static / u.split("static/", 1)[1] for u in re.findall(r"url\('([^']+)'\)", css)]
+    assert files
+    for f in files:
+        cmap = TTFont(f).getBestCmap()
+        missing = [c for c in string.ascii_letters + string.digits if ord(c) not in cmap]
+        assert not missing, f"{f.name} lacks {missing[:8]}"
+
+
+def test_ood_app_predicts_on_read_only_images_without_warnings():
+    import threading
+    import warnings
+    from types import SimpleNamespace
+
+    import torch
+
+    from lorakit.apps import app_ood
+
+    img = np.asarray(Image.new("RGB", (20, 20), (10, 200, 30)))  # read-only, as PIL gives
+    assert not img.flags.writeable
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    run = SimpleNamespace(model=model, classes=["a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = app_ood.prepare(img, 8, "gaussian_noise", 2)
+        probs = app_ood.predict(run, threading.Lock(), np.asarray(Image.fromarray(x)))
+    assert set(probs) == {"a", "b"} and abs(sum(probs.values()) - 1) < 1e-5

@@ -70,8 +70,13 @@ def test_clip_classifies_upload_adapted_vs_zero_shot(browser, hub, tiny_runs, sh
 
 
 def test_clip_trains_on_example_set_then_classifies(browser, hub, shots):
-    url, _ = hub
+    url, ctx = hub
     page = open_tab(browser, url, "clip")
+    img = sorted((ctx.run_path("clip-block_lora") / "data" / "test" / "red_circle").glob("*.png"))
+    page.set_input_files("#clip-image input[type=file]", str(img[0]))
+    page.locator("#clip-image", has_text=img[0].name).wait_for()
+    page.click("#clip-classify")
+    page.wait_for_selector("#clip-adapted .output-class")
     page.get_by_text("1. Train on your own").click()
     page.click("#clip-example")
     page.wait_for_function(
@@ -85,7 +90,13 @@ def test_clip_trains_on_example_set_then_classifies(browser, hub, shots):
     assert "accuracy on your images" in msg
     loaded = wait_text(page, "#clip-loaded", "comp_lora")
     assert "lorakit-demo" in loaded  # the session now uses its own run folder
+    # the pre-made run's result is gone: nothing on screen belongs to the old model
+    page.wait_for_function("!document.querySelector('#clip-adapted .output-class')")
+    assert not page.locator("#clip-zero .output-class").count()
+    assert not page.locator("#clip-preview img").count()
     page.screenshot(path=shots / "clip_trained.png", full_page=True)
+    page.click("#clip-classify")
+    page.wait_for_selector("#clip-adapted .output-class")
     page.close()
 
 
@@ -140,6 +151,8 @@ def test_cod_point_prompt_zero_shot_vs_fora(browser, hub, shots):
     page.locator("#cod-seed input").fill("3")
     page.click("#cod-generate")
     wait_text(page, "#cod-result", "scene generated")
+    for sel in ("#cod-upload", "#cod-gt", "#cod-scribble"):  # the scene fills every input
+        page.wait_for_selector(f"{sel} img")
     scene = generated_scene(3)
     ys, xs = np.nonzero(scene.gt)
     inside = (int(np.median(xs)), int(np.median(ys)))
@@ -151,6 +164,8 @@ def test_cod_point_prompt_zero_shot_vs_fora(browser, hub, shots):
     assert "SAM zero-shot" in result and "SAM + FORA" in result and "scene 3" in result
     page.wait_for_selector("#cod-base img")
     page.wait_for_selector("#cod-adapted img")
+    legend = page.inner_text("#cod-legend")
+    assert "red: SAM zero-shot" in legend and "green: SAM + FoRA" in legend
     page.screenshot(path=shots / "cod_points.png", full_page=True)
     page.close()
 
@@ -181,7 +196,9 @@ def test_ood_corruption_slider_updates_three_models(browser, hub, shots):
     for name in ("base", "lora", "largo"):
         text = page.inner_text(f"#ood-{name}")
         assert "%" in text and any(c in text for c in ("circle", "square", "triangle", "cross"))
-    assert "effective robustness" in page.inner_text("#ood-summary")
+    summary = page.inner_text("#ood-summary")
+    assert "effective robustness" in summary and "Taori" in summary
+    assert "pretrained (before fine-tuning)" in summary and "chance (4 classes)" in summary
     page.wait_for_selector("#ood-plot img")
     page.screenshot(path=shots / "ood_severity5.png", full_page=True)
     page.close()
@@ -200,11 +217,39 @@ def test_asr_transcribes_synthesised_speech_child_like(browser, hub, shots):
     page.locator("#asr-child input[type=checkbox]").check()
     page.click("#asr-go")
     result = wait_text(page, "#asr-result", "child-like audio")
-    assert "WER" in result and "S2-LoRA" in result
+    assert "WER" in result and "S2-LoRA" in result and "the reference transcript" in result
     assert page.inner_text("#asr-base").strip() and page.inner_text("#asr-adapted").strip()
     page.wait_for_selector("#asr-heatmap img")
     page.screenshot(path=shots / "asr_childlike.png", full_page=True)
+    # make the reference the adapted transcript plus one word: only that word may be marked
+    heard = [w for w, _ in tokens(page, "#asr-adapted")]
+    page.locator("#asr-reference textarea").fill(" ".join(heard + ["zebra"]))
+    page.click("#asr-go")
+    page.wait_for_function("document.querySelector('#asr-adapted').innerText.includes('[zebra]')")
+    for _ in range(60):  # words and their colours may render in separate ticks: poll
+        shown = tokens(page, "#asr-adapted")
+        if [w for w, m in shown if m] == ["[zebra]"]:
+            break
+        page.wait_for_timeout(500)
+    assert [w for w, _ in shown if w != "[zebra]"] == heard, shown
+    assert [w for w, m in shown if m] == ["[zebra]"], shown
+    assert "missed word" in page.inner_text("#asr-adapted")  # the legend names the mark
+    page.screenshot(path=shots / "asr_reference_diff.png", full_page=True)
     page.close()
+
+
+def tokens(page, selector: str) -> list[tuple[str, bool]]:
+    """The words a HighlightedText shows and whether each is marked (has a colour)."""
+    return [
+        (w, bool(m))
+        for w, m in page.evaluate(
+            """sel => Array.from(document.querySelectorAll(sel + ' .token-container')).map(c => {
+                const bg = getComputedStyle(c.firstElementChild).backgroundColor;
+                return [c.innerText.trim(), !['rgba(0, 0, 0, 0)', 'transparent'].includes(bg)];
+            })""",
+            selector,
+        )
+    ]
 
 
 def test_asr_invalid_audio_shows_message(browser, hub, tmp_path, shots):
@@ -268,6 +313,34 @@ def test_hub_status_refreshes_while_runs_build(browser, hub, shots):
             "!document.querySelector('#hub-status').innerText.includes('building')"
         )
         assert "accuracy" in page.inner_text("#hub-status")
+        page.close()
+    finally:
+        ctx.status.set(key, before["state"], before.get("message", ""), before.get("fraction"))
+
+
+def test_tab_of_a_building_run_says_so_and_enables_itself(browser, hub, shots):
+    """While its pre-made run builds, a tab says so in place, its action is disabled, and no
+    error badge or toast appears; when the run is ready the tab enables itself."""
+    url, ctx = hub
+    key = "cod-fora"
+    before = ctx.status.get(key)
+    ctx.status.set(key, "building", "training", 0.4, steps_known=True)
+    try:
+        page = open_tab(browser, url, "cod")
+        banner = wait_text(page, "#cod-readiness", "Building the pre-made run")
+        assert "cod-fora" in banner and "40 %" in banner and "enables itself" in banner
+        assert page.locator("#cod-segment").is_disabled()
+        page.click("#cod-generate")  # the rest of the tab works meanwhile
+        wait_text(page, "#cod-result", "scene generated")
+        page.screenshot(path=shots / "cod_building.png", full_page=True)
+        assert not page.locator(".toast-body").count()
+        assert not page.get_by_text("Error", exact=True).count()
+        ctx.status.set(key, "ready", "built")
+        page.wait_for_function("!document.querySelector('#cod-segment').disabled")
+        page.locator("#cod-readiness").wait_for(state="hidden")
+        page.locator("#cod-mode label", has_text="box").click()
+        page.click("#cod-segment")
+        wait_text(page, "#cod-result", "S-measure")
         page.close()
     finally:
         ctx.status.set(key, before["state"], before.get("message", ""), before.get("fraction"))

@@ -172,7 +172,7 @@ def _check(cfg: dict) -> tuple:
     return opts, mcfg, ocfg, ecfg
 
 
-def train(cfg: dict, out: Path) -> dict:
+def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     """Fine-tune with ``method.name`` and evaluate; returns the metrics written to metrics.json.
 
     Re-running the same command after a crash resumes from ``checkpoints/last.ckpt`` and
@@ -198,7 +198,7 @@ def train(cfg: dict, out: Path) -> dict:
         num_workers=ocfg.num_workers,
     )
     monitor = LargoMonitor(run.logs / "largo.csv")
-    trainer, ckpt = build_trainer(opts, run, [monitor], sampler=sampler)
+    trainer, ckpt = build_trainer(opts, run, [monitor, *(callbacks or [])], sampler=sampler)
     module = OODModule(model, ocfg, opts.max_steps, full=mcfg.name == "full")
     trainer.fit(module, loader, ckpt_path=ckpt)
     if not trainer.is_global_zero:

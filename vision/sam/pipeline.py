@@ -159,7 +159,7 @@ def _check(cfg: dict) -> tuple:
     return prompts, spec, losses, optim, opts
 
 
-def train(cfg: dict, out: Path) -> dict:
+def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     """Train (weak labels only), save the adapter, evaluate; returns the metrics dict.
 
     Re-running the same command after a crash resumes from ``checkpoints/last.ckpt`` and
@@ -184,7 +184,7 @@ def train(cfg: dict, out: Path) -> dict:
     sampler = StepSampler(len(data), optim.batch_size, opts.max_steps * opts.accumulate, opts.seed)
     loader = DataLoader(SeededItems(data), batch_sampler=sampler, num_workers=0)
     module = CODModule(model, losses, optim, prompts.mode)
-    trainer, ckpt = build_trainer(opts, run, sampler=sampler)
+    trainer, ckpt = build_trainer(opts, run, callbacks, sampler=sampler)
     t0 = time.perf_counter()
     trainer.fit(module, loader, ckpt_path=ckpt)
     if trainer.global_rank != 0:
