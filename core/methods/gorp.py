@@ -147,6 +147,7 @@ class GORP(LoRA):
     name = "gorp"
     formula = "r*(d_in + d_out) per layer + full weights of full_targets (m*n each)"
     trains_base_weights = True  # contract.py: the base changes under GORPAdam
+    full_weights = staticmethod(full_weights)
     make_optimizer = staticmethod(make_optimizer)
     end_task = staticmethod(end_task)
 
