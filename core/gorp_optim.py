@@ -6,7 +6,9 @@ Full weights (group ``gorp=True``): a weight's gradient viewed as ``G`` (``m x n
 transposed when it has more rows than columns, so ``m <= n``) is projected,
 ``R = P^T G`` (``r_g x n``), with ``P`` (``m x r_g``, orthonormal) the top-``r_g`` left
 singular vectors of ``G``, refreshed every ``T`` steps. Adam's two moments live in the
-``r_g x n`` space; the update is ``W <- W - lr * P adam(R)``.
+``r_g x n`` space; the update is ``W <- W - lr * P adam(R)``. As in GaLore, the moments
+are kept when ``P`` is refreshed (no rotation into the new basis), and no extra scale
+factor is applied to the projected update (METHODS.md gives none).
 
 Across tasks, ``end_task()`` lifts each weight's first moment (``P M1``, ``m x n``), keeps
 its top left singular directions up to the energy fraction ``energy_cl`` and appends them
@@ -114,7 +116,7 @@ class GORPAdam(torch.optim.Optimizer):
 
     @staticmethod
     def _adam(group: dict, st: dict, grad: Tensor) -> tuple[Tensor, float]:
-        """Advance the moments with ``grad``; return (``M1 / denom`` inputs) as torch's Adam."""
+        """Advance the moments with ``grad``; return ``(denom, step_size)`` as torch's Adam."""
         b1, b2 = group["betas"]
         st["step"] += 1
         st["exp_avg"].lerp_(grad, 1 - b1)

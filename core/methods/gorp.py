@@ -64,7 +64,8 @@ class GORPConfig(LoRAConfig):
 
 def full_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """``(name, W)`` of every full weight GORP trains in ``model``: the matrices of the
-    layers matched by ``full_targets`` (of a wrapped layer, its base's)."""
+    layers matched by ``full_targets`` (of a wrapped layer, its base's): a Linear's or
+    Conv2d's ``weight``; a MultiheadAttention's ``in_proj_weight`` and ``out_proj.weight``."""
     from ..hosts import Host, host_kind
     from ..inject import name_matches, resolve_targets
 
@@ -92,12 +93,19 @@ def full_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return out
 
 
-def make_optimizer(model: nn.Module, lr: float, **adam) -> torch.optim.Optimizer:
-    """``GORPAdam`` over the model's full weights (made trainable here) and LoRA tensors.
-
-    ``adam`` may set betas and eps; ``r_g``, ``T``, ``energy_cl`` come from the config."""
+def make_optimizer(
+    model: nn.Module,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    **unknown,
+) -> torch.optim.Optimizer:
+    """``GORPAdam`` over the model's full weights (made trainable here) and LoRA tensors;
+    ``r_g``, ``T`` and ``energy_cl`` come from the model's gorp config."""
     from ..gorp_optim import GORPAdam
 
+    if unknown:
+        raise ValueError(f"gorp optimizer: unknown option(s) {sorted(unknown)}; use betas, eps")
     full = full_weights(model)  # checks the model carries a gorp config
     cfg = model._lorakit_config
     for _, w in full:
@@ -106,8 +114,8 @@ def make_optimizer(model: nn.Module, lr: float, **adam) -> torch.optim.Optimizer
     lora = [p for m in model.modules() if isinstance(m, GORP) for p in m.parameters()]
     lora = [p for p in lora if id(p) not in ids]
     return GORPAdam(
-        [w for _, w in full], lora, lr=lr, r_g=cfg.rank_g(), T=cfg.T,
-        energy_cl=cfg.energy_cl, **adam,
+        [w for _, w in full], lora, lr=lr, betas=betas, eps=eps, r_g=cfg.rank_g(), T=cfg.T,
+        energy_cl=cfg.energy_cl,
     )  # fmt: skip
 
 

@@ -194,6 +194,8 @@ def test_errors_are_one_line():
     with pytest.raises(ValueError, match="full_targets pattern 'nope'"):
         protocol.method_optimizer(model, lr=1e-2)
     model, _ = _gorp_model()
+    with pytest.raises(ValueError, match="unknown option.*weight_decay"):
+        protocol.method_optimizer(model, lr=1e-2, weight_decay=0.1)
     with pytest.raises(ValueError, match="needs the optimizer"):
         protocol.end_task(model, torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=0.1))
     plain, _, targets, _ = build("linear")
