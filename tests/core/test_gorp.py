@@ -230,3 +230,26 @@ def test_bf16_weights_keep_float32_state_through_a_resume():
         assert again.state[w][key].dtype == torch.float32
         assert torch.equal(again.state[w][key], opt.state[w][key]), key
 
+
+
+def test_projection_is_refreshed_every_T_steps_only():
+    w = nn.Parameter(torch.randn(6, 10))
+    opt = GORPAdam([w], [], lr=1e-2, r_g=2, T=3)
+    seen = []
+    for step in range(7):
+        w.grad = torch.randn(6, 10, generator=torch.Generator().manual_seed(step))
+        opt.step()
+        seen.append(opt.state[w]["proj"])
+    same = [seen[i] is seen[i - 1] for i in range(1, 7)]
+    assert same == [True, True, False, True, True, False]  # new P at steps 4 and 7
+    assert not torch.allclose(seen[0], seen[3])
+
+
+def test_identity_projection_survives_a_round_trip():
+    w = nn.Parameter(torch.randn(4, 5))
+    opt = GORPAdam([w], [], lr=1e-2, r_g=4)
+    w.grad = torch.randn(4, 5)
+    opt.step()
+    again = GORPAdam([w], [], lr=1e-2, r_g=4)
+    again.load_state_dict(opt.state_dict())
+    assert again.state[w]["proj"] is None and again.state[w]["step"] == 1
