@@ -6,15 +6,25 @@ raises ``AssertionError`` with what went wrong.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 
 import torch
 from torch import nn
 
-from .api import disable, enable, merge, methods, trainable_parameters, unmerge
+from .api import (
+    disable,
+    enable,
+    merge,
+    methods,
+    remove_adapter,
+    trainable_parameters,
+    unmerge,
+)
 from .inject import inject, make_config
 from .io import load_adapter, save_adapter
 from .methods import METHODS
+from .protocol import method_optimizer
 from .zoo import ZOO, ZOO_HOST, build
 
 # method-specific settings that make tiny layers valid (Block-LoRA needs d_in % n == 0)
@@ -64,6 +74,10 @@ def _close(a, b, tol, what):
 
 
 def check_contract(method: str, zoo_name: str, workdir: str | None = None) -> None:
+    """Steps 1-6 check the adapter under a plain optimizer over its own tensors. A method
+    that also trains base weights with its own optimizer (GORP: ``trains_base_weights``)
+    cannot keep "disable restores W0" or "the adapter file alone reproduces the model"
+    once that optimizer has stepped; step 7 checks what it keeps instead."""
     model, x, targets, slices = build(zoo_name)
     base_out = model(x)
     inject(model, tiny_config(method, targets, slices))
@@ -133,3 +147,27 @@ def check_contract(method: str, zoo_name: str, workdir: str | None = None) -> No
             pass
         else:
             raise AssertionError(f"merge of non-mergeable {method} did not raise")
+
+    # 7. methods training base weights (GORP): their optimizer trains exactly the adapter
+    #    plus the named full weights, and disable / unmerge then give the *trained* base
+    if getattr(METHODS[method][1], "trains_base_weights", False):
+        _check_trained_base(model, x)
+
+
+def _check_trained_base(model: nn.Module, x) -> None:
+    opt = method_optimizer(model, lr=1e-2)
+    full = {id(w) for _, w in METHODS[model._lorakit_config.method][1].full_weights(model)}
+    adapter_ids = {id(p) for m in methods(model) for p in m.parameters()}
+    assert full and {id(p) for p in trainable_parameters(model)} == adapter_ids | full, (
+        "the method's optimizer trains other tensors than the adapter and its full weights"
+    )
+    before = model(x).detach()
+    model.train()
+    model(x).pow(2).mean().backward()
+    opt.step()
+    model.eval()
+    assert (model(x) - before).abs().max() > 1e-6, "the method's optimizer step changed nothing"
+    plain = remove_adapter(copy.deepcopy(model))  # the trained base, without the adapter
+    disable(model)
+    _close(model(x), plain(x), 1e-6, "disable does not give the trained base")
+    enable(model)

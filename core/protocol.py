@@ -11,10 +11,18 @@ lorakit adapters:
 - ``state_dict(model)`` / ``load_state_dict(model, state)``: the methods' non-trainable
   state (buffers such as LoCA's locations and step count, LARGO's radius), so a checkpoint
   resumes exactly.
+- ``method_optimizer(model, lr, **kw)``: the optimizer a method brings (GORP's projected
+  Adam, which also trains base weights), or ``None``: the loop then builds its own over
+  ``trainable_parameters(model)``. Its ``state_dict`` / ``load_state_dict`` hold the
+  method's optimizer state (GORP: projections, task basis, moments, steps); checkpoint it
+  with the model so a resumed run continues exactly.
+- ``end_task(model, optimizer)``: after each task of a continual run (GORP grows its basis
+  of earlier tasks' gradients and starts a fresh adapter); a no-op for other methods.
 
 A method opts in by defining the hooks it needs: ``needs_prepare`` with ``begin_prepare()``,
 ``prepare_grads()``, ``end_prepare(n_batches)`` and ``abort_prepare()``; ``before_step()``;
-``after_step()``.
+``after_step()``; class-level ``make_optimizer(model, lr, **kw)`` and
+``end_task(model, optimizer)`` (static: they act on the whole model).
 Every other method is untouched, so a loop can call these for any method.
 Methods are found by walking the model's modules, so this works for one adapter or many.
 """
@@ -95,6 +103,26 @@ def before_step(model: nn.Module) -> None:
 def after_step(model: nn.Module) -> None:
     """After each optimizer step (also averages step statistics across ranks)."""
     after_optimizer_step(model)
+
+
+def _class_hooks(model: nn.Module, hook: str) -> list:
+    """One per method class present in the model (these hooks act on the whole model)."""
+    classes = {type(m): None for _, m in _methods(model)}
+    return [getattr(c, hook) for c in classes if hasattr(c, hook)]
+
+
+def method_optimizer(model: nn.Module, lr: float, **kw) -> torch.optim.Optimizer | None:
+    """The optimizer the model's method provides, or ``None`` (use any optimizer)."""
+    makers = _class_hooks(model, "make_optimizer")
+    if len(makers) > 1:
+        raise ValueError("the model mixes methods that each bring their own optimizer")
+    return makers[0](model, lr, **kw) if makers else None
+
+
+def end_task(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+    """Close a task of a continual run for every method that keeps cross-task state."""
+    for hook in _class_hooks(model, "end_task"):
+        hook(model, optimizer)
 
 
 def state_dict(model: nn.Module) -> dict[str, Tensor]:

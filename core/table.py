@@ -25,6 +25,7 @@ def method_rows() -> list[dict]:
                 "hosts": sorted(method_cls.hosts),
                 "defaults": defaults,
                 "needs_prepare": bool(getattr(method_cls, "needs_prepare", False)),
+                "trains_base_weights": bool(getattr(method_cls, "trains_base_weights", False)),
                 "summary": (sys.modules[method_cls.__module__].__doc__ or "")
                 .strip()
                 .splitlines()[0],
@@ -44,4 +45,9 @@ def method_table() -> str:
         lines.append("    defaults: " + ", ".join(f"{k}={v}" for k, v in row["defaults"].items()))
         if row["needs_prepare"]:
             lines.append("    training: needs the protocol's prepare step (init from gradients)")
+        if row["trains_base_weights"]:
+            lines.append(
+                "    training: its own optimizer (protocol.method_optimizer) also trains base "
+                "weights; save the model's weights, not only the adapter"
+            )
     return "\n".join(lines)

@@ -6,6 +6,7 @@ from .base import AdapterConfig, HostOps, Method, SlotInfo
 from .block_lora import BlockLoRA, BlockLoRAConfig
 from .comp_lora import CompLoRA, CompLoRAConfig
 from .fora import FoRA, FoRAConfig
+from .gorp import GORP, GORPConfig
 from .largo import LARGO, LARGOConfig
 from .loca import LoCA, LoCAConfig
 from .loldu import LoLDU, LoLDUConfig
@@ -33,6 +34,7 @@ METHODS: dict[str, tuple[type[AdapterConfig], type[Method]]] = {
     "svfit": (SVFitConfig, SVFit),
     "loldu": (LoLDUConfig, LoLDU),
     "lora_sb": (LoRASBConfig, LoRASB),
+    "gorp": (GORPConfig, GORP),
 }
 
 __all__ = [
@@ -69,4 +71,6 @@ __all__ = [
     "LoLDUConfig",
     "LoRASB",
     "LoRASBConfig",
+    "GORP",
+    "GORPConfig",
 ]
