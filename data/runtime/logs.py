@@ -87,8 +87,8 @@ class ContinuedCSVLogger(CSVLogger):
     keep_before`` of an existing ``logs/metrics.csv`` (``keep_before=0``: a fresh log)."""
 
     def __init__(self, save_dir, keep_before: int = 0):
-        # flush every row: the row of the step a checkpoint is taken at is logged just after
-        # the checkpoint is written, so it must reach the disk before a kill can lose it
+        # flush every row (an append): rows before a checkpoint must be on disk when a kill
+        # comes, since only the last one travels in the checkpoint (LogTail)
         super().__init__(save_dir, name="logs", version="", flush_logs_every_n_steps=1)
         self.keep_before = int(keep_before)
 
