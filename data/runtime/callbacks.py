@@ -11,6 +11,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lorakit.core import after_optimizer_step
@@ -100,11 +101,19 @@ class NonFiniteGuard(L.Callback):
 
 
 class StepProgressBar(TQDMProgressBar):
-    """A bar over optimizer steps labelled "train" (a run is one pass of its sampler, so
+    """A bar over the run labelled "train" (a run is one pass of its sampler, so
     Lightning's "Epoch 0/-2" says nothing a user can act on)."""
 
+    @property
+    def train_description(self) -> str:
+        return "train"
+
     def on_train_epoch_start(self, trainer, *args) -> None:
-        super().on_train_epoch_start(trainer, *args)
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        self.train_progress_bar.reset()
+        self.train_progress_bar.total = convert_inf(self.total_train_batches)
+        self.train_progress_bar.initial = 0
         self.train_progress_bar.set_description("train")
 
 

@@ -22,7 +22,7 @@ from .callbacks import (
     StepProgressBar,
     StepSeed,
 )
-from .logs import ContinuedCSVLogger
+from .logs import ContinuedCSVLogger, LogTail
 from .options import TrainerOptions
 
 # Lightning messages a user cannot act on (frozen backbones are in eval mode on purpose;
@@ -95,7 +95,7 @@ def build_trainer(
         every_n_train_steps=max(1, opts.checkpoint_every),
         enable_version_counter=False,
     )
-    extra = [SamplerPosition(sampler)] if sampler is not None else []
+    extra = [LogTail()] + ([SamplerPosition(sampler)] if sampler is not None else [])
     if opts.progress:
         extra.append(StepProgressBar())
     try:

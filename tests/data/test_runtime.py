@@ -71,6 +71,7 @@ class _Counting(L.LightningModule):
 
     def __init__(self):
         super().__init__()
+        torch.manual_seed(0)
         self.model = nn.Linear(3, 1)
         self.calls = []
 
@@ -170,3 +171,28 @@ def test_gpu_options_without_a_gpu_are_one_line():
     with pytest.raises(ValueError, match="16-mixed needs a GPU"):
         trainer_options({"precision": "16-mixed", "accelerator": "cpu"})
     assert trainer_options({"precision": "bf16"}).precision == "bf16-mixed"
+
+
+class _KilledAfterCheckpoint(_Counting):
+    """Dies right after the step-4 checkpoint is written and before Lightning logs the row
+    of that step (the module's hook runs after the checkpoint callback, before logging)."""
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.trainer.global_step == 4:
+            raise RuntimeError("killed")
+
+
+def test_row_logged_after_the_checkpoint_survives_a_kill(tmp_path):
+    with pytest.raises(RuntimeError, match="killed"):
+        _fit(tmp_path, _KilledAfterCheckpoint(), max_steps=6, checkpoint_every=2, log_every=1)
+    with (tmp_path / "logs" / "metrics.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [0, 1, 2]  # row 3 never written
+    _fit(tmp_path, _Counting(), max_steps=6, checkpoint_every=2, log_every=1)
+    with (tmp_path / "logs" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3, 4, 5]
+    reference = tmp_path / "reference"
+    _fit(reference, _Counting(), max_steps=6, checkpoint_every=2, log_every=1)
+    assert (tmp_path / "logs" / "metrics.csv").read_text() == (
+        reference / "logs" / "metrics.csv"
+    ).read_text()
