@@ -21,6 +21,7 @@ from .prebuilt import pipeline_module
 
 RUN_KEY = "cod-fora"
 # image inputs that hand the handlers a PNG path (check_image validates it like any upload)
+VIEW = 256  # px the result overlays of small scenes are enlarged to
 INPUT_IMAGE = dict(type="filepath", format="png", sources=["upload"], height=200)
 MODES = ("points", "box", "scribble")
 FG_COLOR, BG_COLOR = (255, 40, 40), (40, 120, 255)
@@ -215,11 +216,16 @@ def run_both(ctx, folder, scene: Scene, mode: str, box_text: str):
         ]
     else:
         lines.append("no ground-truth mask: upload one to get S-measure and MAE")
+    k = max(1, VIEW // max(scene.image.shape[:2]))  # small scenes: enlarge, pixel for pixel
     return (
-        overlay(scene.image, p_base > 0.5),
-        overlay(scene.image, p_adapted > 0.5, (32, 220, 64)),
+        enlarge(overlay(scene.image, p_base > 0.5), k),
+        enlarge(overlay(scene.image, p_adapted > 0.5, (32, 220, 64)), k),
         "\n".join(lines),
     )
+
+
+def enlarge(img: np.ndarray, k: int) -> np.ndarray:
+    return cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST) if k > 1 else img
 
 
 # --------------------------------------------------------------------------- page
@@ -249,6 +255,7 @@ def build_tab(ctx) -> None:
                     **INPUT_IMAGE,
                 )
         with gr.Column():
+            # default size: clicks map to image pixels through the <img> box
             canvas = gr.Image(label="click to add points", interactive=False, elem_id="cod-canvas")
             with gr.Row():
                 label = gr.Radio(
@@ -267,10 +274,14 @@ def build_tab(ctx) -> None:
     go = gr.Button("Segment", variant="primary", interactive=False, elem_id="cod-segment")
     with gr.Row():
         base_out = gr.Image(
-            label="SAM zero-shot (red: its mask)", interactive=False, elem_id="cod-base"
+            label="SAM zero-shot (red: its mask)",
+            interactive=False,
+            elem_id="cod-base",
         )
         adapted_out = gr.Image(
-            label="SAM + FoRA (green: its mask)", interactive=False, elem_id="cod-adapted"
+            label="SAM + FoRA (green: its mask)",
+            interactive=False,
+            elem_id="cod-adapted",
         )
     gr.Markdown(
         "Masks: the tinted, outlined region is where the model's object probability is above "

@@ -34,7 +34,7 @@ def per_class_plot(
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, not on them
     fig.tight_layout()
     return save_figure(fig, out_png, dpi=110)
 
@@ -60,15 +60,17 @@ def spectrum_plot(model: nn.Module, out_png: str | Path, max_layers: int = 12) -
     spectra = protected_spectra(model)
     if not spectra:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, s, k in spectra[:max_layers]:
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    colours = plt.get_cmap("tab20").colors  # up to 20 distinct colours for max_layers lines
+    for i, (label, s, k) in enumerate(spectra[:max_layers]):
         idx = np.arange(1, len(s) + 1)
-        (line,) = ax.plot(idx[:k], s[:k] / s[0], lw=1.8, label=f"{label} (k={k})")
-        ax.plot(idx[k:], s[k:] / s[0], lw=0.8, ls="--", color=line.get_color())
+        c = colours[i % len(colours)]
+        ax.plot(idx[:k], s[:k] / s[0], lw=1.8, color=c, label=f"{label} (k={k})")
+        ax.plot(idx[k:], s[k:] / s[0], lw=0.8, ls="--", color=c)
     ax.set_xlabel("singular value index")
     ax.set_ylabel("sigma / sigma_1")
     ax.set_title("Comp-LoRA: protected spectrum of W0 (solid = protected)")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside the data
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, out_png, dpi=110)
