@@ -61,7 +61,13 @@ HEADLINES = {
         ("zero-shot", ("zero_shot", "s_measure")),
         ("MAE", ("mae",)),
     ),
-    "asr": (("WER", ("wer",)), ("before", ("baseline_wer",))),
+    "asr": (
+        ("held-out child WER", ("wer_heldout_child",)),
+        ("before", ("baseline_wer_heldout_child",)),
+        ("held-out adult WER", ("wer_heldout_adult",)),
+        ("before", ("baseline_wer_heldout_adult",)),
+        ("test WER", ("wer",)),
+    ),
     "ood": (
         ("ID", ("id_accuracy",)),
         ("OOD", ("ood_accuracy",)),

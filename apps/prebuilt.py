@@ -170,6 +170,7 @@ def _asr(model: str, steps: int, sentences: int, cache: str) -> RunSpec:
         "dir": cache,
         "train_sentences": sentences,
         "test_sentences": max(2, sentences // 3),
+        "val_sentences": max(2, sentences // 3),
         "train_groups": ["child"],
         "test_groups": ["adult", "child"],
         "seed": 0,
