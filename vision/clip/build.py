@@ -13,6 +13,7 @@ where to put it (no minute-long retries).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -192,6 +193,13 @@ def _resolve_pretrained(cfg: BackboneConfig) -> str | None:
     return cfg.pretrained
 
 
+class _NoRandomInitWarning(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded" line when no weights were asked for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
 def load_backbone(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Backbone:
     """Build the open_clip model (eval mode, all weights trainable until ``inject`` freezes them)."""
     import open_clip
@@ -203,6 +211,9 @@ def load_backbone(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Ba
             f"or a tiny config: {', '.join(TINY_CONFIGS)}"
         )
     pretrained = _resolve_pretrained(cfg)
+    quiet = _NoRandomInitWarning() if pretrained is None else None  # random init was asked for
+    if quiet:
+        logging.getLogger().addFilter(quiet)
     try:
         model = open_clip.create_model(
             cfg.name,
@@ -215,6 +226,9 @@ def load_backbone(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Ba
         raise ValueError(
             f"could not load backbone {cfg.name} (pretrained={pretrained}): {e}"
         ) from None
+    finally:
+        if quiet:
+            logging.getLogger().removeFilter(quiet)
     model.eval()
     pp = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = model.visual.image_size
