@@ -151,12 +151,12 @@ def check_contract(method: str, zoo_name: str, workdir: str | None = None) -> No
     # 7. methods training base weights (GORP): their optimizer trains exactly the adapter
     #    plus the named full weights, and disable / unmerge then give the *trained* base
     if getattr(METHODS[method][1], "trains_base_weights", False):
-        _check_trained_base(model, x)
+        _check_trained_base(model, x, method)
 
 
-def _check_trained_base(model: nn.Module, x) -> None:
+def _check_trained_base(model: nn.Module, x, method: str) -> None:
     opt = method_optimizer(model, lr=1e-2)
-    full = {id(w) for _, w in METHODS[model._lorakit_config.method][1].full_weights(model)}
+    full = {id(w) for _, w in METHODS[method][1].full_weights(model)}
     adapter_ids = {id(p) for m in methods(model) for p in m.parameters()}
     assert full and {id(p) for p in trainable_parameters(model)} == adapter_ids | full, (
         "the method's optimizer trains other tensors than the adapter and its full weights"

@@ -10,8 +10,9 @@ from the lifted first moments (energy ``energy_cl``); later ``P`` avoids ``Q``. 
 ``merge_lora_per_task`` the finished task's LoRA is merged into ``W`` and a fresh one starts.
 
 Training goes through the protocol: ``protocol.method_optimizer(model, lr)`` builds the
-optimizer (and makes the full weights trainable); ``protocol.end_task(model, optimizer)``
-closes a task. The optimizer's ``state_dict`` holds ``P``, ``Q``, moments and steps.
+optimizer (and makes the full weights trainable; ``name=`` picks the gorp adapter when
+there are several, default the active one); ``protocol.end_task(model, optimizer)``
+closes that adapter's task. The pipelines refuse gorp (they build their own optimizer). The optimizer's ``state_dict`` holds ``P``, ``Q``, moments and steps.
 
 Contract: the adapter itself keeps the shared contract (it is LoRA). But GORP also changes
 the base weights, so once its optimizer has stepped, ``disable`` runs the *trained* base
@@ -62,30 +63,57 @@ class GORPConfig(LoRAConfig):
             raise ValueError(f"gorp: energy_cl must be in (0, 1], got {self.energy_cl!r}")
 
 
-def full_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+def gorp_config(model: nn.Module, name: str | None = None) -> tuple[str, GORPConfig]:
+    """``(adapter name, config)`` of the model's gorp adapter: ``name`` if given, else the
+    only gorp adapter, or the only active one when there are several."""
+    from ..adapters import named_hosts
+
+    found: dict[str, GORPConfig] = {}
+    for _, host in named_hosts(model):
+        found.update((a, c) for a, c in host.configs.items() if isinstance(c, GORPConfig))
+    if not found:
+        raise ValueError("model carries no gorp adapter: inject a gorp config first")
+    if name is not None:
+        if name not in found:
+            raise ValueError(f"no gorp adapter named {name!r}; gorp adapters: {sorted(found)}")
+        return name, found[name]
+    if len(found) == 1:
+        return next(iter(found.items()))
+    active = {a for _, h in named_hosts(model) for a in h.active_names} & set(found)
+    if len(active) != 1:
+        raise ValueError(
+            f"the model holds several gorp adapters {sorted(found)}: pass name= to pick one"
+        )
+    (a,) = active
+    return a, found[a]
+
+
+def full_weights(model: nn.Module, name: str | None = None) -> list[tuple[str, nn.Parameter]]:
     """``(name, W)`` of every full weight GORP trains in ``model``: the matrices of the
     layers matched by ``full_targets`` (of a wrapped layer, its base's): a Linear's or
-    Conv2d's ``weight``; a MultiheadAttention's ``in_proj_weight`` and ``out_proj.weight``."""
-    from ..hosts import Host, host_kind
-    from ..inject import name_matches, resolve_targets
+    Conv2d's ``weight``; an attention's (MultiheadAttention, raw ``in_proj_weight``)
+    ``in_proj_weight`` and ``out_proj.weight``.
+    ``name`` picks the gorp adapter (see ``gorp_config``)."""
+    from ..hosts import Host
+    from ..inject import candidate_modules, kind_of, name_matches, resolve_targets
 
-    cfg = getattr(model, "_lorakit_config", None)
-    if not isinstance(cfg, GORPConfig):
-        raise ValueError("model carries no gorp adapter: inject a gorp config first")
-    patterns = resolve_targets(cfg.full_targets or cfg.targets)
-    inside = {n for n, m in model.named_modules() if isinstance(m, Host)}
+    _, cfg = gorp_config(model, name)
+    fused = {"qkv": 3} if cfg.fused is None else cfg.fused
     out: list[tuple[str, nn.Parameter]] = []
-    for pattern in patterns:
+    for pattern in resolve_targets(cfg.full_targets or cfg.targets):
         hits = []
-        for name, module in model.named_modules():
-            if not name or any(name.startswith(h + ".") for h in inside):
+        for lname, module in candidate_modules(model):
+            if not lname or not name_matches(lname, pattern):
+                continue
+            kind = kind_of(lname, module, fused)
+            if kind is None:
                 continue
             base = module.base if isinstance(module, Host) else module
-            kind = host_kind(name, base)
-            if kind is None or not name_matches(name, pattern):
-                continue
-            prefix = f"{name}.base." if isinstance(module, Host) else f"{name}."
-            keys = ("in_proj_weight", "out_proj.weight") if kind == "mha" else ("weight",)
+            prefix = f"{lname}.base." if isinstance(module, Host) else f"{lname}."
+            keys = ("weight",)
+            if kind in ("mha", "in_proj"):  # attention: its packed qkv and output matrices
+                has_out = isinstance(getattr(base, "out_proj", None), nn.Linear)
+                keys = ("in_proj_weight", "out_proj.weight") if has_out else ("in_proj_weight",)
             hits += [(prefix + k, base.get_parameter(k)) for k in keys]
         if not hits:
             raise ValueError(f"gorp: full_targets pattern {pattern!r} matches no layer")
@@ -98,48 +126,54 @@ def make_optimizer(
     lr: float,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    name: str | None = None,
     **unknown,
 ) -> torch.optim.Optimizer:
-    """``GORPAdam`` over the model's full weights (made trainable here) and LoRA tensors;
-    ``r_g``, ``T`` and ``energy_cl`` come from the model's gorp config."""
+    """``GORPAdam`` over the model's full weights (made trainable here) and the gorp
+    adapter's LoRA tensors; ``r_g``, ``T`` and ``energy_cl`` come from its config.
+    ``name`` picks the gorp adapter (default: the only one, or the active one)."""
+    from ..adapters import adapter_parameters
     from ..gorp_optim import GORPAdam
 
     if unknown:
-        raise ValueError(f"gorp optimizer: unknown option(s) {sorted(unknown)}; use betas, eps")
-    full = full_weights(model)  # checks the model carries a gorp config
-    cfg = model._lorakit_config
+        raise ValueError(
+            f"gorp optimizer: unknown option(s) {sorted(unknown)}; use betas, eps, name"
+        )
+    name, cfg = gorp_config(model, name)
+    full = full_weights(model, name)
     for _, w in full:
         w.requires_grad_(True)
     ids = {id(w) for _, w in full}
-    lora = [p for m in model.modules() if isinstance(m, GORP) for p in m.parameters()]
-    lora = [p for p in lora if id(p) not in ids]
-    return GORPAdam(
+    lora = [p for p in adapter_parameters(model, name) if id(p) not in ids]
+    opt = GORPAdam(
         [w for _, w in full], lora, lr=lr, betas=betas, eps=eps, r_g=cfg.rank_g(), T=cfg.T,
         energy_cl=cfg.energy_cl,
     )  # fmt: skip
+    opt.adapter_name = name  # end_task closes this adapter's task
+    return opt
 
 
 @torch.no_grad()
 def end_task(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[int, int]:
-    """Close a task: grow ``Q`` (optimizer), then merge each LoRA into its base weight and
-    re-initialise it (``A`` Kaiming, ``B = 0``) when ``merge_lora_per_task``."""
+    """Close a task: grow ``Q`` (optimizer), then merge each LoRA of the optimizer's gorp
+    adapter into its base weight and re-initialise it (``A`` Kaiming, ``B = 0``) when
+    ``merge_lora_per_task``."""
+    from ..adapters import named_hosts
     from ..gorp_optim import GORPAdam
-    from ..hosts import Host
 
     if not isinstance(optimizer, GORPAdam):
         raise ValueError("gorp end_task needs the optimizer from protocol.method_optimizer")
-    cfg = model._lorakit_config
-    hosts = [h for h in model.modules() if isinstance(h, Host)]
+    name, cfg = gorp_config(model, getattr(optimizer, "adapter_name", None))
+    hosts = [h for _, h in named_hosts(model) if name in h.adapters]
     if cfg.merge_lora_per_task and any(h.merged for h in hosts):
         raise ValueError("gorp end_task: unmerge the model first (the adapter is merged)")
     sizes = optimizer.end_task(reset_lora=cfg.merge_lora_per_task)
     if cfg.merge_lora_per_task:
         for host in hosts:
-            for slot, m in host.adapters.items():
-                if isinstance(m, GORP):
-                    w = host.slot_weight(slot)
-                    w.add_(m.delta_weight().reshape(w.shape).to(w.dtype))
-                    m.reset()
+            for slot, m in host.adapters[name].items():
+                w = host.slot_weight(slot)
+                w.add_(m.delta_weight().reshape(w.shape).to(w.dtype))
+                m.reset()
     return sizes
 
 

@@ -4,6 +4,8 @@
     sampler.py    ``StepSampler`` (resumable data order) and per-item seeded augmentation
     callbacks.py  method hooks once per optimizer step, per-step RNG, NaN guard, atomic IO
     logs.py       a CSV logger that continues the log of an interrupted run
+    methods.py    ``check_method_supported``: refuse methods that bring their own optimizer
+    prepare.py    ``PrepareMethods``: the protocol's prepare step (LoRA-SB) on a fresh run
     trainer.py    ``build_trainer``: the Trainer, the resume checkpoint, quieter Lightning
 
 Exact resume rests on one rule: every random draw is a function of ``(seed, position)``,
@@ -14,7 +16,9 @@ Adam moments, S2-LoRA state, an EMA teacher) lives in the module's state dict.
 """
 
 from .callbacks import AdapterHooks, AtomicCheckpointIO, NonFiniteGuard, NonFiniteLoss, StepSeed
+from .methods import check_method_supported
 from .options import TrainerOptions, trainer_options
+from .prepare import PrepareMethods
 from .sampler import SeededItems, StepSampler, seeded
 from .trainer import build_trainer, resumed_from_step
 
@@ -23,11 +27,13 @@ __all__ = [
     "AtomicCheckpointIO",
     "NonFiniteGuard",
     "NonFiniteLoss",
+    "PrepareMethods",
     "SeededItems",
     "StepSampler",
     "StepSeed",
     "TrainerOptions",
     "build_trainer",
+    "check_method_supported",
     "resumed_from_step",
     "seeded",
     "trainer_options",

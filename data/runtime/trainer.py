@@ -24,6 +24,7 @@ from .callbacks import (
 )
 from .logs import ContinuedCSVLogger, LogTail
 from .options import TrainerOptions
+from .prepare import PrepareMethods
 
 # Lightning messages a user cannot act on (frozen backbones are in eval mode on purpose;
 # the litlogger advertisement; a torch deprecation inside Lightning; our loaders resume
@@ -109,7 +110,8 @@ def build_trainer(
             precision=opts.precision,
             accumulate_grad_batches=opts.accumulate,
             logger=ContinuedCSVLogger(run.path, keep_before=resume_step),
-            callbacks=[AdapterHooks(), StepSeed(opts.seed), NonFiniteGuard(), ckpt, *extra]
+            callbacks=[PrepareMethods(opts.seed), AdapterHooks(), StepSeed(opts.seed)]
+            + [NonFiniteGuard(), ckpt, *extra]
             + list(callbacks or []),
             plugins=[AtomicCheckpointIO()],
             log_every_n_steps=max(1, opts.log_every),

@@ -30,6 +30,7 @@ from lorakit.data.runtime import (
     StepSampler,
     TrainerOptions,
     build_trainer,
+    check_method_supported,
     resumed_from_step,
     trainer_options,
 )
@@ -157,6 +158,7 @@ def resolve_data(cfg: dict) -> dict[str, Path | None]:
 def adapter_config(cfg: dict):
     section = _section(cfg, "adapter")
     method = section.pop("method", "s2_lora")
+    check_method_supported(method)  # before its fields are checked against the method
     if method not in ("s2_lora", "lora"):
         log.warning(
             "adapter.method %r is not one of the speech pipeline's tested methods (s2_lora, lora)",

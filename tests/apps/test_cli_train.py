@@ -14,6 +14,9 @@ BAD = [
     ("cod", ["--set", "loss.ema_decay=2"], "loss.ema_decay must be in"),
     ("ood", ["--set", "method.name=dora"], "method.name must be one of"),
     ("clip", ["--set", "optim.lr=-1"], "optim.lr must be positive"),
+    # a method bringing its own optimizer (GORP) would train only its LoRA part here
+    ("clip", ["--set", "adapter.method=gorp"], "'gorp' brings its own optimizer"),
+    ("asr", ["--set", "adapter.method=gorp"], "protocol.method_optimizer"),
 ]
 if not torch.cuda.is_available():
     BAD.append(("cod", ["--accelerator", "gpu"], "no CUDA GPU is visible"))

@@ -253,3 +253,21 @@ def test_identity_projection_survives_a_round_trip():
     again = GORPAdam([w], [], lr=1e-2, r_g=4)
     again.load_state_dict(opt.state_dict())
     assert again.state[w]["proj"] is None and again.state[w]["step"] == 1
+
+
+def test_two_gorp_adapters_the_active_one_or_the_named_one_trains():
+    model, x = _gorp_model()
+    inject(model, make_config("gorp", r=2, alpha=4.0, targets=("fc1",)), "second")
+    from lorakit.core.adapters import adapter_parameters, set_adapter
+
+    set_adapter(model, "second")
+    opt = protocol.method_optimizer(model, lr=1e-2)
+    lora = {id(p) for g in opt.param_groups if not g["gorp"] for p in g["params"]}
+    assert lora == {id(p) for p in adapter_parameters(model, "second")}
+    assert [n for n, _ in full_weights(model)] == ["fc1.base.weight"]  # second's targets
+    opt = protocol.method_optimizer(model, lr=1e-2, name="default")
+    lora = {id(p) for g in opt.param_groups if not g["gorp"] for p in g["params"]}
+    assert lora == {id(p) for p in adapter_parameters(model, "default")}
+    set_adapter(model, ["default", "second"])
+    with pytest.raises(ValueError, match="several gorp adapters"):
+        protocol.method_optimizer(model, lr=1e-2)

@@ -22,7 +22,12 @@ from lorakit.core import load_adapter, save_adapter, trainable_parameters
 from lorakit.data import fewshot
 from lorakit.data.plots import plot_training_curve
 from lorakit.data.runs import RunFolder, dataclass_from, set_dotted, write_json
-from lorakit.data.runtime import build_trainer, resumed_from_step, trainer_options
+from lorakit.data.runtime import (
+    build_trainer,
+    check_method_supported,
+    resumed_from_step,
+    trainer_options,
+)
 
 from .build import BackboneConfig, load_backbone
 from .classifier import ClipClassifier
@@ -226,6 +231,7 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     optim = dataclass_from(OptimConfig, dict(cfg["optim"]), "optim")
     optim.validate()
     acfg = adapter_config(cfg["adapter"])
+    check_method_supported(acfg)
     dataclass_from(BackboneConfig, dict(cfg["backbone"]), "backbone")
     for name, valid in (("data", DATA_KEYS), ("head", ("logit_scale", "templates"))):
         unknown = sorted(set(cfg[name]) - set(valid))

@@ -27,6 +27,7 @@ from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
     build_trainer,
+    check_method_supported,
     resumed_from_step,
     trainer_options,
 )
@@ -163,6 +164,7 @@ def _check(cfg: dict) -> tuple:
     dcfg = dataclass_from(DataConfig, cfg["data"], "data")
     dataclass_from(BackboneConfig, cfg["backbone"], "backbone")
     mcfg.validate()
+    check_method_supported(mcfg.name)
     if dcfg.kind not in ("shift", "folders"):
         raise ValueError(f"data.kind must be 'shift' or 'folders', got {dcfg.kind!r}")
     if dcfg.kind == "shift":

@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-def test_ddp_two_processes_on_cpu(shapes_root, tmp_path):
+
+# lora_sb: the prepare step's gradients are averaged across the two ranks
+@pytest.mark.parametrize("method", ["lora", "lora_sb"])
+def test_ddp_two_processes_on_cpu(shapes_root, tmp_path, method):
     lorakit = Path(sys.executable).with_name("lorakit")
     out = tmp_path / "run"
     cmd = [
@@ -35,6 +39,8 @@ def test_ddp_two_processes_on_cpu(shapes_root, tmp_path):
         "data.shots=2",
         "--set",
         "runtime.threads=1",
+        "--set",
+        f"adapter.method={method}",
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)

@@ -1,0 +1,22 @@
+"""Which adapter methods the Lightning pipelines can train.
+
+The pipelines' trainers build their own optimizer over the trainable parameters. A method
+that brings its own optimizer (GORP's projected Adam, which also trains base weights) would
+then train only its adapter part, silently; such methods are refused before any work starts.
+"""
+
+from __future__ import annotations
+
+from lorakit.core.methods import METHODS
+
+
+def check_method_supported(config) -> None:
+    """Raise a one-line ``ValueError`` when ``config`` (an adapter config or a method name)
+    names a method that brings its own optimizer; unknown names are left to the caller."""
+    name = config if isinstance(config, str) else getattr(config, "method", None)
+    entry = METHODS.get(name)
+    if entry is not None and getattr(entry[1], "make_optimizer", None) is not None:
+        raise ValueError(
+            f"method {name!r} brings its own optimizer, which the pipelines do not run; "
+            "train it with the Python API (protocol.method_optimizer / protocol.end_task)"
+        )
