@@ -5,8 +5,9 @@
 (SAM's decoder expects one image embedding per prompt set).
 
 What trains: the adapter tensors injected into the image encoder's ``qkv`` (and, with
-``decoder: true``, the decoder's image-side attention projections) plus the fusion head.
-Everything else stays frozen.
+``decoder: true``, the decoder's image-side attention projections) plus the fusion head,
+which is one of the adapter's ``modules_to_save`` (a trainable copy, saved in the adapter
+file). Everything else stays frozen.
 """
 
 from __future__ import annotations
