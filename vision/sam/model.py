@@ -72,10 +72,16 @@ class SamCOD(nn.Module):
         decoder = sam.mask_decoder
         fusion = None
         if spec.fusion and spec.method != "none":
-            fusion = FrequencyFusion(decoder.transformer_dim // 8, tuple(spec.fusion_scales))
+            with torch.random.fork_rng(devices=[]):  # placeholder, initialised below
+                fusion = FrequencyFusion(decoder.transformer_dim // 8, tuple(spec.fusion_scales))
         decoder.output_upscaling = FusedUpscaling(decoder.output_upscaling, fusion)
         if spec.method != "none":  # after the fusion exists: it is one of modules_to_save
             self.report = inject(sam, self._config())
+            if fusion is not None:  # drawn after the adapters, as before (same runs per seed)
+                init = FrequencyFusion(decoder.transformer_dim // 8, tuple(spec.fusion_scales))
+                saved = decoder.output_upscaling.fusion
+                for m in (saved.original, *saved.copies.values()):
+                    m.load_state_dict(init.state_dict())
         else:
             for p in sam.parameters():
                 p.requires_grad_(False)
