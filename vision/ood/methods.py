@@ -9,9 +9,12 @@ WiSE-FT (Wortsman et al.): ``theta(alpha) = (1 - alpha) * theta_0 + alpha * thet
 every weight, with adapters merged into the fine-tuned weights first. The formula is
 written so that alpha 0 and 1 give the two endpoints bit for bit.
 
-Saved weights (``run/adapter``): lorakit adapter files for lora/largo (``save_adapter``),
-``head.safetensors`` (always), ``weights.safetensors`` for ``full`` (the whole classifier),
-and ``ood_method.json`` naming the method.
+Saved weights (``run/adapter``): for lora/largo the lorakit adapter files (``save_adapter``);
+with ``train_head`` the head is one of the adapter's ``modules_to_save``, so its trained copy
+is in ``adapter.safetensors`` under ``modules_to_save.head.*``. ``head.safetensors`` for
+``linear_probe``, ``weights.safetensors`` for ``full`` (the whole classifier), and
+``ood_method.json`` naming the method. Legacy folders (written before modules_to_save) hold
+``head.safetensors`` beside the adapter: ``load_weights`` still reads it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from lorakit.core import (
     load_adapter,
     make_config,
     named_hosts,
+    read_adapter_config,
     remove_adapter,
     save_adapter,
 )
@@ -83,11 +87,11 @@ def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...
         dropout=cfg.dropout,
         targets=targets,
         slices=tuple(cfg.slices),
+        modules_to_save=("head",) if cfg.train_head else (),
         **cfg.hyper,
     )
+    # the head, when trained, gets a trainable copy (a SavedModule) that save_adapter carries
     report = inject(model, acfg)
-    for p in model.head.parameters():
-        p.requires_grad_(cfg.train_head)
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return str(report).splitlines()[0] + f"; with head: {n:,} trainable"
 
@@ -102,10 +106,11 @@ def save_weights(model: nn.Module, method: str, folder: str | Path) -> Path:
             {k: v.detach().contiguous() for k, v in model.state_dict().items()},
             str(folder / "weights.safetensors"),
         )
-    save_file(
-        {k: v.detach().contiguous() for k, v in model.head.state_dict().items()},
-        str(folder / "head.safetensors"),
-    )
+    if method in ("linear_probe", "full"):  # no adapter to carry the head
+        save_file(
+            {k: v.detach().contiguous() for k, v in model.head.state_dict().items()},
+            str(folder / "head.safetensors"),
+        )
     (folder / "ood_method.json").write_text(json.dumps({"method": method}, indent=2))
     return folder
 
@@ -121,6 +126,10 @@ def load_weights(model: nn.Module, folder: str | Path) -> str:
         raise ValueError(f"{meta}: unknown method {method!r}")
     if method in ADAPTER_METHODS:
         load_adapter(model, folder)
+        legacy = folder / "head.safetensors"
+        if not read_adapter_config(folder).get("modules_to_save") and legacy.is_file():
+            _load_into(model.head, legacy)  # a folder written before modules_to_save
+        return method
     if method == "full":
         _load_into(model, folder / "weights.safetensors")
     _load_into(model.head, folder / "head.safetensors")

@@ -5,8 +5,9 @@
 (SAM's decoder expects one image embedding per prompt set).
 
 What trains: the adapter tensors injected into the image encoder's ``qkv`` (and, with
-``decoder: true``, the decoder's image-side attention projections) plus the fusion head.
-Everything else stays frozen.
+``decoder: true``, the decoder's image-side attention projections) plus the fusion head,
+which is one of the adapter's ``modules_to_save`` (a trainable copy, saved in the adapter
+file). Everything else stays frozen.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from segment_anything.modeling import Sam
 from torch import Tensor, nn
 
-from lorakit.core import inject, load_adapter, make_config, save_adapter
+from lorakit.core import inject, load_adapter, make_config, read_adapter_config, save_adapter
 
 from .fusion import FrequencyFusion, FusedUpscaling
 
@@ -30,7 +31,8 @@ DECODER_GRID_LAYERS = (
     r"mask_decoder\.transformer\.layers\.\d+\.cross_attn_image_to_token\.q_proj",
     r"mask_decoder\.transformer\.final_attn_token_to_image\.(k_proj|v_proj)",
 )
-FUSION_FILE = "fusion.safetensors"
+FUSION_MODULE = "mask_decoder.output_upscaling.fusion"  # inside ``sam``, where we inject
+LEGACY_FUSION_FILE = "fusion.safetensors"  # the head beside the adapter, before modules_to_save
 
 
 @dataclass
@@ -67,22 +69,30 @@ class SamCOD(nn.Module):
         spec.validate()
         self.sam, self.spec = sam, spec
         self.grid = sam.image_encoder.img_size // 16
-        if spec.method != "none":
-            self.report = inject(sam, self._config())
-        else:
-            for p in sam.parameters():
-                p.requires_grad_(False)
         decoder = sam.mask_decoder
         fusion = None
         if spec.fusion and spec.method != "none":
-            fusion = FrequencyFusion(decoder.transformer_dim // 8, tuple(spec.fusion_scales))
+            with torch.random.fork_rng(devices=[]):  # placeholder, initialised below
+                fusion = FrequencyFusion(decoder.transformer_dim // 8, tuple(spec.fusion_scales))
         decoder.output_upscaling = FusedUpscaling(decoder.output_upscaling, fusion)
+        if spec.method != "none":  # after the fusion exists: it is one of modules_to_save
+            self.report = inject(sam, self._config())
+            if fusion is not None:  # drawn after the adapters, as before (same runs per seed)
+                init = FrequencyFusion(decoder.transformer_dim // 8, tuple(spec.fusion_scales))
+                saved = decoder.output_upscaling.fusion
+                for m in (saved.original, *saved.copies.values()):
+                    m.load_state_dict(init.state_dict())
+        else:
+            for p in sam.parameters():
+                p.requires_grad_(False)
 
     def _config(self):
         targets = ("sam-qkv",) + (DECODER_GRID_LAYERS if self.spec.decoder else ())
         hyper = dict(
             r=self.spec.r, alpha=self.spec.alpha, dropout=self.spec.dropout, targets=targets
         )
+        if self.spec.fusion:  # the head trains in full and lives in the adapter file
+            hyper["modules_to_save"] = (FUSION_MODULE,)
         if self.spec.method == "fora":
             hyper.update(n_bands=self.spec.n_bands, grid=(self.grid, self.grid))
         return make_config(self.spec.method, **hyper)
@@ -133,38 +143,40 @@ class SamCOD(nn.Module):
     # ----------------------------------------------------------------- files
 
     def save(self, directory: str | Path) -> Path:
-        """adapter/ = core's adapter files (+ fusion.safetensors when the head is used)."""
+        """adapter/ = core's adapter files; the fusion head (when used) is in them, under
+        ``modules_to_save.mask_decoder.output_upscaling.fusion.*``."""
         directory = Path(directory)
         if self.spec.method == "none":
             raise ValueError("SAM zero-shot (adapter.method: none) has no adapter to save")
-        save_adapter(self.sam, directory)
-        if self.fusion is not None:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.fusion.state_dict().items()}
-            save_file(state, str(directory / FUSION_FILE))
-        return directory
+        return save_adapter(self.sam, directory)
 
     @classmethod
     def load(cls, sam: Sam, spec: AdapterSpec, directory: str | Path) -> SamCOD:
-        """Rebuild the adapted model from a frozen ``sam`` and a saved adapter folder."""
+        """Rebuild the adapted model from a frozen ``sam`` and a saved adapter folder.
+
+        Legacy folders (no ``modules_to_save`` in adapter_config.json) keep the fusion head
+        in ``fusion.safetensors`` beside the adapter; that file is read for them.
+        """
         directory = Path(directory)
+        saved = read_adapter_config(directory).get("modules_to_save", [])
+        legacy = spec.fusion and FUSION_MODULE not in saved
+        path = directory / LEGACY_FUSION_FILE
+        if legacy and not path.is_file():
+            raise ValueError(
+                f"adapter folder {directory} carries no fusion head (neither modules_to_save "
+                f"nor {LEGACY_FUSION_FILE}), but adapter.fusion is true"
+            )
         model = cls(sam, AdapterSpec(**{**spec.__dict__, "method": "none", "fusion": False}))
-        model.sam.mask_decoder.output_upscaling = model.sam.mask_decoder.output_upscaling.upscaling
-        load_adapter(model.sam, directory)
-        model.spec = spec
+        dec = model.sam.mask_decoder
         fusion = None
         if spec.fusion:
-            path = directory / FUSION_FILE
-            if not path.is_file():
-                raise ValueError(
-                    f"adapter folder {directory} has no {FUSION_FILE}, but adapter.fusion is true"
-                )
-            fusion = FrequencyFusion(
-                sam.mask_decoder.transformer_dim // 8, tuple(spec.fusion_scales)
-            )
+            fusion = FrequencyFusion(dec.transformer_dim // 8, tuple(spec.fusion_scales))
+        dec.output_upscaling = FusedUpscaling(dec.output_upscaling.upscaling, fusion)
+        load_adapter(model.sam, directory)  # wraps and loads the fusion when it is saved
+        model.spec = spec
+        if legacy:
             try:
                 fusion.load_state_dict(load_file(str(path)))
             except RuntimeError as e:
                 raise ValueError(f"{path} does not fit this model's fusion head: {e}") from None
-        dec = model.sam.mask_decoder
-        dec.output_upscaling = FusedUpscaling(dec.output_upscaling, fusion)
         return model.eval()

@@ -6,10 +6,12 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from lorakit.data.runs import RunFolder, build_trainer, trainer_options
 from lorakit.vision.ood import pipeline
 from lorakit.vision.ood.methods import MethodConfig, prepare
+from lorakit.vision.ood.predict import load_run
 from lorakit.vision.ood.train import LargoMonitor, OODModule, OptimConfig, largo_layers
 
 
@@ -26,15 +28,53 @@ def test_train_and_eval_each_method(tiny_cfg, tmp_path, method):
     assert m["wise"][-1]["id_accuracy"] == pytest.approx(m["id_accuracy"], abs=1e-9), m["wise"]
     run = tmp_path / method
     assert json.loads((run / "metrics.json").read_text())["id_accuracy"] == m["id_accuracy"]
-    assert (run / "adapter" / "head.safetensors").is_file() and (
-        run / "plots" / "id_vs_ood.png"
-    ).is_file()
+    assert (run / "plots" / "id_vs_ood.png").is_file()
+    # adapters carry the head as modules_to_save; only adapter-free methods write head.safetensors
+    adapter = method in ("lora", "largo")
+    assert (run / "adapter" / "head.safetensors").is_file() != adapter
+    if adapter:
+        keys = load_file(run / "adapter" / "adapter.safetensors")
+        assert {"modules_to_save.head.weight", "modules_to_save.head.bias"} <= set(keys)
     again = pipeline.evaluate(run, {"suite": "all"})
     assert again["id_accuracy"] == pytest.approx(m["id_accuracy"])
     assert again["ood"] == pytest.approx(m["ood"])
     if method == "largo":
         assert m["largo"]["steps_checked"] == 4 and m["largo"]["radius_violations"] == 0
         assert (run / "plots" / "largo_gamma_dw.png").is_file()
+
+
+def test_legacy_adapter_folder_with_head_file_still_evaluates(tiny_cfg, tmp_path):
+    """A run written before modules_to_save (head.safetensors beside an adapter without
+    the head; e.g. a hub-cached run) evaluates to the same metrics."""
+    run = tmp_path / "lora"
+    m = pipeline.train(tiny_cfg("lora", eval={"wise_alphas": []}), run)
+    folder = run / "adapter"
+    tensors = load_file(folder / "adapter.safetensors")
+    head = {k.split(".")[-1]: v for k, v in tensors.items() if k.startswith("modules_to_save.")}
+    kept = {k: v for k, v in tensors.items() if not k.startswith("modules_to_save.")}
+    save_file(kept, folder / "adapter.safetensors")
+    save_file(head, folder / "head.safetensors")
+    meta = json.loads((folder / "adapter_config.json").read_text())
+    meta.pop("modules_to_save")
+    meta["config"].pop("modules_to_save", None)
+    (folder / "adapter_config.json").write_text(json.dumps(meta))
+    again = pipeline.evaluate(run, {"suite": "id"})
+    assert again["id_accuracy"] == pytest.approx(m["id_accuracy"])
+    assert torch.equal(load_run(run).model.head.weight, head["weight"])
+
+
+def test_head_copy_trains_at_head_lr(tiny_cfg):
+    """With train_head the head's trainable copy (modules_to_save) is in the head_lr group
+    and the original head stays frozen (it is what disable/WiSE-FT alpha 0 use)."""
+    cfg = tiny_cfg("lora")
+    built = pipeline.build_model(cfg, pipeline.resolve_data(cfg["data"]))
+    prepare(built.model, MethodConfig(**cfg["method"]), built.targets)
+    copy_ids = {id(p) for p in built.model.head.copies["default"].parameters()}
+    assert not any(p.requires_grad for p in built.model.head.original.parameters())
+    opt = OODModule(built.model, OptimConfig(lr=0.01, head_lr=0.5), 4, False).configure_optimizers()
+    groups = opt["optimizer"].param_groups
+    head = [g for g in groups if g["initial_lr"] == 0.5]
+    assert len(head) == 1 and {id(p) for p in head[0]["params"]} == copy_ids
 
 
 def test_largo_radius_holds_every_step(tiny_cfg, tmp_path):

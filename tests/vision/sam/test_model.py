@@ -1,10 +1,13 @@
+import json
+
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from lorakit.core import named_hosts
 from lorakit.vision.sam.build import BackboneConfig, build_sam, load_checkpoint
 from lorakit.vision.sam.fusion import FrequencyFusion
-from lorakit.vision.sam.model import AdapterSpec, Prompt, SamCOD
+from lorakit.vision.sam.model import FUSION_MODULE, AdapterSpec, Prompt, SamCOD
 
 TINY = BackboneConfig(img_size=64, embed_dim=32, depth=2, heads=2, window=2, dim=32)
 
@@ -65,10 +68,40 @@ def test_save_load_roundtrip(tmp_path):
                 p.normal_(0, 0.1)
         want = model(images, prompts)[0]
     model.save(tmp_path / "adapter")
-    assert (tmp_path / "adapter" / "fusion.safetensors").is_file()
+    assert not (tmp_path / "adapter" / "fusion.safetensors").exists()
+    keys = load_file(tmp_path / "adapter" / "adapter.safetensors")
+    assert any(k.startswith(f"modules_to_save.{FUSION_MODULE}.") for k in keys)
     loaded = SamCOD.load(build_sam(TINY), AdapterSpec(method="fora", r=2), tmp_path / "adapter")
     with torch.no_grad():
         assert torch.allclose(loaded(images, prompts)[0], want, atol=1e-5)
+
+
+def test_legacy_folder_with_fusion_file_still_loads(tmp_path):
+    """A folder written before modules_to_save: the fusion head in fusion.safetensors and
+    the adapter file without it (what runs and the hub's cached runs hold)."""
+    images, prompts = _inputs(1)
+    model = SamCOD(build_sam(TINY), AdapterSpec(method="fora", r=2))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.1)
+        want = model(images, prompts)[0]
+    folder = model.save(tmp_path / "adapter")
+    prefix = f"modules_to_save.{FUSION_MODULE}."
+    tensors = load_file(folder / "adapter.safetensors")
+    head = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    save_file({k: v for k, v in tensors.items() if not k.startswith(prefix)}, folder / "adapter.safetensors")
+    save_file(head, folder / "fusion.safetensors")
+    meta = json.loads((folder / "adapter_config.json").read_text())
+    meta.pop("modules_to_save")
+    meta["config"].pop("modules_to_save", None)
+    (folder / "adapter_config.json").write_text(json.dumps(meta))
+    loaded = SamCOD.load(build_sam(TINY), AdapterSpec(method="fora", r=2), folder)
+    with torch.no_grad():
+        assert torch.allclose(loaded(images, prompts)[0], want, atol=1e-5)
+    (folder / "fusion.safetensors").unlink()
+    with pytest.raises(ValueError, match="carries no fusion head"):
+        SamCOD.load(build_sam(TINY), AdapterSpec(method="fora", r=2), folder)
 
 
 def test_checkpoints_load_safely_and_fail_clearly(tmp_path):

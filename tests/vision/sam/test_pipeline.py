@@ -2,6 +2,7 @@ import json
 
 import pytest
 from PIL import Image
+from safetensors.torch import load_file
 
 from lorakit.data.runs import load_config
 from lorakit.vision.sam import pipeline
@@ -38,9 +39,10 @@ def test_train_writes_run_and_eval_recomputes(tmp_path):
     saved = json.loads((run / "metrics.json").read_text())
     assert {"s_measure", "mae", "e_measure_mean", "e_measure_max", "weighted_f"} <= set(saved)
     assert 0 <= saved["s_measure"] <= 1 and saved["steps"] == 4 and "zero_shot" in saved
-    assert (run / "adapter" / "adapter_config.json").is_file() and (
-        run / "adapter" / "fusion.safetensors"
-    ).is_file()
+    # the fusion head travels in the adapter file (modules_to_save), no file of its own
+    assert not (run / "adapter" / "fusion.safetensors").exists()
+    keys = load_file(run / "adapter" / "adapter.safetensors")
+    assert any(k.startswith("modules_to_save.mask_decoder.output_upscaling.fusion.") for k in keys)
     assert (run / "plots" / "overlays_synthetic.png").is_file() and (
         run / "plots" / "training_curve.png"
     ).is_file()
