@@ -148,7 +148,8 @@ def synthesize(text: str, seed: int) -> torch.Tensor:
         raise ValueError("type a sentence to synthesise")
     if len(text) > 200:
         raise ValueError("keep the sentence under 200 characters")
-    return speak(text.strip(), CorpusStyle().adult, random.Random(int(seed)))
+    wave, _voice = speak(text.strip(), CorpusStyle().adult, random.Random(int(seed)))
+    return wave
 
 
 def save_wave(wave: torch.Tensor, tag: str) -> str:

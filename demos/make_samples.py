@@ -46,7 +46,7 @@ def main() -> None:
         )
     tri = shift.render_one("triangle", shift.ID_STYLE, 32, np.random.default_rng(2))
     Image.fromarray(tri).save(OUT / "triangle.png")
-    wave = speak(SENTENCE, CorpusStyle().child, random.Random(0))
+    wave, _voice = speak(SENTENCE, CorpusStyle().child, random.Random(0))
     sf.write(OUT / "child.wav", (wave.numpy() * 32767).astype(np.int16), 16000)
     (OUT / "child.txt").write_text(SENTENCE + "\n")
     for p in sorted(OUT.iterdir()):

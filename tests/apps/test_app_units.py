@@ -264,3 +264,11 @@ def test_ood_app_predicts_on_read_only_images_without_warnings():
         x = app_ood.prepare(img, 8, "gaussian_noise", 2)
         probs = app_ood.predict(run, threading.Lock(), np.asarray(Image.fromarray(x)))
     assert set(probs) == {"a", "b"} and abs(sum(probs.values()) - 1) < 1e-5
+
+
+def test_asr_synthesize_writes_a_playable_wave():
+    """The 'speak' button: espeak-ng speech as a 1-D 16 kHz wave that save_wave can write."""
+    wave = app_asr.synthesize("The cat sat on the mat.", 0)
+    assert wave.dim() == 1 and wave.numel() > 16000 // 4
+    data, rate = sf.read(app_asr.save_wave(wave, "test"))
+    assert rate == 16000 and len(data) == wave.numel()
