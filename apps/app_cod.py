@@ -303,7 +303,8 @@ def build_tab(ctx) -> None:
         return (
             s,
             draw_prompts(s),
-            "scene generated with its ground truth and a scribble; click the object or Segment",
+            f"scene {int(n or 0)} generated with its ground truth and a scribble; "
+            "click the object or Segment",
             *scene_files(s),
         )
 

@@ -23,6 +23,12 @@ def open_tab(browser, url: str, name: str | None):
     return page
 
 
+def set_value(locator, text: str) -> None:
+    """Type ``text`` into an input and leave it (Tab), so Gradio has the value before a click."""
+    locator.fill(text)
+    locator.press("Tab")
+
+
 def toast_with(page, text: str):
     """Wait for an error toast whose text contains ``text``; returns its full text."""
     toast = page.locator(".toast-body", has_text=text).first
@@ -82,7 +88,7 @@ def test_clip_trains_on_example_set_then_classifies(browser, hub, shots):
     page.wait_for_function(
         "document.querySelector('#clip-name-0 textarea, #clip-name-0 input').value.length > 0"
     )
-    page.locator("#clip-steps input[type=number]").fill("4")
+    set_value(page.locator("#clip-steps input[type=number]"), "4")
     page.locator("#clip-steps input[type=number]").press("Enter")
     page.locator("#clip-method label", has_text="comp_lora").click()
     page.click("#clip-train")
@@ -120,13 +126,12 @@ def test_failed_request_leaves_app_serving(browser, hub, tmp_path, shots):
     broken.mkdir()
     (broken / "config.yaml").write_text("data: [unclosed\n")
     page = open_tab(browser, url, "clip")
-    page.locator("#clip-folder textarea, #clip-folder input").first.fill(str(broken))
+    set_value(page.locator("#clip-folder textarea, #clip-folder input").first, str(broken))
     page.click("#clip-load")
     text = toast_with(page, "still running")
     assert "failed in on_load" in text and "ParserError" in text
-    page.locator("#clip-folder textarea, #clip-folder input").first.fill(
-        str(ctx.run_path("clip-block_lora"))
-    )
+    folder = page.locator("#clip-folder textarea, #clip-folder input").first
+    set_value(folder, str(ctx.run_path("clip-block_lora")))
     page.click("#clip-load")
     wait_text(page, "#clip-loaded", str(ctx.run_path("clip-block_lora")))
     page.screenshot(path=shots / "after_failure.png", full_page=True)
@@ -148,9 +153,9 @@ def test_cod_point_prompt_zero_shot_vs_fora(browser, hub, shots):
 
     url, _ = hub
     page = open_tab(browser, url, "cod")
-    page.locator("#cod-seed input").fill("3")
+    set_value(page.locator("#cod-seed input"), "3")
     page.click("#cod-generate")
-    wait_text(page, "#cod-result", "scene generated")
+    wait_text(page, "#cod-result", "scene 3 generated")
     for sel in ("#cod-upload", "#cod-gt", "#cod-scribble"):  # the scene fills every input
         page.wait_for_selector(f"{sel} img")
     scene = generated_scene(3)
@@ -174,7 +179,7 @@ def test_cod_box_and_scribble_prompts(browser, hub, shots):
     url, _ = hub
     page = open_tab(browser, url, "cod")
     page.click("#cod-generate")
-    wait_text(page, "#cod-result", "scene generated")
+    wait_text(page, "#cod-result", "generated with its ground truth")
     for mode in ("box", "scribble"):
         page.locator("#cod-mode label", has_text=mode).click()
         page.click("#cod-segment")
@@ -223,7 +228,7 @@ def test_asr_transcribes_synthesised_speech_child_like(browser, hub, shots):
     page.screenshot(path=shots / "asr_childlike.png", full_page=True)
     # make the reference the adapted transcript plus one word: only that word may be marked
     heard = [w for w, _ in tokens(page, "#asr-adapted")]
-    page.locator("#asr-reference textarea").fill(" ".join(heard + ["zebra"]))
+    set_value(page.locator("#asr-reference textarea"), " ".join(heard + ["zebra"]))
     page.click("#asr-go")
     page.wait_for_function("document.querySelector('#asr-adapted').innerText.includes('[zebra]')")
     for _ in range(60):  # words and their colours may render in separate ticks: poll
@@ -283,9 +288,9 @@ def test_two_sessions_keep_their_own_scenes(browser, hub, shots):
         page.wait_for_selector("#hub-status table")
         page.click("#hub-open-cod")
         page.locator("#cod-mode label", has_text="box").click()
-        page.locator("#cod-seed input").fill(str(seed))
+        set_value(page.locator("#cod-seed input"), str(seed))
         page.click("#cod-generate")
-        wait_text(page, "#cod-result", "scene generated")
+        wait_text(page, "#cod-result", f"scene {seed} generated")
         pages.append((seed, page))
     for _, page in pages:  # both requests in flight together
         page.click("#cod-segment")
@@ -331,7 +336,7 @@ def test_tab_of_a_building_run_says_so_and_enables_itself(browser, hub, shots):
         assert "cod-fora" in banner and "40 %" in banner and "enables itself" in banner
         assert page.locator("#cod-segment").is_disabled()
         page.click("#cod-generate")  # the rest of the tab works meanwhile
-        wait_text(page, "#cod-result", "scene generated")
+        wait_text(page, "#cod-result", "generated with its ground truth")
         page.screenshot(path=shots / "cod_building.png", full_page=True)
         assert not page.locator(".toast-body").count()
         assert not page.get_by_text("Error", exact=True).count()
