@@ -190,3 +190,20 @@ class Method(nn.Module, abc.ABC):
 
     def extra_repr(self) -> str:
         return f"d_out={self.d_out}, d_in={self.d_in}, r={self.r}, s={self.s:g}"
+
+
+class FactoredMethod(Method):
+    """A method whose update is one low-rank pair built per call: ``dW = s B A`` with
+    ``(A, B) = factors()`` (projected, mixed from bases, ...)."""
+
+    @abc.abstractmethod
+    def factors(self) -> tuple[Tensor, Tensor]:
+        """``(A (r x d_in), B (d_out x r))`` as used in this forward call."""
+
+    def delta(self, x: Tensor) -> Tensor:
+        a, b = self.factors()
+        return self.ops.mix(self.ops.down(self.drop(x), a), b) * self.s
+
+    def delta_weight(self) -> Tensor:
+        a, b = self.factors()
+        return self.s * (b @ a)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import AdapterConfig, Method, SlotInfo, kaiming_
+from .base import AdapterConfig, FactoredMethod, SlotInfo, kaiming_
 
 SIDES = ("output", "input", "both")
 
@@ -51,7 +51,7 @@ def protected_rank(s: Tensor, k: int | None, energy: float) -> int:
     return int(torch.searchsorted(frac, torch.tensor(energy, dtype=frac.dtype)).item()) + 1
 
 
-class CompLoRA(Method):
+class CompLoRA(FactoredMethod):
     name = "comp_lora"
     formula = "r*(d_in + d_out) per layer (as LoRA; U_k / V_k are frozen buffers)"
 
@@ -84,11 +84,3 @@ class CompLoRA(Method):
             # U_k in its stored layout (5x faster on CPU than U_k.T @ B)
             b = b - ((b.T @ self.U_k) @ self.U_k.T).T
         return a, b
-
-    def delta(self, x: Tensor) -> Tensor:
-        a, b = self.factors()
-        return self.ops.mix(self.ops.down(self.drop(x), a), b) * self.s
-
-    def delta_weight(self) -> Tensor:
-        a, b = self.factors()
-        return self.s * (b @ a)

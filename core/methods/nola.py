@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import AdapterConfig, Method, SlotInfo
+from .base import AdapterConfig, FactoredMethod, SlotInfo
 from .vera import kaiming_uniform, shape_key, shared_bases
 
 
@@ -36,7 +36,7 @@ class NOLAConfig(AdapterConfig):
             )
 
 
-class NOLA(Method):
+class NOLA(FactoredMethod):
     name = "nola"
     formula = "2*k per layer (k random bases per factor, shared per shape, regenerated from seed)"
 
@@ -61,11 +61,3 @@ class NOLA(Method):
         a = torch.einsum("k,krd->rd", self.c_a, self.bases.A)
         b = torch.einsum("k,kor->or", self.c_b, self.bases.B)
         return a, b
-
-    def delta(self, x: Tensor) -> Tensor:
-        a, b = self.factors()
-        return self.ops.mix(self.ops.down(self.drop(x), a), b) * self.s
-
-    def delta_weight(self) -> Tensor:
-        a, b = self.factors()
-        return self.s * (b @ a)
