@@ -4,9 +4,10 @@ a held-out dataset (how much of the starting model's zero-shot accuracy survives
 
 Built-in tasks are generated shapes datasets (``GENERATED``: disjoint class sets, each in
 its own rendering style), so the whole sequence runs offline; a user's own tasks are
-ImageFolder trees (``folders: {name: root}`` with ``train/`` and ``test/``). The K shots
-per class come from ``train/``; the rest of ``train/`` is the validation split the
-learning rate is chosen on; ``test/`` is what the matrix reports.
+ImageFolder trees (``folders: {name: root}`` with ``train/`` and ``test/``) or CoOp splits
+(``folders: {name: {split_file, image_root}}``). The K shots per class come from the
+training split; the rest of ``train/`` (a CoOp file: its ``val``) is the validation split
+the learning rate is chosen on; ``test`` is what the matrix reports.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ HELDOUT = (["red hexagon", "blue cross", "yellow diamond", "green ring"], "plain
 
 DEFAULTS = {
     "backbone": dataclasses.asdict(BackboneConfig()),
-    "folders": {},  # task name -> ImageFolder root (train/, test/): a user's own tasks
+    "folders": {},  # task name -> ImageFolder root (train/, test/) or {split_file, image_root}
     "shots": 8,
     "size": 32,  # generated image side
     "train_per_class": 16,  # generated pool: shots for training, the rest for validation
@@ -94,7 +95,7 @@ class ClipTasks:
         roots = {}
         for k, name in enumerate(self.task_names):
             if name in self.folders:
-                roots[name] = Path(self.folders[name])
+                roots[name] = self.folders[name]
             else:
                 classes, style = GENERATED[name]
                 roots[name] = fewshot.generate_shapes_dataset(
@@ -107,7 +108,15 @@ class ClipTasks:
             )
             self.heldout = fewshot.read_image_folder(root / "test")
 
-    def _split(self, root: Path) -> dict[str, fewshot.Split]:
+    def _split(self, root) -> dict[str, fewshot.Split]:
+        """K shots of ``train``; validation: a CoOp file's ``val``, else the rest of
+        ``train``; ``test``."""
+        if isinstance(root, dict):  # {split_file, image_root}: a CoOp split
+            parts = fewshot.read_coop_split(root["split_file"], root.get("image_root"))
+            shots = fewshot.sample_k_shot(parts["train"], int(self.cfg["shots"]),
+                                          int(self.cfg["data_seed"]))  # fmt: skip
+            return {"train": shots, "val": parts["val"], "test": parts["test"]}
+        root = Path(root)
         train = fewshot.read_image_folder(root / "train")
         test = fewshot.read_image_folder(root / "test", train.classnames)
         shots = fewshot.sample_k_shot(train, int(self.cfg["shots"]), int(self.cfg["data_seed"]))
