@@ -12,7 +12,8 @@ from the lifted first moments (energy ``energy_cl``); later ``P`` avoids ``Q``. 
 Training goes through the protocol: ``protocol.method_optimizer(model, lr)`` builds the
 optimizer (and makes the full weights trainable; ``name=`` picks the gorp adapter when
 there are several, default the active one); ``protocol.end_task(model, optimizer)``
-closes that adapter's task. The pipelines refuse gorp (they build their own optimizer). The optimizer's ``state_dict`` holds ``P``, ``Q``, moments and steps.
+closes that adapter's task. The single-task pipelines refuse gorp (they build their own
+optimizer); the continual protocol (``lorakit train continual``) runs it. The optimizer's ``state_dict`` holds ``P``, ``Q``, moments and steps.
 
 Contract: the adapter itself keeps the shared contract (it is LoRA). But GORP also changes
 the base weights, so once its optimizer has stepped, ``disable`` runs the *trained* base

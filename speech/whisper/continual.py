@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -97,6 +98,8 @@ class WhisperTasks:
             "test": SplitSpec(int(c["test_sentences"])),
         }, seed=int(c["data_seed"]))  # fmt: skip
         rows = {s: read_manifest(p) for s, p in made.items()}
+        # noisy / fast copies belong to this corpus (ids repeat across corpus settings)
+        self.corpus_id = json.loads((root / "corpus.json").read_text())["hash"][:12]
         self.splits = []
         for k, cond in enumerate(self.task_names):
             group = "child" if cond == "child" else "adult"
@@ -114,7 +117,7 @@ class WhisperTasks:
         if cond in ("adult", "child"):
             return replace(u, group=cond)
         tag = f"{cond}-{self.cfg['snr_db']}" if cond == "noisy" else f"{cond}-{self.cfg['fast_rate']}"
-        path = root / "conditions" / tag / f"{u.id}.wav"
+        path = root / "conditions" / self.corpus_id / tag / f"{u.id}.wav"
         if not path.is_file():
             wave = load_audio(u.audio)
             if cond == "noisy":
