@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import statistics
 from pathlib import Path
 
@@ -45,6 +46,15 @@ def fmt(values, scale=1.0, digits=3) -> str:
     return f"{m:.{digits}f} ± {h:.{digits}f}"
 
 
+def share_before(domain: str, root: Path, run: Path) -> None:
+    """Whisper starts from the same pretrained tiny.en whatever the method or seed, so the
+    scores before training (``before.json``) are computed once and copied to later runs."""
+    done = sorted(root.glob("*/*/before.json"))
+    if domain == "whisper" and done and not (run / "before.json").exists():
+        run.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(done[0], run / "before.json")
+
+
 def run_all(domain: str, methods, seeds, out: Path, sweep_once: bool, overrides) -> dict:
     base = Path(__file__).with_name(CONFIGS[domain])
     results: dict[str, list[dict]] = {}
@@ -55,6 +65,7 @@ def run_all(domain: str, methods, seeds, out: Path, sweep_once: bool, overrides)
             if sweep_once and chosen is not None:
                 sets.append(f"optim.task_lr={chosen}")
             cfg = load_config(base, sets, pipeline.DEFAULTS)
+            share_before(domain, out / domain, out / domain / method / f"s{seed}")
             try:
                 metrics = run_sequence(pipeline.make_domain(cfg), cfg, out / domain / method / f"s{seed}")
             except Exception as e:  # noqa: BLE001 - report it, go on with the other methods

@@ -75,3 +75,17 @@ def test_gorp_carries_its_task_basis_to_the_next_task():
     qs = [st["q"] for st in nxt.state.values() if "q" in st]
     assert qs and all(q.shape[1] > 0 for q in qs)  # the basis of task 0 is there
     assert all(g["lr"] == 5e-3 for g in nxt.param_groups)  # but the new task's lr
+
+
+def test_clip_full_fine_tuning_trains_the_text_tower_too():
+    from lorakit.vision.clip.continual import TrainableTextClassifier
+    from lorakit.vision.clip.build import BackboneConfig, load_backbone
+
+    bb = load_backbone(BackboneConfig())
+    model = TrainableTextClassifier(bb.model, bb.tokenizer, ["red circle", "blue star"], ("a {}.",))
+    m = Method("full", {"r": 2}, lambda meth, h: make_config(
+        meth, targets=(r"clip\.transformer\.resblocks\.\d+\.attn",), **h))
+    m.begin_task(model, 0)
+    model(torch.randn(2, 3, bb.image_size, bb.image_size)).sum().backward()
+    w = model.clip.transformer.resblocks[0].attn.in_proj_weight
+    assert w.requires_grad and w.grad is not None and float(w.grad.abs().sum()) > 0

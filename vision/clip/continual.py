@@ -54,6 +54,18 @@ DEFAULTS = {
 }
 
 
+class TrainableTextClassifier(ClipClassifier):
+    """The classifier whose class head is differentiable whenever the text tower trains:
+    by an adapter (as ``ClipClassifier``) or by its own weights (full fine-tuning, whose
+    text tower would otherwise be encoded once under ``no_grad`` and never learn)."""
+
+    @property
+    def text_adapted(self) -> bool:
+        return super().text_adapted or any(
+            p.requires_grad for n, p in self.clip.named_parameters() if not n.startswith("visual.")
+        )
+
+
 class ClipTasks:
     """The CLIP domain; ``section`` is the config's ``clip:`` part, ``tasks`` the sequence."""
 
@@ -132,7 +144,7 @@ class ClipTasks:
         self.bb = load_backbone(self.backbone)
         self.norm = Normalize(self.bb.mean, self.bb.std)
         first = self.splits[0]["train"].classnames
-        return ClipClassifier(self.bb.model, self.bb.tokenizer, first,
+        return TrainableTextClassifier(self.bb.model, self.bb.tokenizer, first,
                               resolve_templates(self.cfg["templates"]), self.cfg["logit_scale"])  # fmt: skip
 
     def adapter_config(self, method: str, hyper: dict):
