@@ -78,8 +78,8 @@ def test_gorp_carries_its_task_basis_to_the_next_task():
 
 
 def test_clip_full_fine_tuning_trains_the_text_tower_too():
-    from lorakit.vision.clip.continual import TrainableTextClassifier
     from lorakit.vision.clip.build import BackboneConfig, load_backbone
+    from lorakit.vision.clip.continual import TrainableTextClassifier
 
     bb = load_backbone(BackboneConfig())
     model = TrainableTextClassifier(bb.model, bb.tokenizer, ["red circle", "blue star"], ("a {}.",))
