@@ -24,6 +24,7 @@ PIPELINES = {
     "cod": "lorakit.vision.sam.pipeline",
     "asr": "lorakit.speech.whisper.pipeline",
     "ood": "lorakit.vision.ood.pipeline",
+    "continual": "lorakit.apps.continual",  # a task sequence (CLIP or Whisper), GORP + baselines
 }
 
 
@@ -97,7 +98,7 @@ def _trainer_overrides(accelerator, devices, nodes, strategy, precision, max_ste
 
 @app.command(epilog=TRAIN_EPILOG)
 def train(
-    pipeline: str = typer.Argument(..., help="clip | cod | asr | ood"),
+    pipeline: str = typer.Argument(..., help="clip | cod | asr | ood | continual"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML run config"),
     set_: list[str] = typer.Option([], "--set", help="override: key.sub=value (repeatable)"),
     out: Path = typer.Option(None, "--out", "-o", help="run folder (default runs/<pipeline>)"),

@@ -12,12 +12,13 @@ from pathlib import Path
 import yaml
 
 # pipeline -> the config section only that pipeline has
-SIGNATURES = {"clip": "head", "cod": "prompts", "asr": "model", "ood": "method"}
+SIGNATURES = {"clip": "head", "cod": "prompts", "asr": "model", "ood": "method", "continual": "continual"}
 TRAIN_HINT = {
     "clip": "demos/clip.yaml",
     "cod": "demos/cod.yaml",
     "asr": "demos/asr.yaml",
     "ood": "demos/ood.yaml",
+    "continual": "demos/continual.yaml",
 }
 
 

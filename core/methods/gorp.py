@@ -12,7 +12,8 @@ from the lifted first moments (energy ``energy_cl``); later ``P`` avoids ``Q``. 
 Training goes through the protocol: ``protocol.method_optimizer(model, lr)`` builds the
 optimizer (and makes the full weights trainable; ``name=`` picks the gorp adapter when
 there are several, default the active one); ``protocol.end_task(model, optimizer)``
-closes that adapter's task. The pipelines refuse gorp (they build their own optimizer). The optimizer's ``state_dict`` holds ``P``, ``Q``, moments and steps.
+closes that adapter's task. The single-task pipelines refuse gorp (they build their own
+optimizer); the continual protocol (``lorakit train continual``) runs it. The optimizer's ``state_dict`` holds ``P``, ``Q``, moments and steps.
 
 Contract: the adapter itself keeps the shared contract (it is LoRA). But GORP also changes
 the base weights, so once its optimizer has stepped, ``disable`` runs the *trained* base
@@ -90,17 +91,26 @@ def gorp_config(model: nn.Module, name: str | None = None) -> tuple[str, GORPCon
 
 def full_weights(model: nn.Module, name: str | None = None) -> list[tuple[str, nn.Parameter]]:
     """``(name, W)`` of every full weight GORP trains in ``model``: the matrices of the
-    layers matched by ``full_targets`` (of a wrapped layer, its base's): a Linear's or
-    Conv2d's ``weight``; an attention's (MultiheadAttention, raw ``in_proj_weight``)
-    ``in_proj_weight`` and ``out_proj.weight``.
+    layers matched by ``full_targets`` (default: the adapter's targets), see ``weights_of``.
     ``name`` picks the gorp adapter (see ``gorp_config``)."""
+    _, cfg = gorp_config(model, name)
+    return weights_of(model, cfg.full_targets or cfg.targets, cfg.fused, what="gorp: full_targets")
+
+
+def weights_of(
+    model: nn.Module, targets, fused: dict | None = None, what: str = "targets"
+) -> list[tuple[str, nn.Parameter]]:
+    """``(name, W)`` of the weight matrices of the layers matched by ``targets`` (patterns
+    or a preset, as ``inject``'s; of a wrapped layer, its base's): a Linear's or Conv2d's
+    ``weight``; an attention's (MultiheadAttention, raw ``in_proj_weight``)
+    ``in_proj_weight`` and ``out_proj.weight``. Also used for full fine-tuning of the same
+    layers (the continual baselines)."""
     from ..hosts import Host
     from ..inject import candidate_modules, kind_of, name_matches, resolve_targets
 
-    _, cfg = gorp_config(model, name)
-    fused = {"qkv": 3} if cfg.fused is None else cfg.fused
+    fused = {"qkv": 3} if fused is None else fused
     out: list[tuple[str, nn.Parameter]] = []
-    for pattern in resolve_targets(cfg.full_targets or cfg.targets):
+    for pattern in resolve_targets(targets):
         hits = []
         for lname, module in candidate_modules(model):
             if not lname or not name_matches(lname, pattern):
@@ -116,7 +126,7 @@ def full_weights(model: nn.Module, name: str | None = None) -> list[tuple[str, n
                 keys = ("in_proj_weight", "out_proj.weight") if has_out else ("in_proj_weight",)
             hits += [(prefix + k, base.get_parameter(k)) for k in keys]
         if not hits:
-            raise ValueError(f"gorp: full_targets pattern {pattern!r} matches no layer")
+            raise ValueError(f"{what} pattern {pattern!r} matches no layer")
         out += [h for h in hits if all(h[1] is not p for _, p in out)]
     return out
 

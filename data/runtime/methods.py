@@ -2,7 +2,8 @@
 
 The pipelines' trainers build their own optimizer over the trainable parameters. A method
 that brings its own optimizer (GORP's projected Adam, which also trains base weights) would
-then train only its adapter part, silently; such methods are refused before any work starts.
+then train only its adapter part, silently; such methods are refused before any work starts,
+except by a loop that runs the method's optimizer (the continual protocol).
 """
 
 from __future__ import annotations
@@ -10,13 +11,19 @@ from __future__ import annotations
 from lorakit.core.methods import METHODS
 
 
-def check_method_supported(config) -> None:
+def check_method_supported(config, runs_method_optimizer: bool = False) -> None:
     """Raise a one-line ``ValueError`` when ``config`` (an adapter config or a method name)
-    names a method that brings its own optimizer; unknown names are left to the caller."""
+    names a method that brings its own optimizer; unknown names are left to the caller.
+    A loop that builds its optimizer with ``protocol.method_optimizer`` and closes tasks
+    with ``protocol.end_task`` (the continual protocol, ``lorakit.data.continual``) passes
+    ``runs_method_optimizer=True``: every method is supported there."""
     name = config if isinstance(config, str) else getattr(config, "method", None)
     entry = METHODS.get(name)
+    if runs_method_optimizer:
+        return
     if entry is not None and getattr(entry[1], "make_optimizer", None) is not None:
         raise ValueError(
             f"method {name!r} brings its own optimizer, which the pipelines do not run; "
-            "train it with the Python API (protocol.method_optimizer / protocol.end_task)"
+            "train it with `lorakit train continual` or the Python API "
+            "(protocol.method_optimizer / protocol.end_task)"
         )

@@ -1,0 +1,232 @@
+"""The continual protocol: train a sequence of tasks, evaluate every task after each one.
+
+    metrics = run_sequence(domain, cfg, out)
+
+``domain`` (a ``Domain``, see ``domain.py``) knows the tasks, the model, the loss and the
+scores; this module knows the order of things, the learning-rate sweep and resuming.
+Per task ``i`` and learning-rate candidate ``k`` the run folder gets
+``tasks/<i>-<name>/lr<k>/`` (a runtime run: checkpoints, logs), where the task trains from
+the model saved after task ``i-1``; the candidate with the best *validation* score of the
+task is kept (never the reported test split), its model becomes ``state/after-<i>.pt``
+and the task's row of the matrix (test scores on every task, plus the domain's extras such
+as zero-shot retention) goes to ``tasks/<i>-<name>/row.json``. A killed run re-run with
+the same command skips finished tasks and candidates, resumes the interrupted candidate
+from its last checkpoint, and ends with the same matrix as an uninterrupted run: every
+random draw is seeded by ``(seed, task)`` and every task starts from the saved model.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from lorakit.data.runs import RunFolder, read_json, write_json
+from lorakit.data.runtime import build_trainer, resumed_from_step, trainer_options
+
+from .baselines import Method
+from .module import TaskModule
+from .options import check_config, learning_rates
+from .plots import matrix_heatmap, task_curves
+from .scores import summary
+
+
+def _seed(seed: int, t: int, what: int = 0) -> None:
+    torch.manual_seed(seed * 1_000_003 + 1_009 * t + what)
+
+
+def _save(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def build_model(domain, method: Method, t: int, state: Path | None, seed: int):
+    """The model at the start of task ``t``: fresh, the structure of tasks ``< t`` replayed,
+    the saved tensors loaded, then task ``t`` set up (seeded). Returns ``(model, carried)``."""
+    model = domain.build_model(seed)
+    for s in range(t):
+        _seed(seed, s)
+        method.begin_task(model, s)
+    carried = None
+    if state is not None:
+        saved = torch.load(state, map_location="cpu", weights_only=False)
+        load_changed(model, saved["model"])
+        carried = saved["carried"]
+    _seed(seed, t)
+    method.begin_task(model, t)
+    return model, carried
+
+
+def changed_tensors(model, reference) -> dict:
+    """The entries of ``model``'s state that differ from ``reference`` (the same structure,
+    freshly built): what training changed. Saving only these keeps a Whisper-sized state
+    file small; loading them into a fresh replay gives the model back exactly."""
+    ref = reference.state_dict()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()
+            if k not in ref or not torch.equal(v, ref[k])}  # fmt: skip
+
+
+def load_changed(model, changed: dict) -> None:
+    extra = sorted(set(changed) - set(model.state_dict()))
+    if extra:
+        raise ValueError(f"saved continual state does not fit the model: {extra[:3]}")
+    model.load_state_dict(changed, strict=False)
+
+
+def scores_row(domain, model, split: str = "test") -> dict[str, float]:
+    """Every task's score (and the domain's extra scores) for the model as it is."""
+    model.eval()
+    row = {name: domain.evaluate(model, j, split) for j, name in enumerate(domain.task_names)}
+    if split == "test":
+        row |= domain.extras(model)
+    return row
+
+
+def train_candidate(domain, method, cfg, folder: Path, t: int, ids, lr, prev, callbacks):
+    """Train task ``t`` (data of tasks ``ids``) with learning rate ``lr`` from the model saved
+    in ``prev``; saves ``state.pt`` and returns the candidate's record (validation score)."""
+    seed = int(cfg["trainer"].get("seed", 0))
+    opts = trainer_options(cfg["trainer"])
+    opts = replace(opts, max_steps=opts.max_steps * len(ids))
+    model, carried = build_model(domain, method, t, prev, seed)
+    domain.set_task(model, ids)
+    loader, sampler = domain.batches(ids, opts.max_steps * opts.accumulate,
+                                     int(cfg["optim"]["batch_size"]), seed + 101 * t)  # fmt: skip
+    module = TaskModule(model, domain.loss, method, loader, {**cfg["optim"], "lr": lr}, carried)
+    run = RunFolder(folder)
+    trainer, ckpt = build_trainer(opts, run, callbacks, sampler=sampler)
+    trainer.fit(module, ckpt_path=ckpt)
+    _seed(seed, t, 500)
+    carried = method.end_task(model, trainer.optimizers[0])
+    model.eval()
+    val = [domain.evaluate(model, j, "val") for j in ids]
+    reference, _ = build_model(domain, method, t, None, seed)
+    _save(folder / "state.pt", {"model": changed_tensors(model, reference), "carried": carried})
+    record = {
+        "lr": lr,
+        "val": sum(val) / len(val),
+        "steps": int(trainer.global_step),
+        "resumed_from_step": resumed_from_step(trainer),
+        "train_seconds": round(module.seconds, 2),
+        **module.memory,
+    }
+    write_json(folder / "result.json", record)
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    return record
+
+
+def run_task(domain, method, cfg, run: RunFolder, i: int, ids, prev, callbacks) -> dict:
+    """Sweep the learning rates for task ``i``, keep the best on validation, score it."""
+    folder = run.path / "tasks" / f"{i:02d}-{'+'.join(domain.task_names[j] for j in ids)}"
+    lrs = learning_rates(cfg, i)
+    records = []
+    for k, lr in enumerate(lrs):
+        cand = folder / f"lr{k}"
+        if (cand / "result.json").is_file() and (cand / "state.pt").is_file():
+            records.append(read_json(cand / "result.json", "candidate result"))
+        else:
+            records.append(train_candidate(domain, method, cfg, cand, i, ids, lr, prev, callbacks))
+    pick = max if domain.higher_is_better else min
+    best = pick(range(len(lrs)), key=lambda k: (records[k]["val"], -k))
+    chosen = folder / f"lr{best}" / "state.pt"
+    saved = torch.load(chosen, map_location="cpu", weights_only=False)
+    seed = int(cfg["trainer"].get("seed", 0))
+    model, _ = build_model(domain, method, i, None, seed)
+    load_changed(model, saved["model"])
+    row = scores_row(domain, model)
+    after = run.path / "state" / f"after-{i:02d}.pt"
+    after.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(chosen, after)
+    record = {"task": i, "trained_on": [domain.task_names[j] for j in ids], "scores": row,
+              "chosen_lr": lrs[best], "sweep": records,
+              "sweep_seconds": round(sum(r["train_seconds"] for r in records), 2),
+              **{k: v for k, v in records[best].items() if k not in ("lr",)}}  # fmt: skip
+    write_json(folder / "row.json", record)
+    for k in range(len(lrs)):
+        (folder / f"lr{k}" / "state.pt").unlink(missing_ok=True)
+    if prev is not None and prev != after:
+        prev.unlink(missing_ok=True)  # only the newest model state is kept on disk
+    return record
+
+
+def run_sequence(domain, cfg: dict, out: Path, callbacks: list | None = None) -> dict:
+    """Run (or resume) the continual sequence ``cfg`` describes; returns the metrics."""
+    cfg = copy.deepcopy(cfg)
+    section = check_config(cfg, domain)
+    method = Method(section["method"], cfg["adapter"], domain.adapter_config)
+    run = RunFolder(out)
+    if run.config_file.is_file() and run.read_config() != cfg:
+        raise ValueError(
+            f"{out} holds a run with another config; use a new --out or delete the folder"
+        )
+    run.write_config(cfg)
+    domain.prepare(run.path)
+    seed = int(cfg["trainer"].get("seed", 0))
+    before_file = run.path / "before.json"
+    if before_file.is_file():
+        before = read_json(before_file, "scores before training")
+    else:
+        model = domain.build_model(seed)
+        before = scores_row(domain, model)
+        write_json(before_file, before)
+    n = len(domain.task_names)
+    plan = [[j] for j in range(n)] if method.per_task else [list(range(n))]
+    records, prev = [], None
+    for i, ids in enumerate(plan):
+        folder = run.path / "tasks" / f"{i:02d}-{'+'.join(domain.task_names[j] for j in ids)}"
+        if (folder / "row.json").is_file():
+            records.append(read_json(folder / "row.json", "task row"))
+        else:
+            records.append(run_task(domain, method, cfg, run, i, ids, prev, callbacks))
+        prev = run.path / "state" / f"after-{i:02d}.pt"
+    return finish(domain, cfg, run, records, before)
+
+
+def finish(domain, cfg: dict, run: RunFolder, records: list[dict], before: dict) -> dict:
+    """The matrix, its summary, costs and memory: metrics.json, matrix.csv and the plots."""
+    names = list(domain.task_names)
+    matrix = [[r["scores"][t] for t in names] for r in records]
+    b = [before[t] for t in names]
+    extras = {k: [before[k]] + [r["scores"][k] for r in records] for k in domain.extra_names}
+    metrics = {
+        "domain": cfg["continual"]["domain"],
+        "method": cfg["continual"]["method"],
+        "seed": int(cfg["trainer"].get("seed", 0)),
+        "metric": domain.metric,
+        "higher_is_better": domain.higher_is_better,
+        "tasks": names,
+        "matrix": matrix,
+        "before": b,
+        **summary(matrix, b, domain.higher_is_better),
+        "extras": extras,
+        "chosen_lr": [r["chosen_lr"] for r in records],
+        "per_task": [
+            {k: r.get(k) for k in ("trained_on", "steps", "train_seconds", "sweep_seconds",
+                                    "optimizer_state", "gorp_full_weight_state",
+                                    "adam_full_weight_state", "val", "resumed_from_step")}
+            for r in records
+        ],  # fmt: skip
+        "optimizer_state_max": max(r.get("optimizer_state", 0) for r in records),
+        "train_seconds": round(sum(r["train_seconds"] for r in records), 2),
+        "train_steps": sum(r["steps"] for r in records),
+    }
+    rows = [["after"] + names + list(domain.extra_names)]
+    rows.append(["before"] + [f"{before[k]:.4f}" for k in names + list(domain.extra_names)])
+    for r in records:
+        label = "+".join(r["trained_on"])
+        rows.append([label] + [f"{r['scores'][k]:.4f}" for k in names + list(domain.extra_names)])
+    from lorakit.data.runs import atomic_write_text
+
+    atomic_write_text(run.path / "matrix.csv", "\n".join(",".join(x) for x in rows) + "\n")
+    title = f"{metrics['method']} on {metrics['domain']} ({domain.metric})"
+    matrix_heatmap(matrix, names, [r["trained_on"] for r in records], run.plots / "matrix.png",
+                   title, domain.higher_is_better)  # fmt: skip
+    task_curves(matrix, b, names, run.plots / "task_curves.png", title)
+    run.write_metrics(metrics)
+    return metrics
