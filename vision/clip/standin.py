@@ -105,7 +105,7 @@ def pretrain(spec: BuildSpec, progress: bool = True) -> tuple[dict, list[float]]
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if progress and (step % 50 == 0 or step == spec.steps - 1):
             log.info("pretrain %s step %d/%d loss %.3f (%.0f s)", TAG, step, spec.steps,
                      losses[-1], time.monotonic() - start)
@@ -138,6 +138,7 @@ def save(path: str | Path, state: dict, spec: BuildSpec, keep_rows: torch.Tensor
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(out, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o644)  # a shipped file, readable by everyone
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
