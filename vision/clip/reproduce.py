@@ -116,8 +116,13 @@ def read_dataset(root: Path, name: str) -> dict[str, fewshot.Split]:
     return splits
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # a one-line ValueError instead of usage + exit
+        raise ValueError(f"lorakit reproduce clip-lora: {message}")
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="lorakit reproduce clip-lora", description=__doc__,
+    ap = _Parser(prog="lorakit reproduce clip-lora", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", type=Path, required=True, help="CoOp's DATA folder")
     ap.add_argument("--out", type=Path, default=Path("runs/reproduce-clip-lora"))

@@ -107,3 +107,9 @@ def test_default_model_asks_for_a_checkpoint(tmp_path):
     assert res.exit_code == 2 and "--checkpoint" in res.output
     res = CliRunner().invoke(app, ["reproduce", "no-such"])
     assert res.exit_code == 2 and "clip-lora" in res.output
+
+
+def test_missing_required_option_is_one_line(tmp_path):
+    res = CliRunner().invoke(app, ["reproduce", "clip-lora", "--shots", "1"])
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "--data-root" in lines[0], res.output
