@@ -7,14 +7,16 @@ base-to-novel mean something on a machine that cannot fetch real CLIP weights.
 The weights ship with the package (``standin/lorakit-shapes-seed0.safetensors``, checked
 against ``SHA256`` on load); they were built by
 
-    python -m lorakit.vision.clip.standin --out vision/clip/standin/lorakit-shapes-seed0.safetensors
+    python -m lorakit.vision.clip.standin --threads 1 \
+        --out vision/clip/standin/lorakit-shapes-seed0.safetensors
 
-(``BuildSpec()`` defaults, seed 0: about 4 min on 2 CPU cores). When the shipped file is
-absent the same build runs once into the cache (``$LORAKIT_CACHE`` or ``~/.cache/lorakit``)
-and is reused. Pretraining never shows the ``(colour, shape)`` pairs of
+(``BuildSpec()`` defaults: seed 0, 600 steps; 5.5 min on one core of a busy 2-core machine;
+another CPU or torch build may differ in the last bits, hence a recorded checksum rather than
+a rebuild in CI). When the shipped file is absent the same build runs once into the cache
+(``$LORAKIT_CACHE`` or ``~/.cache/lorakit``) and is reused. Pretraining never shows the ``(colour, shape)`` pairs of
 ``captions.COMBOS.unseen()``. The file holds every tensor except the token embedding, of
 which only the rows of tokens the captions use are stored (the rest are zero: those words
-were never trained), which keeps it at about 1.5 MB.
+were never trained), which keeps it under 1 MB.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ def cache_dir() -> Path:
 
 def weights_path() -> Path:
     """The stand-in's weights: the shipped file (sha256-checked), else the cached build
-    (built once on first use, about 4 min on 2 CPU cores)."""
+    (built once on first use, a few minutes on CPU)."""
     if SHIPPED.is_file():
         if SHA256 is not None and sha256(SHIPPED) != SHA256:
             raise ValueError(
