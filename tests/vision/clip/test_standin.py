@@ -78,3 +78,18 @@ def test_contrastive_targets_follow_what_the_caption_names():
 def test_stand_in_tag_needs_its_own_architecture():
     with pytest.raises(ValueError, match="exists for lorakit-tiny-vit only"):
         load_backbone(BackboneConfig(name="lorakit-tiny-vit-64"))
+
+
+def test_without_the_shipped_file_it_is_built_once_into_the_cache(tmp_path, monkeypatch):
+    small = replace(standin.BuildSpec(), steps=3, pool=64, batch_size=16)
+    monkeypatch.setattr(standin, "SHIPPED", tmp_path / "absent.safetensors")
+    monkeypatch.setattr(standin, "BuildSpec", lambda: small)
+    monkeypatch.setenv("LORAKIT_CACHE", str(tmp_path / "cache"))
+    path = standin.weights_path()
+    assert path.parent == tmp_path / "cache" / "clip" and path.is_file()
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("rebuilt although cached")
+
+    monkeypatch.setattr(standin, "build", no_rebuild)
+    assert standin.weights_path() == path
