@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lorakit.apps.prebuilt import CLIP_CLASSES
+
+FIRST = CLIP_CLASSES[0].replace(" ", "_")  # a class folder of the pre-made CLIP run
+
 pytestmark = pytest.mark.browser
 TIMEOUT = 120_000  # ms: the first request of an app loads its models on a busy 2-core machine
 
@@ -84,14 +88,14 @@ def test_clip_classifies_upload_adapted_vs_zero_shot(browser, hub, tiny_runs, sh
     url, ctx = hub
     page = open_tab(browser, url, "clip")
     wait_text(page, "#clip-loaded", "block_lora")
-    img = sorted((ctx.run_path("clip-block_lora") / "data" / "test" / "red_circle").glob("*.png"))[
+    img = sorted((ctx.run_path("clip-block_lora") / "data" / "test" / FIRST).glob("*.png"))[
         0
     ]
     upload(page, "clip-image", img)
     page.click("#clip-classify")
     page.wait_for_selector("#clip-adapted .output-class")
     page.wait_for_selector("#clip-zero .output-class")
-    classes = ("red circle", "green square", "blue triangle", "yellow star")
+    classes = tuple(CLIP_CLASSES)
     for sel in ("#clip-adapted", "#clip-zero"):
         text = page.inner_text(sel)
         assert sum(c in text for c in classes) >= 3 and "%" in text
@@ -102,7 +106,7 @@ def test_clip_classifies_upload_adapted_vs_zero_shot(browser, hub, tiny_runs, sh
 def test_clip_trains_on_example_set_then_classifies(browser, hub, shots):
     url, ctx = hub
     page = open_tab(browser, url, "clip")
-    img = sorted((ctx.run_path("clip-block_lora") / "data" / "test" / "red_circle").glob("*.png"))
+    img = sorted((ctx.run_path("clip-block_lora") / "data" / "test" / FIRST).glob("*.png"))
     upload(page, "clip-image", img[0])
     page.click("#clip-classify")
     page.wait_for_selector("#clip-adapted .output-class")

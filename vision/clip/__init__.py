@@ -11,5 +11,7 @@ Python API (the CLI ``lorakit train clip`` / ``lorakit eval clip`` calls the sam
 Modules: ``build`` (backbone loading), ``prompts`` (templates, zero-shot head),
 ``classifier`` (CLIP as a classifier), ``datasets`` (image tensors, seeded step batches),
 ``train`` (adapter config, LightningModule), ``evaluate`` (accuracy), ``plots``,
-``pipeline`` (run folders, CLI entry points).
+``pipeline`` (run folders, CLI entry points), ``standin`` (the offline pretrained tiny CLIP,
+``lorakit-shapes``), ``reproduce`` (``lorakit reproduce clip-lora``: the paper recipe on
+CoOp's 11 datasets).
 """

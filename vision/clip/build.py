@@ -3,7 +3,8 @@ registered config (real open_clip ``CLIP`` classes at a small size, for tests an
 
     bb = load_backbone(BackboneConfig(name="ViT-B-16", pretrained="openai"))
     bb = load_backbone(BackboneConfig(name="ViT-B-16", checkpoint="/models/vit_b16.bin"))
-    bb = load_backbone(BackboneConfig(name="lorakit-tiny-vit"))       # random init, offline
+    bb = load_backbone(BackboneConfig(name="lorakit-tiny-vit"))       # the pretrained stand-in
+    bb = load_backbone(BackboneConfig(name="lorakit-tiny-vit", pretrained=None))  # random init
 
 A pretrained tag whose weights are not in the local Hugging Face cache, on a machine that
 cannot reach the hub, fails at once with a ``ValueError`` that names the file to fetch and
@@ -69,14 +70,16 @@ class BackboneConfig:
     """The ``backbone:`` config section.
 
     name: open_clip architecture (``ViT-B-16``) or a ``TINY_CONFIGS`` key.
-    pretrained: open_clip pretrained tag (``openai``, ``laion2b_s34b_b88k``) or None (random).
+    pretrained: open_clip pretrained tag (``openai``, ``laion2b_s34b_b88k``), None (random),
+        or ``lorakit-shapes`` (the default: the offline stand-in of ``standin.py``, for
+        ``lorakit-tiny-vit`` only).
     checkpoint: local weights file (open_clip/OpenAI state_dict, .bin/.pt/.safetensors);
         takes precedence over ``pretrained``.
     offline: ``"auto"`` (probe the hub for 2 s), true or false.
     """
 
     name: str = "lorakit-tiny-vit"
-    pretrained: str | None = None
+    pretrained: str | None = "lorakit-shapes"
     checkpoint: str | None = None
     precision: str = "fp32"
     cache_dir: str | None = None
@@ -176,6 +179,16 @@ def _resolve_pretrained(cfg: BackboneConfig) -> str | None:
         return str(path)
     if not cfg.pretrained:
         return None
+    from . import standin
+
+    if cfg.pretrained == standin.TAG:
+        if cfg.name != standin.ARCH:
+            raise ValueError(
+                f"backbone.pretrained: {standin.TAG!r} (the offline stand-in) exists for "
+                f"{standin.ARCH} only, not {cfg.name}; set backbone.pretrained (e.g. openai), "
+                "backbone.checkpoint=/path/to/weights, or backbone.pretrained=null (random)"
+            )
+        return cfg.pretrained
     if Path(cfg.pretrained).expanduser().is_file():
         return str(Path(cfg.pretrained).expanduser())
     pcfg = open_clip.get_pretrained_cfg(cfg.name, cfg.pretrained)
@@ -210,7 +223,12 @@ def load_backbone(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Ba
             f"backbone.name: unknown open_clip model {cfg.name!r}; e.g. ViT-B-16, ViT-B-32, "
             f"or a tiny config: {', '.join(TINY_CONFIGS)}"
         )
+    from . import standin
+
     pretrained = _resolve_pretrained(cfg)
+    standin_path = standin.weights_path() if pretrained == standin.TAG else None
+    if standin_path is not None:
+        pretrained = None  # built at random, then the stand-in's weights are loaded below
     quiet = _NoRandomInitWarning() if pretrained is None else None  # random init was asked for
     if quiet:
         logging.getLogger().addFilter(quiet)
@@ -229,6 +247,9 @@ def load_backbone(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Ba
     finally:
         if quiet:
             logging.getLogger().removeFilter(quiet)
+    if standin_path is not None:
+        model.load_state_dict(standin.load_state(standin_path))
+        model.to(device)
     model.eval()
     pp = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = model.visual.image_size
