@@ -18,6 +18,13 @@ from .s2_lora import S2LoRA, S2LoRAConfig
 from .svfit import SVFit, SVFitConfig
 from .unilora import UniLoRA, UniLoRAConfig
 from .vera import VeRA, VeRAConfig
+from .allora import ALLoRA, ALLoRAConfig
+from .altlora import AltLoRA, AltLoRAConfig
+from .diffora import DiffoRA, DiffoRAConfig
+from .increlora import IncreLoRA, IncreLoRAConfig
+from .lora_ggpo import LoRAGGPO, LoRAGGPOConfig
+from .lora_squeeze import LoRASqueeze, LoRASqueezeConfig
+from .sora import SoRA, SoRAConfig
 
 METHODS: dict[str, tuple[type[AdapterConfig], type[Method]]] = {
     "lora": (LoRAConfig, LoRA),
@@ -35,6 +42,13 @@ METHODS: dict[str, tuple[type[AdapterConfig], type[Method]]] = {
     "loldu": (LoLDUConfig, LoLDU),
     "lora_sb": (LoRASBConfig, LoRASB),
     "gorp": (GORPConfig, GORP),
+    "sora": (SoRAConfig, SoRA),
+    "increlora": (IncreLoRAConfig, IncreLoRA),
+    "lora_squeeze": (LoRASqueezeConfig, LoRASqueeze),
+    "diffora": (DiffoRAConfig, DiffoRA),
+    "altlora": (AltLoRAConfig, AltLoRA),
+    "allora": (ALLoRAConfig, ALLoRA),
+    "lora_ggpo": (LoRAGGPOConfig, LoRAGGPO),
 }
 
 __all__ = [
@@ -73,4 +87,18 @@ __all__ = [
     "LoRASBConfig",
     "GORP",
     "GORPConfig",
+    "SoRA",
+    "SoRAConfig",
+    "IncreLoRA",
+    "IncreLoRAConfig",
+    "LoRASqueeze",
+    "LoRASqueezeConfig",
+    "DiffoRA",
+    "DiffoRAConfig",
+    "AltLoRA",
+    "AltLoRAConfig",
+    "ALLoRA",
+    "ALLoRAConfig",
+    "LoRAGGPO",
+    "LoRAGGPOConfig",
 ]
