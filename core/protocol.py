@@ -24,7 +24,9 @@ lorakit adapters:
   a method's optimizer the loop's groups (a head included).
 - ``after_step(model, optimizer)``: also applies rank changes (``resize``) the methods made
   in their hooks and rebuilds the optimizer state of exactly the changed tensors
-  (``lorakit.core.resize``); methods see the step's learning rate as ``m.step_lr``.
+  (``lorakit.core.resize``); methods see the step's learning rate as ``m.step_lr`` (taken
+  in ``before_step(model, optimizer)`` when that ran, so a scheduler step in between does
+  not change it).
 - ``finish(model, optimizer)``: once, at the end of training (SoRA removes its zeroed
   ranks); ``ranks(model)``: the current per-slot ranks of rank-changing methods.
 
@@ -104,7 +106,23 @@ def prepare(
     return n
 
 
-def before_step(model: nn.Module) -> None:
+def _set_step_lr(model: nn.Module, optimizer, pinned: bool) -> None:
+    """Give every method the lr of its tensors' group as ``m.step_lr``. ``before_step``
+    pins it: a scheduler may change the lr between the step and ``after_step``."""
+    lrs = _lr_of(optimizer)
+    for _, m in _methods(model):
+        if not pinned and getattr(m, "_lr_pinned", False):
+            m._lr_pinned = False
+            continue
+        first = next(iter(m.parameters()), None)
+        m.step_lr = lrs.get(id(first)) if first is not None else None
+        m._lr_pinned = pinned
+
+
+def before_step(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
+    """After backward, before the optimizer step (gradients are complete)."""
+    if optimizer is not None:
+        _set_step_lr(model, optimizer, pinned=True)
     for _, m in _methods(model):
         hook = getattr(m, "before_step", None)
         if hook is not None:
@@ -121,10 +139,8 @@ def after_step(model: nn.Module, optimizer: torch.optim.Optimizer | None = None)
     """After each optimizer step: per-layer hooks (averaging step statistics across ranks
     first), then model-level hooks; rank changes they made are applied to ``optimizer``'s
     state. Returns the resizes (empty when no rank changed)."""
-    lrs = _lr_of(optimizer)
-    for _, m in _methods(model):
-        first = next(iter(m.parameters()), None)
-        m.step_lr = lrs.get(id(first)) if first is not None else None
+    if optimizer is not None:
+        _set_step_lr(model, optimizer, pinned=False)
     after_optimizer_step(model)
     for hook in _class_hooks(model, "model_after_step"):
         hook(model)

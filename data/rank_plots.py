@@ -30,9 +30,11 @@ def _layer_module(name: str) -> tuple[str, str]:
 
 
 def _short(module: str) -> str:
-    for long, short in (("transformer.resblocks", "blk"), ("image_encoder.blocks", "blk"),
-                        ("encoder.blocks", "enc"), ("decoder.blocks", "dec"), ("visual.", "v.")):
-        module = module.replace(long, short)
+    for long, short in (("visual.transformer.resblocks.*.", "vision."),
+                        ("transformer.resblocks.*.", "text."), ("image_encoder.blocks.*.", ""),
+                        ("encoder.blocks.*.", "enc."), ("decoder.blocks.*.", "dec.")):
+        if module.startswith(long):
+            return short + module[len(long):]
     return module
 
 

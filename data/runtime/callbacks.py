@@ -58,7 +58,7 @@ class AdapterHooks(L.Callback):
         self.start_step = self._done = int(trainer.global_step)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        protocol.before_step(self._model(pl_module))
+        protocol.before_step(self._model(pl_module), optimizer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self._done:  # a micro-batch inside gradient accumulation

@@ -17,6 +17,8 @@ also train base weights (GORP) are refused earlier (``check_method_supported``).
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from lorakit.core import protocol
@@ -67,7 +69,8 @@ def adapt_optimizer(trainer, model) -> torch.optim.Optimizer | None:
     if new is None:
         if len(new_groups) == len(groups):
             return None
-        new = type(old)(new_groups, **old.defaults)
+        accepted = inspect.signature(type(old)).parameters
+        new = type(old)(new_groups, **{k: v for k, v in old.defaults.items() if k in accepted})
     _track_steps(new)
     for cfg in trainer.lr_scheduler_configs:
         if cfg.scheduler.optimizer is old:
