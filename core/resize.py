@@ -23,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 
-
 @dataclass
 class Resize:
     """One parameter's rank change: rows ``keep`` along ``dim`` kept, ``n_new`` appended."""

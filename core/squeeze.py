@@ -28,7 +28,6 @@ from .inject import make_config
 from .io import CONFIG_NAME, FORMAT, SAVED_PREFIX, WEIGHTS_NAME, _config_dict, read_adapter_config
 from .methods import METHODS, SlotInfo
 
-
 # Updates the file alone cannot rebuild: Uni-LoRA's one projection spans the whole model;
 # VeRA / RandLoRA / NOLA regenerate conv bases from the kernel geometry, not in the file.
 NOT_FROM_FILE: dict[str, frozenset[str] | None] = {

@@ -54,7 +54,7 @@ def damped_inverse(m: Tensor, damping: float) -> Tensor:
 class AltLoRAOptimizer(MethodAdamW):
     """Alternating projected steps on every AltLoRA slot; AdamW on everything else."""
 
-    def __init__(self, params, slots: list["AltLoRA"], **kw):
+    def __init__(self, params, slots: list[AltLoRA], **kw):
         self.slots = slots
         self.owner_ids = {id(p) for m in slots for p in (m.A, m.B)}
         super().__init__(params, **kw)
@@ -77,7 +77,7 @@ class AltLoRAOptimizer(MethodAdamW):
         st["alt_m"].mul_(beta).add_(g, alpha=1 - beta)
         return st["alt_m"] / (1 - beta ** float(st["alt_t"]))
 
-    def _step_slot(self, m: "AltLoRA", group: dict) -> None:
+    def _step_slot(self, m: AltLoRA, group: dict) -> None:
         a, b, s, lr = m.A, m.B, m.s, group["lr"]
         st = self.state[a]
         phase = int(st.setdefault("alt_phase", torch.zeros((), dtype=torch.long)))
@@ -94,7 +94,7 @@ class AltLoRAOptimizer(MethodAdamW):
             self._carry(m, other, old, phase)
         st["alt_phase"].fill_(1 - phase)
 
-    def _carry(self, m: "AltLoRA", other: Tensor, old: Tensor, phase: int) -> None:
+    def _carry(self, m: AltLoRA, other: Tensor, old: Tensor, phase: int) -> None:
         """Re-express the other factor's momentum in the changed factor's new subspace."""
         mom = self.state[other].get("alt_m")
         if mom is None:

@@ -41,7 +41,7 @@ class DiffoRAConfig(AdapterConfig):
 
 class DiffoRA(RankedLoRA):
     name = "diffora"
-    formula = "r*(d_in + d_out) + 1 per candidate layer; kept layers only after the search"
+    formula = "r*(d_in + d_out) + 1 per layer while searching; r*(d_in + d_out) per kept layer after"
     param_options = {"beta": {"weight_decay": 0.0}}
 
     def __init__(self, cfg: DiffoRAConfig, slot: SlotInfo):

@@ -9,6 +9,9 @@ in their shapes.
 
 from __future__ import annotations
 
+import math
+import zlib
+
 import torch
 from torch import Tensor, nn
 
@@ -54,8 +57,13 @@ class RankedLoRA(Method):
         return out + [(getattr(self, n), 0) for n in self.rank_vectors]
 
     def new_rank_values(self, n: int) -> dict[str, Tensor]:
-        """Values of ``n`` new ranks: A rows Kaiming, B columns 0 (the output is unchanged)."""
-        a = kaiming_(torch.empty(max(n, 1), self.d_in, device=self.A.device))[:n]
+        """Values of ``n`` new ranks: A rows Kaiming, B columns 0 (the output is unchanged).
+        The rows are drawn from a generator seeded by (slot name, current rank), never the
+        global RNG, so a resumed run grows exactly the ranks the uninterrupted run grew."""
+        g = torch.Generator().manual_seed(zlib.crc32(self.slot_name.encode()) * 1009 + self.r)
+        a = torch.empty(max(n, 1), self.d_in)
+        nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=g)
+        a = a[:n].to(self.A.device, self.A.dtype)
         out = {"A": a, "B": self.B.new_zeros(self.d_out, n)}
         out.update({v: getattr(self, v).new_ones(n) for v in self.rank_vectors})
         return out
