@@ -19,14 +19,14 @@ from .plots import save_figure
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-_BLOCK = re.compile(r"\.(\d+)(?=\.|:|$)")
+_BLOCK = re.compile(r"[._](\d+)(?=\.|:|$)")  # resblocks.3.attn, encoder_layer_0.mlp
 
 
 def _layer_module(name: str) -> tuple[str, str]:
     m = _BLOCK.search(name)
     if m is None:
         return "-", name
-    return m.group(1), name[: m.start()] + ".*" + name[m.end():]
+    return m.group(1), name[: m.start() + 1] + "*" + name[m.end():]
 
 
 def _short(module: str) -> str:
@@ -36,6 +36,17 @@ def _short(module: str) -> str:
         if module.startswith(long):
             return short + module[len(long):]
     return module
+
+
+def _labels(modules: list[str]) -> tuple[list[str], str]:
+    """Short column labels and the dotted prefix they all shared (named on the axis)."""
+    short = [_short(m) for m in modules]
+    parts = [s.split(".") for s in short]
+    n = 0
+    while len(short) > 1 and all(len(p) > n + 1 and p[n] == parts[0][n] for p in parts):
+        n += 1
+    prefix = ".".join(parts[0][:n])
+    return [".".join(p[n:]) for p in parts], (prefix + "." if prefix else "")
 
 
 def rank_heatmap(ranks: dict[str, int], path: str | Path, title: str) -> Path | None:
@@ -48,18 +59,20 @@ def rank_heatmap(ranks: dict[str, int], path: str | Path, title: str) -> Path | 
     grid = np.full((len(layers), len(modules)), np.nan)
     for layer, module, r in cells:
         grid[layers.index(layer), modules.index(module)] = r
-    fig, ax = plt.subplots(figsize=(3 + 0.6 * len(modules), 1.5 + 0.3 * len(layers)))
+    fig, ax = plt.subplots(figsize=(4 + 0.6 * len(modules), 3 + 0.3 * len(layers)))
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#bbbbbb")
     im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap,
                    interpolation="nearest", vmin=0)
     for i in range(len(layers)):
         for j in range(len(modules)):
             if not np.isnan(grid[i, j]):
-                ax.text(j, i, int(grid[i, j]), ha="center", va="center", fontsize=6, color="w")
-    ax.set_xticks(range(len(modules)), [_short(m) for m in modules], rotation=45, ha="right",
-                  fontsize=7)
+                dark = grid[i, j] < 0.6 * np.nanmax(grid)  # viridis: light cells get black text
+                ax.text(j, i, int(grid[i, j]), ha="center", va="center", fontsize=6,
+                        color="w" if dark else "k")
+    labels, prefix = _labels(modules)
+    ax.set_xticks(range(len(modules)), labels, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(layers)), layers, fontsize=7)
-    ax.set_xlabel("module")
+    ax.set_xlabel(f"module (under {prefix})" if prefix else "module")
     ax.set_ylabel("layer (block index)")
     total = sum(ranks.values())
     ax.set_title(f"{title}: final rank per layer and module (total {total})", fontsize=9)
