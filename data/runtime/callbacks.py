@@ -52,7 +52,15 @@ class AdapterHooks(L.Callback):
         return getattr(pl_module, "model", pl_module)
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        adapt_optimizer(trainer, self._model(pl_module))
+        model = self._model(pl_module)
+        if trainer.world_size > 1 and protocol.rank_changing(model):
+            names = sorted({m.name for m in protocol.rank_changing_methods(model)})
+            raise ValueError(
+                f"{'/'.join(names)} changes ranks during training, which needs one process "
+                "(trainer.devices=1, trainer.nodes=1): resized tensors cannot be kept in step "
+                "across processes"
+            )
+        adapt_optimizer(trainer, model)
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.start_step = self._done = int(trainer.global_step)
