@@ -32,7 +32,8 @@ def _layer_module(name: str) -> tuple[str, str]:
 def _short(module: str) -> str:
     for long, short in (("visual.transformer.resblocks.*.", "vision."),
                         ("transformer.resblocks.*.", "text."), ("image_encoder.blocks.*.", ""),
-                        ("encoder.blocks.*.", "enc."), ("decoder.blocks.*.", "dec.")):
+                        ("encoder.blocks.*.", "enc."), ("decoder.blocks.*.", "dec."),
+                        ("mask_decoder.transformer.", "mask_dec.")):
         if module.startswith(long):
             return short + module[len(long):]
     return module
@@ -59,7 +60,11 @@ def rank_heatmap(ranks: dict[str, int], path: str | Path, title: str) -> Path | 
     grid = np.full((len(layers), len(modules)), np.nan)
     for layer, module, r in cells:
         grid[layers.index(layer), modules.index(module)] = r
-    fig, ax = plt.subplots(figsize=(4 + 0.6 * len(modules), 3 + 0.3 * len(layers)))
+    labels, prefix = _labels(modules)
+    longest = max(len(t) for t in labels)  # rotated tick labels need that much height
+    fig, ax = plt.subplots(
+        figsize=(4 + 0.6 * len(modules), 3 + 0.3 * len(layers) + 0.06 * longest)
+    )
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#bbbbbb")
     im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap,
                    interpolation="nearest", vmin=0)
@@ -69,7 +74,6 @@ def rank_heatmap(ranks: dict[str, int], path: str | Path, title: str) -> Path | 
                 dark = grid[i, j] < 0.6 * np.nanmax(grid)  # viridis: light cells get black text
                 ax.text(j, i, int(grid[i, j]), ha="center", va="center", fontsize=6,
                         color="w" if dark else "k")
-    labels, prefix = _labels(modules)
     ax.set_xticks(range(len(modules)), labels, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(layers)), layers, fontsize=7)
     ax.set_xlabel(f"module (under {prefix})" if prefix else "module")
