@@ -37,6 +37,9 @@ TINY_HYPER = {
     "nola": {"k": 4, "alpha": 0.2},
     "loca": {"n_coef": 24, "alpha": 0.5},
     "unilora": {"theta_d_length": 32},
+    "sora": {"alpha": 1.0},  # a third factor (the gate): a smaller scale keeps SGD stable
+    "lora_squeeze": {"target_r": 1},
+    "diffora": {"search_steps": 1},
 }
 
 

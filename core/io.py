@@ -112,6 +112,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, name: str = "de
                 "name": clean_name(n),
                 "host": h.kind,
                 "slots": {s: [m.d_out, m.d_in] for s, m in h.adapters[name].items()},
+                **_ranks_entry(h.adapters[name]),
             }
             for n, h in layers
         ],
@@ -127,6 +128,27 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, name: str = "de
     )
     atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
     return directory
+
+
+def _ranks_entry(slots) -> dict:
+    """``{"ranks": {slot: r}}`` for rank-changing methods (SoRA, IncreLoRA, ...): the
+    final per-slot ranks, which a load restores before it reads the tensors."""
+    if not any(getattr(m, "rank_changing", False) for m in slots.values()):
+        return {}
+    return {"ranks": {s: int(m.r) for s, m in slots.items()}}
+
+
+def _apply_ranks(model: nn.Module, meta: dict, name: str) -> None:
+    for layer in meta["layers"]:
+        host = model.get_submodule(_resolve(model, layer["name"]))
+        for slot, r in layer.get("ranks", {}).items():
+            m = host.adapters[name][slot]
+            if not hasattr(m, "set_rank"):
+                raise ValueError(f"adapter file gives ranks, but {m.name} cannot change rank")
+            if not isinstance(r, int) or not 0 <= r <= min(m.d_out, m.d_in):
+                raise ValueError(f"adapter file: bad rank {r!r} for layer {layer['name']}:{slot}")
+            m.set_rank(r)
+            m.take_resizes()
 
 
 def read_adapter_config(directory: str | os.PathLike) -> dict:
@@ -201,6 +223,7 @@ def load_adapter(
     saved = [_resolve(model, n, "module") for n in meta.get("modules_to_save", [])]
     report = inject(model, cfg, name, names=layers, saved=saved)
     try:
+        _apply_ranks(model, meta, name)
         load_adapter_tensors(model, load_file(str(weights)), name, source=str(weights))
     except ValueError:
         delete_adapter(model, name)

@@ -18,11 +18,23 @@ lorakit adapters:
   with the model so a resumed run continues exactly.
 - ``end_task(model, optimizer)``: after each task of a continual run (GORP grows its basis
   of earlier tasks' gradients and starts a fresh adapter); a no-op for other methods.
+- ``param_groups(model, lr, weight_decay)`` / ``regroup(groups, model)``: parameter groups
+  split by what methods declare per tensor (``param_options``: SoRA's gate and DiffoRA's
+  architecture logits get no weight decay); ``method_optimizer(..., params=groups)`` gives
+  a method's optimizer the loop's groups (a head included).
+- ``after_step(model, optimizer)``: also applies rank changes (``resize``) the methods made
+  in their hooks and rebuilds the optimizer state of exactly the changed tensors
+  (``lorakit.core.resize``); methods see the step's learning rate as ``m.step_lr`` (taken
+  in ``before_step(model, optimizer)`` when that ran, so a scheduler step in between does
+  not change it).
+- ``finish(model, optimizer)``: once, at the end of training (SoRA removes its zeroed
+  ranks); ``ranks(model)``: the current per-slot ranks of rank-changing methods.
 
 A method opts in by defining the hooks it needs: ``needs_prepare`` with ``begin_prepare()``,
 ``prepare_grads()``, ``end_prepare(n_batches)`` and ``abort_prepare()``; ``before_step()``;
-``after_step()``; class-level ``make_optimizer(model, lr, **kw)`` and
-``end_task(model, optimizer)`` (static: they act on the whole model).
+``after_step()``; ``finish()``; class-level ``make_optimizer(model, lr, **kw)``,
+``model_after_step(model)`` (decisions across layers: IncreLoRA's growth, DiffoRA's
+discretisation) and ``end_task(model, optimizer)`` (static: they act on the whole model).
 Every other method is untouched, so a loop can call these for any method.
 Methods are found by walking the model's modules, so this works for one adapter or many.
 """
@@ -36,6 +48,7 @@ from torch import Tensor, nn
 
 from .api import after_optimizer_step
 from .methods.base import Method
+from .resize import Resize, rebuild_optimizer_state
 
 
 def _methods(model: nn.Module) -> list[tuple[str, Method]]:
@@ -93,16 +106,120 @@ def prepare(
     return n
 
 
-def before_step(model: nn.Module) -> None:
+def _set_step_lr(model: nn.Module, optimizer, pinned: bool) -> None:
+    """Give every method the lr of its tensors' group as ``m.step_lr``. ``before_step``
+    pins it: a scheduler may change the lr between the step and ``after_step``."""
+    lrs = _lr_of(optimizer)
+    for _, m in _methods(model):
+        if not pinned and getattr(m, "_lr_pinned", False):
+            m._lr_pinned = False
+            continue
+        first = next(iter(m.parameters()), None)
+        m.step_lr = lrs.get(id(first)) if first is not None else None
+        m._lr_pinned = pinned
+
+
+def before_step(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
+    """After backward, before the optimizer step (gradients are complete)."""
+    if optimizer is not None:
+        _set_step_lr(model, optimizer, pinned=True)
     for _, m in _methods(model):
         hook = getattr(m, "before_step", None)
         if hook is not None:
             hook()
 
 
-def after_step(model: nn.Module) -> None:
-    """After each optimizer step (also averages step statistics across ranks)."""
+def _lr_of(optimizer: torch.optim.Optimizer | None) -> dict[int, float]:
+    if optimizer is None:
+        return {}
+    return {id(p): float(g["lr"]) for g in optimizer.param_groups for p in g["params"]}
+
+
+def after_step(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> list[Resize]:
+    """After each optimizer step: per-layer hooks (averaging step statistics across ranks
+    first), then model-level hooks; rank changes they made are applied to ``optimizer``'s
+    state. Returns the resizes (empty when no rank changed)."""
+    if optimizer is not None:
+        _set_step_lr(model, optimizer, pinned=False)
     after_optimizer_step(model)
+    for hook in _class_hooks(model, "model_after_step"):
+        hook(model)
+    return apply_resizes(model, optimizer)
+
+
+def apply_resizes(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> list[Resize]:
+    changes = [c for _, m in _methods(model) if hasattr(m, "take_resizes") for c in m.take_resizes()]
+    rebuild_optimizer_state(optimizer, changes)
+    return changes
+
+
+def finish(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> list[Resize]:
+    """Once at the end of training: each method's ``finish()`` (SoRA drops zeroed ranks)."""
+    for _, m in _methods(model):
+        hook = getattr(m, "finish", None)
+        if hook is not None:
+            hook()
+    return apply_resizes(model, optimizer)
+
+
+def rank_changing_methods(model: nn.Module) -> list[Method]:
+    return [m for _, m in _methods(model) if getattr(m, "rank_changing", False)]
+
+
+def ranks(model: nn.Module) -> dict[str, int]:
+    """Current rank of every slot of a rank-changing method, by ``layer[:slot]`` name
+    (SoRA before ``finish``: its non-zero gates)."""
+    return {
+        m.slot_name: int(m.active_rank()) if hasattr(m, "active_rank") else int(m.r)
+        for m in rank_changing_methods(model)
+    }
+
+
+def rank_changing(model: nn.Module) -> bool:
+    return bool(rank_changing_methods(model))
+
+
+def _options(model: nn.Module) -> dict[int, dict]:
+    """Per-parameter group options that methods declare (``param_options`` by tensor name)."""
+    out: dict[int, dict] = {}
+    for _, m in _methods(model):
+        for attr, opts in getattr(m, "param_options", {}).items():
+            p = getattr(m, attr, None)
+            if isinstance(p, nn.Parameter):
+                out[id(p)] = dict(opts)
+    return out
+
+
+def regroup(groups: list[dict], model: nn.Module) -> tuple[list[dict], list[int]]:
+    """Split each param group by the methods' declared options; returns the new groups
+    and, per new group, the index of the group it came from (to re-point a scheduler).
+    ``lr_scale`` multiplies the group's ``lr``; other options replace the group's value."""
+    opts = _options(model)
+    out, origin = [], []
+    for i, g in enumerate(groups):
+        split: dict[tuple, list] = {}
+        for p in g["params"]:
+            key = tuple(sorted(opts.get(id(p), {}).items()))
+            split.setdefault(key, []).append(p)
+        for key, params in split.items():
+            ng = {k: v for k, v in g.items() if k != "params"}
+            for k, v in key:
+                if k == "lr_scale":
+                    ng["lr"] = ng.get("lr", 0.0) * v
+                    if "initial_lr" in ng:
+                        ng["initial_lr"] = ng["initial_lr"] * v
+                else:
+                    ng[k] = v
+            ng["params"] = params
+            out.append(ng)
+            origin.append(i)
+    return out, origin
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, params=None) -> list[dict]:
+    """Groups over ``params`` (default: the trainable parameters) with the methods' options."""
+    params = [p for p in model.parameters() if p.requires_grad] if params is None else list(params)
+    return regroup([{"params": params, "lr": lr, "weight_decay": weight_decay}], model)[0]
 
 
 def _class_hooks(model: nn.Module, hook: str) -> list:
@@ -111,12 +228,18 @@ def _class_hooks(model: nn.Module, hook: str) -> list:
     return [getattr(c, hook) for c in classes if hasattr(c, hook)]
 
 
-def method_optimizer(model: nn.Module, lr: float, **kw) -> torch.optim.Optimizer | None:
-    """The optimizer the model's method provides, or ``None`` (use any optimizer)."""
+def method_optimizer(
+    model: nn.Module, lr: float, params=None, **kw
+) -> torch.optim.Optimizer | None:
+    """The optimizer the model's method provides, or ``None`` (use any optimizer).
+    ``params``: param groups (or a list) the loop wants trained, extra tensors such as a
+    classifier head included; methods that accept it step the other tensors with AdamW."""
     makers = _class_hooks(model, "make_optimizer")
     if len(makers) > 1:
         raise ValueError("the model mixes methods that each bring their own optimizer")
-    return makers[0](model, lr, **kw) if makers else None
+    if not makers:
+        return None
+    return makers[0](model, lr, **kw) if params is None else makers[0](model, lr, params=params, **kw)
 
 
 def end_task(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:

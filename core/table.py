@@ -26,6 +26,8 @@ def method_rows() -> list[dict]:
                 "defaults": defaults,
                 "needs_prepare": bool(getattr(method_cls, "needs_prepare", False)),
                 "trains_base_weights": bool(getattr(method_cls, "trains_base_weights", False)),
+                "rank_changing": bool(getattr(method_cls, "rank_changing", False)),
+                "own_optimizer": getattr(method_cls, "make_optimizer", None) is not None,
                 "summary": (sys.modules[method_cls.__module__].__doc__ or "")
                 .strip()
                 .splitlines()[0],
@@ -45,6 +47,13 @@ def method_table() -> str:
         lines.append("    defaults: " + ", ".join(f"{k}={v}" for k, v in row["defaults"].items()))
         if row["needs_prepare"]:
             lines.append("    training: needs the protocol's prepare step (init from gradients)")
+        if row["rank_changing"]:
+            lines.append(
+                "    training: ranks change during training (protocol hooks); the final ranks "
+                "are saved with the adapter, in ranks.json and plots/ranks.png of a run"
+            )
+        if row["own_optimizer"] and not row["trains_base_weights"]:
+            lines.append("    training: brings its own optimizer (protocol.method_optimizer)")
         if row["trains_base_weights"]:
             lines.append(
                 "    training: its own optimizer (protocol.method_optimizer) also trains base "

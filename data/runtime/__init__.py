@@ -2,9 +2,11 @@
 
     options.py    the ``trainer:`` config section, validated before any work starts
     sampler.py    ``StepSampler`` (resumable data order) and per-item seeded augmentation
-    callbacks.py  method hooks once per optimizer step, per-step RNG, NaN guard, atomic IO
+    callbacks.py  the training protocol (AdapterHooks: method optimizer, before/after-step
+                  hooks, rank changes, finish + ranks), per-step RNG, NaN guard, atomic IO
+    optimizer.py  the method's optimizer / parameter groups in place of the pipeline's AdamW
     logs.py       a CSV logger that continues the log of an interrupted run
-    methods.py    ``check_method_supported``: refuse methods that bring their own optimizer
+    methods.py    ``check_method_supported``: refuse methods whose optimizer trains base weights
     prepare.py    ``PrepareMethods``: the protocol's prepare step (LoRA-SB) on a fresh run
     trainer.py    ``build_trainer``: the Trainer, the resume checkpoint, quieter Lightning
 

@@ -14,34 +14,96 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lorakit.core import after_optimizer_step
+from lorakit.core import protocol
 
+from .optimizer import adapt_optimizer
 from .sampler import item_seed, world
 
 
 class AdapterHooks(L.Callback):
-    """Runs the methods' post-step hooks once per *optimizer* step (not per micro-batch).
+    """The training protocol (``lorakit.core.protocol``) inside every pipeline, in one place.
 
-    Calls ``after_optimizer_step(model)`` (S2-LoRA proximal step, LARGO radius update)
-    and then the module's own ``after_optimizer_step()`` when it has one (an EMA teacher).
-    The LightningModule exposes the adapted network as ``self.model``. Lightning runs
-    callbacks before the module's hooks and the checkpoint callback last, so a
-    checkpoint always holds the state after these hooks.
+    - ``on_fit_start``: the method's optimizer / parameter groups replace the pipeline's
+      AdamW (``adapt_optimizer``), before a resumed run loads the optimizer state;
+    - before each optimizer step: ``protocol.before_step`` (IncreLoRA's importance,
+      GGPO's gradient norms);
+    - once per *optimizer* step (not per micro-batch): ``protocol.after_step(model,
+      optimizer)``: S2-LoRA's and SoRA's proximal steps, LARGO's radius, rank changes with
+      the optimizer state of exactly the changed tensors rebuilt; then the module's own
+      ``after_optimizer_step()`` when it has one (an EMA teacher);
+    - ``on_train_end``: ``protocol.finish`` (SoRA drops its zeroed ranks); for
+      rank-changing methods the final ranks go to ``ranks.json`` and ``plots/ranks.png``
+      of the run folder ``run`` (when given).
+
+    Ranks of rank-changing methods need no extra checkpoint entry: their tensors' shapes
+    carry them, and loading a checkpoint resizes each slot first (``RankedLoRA``). The
+    callback's own state records them for reading. The LightningModule exposes the adapted
+    network as ``self.model``. Lightning runs callbacks before the module's hooks and the
+    checkpoint callback last, so a checkpoint always holds the state after these hooks.
     """
 
     start_step = 0
 
+    def __init__(self, run=None):
+        self.run, self.final_ranks = run, {}
+
+    @staticmethod
+    def _model(pl_module):
+        return getattr(pl_module, "model", pl_module)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        model = self._model(pl_module)
+        if trainer.world_size > 1 and protocol.rank_changing(model):
+            names = sorted({m.name for m in protocol.rank_changing_methods(model)})
+            raise ValueError(
+                f"{'/'.join(names)} changes ranks during training, which needs one process "
+                "(trainer.devices=1, trainer.nodes=1): resized tensors cannot be kept in step "
+                "across processes"
+            )
+        adapt_optimizer(trainer, model)
+
     def on_train_start(self, trainer, pl_module) -> None:
         self.start_step = self._done = int(trainer.global_step)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        protocol.before_step(self._model(pl_module), optimizer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self._done:  # a micro-batch inside gradient accumulation
             return
         self._done = int(trainer.global_step)
-        after_optimizer_step(pl_module.model)
+        opt = trainer.optimizers[0] if len(trainer.optimizers) == 1 else None
+        protocol.after_step(self._model(pl_module), opt)
         hook = getattr(pl_module, "after_optimizer_step", None)
         if callable(hook):
             hook()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        model = self._model(pl_module)
+        opt = trainer.optimizers[0] if len(trainer.optimizers) == 1 else None
+        protocol.finish(model, opt)
+        if not protocol.rank_changing(model):
+            return
+        self.final_ranks = protocol.ranks(model)
+        if self.run is not None and trainer.is_global_zero:
+            write_ranks(self.run, model, self.final_ranks)
+
+    def state_dict(self) -> dict:
+        return {"ranks": dict(self.final_ranks)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.final_ranks = dict(state_dict.get("ranks", {}))
+
+
+def write_ranks(run, model, ranks: dict[str, int]) -> None:
+    """``ranks.json`` and ``plots/ranks.png`` (layers x modules) in the run folder."""
+    from lorakit.data.rank_plots import rank_heatmap
+    from lorakit.data.runs import write_json
+
+    methods = sorted({m.name for m in protocol.rank_changing_methods(model)})
+    write_json(run.path / "ranks.json", {"methods": methods, "ranks": ranks,
+                                         "total": sum(ranks.values())})
+    rank_heatmap(ranks, run.plots / "ranks.png", "/".join(methods))
 
 
 class StepSeed(L.Callback):

@@ -1,8 +1,9 @@
 """Which adapter methods the Lightning pipelines can train.
 
-The pipelines' trainers build their own optimizer over the trainable parameters. A method
-that brings its own optimizer (GORP's projected Adam, which also trains base weights) would
-then train only its adapter part, silently; such methods are refused before any work starts,
+A method that brings its own optimizer for its adapter tensors (ALLoRA, AltLoRA) replaces
+the pipeline's AdamW through ``AdapterHooks`` (``optimizer.py``). A method whose optimizer
+also trains base weights (GORP's projected Adam) would need the pipelines to save full
+weights and to run its continual protocol; such methods are refused before any work starts,
 except by a loop that runs the method's optimizer (the continual protocol).
 """
 
@@ -21,7 +22,7 @@ def check_method_supported(config, runs_method_optimizer: bool = False) -> None:
     entry = METHODS.get(name)
     if runs_method_optimizer:
         return
-    if entry is not None and getattr(entry[1], "make_optimizer", None) is not None:
+    if entry is not None and getattr(entry[1], "trains_base_weights", False):
         raise ValueError(
             f"method {name!r} brings its own optimizer, which the pipelines do not run; "
             "train it with `lorakit train continual` or the Python API "

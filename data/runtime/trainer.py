@@ -110,7 +110,7 @@ def build_trainer(
             precision=opts.precision,
             accumulate_grad_batches=opts.accumulate,
             logger=ContinuedCSVLogger(run.path, keep_before=resume_step),
-            callbacks=[PrepareMethods(opts.seed), AdapterHooks(), StepSeed(opts.seed)]
+            callbacks=[PrepareMethods(opts.seed), AdapterHooks(run), StepSeed(opts.seed)]
             + [NonFiniteGuard(), ckpt, *extra]
             + list(callbacks or []),
             plugins=[AtomicCheckpointIO()],

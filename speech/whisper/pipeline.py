@@ -164,7 +164,24 @@ def adapter_config(cfg: dict):
             "adapter.method %r is not one of the speech pipeline's tested methods (s2_lora, lora)",
             method,
         )
+    # the recipe's S2-LoRA-only fields (beta, prox_threshold) do not apply to other methods
+    s2_only = set(S2_FIELDS) - set(config_fields(method))
+    dropped = sorted(k for k in s2_only if k in section and section[k] == RECIPE_ADAPTER.get(k))
+    if method != "s2_lora" and dropped:
+        log.info("adapter: %s (S2-LoRA recipe fields) not used by %s", ", ".join(dropped), method)
+        section = {k: v for k, v in section.items() if k not in dropped}
     return make_config(method, **section)
+
+
+S2_FIELDS = ("beta", "prox_threshold", "group_patterns")
+
+
+def config_fields(method: str) -> list[str]:
+    from dataclasses import fields
+
+    from lorakit.core.methods import METHODS
+
+    return [f.name for f in fields(METHODS[method][0])] if method in METHODS else []
 
 
 def decode_config(cfg: dict) -> tuple[DecodeConfig, dict]:

@@ -30,6 +30,7 @@ from torch import nn
 
 from lorakit.core import (
     inject,
+    list_methods,
     load_adapter,
     make_config,
     named_hosts,
@@ -38,8 +39,10 @@ from lorakit.core import (
     save_adapter,
 )
 
-METHODS = ("linear_probe", "full", "lora", "largo")
-ADAPTER_METHODS = ("lora", "largo")
+# every lorakit adapter method (the registry: LARGO, LoRA, and the catalogues) trains here;
+# GORP, which also trains base weights, is refused by check_method_supported
+ADAPTER_METHODS = tuple(list_methods())
+METHODS = ("linear_probe", "full", *ADAPTER_METHODS)
 
 
 @dataclass

@@ -87,8 +87,13 @@ def consistency(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
 
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
-    """Move the teacher's copies of the student's trainable tensors toward the student."""
+    """Move the teacher's copies of the student's trainable tensors toward the student.
+    A tensor whose shape changed (a rank-changing method resized it) is copied over: the
+    teacher cannot average tensors of different ranks."""
     params = dict(teacher.named_parameters())
     for name, p in student.named_parameters():
         if p.requires_grad:
+            if params[name].shape != p.shape:
+                params[name].data = p.detach().clone()
+                continue
             params[name].mul_(decay).add_(p.detach(), alpha=1 - decay)

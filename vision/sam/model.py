@@ -21,7 +21,14 @@ from safetensors.torch import load_file
 from segment_anything.modeling import Sam
 from torch import Tensor, nn
 
-from lorakit.core import inject, load_adapter, make_config, read_adapter_config, save_adapter
+from lorakit.core import (
+    inject,
+    list_methods,
+    load_adapter,
+    make_config,
+    read_adapter_config,
+    save_adapter,
+)
 
 from .fusion import FrequencyFusion, FusedUpscaling
 
@@ -37,7 +44,8 @@ LEGACY_FUSION_FILE = "fusion.safetensors"  # the head beside the adapter, before
 
 @dataclass
 class AdapterSpec:
-    """The ``adapter:`` section. method: fora | lora | none (SAM zero-shot)."""
+    """The ``adapter:`` section. method: fora (default), lora, any other lorakit method
+    (``hyper``: its extra config fields), or none (SAM zero-shot)."""
 
     method: str = "fora"
     r: int = 4
@@ -47,10 +55,14 @@ class AdapterSpec:
     decoder: bool = True  # also adapt the decoder's image-side attention projections
     fusion: bool = True  # the multi-scale frequency-aware fusion in the mask head
     fusion_scales: list[int] = field(default_factory=lambda: [1, 2, 4])
+    hyper: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.method not in ("fora", "lora", "none"):
-            raise ValueError(f"adapter.method must be fora, lora or none, got {self.method!r}")
+        if self.method != "none" and self.method not in list_methods():
+            raise ValueError(
+                f"adapter.method must be none or a lorakit method ({', '.join(list_methods())}), "
+                f"got {self.method!r}"
+            )
 
 
 @dataclass
@@ -95,7 +107,7 @@ class SamCOD(nn.Module):
             hyper["modules_to_save"] = (FUSION_MODULE,)
         if self.spec.method == "fora":
             hyper.update(n_bands=self.spec.n_bands, grid=(self.grid, self.grid))
-        return make_config(self.spec.method, **hyper)
+        return make_config(self.spec.method, **hyper, **self.spec.hyper)
 
     @property
     def fusion(self) -> FrequencyFusion | None:

@@ -30,6 +30,7 @@ from lorakit.data.runtime import (
     StepSampler,
     TrainerOptions,
     build_trainer,
+    check_method_supported,
     resumed_from_step,
     trainer_options,
 )
@@ -142,6 +143,7 @@ def _check(cfg: dict) -> tuple:
     """Every section validated before any data is generated or folder made."""
     prompts = _section(cfg, "prompts", PromptOptions)
     spec = _section(cfg, "adapter", AdapterSpec)
+    check_method_supported(spec.method)
     losses = _section(cfg, "loss", LossConfig)
     optim = _section(cfg, "optim", OptimConfig)
     opts = trainer_options(cfg.get("trainer"))
