@@ -12,7 +12,9 @@ their state) replaces that optimizer when the model's method asks for it:
 
 The lr schedulers are re-pointed to the new optimizer, one schedule entry per new group
 (copied from the group it was split from), so the schedule is unchanged. Methods that
-also train base weights (GORP) are refused earlier (``check_method_supported``).
+also train base weights (GORP) are refused by the pipelines (``check_method_supported``);
+a loop that runs them (the continual protocol) builds their optimizer itself, with state
+carried across tasks, so it is left alone here.
 """
 
 from __future__ import annotations
@@ -57,9 +59,13 @@ def _repoint(sched, old, new, origin: list[int]) -> None:
         sched.base_lrs = [g["initial_lr"] for g in new.param_groups]
 
 
+def _trains_base_weights(model) -> bool:
+    return any(getattr(m, "trains_base_weights", False) for _, m in protocol._methods(model))
+
+
 def adapt_optimizer(trainer, model) -> torch.optim.Optimizer | None:
     """Swap the trainer's (single) optimizer for the method's; returns the new one or None."""
-    if len(trainer.optimizers) != 1:
+    if len(trainer.optimizers) != 1 or _trains_base_weights(model):
         return None
     old = trainer.optimizers[0]
     groups = [dict(g) for g in old.param_groups]
