@@ -46,7 +46,7 @@ class DistillConfig:
     arch: str = "lraspp_mobilenet_v3_large"
     size: int = 128  # the student's square input
     steps: int = 200
-    lr: float = 2e-3
+    lr: float = 1e-2  # random init learns slowly at 2e-3 (measured: S 0.46 vs 0.56 after 60 steps)
     batch_size: int = 8
     seed: int = 0
     checkpoint: str | None = None  # optional local state dict for the student's backbone

@@ -44,8 +44,10 @@ class SelfTrainConfig:
 
     rounds: int = 0
     steps: int | None = None
-    fg: float = 0.7
-    bg: float = 0.3
+    # a weakly trained teacher is rarely sure: at 0.7 / 0.3 the foreground labels covered
+    # 15 % of the objects on generated training scenes, at 0.5 / 0.2 35 %, as accurate
+    fg: float = 0.5
+    bg: float = 0.2
 
     def validate(self) -> None:
         if self.rounds < 0:
