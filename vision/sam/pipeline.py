@@ -161,8 +161,13 @@ def _check(cfg: dict) -> tuple:
     losses = _section(cfg, "loss", LossConfig)
     optim = _section(cfg, "optim", OptimConfig)
     opts = trainer_options(cfg.get("trainer"))
-    _section(cfg, "selftrain", SelfTrainConfig)
+    st = _section(cfg, "selftrain", SelfTrainConfig)
     _section(cfg, "distill", DistillConfig)
+    if st.rounds and (str(opts.devices) != "1" or opts.nodes != 1):
+        raise ValueError(
+            "selftrain.rounds run in one process (the pseudo-labels are made between fits): "
+            f"set trainer.devices=1 and trainer.nodes=1, got {opts.devices} x {opts.nodes}"
+        )
     backbone_config(cfg)
     unknown = sorted(set(cfg.get("data") or {}) - set(DATA_DEFAULTS))
     if unknown:

@@ -127,3 +127,16 @@ def test_distilled_student_learns_from_pseudo_labels(tmp_path):
     assert scores[60]["mae"] < scores[1]["mae"]
     with pytest.raises(ValueError, match="no pseudo-label for training image 0000"):
         train_student({}, folder, DistillConfig(arch="lraspp_mobilenet_v3_small", size=64))
+
+
+def test_selftrain_and_distill_settings_are_checked_before_any_work(tmp_path):
+    bad = [
+        (("selftrain.rounds=1", "trainer.devices=2"), "run in one process"),
+        (("selftrain.fg=0.2", "selftrain.bg=0.5"), "need 0 <= bg < fg <= 1"),
+        (("distill.arch=resnet1000",), "distill.arch must be one of"),
+        (("distill.size=50",), "multiple of 16"),
+    ]
+    for extra, message in bad:
+        with pytest.raises(ValueError, match=message):
+            pipeline.train(_cfg(tmp_path, *extra), tmp_path / "run")
+        assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
