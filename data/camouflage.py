@@ -10,6 +10,10 @@ direction of its texture. The ``difficulty`` ``d`` in ``[0, 1]`` grades the cues
 the easiest levels); and its edge is feathered more as ``d`` grows. At 1 the object is
 statistically identical to the background (invisible).
 
+``cue="colour"`` keeps the earlier scenes (bit for bit): the object's colours shift by up
+to ``0.45 g`` and its texture is only coarser, so colour alone finds it. The tiny SAM's
+stand-in pretraining uses those (ordinary, visible objects, like SAM's own data).
+
 ``generate_cod(root, ...)`` writes the layout that ``lorakit.data.cod`` reads::
 
     root/Imgs/0000.png     RGB image (H, W, 3)
@@ -33,6 +37,7 @@ from PIL import Image
 FG, BG, UNKNOWN = 1, 2, 0  # scribble values (the S-COD convention)
 # the cache key of generated folders: a new scene model must not reuse old scenes
 GENERATOR = "lorakit.camouflage/2"
+CUES = ("texture", "colour")
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,11 @@ class CamouflageSpec:
     difficulty: float = 0.5
     seed: int = 0
     n_points: int = 3  # foreground and background points per image in points.json
+    cue: str = "texture"  # texture (colour-matched) | colour (the earlier scenes)
 
     def validate(self) -> None:
+        if self.cue not in CUES:
+            raise ValueError(f"camouflage: cue must be one of {', '.join(CUES)}, got {self.cue!r}")
         if not 0.0 <= self.difficulty <= 1.0:
             raise ValueError(f"camouflage: difficulty must be in [0, 1], got {self.difficulty!r}")
         if self.size < 32 or self.n < 1:
@@ -126,10 +134,31 @@ def texture_cues(rng: np.random.Generator, difficulty: float) -> tuple[float, fl
     return float(scale), turn
 
 
+def _plain_texture(rng: np.random.Generator, size: int, palette: np.ndarray, base: float):
+    """The earlier, unoriented texture (``cue="colour"`` scenes)."""
+    a, b = fractal_noise(rng, size, base), fractal_noise(rng, size, base * 1.7)
+    img = palette[0] * (1 - a)[..., None] + palette[1] * a[..., None]
+    return np.clip(img * (1 - 0.5 * b)[..., None] + palette[2] * (0.5 * b)[..., None], 0, 1)
+
+
+def _colour_cued(rng: np.random.Generator, size: int, difficulty: float):
+    palette = rng.uniform(0.15, 0.85, size=(3, 3)).astype(np.float32)
+    base = rng.uniform(3, 6)
+    background = _plain_texture(rng, size, palette, base)
+    gap = 1.0 - difficulty
+    shift = rng.normal(size=3).astype(np.float32)
+    shift = 0.45 * gap * shift / (np.linalg.norm(shift) + 1e-6)
+    obj = _plain_texture(rng, size, np.clip(palette + shift, 0, 1), base * (1 + 1.5 * gap))
+    return background, obj
+
+
 def render_scene(
-    rng: np.random.Generator, size: int, difficulty: float
+    rng: np.random.Generator, size: int, difficulty: float, cue: str = "texture"
 ) -> tuple[np.ndarray, np.ndarray]:
     """One scene: ``(image uint8 (size, size, 3), mask bool (size, size))``."""
+    if cue == "colour":
+        background, obj = _colour_cued(rng, size, difficulty)
+        return _composite(rng, size, difficulty, background, obj)
     palette = rng.uniform(0.15, 0.85, size=(3, 3)).astype(np.float32)
     base, angle, stretch = rng.uniform(3, 6), rng.uniform(0, 180), rng.uniform(2.0, 3.5)
     background = textured(rng, size, palette, base, angle, stretch)
@@ -138,6 +167,11 @@ def render_scene(
     shift = 0.2 * gap**2 * shift / (np.linalg.norm(shift) + 1e-6)
     scale, turn = texture_cues(rng, difficulty)
     obj = textured(rng, size, np.clip(palette + shift, 0, 1), base * scale, angle + turn, stretch)
+    return _composite(rng, size, difficulty, background, obj)
+
+
+def _composite(rng, size: int, difficulty: float, background, obj):
+    """Paste ``obj`` into ``background`` inside a random blob; returns (image, mask)."""
     mask = blob_mask(rng, size)
     alpha = mask.astype(np.float32)
     feather = 1 + 4 * difficulty  # soft edges hide the boundary at high difficulty
@@ -202,7 +236,7 @@ def generate_cod(root: str | Path, spec: CamouflageSpec) -> Path:
     points, boxes = {}, {}
     for i in range(spec.n):
         name = f"{i:04d}"
-        image, mask = render_scene(rng, spec.size, spec.difficulty)
+        image, mask = render_scene(rng, spec.size, spec.difficulty, spec.cue)
         Image.fromarray(image).save(root / "Imgs" / f"{name}.png")
         Image.fromarray(mask.astype(np.uint8) * 255).save(root / "GT" / f"{name}.png")
         Image.fromarray(make_scribble(mask, rng)).save(root / "Scribble" / f"{name}.png")

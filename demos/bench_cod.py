@@ -70,6 +70,7 @@ def run(
         f"data.cache={args.out / 'cache'}",
         f"backbone.pretrain_steps={args.pretrain}",
         f"backbone.cache={args.out / 'cache'}",
+        "backbone.pretrain_cue=texture",  # what this benchmark was run with
         "trainer.progress=false",
         "eval.progress=false",
         "eval.zero_shot=false",

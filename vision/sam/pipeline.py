@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lorakit.core import trainable_parameters
-from lorakit.data.camouflage import CamouflageSpec, ensure_cod
+from lorakit.data.camouflage import CUES, CamouflageSpec, ensure_cod
 from lorakit.data.cod import CODFolder
 from lorakit.data.plots import plot_training_curve
 from lorakit.data.runs import RunFolder, dataclass_from, set_dotted
@@ -58,6 +58,7 @@ DATA_DEFAULTS = {
     "n_test": 32,
     "size": 128,
     "difficulty": 0.5,
+    "cue": "texture",  # texture: colour-matched, texture scale/orientation differs; colour: earlier scenes
     "seed": 0,
 }
 EVAL_DEFAULTS = {"zero_shot": True, "seed": 0, "grid": 6, "progress": True}
@@ -93,8 +94,11 @@ def _generated(cfg: dict, split: str) -> Path:
     d = cfg["data"]
     n = d["n_train"] if split == "train" else d["n_test"]
     seed = d["seed"] + (0 if split == "train" else 7919)  # test scenes never repeat training ones
-    spec = CamouflageSpec(n=n, size=d["size"], difficulty=float(d["difficulty"]), seed=seed)
-    name = f"{split}-n{n}-px{spec.size}-d{spec.difficulty:g}-seed{seed}"
+    cue = d.get("cue", DATA_DEFAULTS["cue"])
+    spec = CamouflageSpec(
+        n=n, size=d["size"], difficulty=float(d["difficulty"]), seed=seed, cue=cue
+    )
+    name = f"{split}-n{n}-px{spec.size}-d{spec.difficulty:g}-{cue}-seed{seed}"
     return ensure_cod(Path(d["cache"]) / name, spec)
 
 
@@ -172,6 +176,8 @@ def _check(cfg: dict) -> tuple:
     unknown = sorted(set(cfg.get("data") or {}) - set(DATA_DEFAULTS))
     if unknown:
         raise ValueError(f"data: unknown key(s) {unknown}; valid: {sorted(DATA_DEFAULTS)}")
+    if cfg["data"].get("cue", "texture") not in CUES:
+        raise ValueError(f"data.cue must be one of {', '.join(CUES)}, got {cfg['data']['cue']!r}")
     if cfg["data"].get("test") and not isinstance(cfg["data"]["test"], dict):
         raise ValueError(
             f"data.test must map set names to COD folders, got {cfg['data']['test']!r}"
