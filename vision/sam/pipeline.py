@@ -98,7 +98,8 @@ def _generated(cfg: dict, split: str) -> Path:
     spec = CamouflageSpec(
         n=n, size=d["size"], difficulty=float(d["difficulty"]), seed=seed, cue=cue
     )
-    name = f"{split}-n{n}-px{spec.size}-d{spec.difficulty:g}-{cue}-seed{seed}"
+    tag = "" if cue == "texture" else f"-{cue}"
+    name = f"{split}-n{n}-px{spec.size}-d{spec.difficulty:g}-seed{seed}{tag}"
     return ensure_cod(Path(d["cache"]) / name, spec)
 
 
