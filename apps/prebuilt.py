@@ -98,6 +98,9 @@ def _cod(steps: int, n: int, cache: str, pretrain_steps: int = 0) -> RunSpec:
             "data.n_test": max(4, n // 2),
             "data.size": 128,
             "data.cache": cache,
+            # the earlier colour-cued scenes: on the colour-matched texture scenes 40 steps of
+            # scribble FoRA stay level with zero-shot (demos/results/bench_cod.md, README)
+            "data.cue": "colour",
             "backbone.pretrain_steps": pretrain_steps,
             "backbone.cache": cache,
             "adapter.method": "fora",
@@ -111,12 +114,7 @@ def _cod(steps: int, n: int, cache: str, pretrain_steps: int = 0) -> RunSpec:
 
 
 def _ood(
-    method: str,
-    steps: int,
-    per_class: int,
-    root: str,
-    pretrain: str | None = None,
-    pretrain_steps: int = 500,
+    method: str, steps: int, per_class: int, root: str, pretrain: str | None = None, pre: int = 800
 ) -> RunSpec:
     shift = {
         "classes": ["circle", "square", "triangle", "cross"],
@@ -135,7 +133,7 @@ def _ood(
         {
             "backbone.checkpoint": pretrain,
             "backbone.pretrain_if_missing": True,
-            "backbone.pretrain_steps": pretrain_steps,
+            "backbone.pretrain_steps": pre,
         }
         if pretrain
         else {}
@@ -216,20 +214,11 @@ def profile(name: str, cache: str | Path) -> list[RunSpec]:
             _asr("tiny.en-ct2", 24, 12, str(cache / "data" / "asr-speech")),
         ]
     if name == "tiny":
+        shift, backbone = str(cache / "data" / "ood-shift"), str(cache / "data" / "ood-bb.pt")
         return [
             _clip(6, 4),
             _cod(3, 4, str(cache / "data" / "cod")),
-            *(
-                _ood(
-                    m,
-                    30,
-                    16,
-                    str(cache / "data" / "ood-shift"),
-                    str(cache / "data" / "ood-bb.pt"),
-                    300,
-                )
-                for m in ("lora", "largo")
-            ),
+            *(_ood(method, 30, 16, shift, backbone, 300) for method in ("lora", "largo")),
             _asr("tiny-random", 2, 3, str(cache / "data" / "asr-speech")),
         ]
     raise ValueError(f"unknown pre-made run profile {name!r}; use demo or tiny")
