@@ -279,6 +279,7 @@ def evaluate(run: Path, overrides: dict) -> dict:
     (``data.test``, ``eval.zero_shot``, ``prompts.mode`` ...)."""
     folder = RunFolder(run)
     cfg = folder.read_config()
+    cfg.setdefault("data", {}).setdefault("cue", "colour")  # runs before data.cue: colour scenes
     for key, value in overrides.items():
         set_dotted(cfg, key if "." in key else f"eval.{key}", value)
     _apply_runtime(cfg)
