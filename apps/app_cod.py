@@ -59,11 +59,14 @@ def get_models(ctx, folder) -> tuple[tuple, threading.Lock]:
     return MODELS.get(("cod",) + folder_key(path), lambda: load_models(path))
 
 
-def generated_scene(seed: int, size: int = 128, difficulty: float = 0.5) -> Scene:
+def generated_scene(
+    seed: int, size: int = 128, difficulty: float = 0.5, cue: str = "colour"
+) -> Scene:
+    """A generated scene like the pre-made run's (colour-cued, see apps/prebuilt.py)."""
     from lorakit.data.camouflage import make_scribble, mask_box, render_scene
 
     rng = np.random.default_rng(int(seed))
-    image, mask = render_scene(rng, size, difficulty)
+    image, mask = render_scene(rng, size, difficulty, cue)
     return Scene(image, mask, make_scribble(mask, rng), box=mask_box(mask), name=f"scene {seed}")
 
 

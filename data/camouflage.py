@@ -1,10 +1,18 @@
 """Synthetic camouflage scenes in the COD layout, for tests, demos and benchmarks.
 
-A scene is a textured background (fractal noise coloured by a three-colour palette) and
-one star-shaped object painted with a texture drawn from the *same* palette. The
-``difficulty`` in ``[0, 1]`` sets how much the object's texture differs from the
-background: at 0 its colours are shifted strongly and its texture is coarser; at 1 it is
-statistically identical to the background and its edge is feathered (invisible).
+A scene is a textured background (oriented fractal noise coloured by a three-colour
+palette) and one star-shaped object painted with a texture drawn from the *same* palette,
+as real camouflage matches its surroundings in colour and betrays itself by the grain and
+direction of its texture. The ``difficulty`` ``d`` in ``[0, 1]`` grades the cues (gap
+``g = 1 - d``): the object's texture differs from the background's in scale (up to
+``1 + 1.5 g`` times coarser or finer), in orientation (up to ``80 g`` degrees), or both
+(drawn per scene); its colours shift only a little (``0.2 g^2``: colour-matched except at
+the easiest levels); and its edge is feathered more as ``d`` grows. At 1 the object is
+statistically identical to the background (invisible).
+
+``cue="colour"`` keeps the earlier scenes (bit for bit): the object's colours shift by up
+to ``0.45 g`` and its texture is only coarser, so colour alone finds it. The tiny SAM's
+stand-in pretraining uses those (ordinary, visible objects, like SAM's own data).
 
 ``generate_cod(root, ...)`` writes the layout that ``lorakit.data.cod`` reads::
 
@@ -27,6 +35,9 @@ import numpy as np
 from PIL import Image
 
 FG, BG, UNKNOWN = 1, 2, 0  # scribble values (the S-COD convention)
+# the cache key of generated folders: a new scene model must not reuse old scenes
+GENERATOR = "lorakit.camouflage/2"
+CUES = ("texture", "colour")
 
 
 @dataclass(frozen=True)
@@ -38,8 +49,11 @@ class CamouflageSpec:
     difficulty: float = 0.5
     seed: int = 0
     n_points: int = 3  # foreground and background points per image in points.json
+    cue: str = "texture"  # texture (colour-matched) | colour (the earlier scenes)
 
     def validate(self) -> None:
+        if self.cue not in CUES:
+            raise ValueError(f"camouflage: cue must be one of {', '.join(CUES)}, got {self.cue!r}")
         if not 0.0 <= self.difficulty <= 1.0:
             raise ValueError(f"camouflage: difficulty must be in [0, 1], got {self.difficulty!r}")
         if self.size < 32 or self.n < 1:
@@ -48,13 +62,16 @@ class CamouflageSpec:
             )
 
 
-def fractal_noise(rng: np.random.Generator, size: int, base: float, octaves: int = 4) -> np.ndarray:
-    """Noise in [0, 1] of shape ``(size, size)``; ``base`` is the coarsest cell count."""
+def fractal_noise(
+    rng: np.random.Generator, size: int, base: float, octaves: int = 4, stretch: float = 1.0
+) -> np.ndarray:
+    """Noise in [0, 1] of shape ``(size, size)``; ``base`` is the coarsest cell count across
+    the rows; ``stretch`` > 1 gives cells ``stretch`` times longer along x (a grain)."""
     out = np.zeros((size, size), np.float32)
     amp, total = 1.0, 0.0
     for o in range(octaves):
         cells = max(2, int(round(base * 2**o)))
-        grid = rng.random((cells, cells), dtype=np.float32)
+        grid = rng.random((cells, max(2, int(round(cells / stretch)))), dtype=np.float32)
         out += amp * cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
         total += amp
         amp *= 0.5
@@ -62,9 +79,30 @@ def fractal_noise(rng: np.random.Generator, size: int, base: float, octaves: int
     return (out - out.min()) / (np.ptp(out) + 1e-6)
 
 
-def textured(rng: np.random.Generator, size: int, palette: np.ndarray, base: float) -> np.ndarray:
-    """An RGB texture in [0, 1]: two noise fields blend the three palette colours."""
-    a, b = fractal_noise(rng, size, base), fractal_noise(rng, size, base * 1.7)
+def oriented_noise(
+    rng: np.random.Generator, size: int, base: float, angle: float, stretch: float
+) -> np.ndarray:
+    """``fractal_noise`` with its grain turned by ``angle`` degrees (drawn on a larger
+    canvas, rotated, centre-cropped, so no border shows)."""
+    big = int(np.ceil(size * 1.5))
+    field = fractal_noise(rng, big, base * 1.5, stretch=stretch)
+    rot = cv2.getRotationMatrix2D((big / 2, big / 2), angle, 1.0)
+    field = cv2.warpAffine(field, rot, (big, big), flags=cv2.INTER_LINEAR)
+    lo = (big - size) // 2
+    return field[lo : lo + size, lo : lo + size]
+
+
+def textured(
+    rng: np.random.Generator,
+    size: int,
+    palette: np.ndarray,
+    base: float,
+    angle: float = 0.0,
+    stretch: float = 1.0,
+) -> np.ndarray:
+    """An RGB texture in [0, 1]: two noise fields (same grain) blend the palette colours."""
+    a = oriented_noise(rng, size, base, angle, stretch)
+    b = oriented_noise(rng, size, base * 1.7, angle, stretch)
     img = palette[0] * (1 - a)[..., None] + palette[1] * a[..., None]
     return np.clip(img * (1 - 0.5 * b)[..., None] + palette[2] * (0.5 * b)[..., None], 0, 1)
 
@@ -83,17 +121,57 @@ def blob_mask(rng: np.random.Generator, size: int) -> np.ndarray:
     return mask.astype(bool)
 
 
-def render_scene(
-    rng: np.random.Generator, size: int, difficulty: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """One scene: ``(image uint8 (size, size, 3), mask bool (size, size))``."""
+def texture_cues(rng: np.random.Generator, difficulty: float) -> tuple[float, float]:
+    """(scale factor, orientation offset in degrees) of the object's texture.
+
+    Which cue betrays the object is drawn per scene: scale only, orientation only, or both;
+    their size grows with the gap ``1 - difficulty``.
+    """
+    gap = 1.0 - difficulty
+    kind = rng.integers(3)  # 0 scale, 1 orientation, 2 both
+    scale = (1 + 1.5 * gap) ** (1 if rng.random() < 0.5 else -1) if kind != 1 else 1.0
+    turn = float(rng.choice([-1, 1])) * 80 * gap if kind != 0 else 0.0
+    return float(scale), turn
+
+
+def _plain_texture(rng: np.random.Generator, size: int, palette: np.ndarray, base: float):
+    """The earlier, unoriented texture (``cue="colour"`` scenes)."""
+    a, b = fractal_noise(rng, size, base), fractal_noise(rng, size, base * 1.7)
+    img = palette[0] * (1 - a)[..., None] + palette[1] * a[..., None]
+    return np.clip(img * (1 - 0.5 * b)[..., None] + palette[2] * (0.5 * b)[..., None], 0, 1)
+
+
+def _colour_cued(rng: np.random.Generator, size: int, difficulty: float):
     palette = rng.uniform(0.15, 0.85, size=(3, 3)).astype(np.float32)
     base = rng.uniform(3, 6)
-    background = textured(rng, size, palette, base)
+    background = _plain_texture(rng, size, palette, base)
     gap = 1.0 - difficulty
     shift = rng.normal(size=3).astype(np.float32)
     shift = 0.45 * gap * shift / (np.linalg.norm(shift) + 1e-6)
-    obj = textured(rng, size, np.clip(palette + shift, 0, 1), base * (1 + 1.5 * gap))
+    obj = _plain_texture(rng, size, np.clip(palette + shift, 0, 1), base * (1 + 1.5 * gap))
+    return background, obj
+
+
+def render_scene(
+    rng: np.random.Generator, size: int, difficulty: float, cue: str = "texture"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One scene: ``(image uint8 (size, size, 3), mask bool (size, size))``."""
+    if cue == "colour":
+        background, obj = _colour_cued(rng, size, difficulty)
+        return _composite(rng, size, difficulty, background, obj)
+    palette = rng.uniform(0.15, 0.85, size=(3, 3)).astype(np.float32)
+    base, angle, stretch = rng.uniform(3, 6), rng.uniform(0, 180), rng.uniform(2.0, 3.5)
+    background = textured(rng, size, palette, base, angle, stretch)
+    gap = 1.0 - difficulty
+    shift = rng.normal(size=3).astype(np.float32)
+    shift = 0.2 * gap**2 * shift / (np.linalg.norm(shift) + 1e-6)
+    scale, turn = texture_cues(rng, difficulty)
+    obj = textured(rng, size, np.clip(palette + shift, 0, 1), base * scale, angle + turn, stretch)
+    return _composite(rng, size, difficulty, background, obj)
+
+
+def _composite(rng, size: int, difficulty: float, background, obj):
+    """Paste ``obj`` into ``background`` inside a random blob; returns (image, mask)."""
     mask = blob_mask(rng, size)
     alpha = mask.astype(np.float32)
     feather = 1 + 4 * difficulty  # soft edges hide the boundary at high difficulty
@@ -158,7 +236,7 @@ def generate_cod(root: str | Path, spec: CamouflageSpec) -> Path:
     points, boxes = {}, {}
     for i in range(spec.n):
         name = f"{i:04d}"
-        image, mask = render_scene(rng, spec.size, spec.difficulty)
+        image, mask = render_scene(rng, spec.size, spec.difficulty, spec.cue)
         Image.fromarray(image).save(root / "Imgs" / f"{name}.png")
         Image.fromarray(mask.astype(np.uint8) * 255).save(root / "GT" / f"{name}.png")
         Image.fromarray(make_scribble(mask, rng)).save(root / "Scribble" / f"{name}.png")
@@ -167,7 +245,7 @@ def generate_cod(root: str | Path, spec: CamouflageSpec) -> Path:
     (root / "points.json").write_text(json.dumps(points))
     (root / "boxes.json").write_text(json.dumps(boxes))
     (root / "meta.json").write_text(
-        json.dumps({"generator": "lorakit.camouflage", **asdict(spec)}, indent=2)
+        json.dumps({"generator": GENERATOR, **asdict(spec)}, indent=2)
     )
     return root
 
@@ -178,7 +256,7 @@ def ensure_cod(root: str | Path, spec: CamouflageSpec) -> Path:
     meta = root / "meta.json"
     if meta.is_file():
         try:
-            if json.loads(meta.read_text()) == {"generator": "lorakit.camouflage", **asdict(spec)}:
+            if json.loads(meta.read_text()) == {"generator": GENERATOR, **asdict(spec)}:
                 return root
         except json.JSONDecodeError:
             pass

@@ -56,6 +56,7 @@ class BackboneConfig:
     dim: int = 64
     seed: int = 0
     pretrain_steps: int = 0
+    pretrain_cue: str = "colour"  # the scenes of the stand-in pretraining (see data.camouflage)
     cache: str | None = None
 
 

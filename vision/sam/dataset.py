@@ -37,11 +37,22 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
 
 
-def prepare(sample: CODSample, opts: PromptOptions, size: int, rng: np.random.Generator):
-    """Resize to the model input and derive prompts: (image, labels, points, box)."""
+def prepare(
+    sample: CODSample,
+    opts: PromptOptions,
+    size: int,
+    rng: np.random.Generator,
+    labels: np.ndarray | None = None,
+):
+    """Resize to the model input and derive prompts: (image, labels, points, box).
+
+    ``labels`` (H, W) {0, 1, 2} replaces the weak label map (self-training's pseudo-labels);
+    the prompts still come from the weak labels.
+    """
     hw = sample.image.shape[:2]
-    labels = label_map(sample, opts.labels)
-    points = sample_points(sample, labels, opts, rng)
+    weak = label_map(sample, opts.labels)
+    points = sample_points(sample, weak, opts, rng)
+    labels = weak if labels is None else labels
     image = cv2.resize(
         sample.image,
         (size, size),
@@ -61,9 +72,17 @@ class CODTrainSet(Dataset):
     """Items: weak, strong (3, S, S) float 0-255; labels (S, S) long {0,1,2}; points (N, 3); box (4,)."""
 
     def __init__(
-        self, folder: CODFolder, opts: PromptOptions, size: int, augment: bool = True, seed: int = 0
+        self,
+        folder: CODFolder,
+        opts: PromptOptions,
+        size: int,
+        augment: bool = True,
+        seed: int = 0,
+        pseudo: dict[str, np.ndarray] | None = None,
     ):
+        """``pseudo``: image name -> (H, W) {0, 1, 2} label map replacing its weak labels."""
         self.folder, self.opts, self.size, self.augment = folder, opts, size, augment
+        self.pseudo = pseudo
         self.strong = strong_view(seed)
 
     def __len__(self) -> int:
@@ -74,7 +93,9 @@ class CODTrainSet(Dataset):
         seed = int(torch.randint(0, 2**31 - 1, ()))
         rng = np.random.default_rng(seed)
         self.strong.set_random_seed(seed)
-        image, labels, points, box = prepare(self.folder[i], self.opts, self.size, rng)
+        sample = self.folder[i]
+        override = None if self.pseudo is None else self.pseudo[sample.name]
+        image, labels, points, box = prepare(sample, self.opts, self.size, rng, override)
         s = self.size
         if self.augment and rng.random() < 0.5:  # horizontal flip
             image, labels = image[:, ::-1], labels[:, ::-1]

@@ -10,6 +10,9 @@ Label maps follow the S-COD convention: 1 = foreground, 2 = background, 0 = unkn
 - ``consistency``: mean squared difference between the student's and the (EMA)
   teacher's foreground probabilities, the teacher on a weak view, the student on a strong
   one; it damps isolated and extreme responses the sparse labels do not constrain.
+- ``box_projection`` (box supervision, after BoxInst): the foreground probability's
+  maximum along each column and each row must match the box's own projections (dice), so
+  the object fills its box from edge to edge without any pixel inside being labelled.
 - ``ema_update``: teacher <- decay * teacher + (1 - decay) * student (trainable tensors).
 """
 
@@ -83,6 +86,26 @@ def gradient_aware_contrastive(
 def consistency(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
     """Mean squared difference of sigmoid probabilities; the teacher gets no gradient."""
     return F.mse_loss(student_logits.sigmoid(), teacher_logits.detach().sigmoid())
+
+
+def _dice(p: Tensor, t: Tensor) -> Tensor:
+    return 1 - (2 * (p * t).sum(-1) + 1e-4) / (p.pow(2).sum(-1) + t.pow(2).sum(-1) + 1e-4)
+
+
+def box_projection(logits: Tensor, boxes: Tensor) -> Tensor:
+    """logits (B, 1, H, W), boxes (B, 4) [x0, y0, x1, y1] in the same pixels -> scalar.
+
+    Dice between ``max_y p`` (B, W) and the box's x-extent, plus dice between ``max_x p``
+    (B, H) and its y-extent, averaged over the batch.
+    """
+    prob = logits[:, 0].float().sigmoid()
+    h, w = prob.shape[-2:]
+    xs = torch.arange(w, device=prob.device, dtype=prob.dtype)
+    ys = torch.arange(h, device=prob.device, dtype=prob.dtype)
+    b = boxes.to(prob.device, prob.dtype)
+    tx = ((xs >= b[:, :1] - 0.5) & (xs <= b[:, 2:3] + 0.5)).to(prob.dtype)  # (B, W)
+    ty = ((ys >= b[:, 1:2] - 0.5) & (ys <= b[:, 3:4] + 0.5)).to(prob.dtype)  # (B, H)
+    return (_dice(prob.amax(1), tx) + _dice(prob.amax(2), ty)).mean()
 
 
 @torch.no_grad()

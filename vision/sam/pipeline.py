@@ -8,6 +8,13 @@ generated into ``data.cache`` (``lorakit.data.camouflage``). The run folder gets
 under ``datasets``; the zero-shot SAM scores with the same prompts under ``zero_shot``),
 ``adapter/``, ``plots/overlays_<set>.png``, ``plots/training_curve.png``, logs and
 checkpoints.
+
+Box supervision (FCL-COD's setting): ``prompts: {labels: box, mode: box}``. Self-training
+(``selftrain.rounds`` > 0): after the weakly supervised fit, rounds of teacher pseudo-labels
+on the training images continue the training (``selftrain.py``; per-round pseudo-label
+quality under ``selftrain``). Distillation (``distill.enabled``): a prompt-free torchvision
+network trained on the final pseudo-labels, saved in ``distilled/``, scored on the same
+test sets under ``distilled`` (``distill.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lorakit.core import trainable_parameters
-from lorakit.data.camouflage import CamouflageSpec, ensure_cod
+from lorakit.data.camouflage import CUES, CamouflageSpec, ensure_cod
 from lorakit.data.cod import CODFolder
 from lorakit.data.plots import plot_training_curve
 from lorakit.data.runs import RunFolder, dataclass_from, set_dotted
@@ -37,9 +44,11 @@ from lorakit.data.runtime import (
 
 from .build import BackboneConfig, build_sam
 from .dataset import CODTrainSet
+from .distill import DistillConfig, evaluate_student, save_student, train_student
 from .evaluate import evaluate_folder, overlay_grid
 from .model import AdapterSpec, SamCOD
 from .prompts import PromptOptions
+from .selftrain import SelfTrainConfig, pseudo_labels, run_rounds, teacher_of
 from .train import CODModule, LossConfig, OptimConfig
 
 DATA_DEFAULTS = {
@@ -50,6 +59,7 @@ DATA_DEFAULTS = {
     "n_test": 32,
     "size": 128,
     "difficulty": 0.5,
+    "cue": "texture",  # texture: colour-matched, texture scale/orientation differs; colour: earlier scenes
     "seed": 0,
 }
 EVAL_DEFAULTS = {"zero_shot": True, "seed": 0, "grid": 6, "progress": True}
@@ -61,6 +71,8 @@ DEFAULTS = {
     "loss": asdict(LossConfig()),
     "optim": {**asdict(OptimConfig()), "lr": 3e-3},
     "eval": EVAL_DEFAULTS,
+    "selftrain": asdict(SelfTrainConfig()),
+    "distill": asdict(DistillConfig()),
     "trainer": {**asdict(TrainerOptions()), "max_steps": 100},
     "runtime": {"threads": None},  # torch CPU threads (null: torch's default)
 }
@@ -83,8 +95,12 @@ def _generated(cfg: dict, split: str) -> Path:
     d = cfg["data"]
     n = d["n_train"] if split == "train" else d["n_test"]
     seed = d["seed"] + (0 if split == "train" else 7919)  # test scenes never repeat training ones
-    spec = CamouflageSpec(n=n, size=d["size"], difficulty=float(d["difficulty"]), seed=seed)
-    name = f"{split}-n{n}-px{spec.size}-d{spec.difficulty:g}-seed{seed}"
+    cue = d.get("cue", DATA_DEFAULTS["cue"])
+    spec = CamouflageSpec(
+        n=n, size=d["size"], difficulty=float(d["difficulty"]), seed=seed, cue=cue
+    )
+    tag = "" if cue == "texture" else f"-{cue}"
+    name = f"{split}-n{n}-px{spec.size}-d{spec.difficulty:g}-seed{seed}{tag}"
     return ensure_cod(Path(d["cache"]) / name, spec)
 
 
@@ -118,6 +134,11 @@ def evaluate_all(
             overlay_grid(
                 kept, plots / f"overlays_{name}{tag}.png", f"{name}: S={per[name]['s_measure']:.3f}"
             )
+    return mean_over_sets(per)
+
+
+def mean_over_sets(per: dict[str, dict]) -> dict:
+    """The headline scores (mean over test sets) with the per-set scores under ``datasets``."""
     keys = ("s_measure", "mae", "e_measure_mean", "e_measure_max", "weighted_f")
     out = {k: sum(p[k] for p in per.values()) / len(per) for k in keys}
     out["datasets"] = per
@@ -147,12 +168,23 @@ def _check(cfg: dict) -> tuple:
     losses = _section(cfg, "loss", LossConfig)
     optim = _section(cfg, "optim", OptimConfig)
     opts = trainer_options(cfg.get("trainer"))
+    st = _section(cfg, "selftrain", SelfTrainConfig)
+    _section(cfg, "distill", DistillConfig)
+    if st.rounds and (str(opts.devices) != "1" or opts.nodes != 1):
+        raise ValueError(
+            "selftrain.rounds run in one process (the pseudo-labels are made between fits): "
+            f"set trainer.devices=1 and trainer.nodes=1, got {opts.devices} x {opts.nodes}"
+        )
     backbone_config(cfg)
     unknown = sorted(set(cfg.get("data") or {}) - set(DATA_DEFAULTS))
     if unknown:
         raise ValueError(f"data: unknown key(s) {unknown}; valid: {sorted(DATA_DEFAULTS)}")
+    if cfg["data"].get("cue", "texture") not in CUES:
+        raise ValueError(f"data.cue must be one of {', '.join(CUES)}, got {cfg['data']['cue']!r}")
     if cfg["data"].get("test") and not isinstance(cfg["data"]["test"], dict):
-        raise ValueError(f"data.test must map set names to COD folders, got {cfg['data']['test']!r}")
+        raise ValueError(
+            f"data.test must map set names to COD folders, got {cfg['data']['test']!r}"
+        )
     unknown = sorted(set(cfg.get("eval") or {}) - set(EVAL_DEFAULTS))
     if unknown:
         raise ValueError(f"eval: unknown key(s) {unknown}; valid: {sorted(EVAL_DEFAULTS)}")
@@ -180,25 +212,36 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
         metrics.update(evaluate_all(model, folders, prompts, ev, run.plots, ""))
         run.write_metrics(metrics)
         return metrics
-    data = CODTrainSet(
-        train_folder(cfg, prompts), prompts, model.size, augment=True, seed=opts.seed
-    )
+    folder = train_folder(cfg, prompts)
+    data = CODTrainSet(folder, prompts, model.size, augment=True, seed=opts.seed)
     sampler = StepSampler(len(data), optim.batch_size, opts.max_steps * opts.accumulate, opts.seed)
     loader = DataLoader(SeededItems(data), batch_sampler=sampler, num_workers=0)
-    module = CODModule(model, losses, optim, prompts.mode)
+    module = CODModule(model, losses, optim, prompts.mode, box_labels=prompts.labels == "box")
     trainer, ckpt = build_trainer(opts, run, callbacks, sampler=sampler)
     t0 = time.perf_counter()
     trainer.fit(module, loader, ckpt_path=ckpt)
     if trainer.global_rank != 0:
         return {}
+    steps = int(trainer.global_step)
+    st = _section(cfg, "selftrain", SelfTrainConfig)
+    if st.rounds:
+        module, metrics["selftrain"] = run_rounds(
+            module, folder, prompts, st, opts, run.path / "rounds", losses, optim
+        )
+        steps += sum(r["steps"] for r in metrics["selftrain"])
     model.float().save(run.adapter)
     metrics.update(
         trainable_parameters=trainable_parameters(model).numel,
-        steps=int(trainer.global_step),
+        steps=steps,
         resumed_from_step=resumed_from_step(trainer),
         train_seconds=round(time.perf_counter() - t0, 2),
     )
     metrics.update(evaluate_all(model.cpu(), folders, prompts, ev, run.plots, ""))
+    dist = _section(cfg, "distill", DistillConfig)
+    if dist.enabled:
+        metrics["distilled"] = distil_stage(
+            teacher_of(module).cpu(), folder, folders, prompts, st, dist, run
+        )
     if ev["zero_shot"]:
         metrics["zero_shot"] = _zero_shot(cfg, folders, prompts, ev, run.plots)
     plot_training_curve(
@@ -208,6 +251,18 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     )
     run.write_metrics(metrics)
     return metrics
+
+
+def distil_stage(teacher, folder, folders, prompts, st, dist, run: RunFolder) -> dict:
+    """Pseudo-label the training images with ``teacher``, train the prompt-free student on
+    them, save it in ``distilled/`` and score it on every test set."""
+    pseudo, _ = pseudo_labels(teacher, folder, prompts, st.fg, st.bg, dist.seed)
+    t0 = time.perf_counter()
+    net = train_student(pseudo, folder, dist)
+    seconds = round(time.perf_counter() - t0, 2)
+    save_student(net, dist, run.path / "distilled")
+    per = {name: evaluate_student(net, f, dist.size) for name, f in folders.items()}
+    return {"arch": dist.arch, "train_seconds": seconds, **mean_over_sets(per)}
 
 
 def load_model(run: RunFolder, cfg: dict) -> SamCOD:
@@ -226,6 +281,7 @@ def evaluate(run: Path, overrides: dict) -> dict:
     (``data.test``, ``eval.zero_shot``, ``prompts.mode`` ...)."""
     folder = RunFolder(run)
     cfg = folder.read_config()
+    cfg.setdefault("data", {}).setdefault("cue", "colour")  # runs before data.cue: colour scenes
     for key, value in overrides.items():
         set_dotted(cfg, key if "." in key else f"eval.{key}", value)
     _apply_runtime(cfg)

@@ -34,7 +34,9 @@ PRETRAIN_SCENES = 96
 def checkpoint_name(cfg: BackboneConfig) -> str:
     return (
         f"tiny-px{cfg.img_size}-e{cfg.embed_dim}-d{cfg.depth}-h{cfg.heads}-w{cfg.window}-c{cfg.dim}"
-        f"-seed{cfg.seed}-steps{cfg.pretrain_steps}.pth"
+        f"-seed{cfg.seed}-steps{cfg.pretrain_steps}"
+        + ("" if cfg.pretrain_cue == "colour" else f"-{cfg.pretrain_cue}")
+        + ".pth"
     )
 
 
@@ -64,7 +66,11 @@ def _batch(folder: CODFolder, size: int, rng: np.random.Generator, n: int):
 def pretrain(cfg: BackboneConfig, data_root: Path, batch_size: int = 8, lr: float = 2e-3) -> dict:
     """Train all weights of a fresh tiny SAM for ``cfg.pretrain_steps``; returns its state dict."""
     spec = CamouflageSpec(
-        n=PRETRAIN_SCENES, size=cfg.img_size, difficulty=0.0, seed=cfg.seed + 104729
+        n=PRETRAIN_SCENES,
+        size=cfg.img_size,
+        difficulty=0.0,
+        seed=cfg.seed + 104729,
+        cue=cfg.pretrain_cue,
     )
     folder = CODFolder(ensure_cod(data_root, spec), need_gt=True, weak=("box",))
     sam = build_tiny(replace(cfg, pretrain_steps=0))  # the random starting point
@@ -103,7 +109,7 @@ def ensure_pretrained(cfg: BackboneConfig) -> Path:
     path = cache / checkpoint_name(cfg)
     if path.is_file():
         return path
-    state = pretrain(cfg, cache / f"pretrain-px{cfg.img_size}-seed{cfg.seed}")
+    state = pretrain(cfg, cache / f"pretrain-px{cfg.img_size}-{cfg.pretrain_cue}-seed{cfg.seed}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(state, tmp)

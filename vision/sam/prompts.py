@@ -1,7 +1,9 @@
 """Weak labels -> SAM prompts and the partial label map the losses read.
 
 Points are sampled from a scribble (``n_fg`` from its 1-pixels, ``n_bg`` from its
-2-pixels) or taken from ``points.json``; a box comes from ``boxes.json``. Coordinates
+2-pixels) or taken from ``points.json``; a box comes from ``boxes.json``. Under box
+supervision (``labels: box``, FCL-COD's setting) the box is both the prompt and the only
+label: every pixel outside it is background, every pixel inside it unknown. Coordinates
 are ``[x, y]`` image pixels; ``resize_prompt`` maps them to the model's square input.
 """
 
@@ -15,13 +17,14 @@ import numpy as np
 from lorakit.data.cod import CODSample
 
 PROMPT_MODES = ("points", "box", "points+box")
-LABEL_SOURCES = ("scribble", "points")
+LABEL_SOURCES = ("scribble", "points", "box")
 
 
 @dataclass
 class PromptOptions:
     """The ``prompts:`` section. mode: points | box | points+box; labels: the weak labels
-    that supervise training and give the points (scribble | points)."""
+    that supervise training and give the points (scribble | points | box; box labels
+    give no points, so they need ``mode: box``)."""
 
     mode: str = "points"
     labels: str = "scribble"
@@ -36,6 +39,10 @@ class PromptOptions:
         if self.labels not in LABEL_SOURCES:
             raise ValueError(
                 f"prompts.labels must be one of {', '.join(LABEL_SOURCES)}, got {self.labels!r}"
+            )
+        if self.labels == "box" and self.mode != "box":
+            raise ValueError(
+                f"prompts.labels box gives no points: set prompts.mode to box (got {self.mode!r})"
             )
         if self.n_fg < 1 or self.n_bg < 0:
             raise ValueError(f"prompts: need n_fg >= 1 and n_bg >= 0, got {self.n_fg}, {self.n_bg}")
@@ -89,6 +96,8 @@ def label_map(sample: CODSample, source: str) -> np.ndarray:
     if source == "scribble":
         return sample.scribble
     h, w = sample.image.shape[:2]
+    if source == "box":
+        return box_label_map(sample.box, (h, w))
     out = np.zeros((h, w), np.uint8)
     radius = max(1, min(h, w) // 40)
     for x, y, lab in sample.points:
@@ -96,9 +105,19 @@ def label_map(sample: CODSample, source: str) -> np.ndarray:
     return out
 
 
+def box_label_map(box, hw: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8: 2 (background) outside ``box`` = [x0, y0, x1, y1] (inclusive), 0 inside."""
+    out = np.full(hw, 2, np.uint8)
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    out[max(0, y0) : y1 + 1, max(0, x0) : x1 + 1] = 0
+    return out
+
+
 def sample_points(
     sample: CODSample, labels: np.ndarray, opts: PromptOptions, rng: np.random.Generator
 ) -> np.ndarray:
+    if opts.labels == "box":
+        return np.zeros((0, 3), np.float32)
     if opts.labels == "points":
         return points_from_list(sample.points, rng, opts.n_fg, opts.n_bg)
     return points_from_scribble(labels, rng, opts.n_fg, opts.n_bg, sample.name)

@@ -1,5 +1,6 @@
 """The weakly supervised training step (Lightning): partial BCE, gradient-aware
-contrastive loss, EMA teacher-student consistency, each with an on/off switch.
+contrastive loss, EMA teacher-student consistency, and under box supervision the box
+projection loss, each with an on/off switch.
 
 What trains: only ``trainable_parameters(self.model)`` (the adapters and the fusion
 head). The EMA teacher is a frozen copy of the model whose trainable tensors follow the
@@ -17,7 +18,13 @@ import torch
 from lorakit.core import regularization_loss, trainable_parameters
 
 from .dataset import prompt_of
-from .losses import consistency, ema_update, gradient_aware_contrastive, partial_bce
+from .losses import (
+    box_projection,
+    consistency,
+    ema_update,
+    gradient_aware_contrastive,
+    partial_bce,
+)
 from .model import SamCOD
 
 
@@ -32,12 +39,15 @@ class LossConfig:
     tau: float = 0.1
     grad_beta: float = 4.0
     ema_decay: float = 0.99
+    box_projection: float = 1.0  # weight; used only under box supervision (prompts.labels box)
 
     def validate(self) -> None:
         if not (self.pbce or self.contrastive > 0 or self.consistency > 0):
             raise ValueError(
                 "loss: every loss is switched off (pbce false, contrastive 0, consistency 0)"
             )
+        if self.box_projection < 0:
+            raise ValueError(f"loss.box_projection must be >= 0, got {self.box_projection}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"loss.ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -52,12 +62,24 @@ class OptimConfig:
 
 
 class CODModule(L.LightningModule):
-    """Student ``self.model`` on the strong view; EMA ``self.teacher`` on the weak view."""
+    """Student ``self.model`` on the strong view; EMA ``self.teacher`` on the weak view.
 
-    def __init__(self, model: SamCOD, losses: LossConfig, optim: OptimConfig, prompt_mode: str):
+    ``box_labels``: the batch's boxes are labels too (box supervision): the box projection
+    loss joins the partial BCE (which then sees the background outside each box).
+    """
+
+    def __init__(
+        self,
+        model: SamCOD,
+        losses: LossConfig,
+        optim: OptimConfig,
+        prompt_mode: str,
+        box_labels: bool = False,
+    ):
         super().__init__()
         losses.validate()
         self.model, self.losses, self.optim, self.prompt_mode = model, losses, optim, prompt_mode
+        self.box_labels = box_labels
         self.teacher = None
         if losses.consistency > 0:
             self.teacher = copy.deepcopy(model).eval()
@@ -81,6 +103,8 @@ class CODModule(L.LightningModule):
                 feats, batch["labels"], batch["weak"], cfg.tau, cfg.grad_beta
             )
             terms["contrastive"] = cfg.contrastive * gac
+        if self.box_labels and cfg.box_projection > 0:
+            terms["box_projection"] = cfg.box_projection * box_projection(logits, batch["box"])
         if self.teacher is not None:
             with torch.no_grad():
                 teacher_logits, _ = self.teacher(batch["weak"], prompts)

@@ -148,7 +148,10 @@ def test_each_method_learns_above_chance(tiny_cfg, learn_root, method):
     (measured: linear_probe 0.45, full 0.375, lora 0.45, largo 0.45)."""
     cfg = tiny_cfg(
         method,
-        data={"root": str(learn_root / "task"), "shift": {"train_per_class": 12, "test_per_class": 10}},
+        data={
+            "root": str(learn_root / "task"),
+            "shift": {"train_per_class": 12, "test_per_class": 10},
+        },
         backbone={
             "checkpoint": str(learn_root / "pretrained.pt"),
             "pretrain_if_missing": True,

@@ -90,7 +90,10 @@ def test_legacy_folder_with_fusion_file_still_loads(tmp_path):
     prefix = f"modules_to_save.{FUSION_MODULE}."
     tensors = load_file(folder / "adapter.safetensors")
     head = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    save_file({k: v for k, v in tensors.items() if not k.startswith(prefix)}, folder / "adapter.safetensors")
+    save_file(
+        {k: v for k, v in tensors.items() if not k.startswith(prefix)},
+        folder / "adapter.safetensors",
+    )
     save_file(head, folder / "fusion.safetensors")
     meta = json.loads((folder / "adapter_config.json").read_text())
     meta.pop("modules_to_save")

@@ -65,6 +65,7 @@ def test_bf16_mixed_trains_with_finite_loss_and_fp32_adapters(tmp_path):
     tensors = load_file(tmp_path / "run" / "adapter" / "adapter.safetensors")
     assert any(".fusion." in k for k in tensors)  # the fusion head, in fp32 too
     assert {t.dtype for t in tensors.values()} == {torch.float32}
-    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["trainer"][
-        "precision"
-    ] == "bf16-mixed"
+    assert (
+        yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["trainer"]["precision"]
+        == "bf16-mixed"
+    )
