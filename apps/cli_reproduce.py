@@ -13,6 +13,7 @@ import importlib
 
 import typer
 
+from . import recipe_cli
 from .recipes import RECIPES
 
 
@@ -36,7 +37,10 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         mod = importlib.import_module(RECIPES[recipe])
         try:
-            mod.cli(list(ctx.args))
+            if hasattr(mod, "cli"):
+                mod.cli(list(ctx.args))
+            else:
+                recipe_cli.cli(f"lorakit reproduce {recipe}", mod, list(ctx.args))
         except ValueError as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None

@@ -52,6 +52,9 @@ IMAGENET_SETS = {
 DOMAINS = ("real", "clipart", "infograph", "painting", "quickdraw", "sketch")
 CHECKPOINTS = {"vit_b_16": "vit_b_16-c867db91.pth", "resnet50": "resnet50-11ad3fa6.pth"}
 
+SUMMARY = "LARGO vs LoRA under natural shift: ImageNet -> V2/Sketch/R/A, or DomainNet domains"
+# the keyword options of check() and run(): `lorakit reproduce ... --opt key=value`
+OPTIONS = ("dataset", "sets", "method", "r", "lr", "batch_size", "steps", "gamma_rel", "mu", "seed", "devices", "precision", "kind", "arch", "model", "checkpoint", "tiny", "overrides")
 
 def _opt(opts: dict, key: str, default):
     return opts[key] if opts.get(key) is not None else default

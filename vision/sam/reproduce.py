@@ -51,6 +51,9 @@ CHECKPOINTS = {
 }
 LABELS = ("box", "scribble")
 
+SUMMARY = "FCL-COD-style weakly supervised COD: SAM vit_b/l/h + FoRA on CAMO, COD10K, NC4K"
+# the keyword options of check() and run(): `lorakit reproduce ... --opt key=value`
+OPTIONS = ("backbone", "checkpoint", "labels", "method", "sets", "steps", "lr", "batch_size", "r", "rounds", "round_steps", "distill", "distill_steps", "devices", "precision", "seed", "tiny", "overrides")
 
 def _opt(opts: dict, key: str, default):
     return opts.get(key, default) if opts.get(key) is not None else default

@@ -60,3 +60,26 @@ def test_first_missing_file_is_named(tmp_path):
     shutil.rmtree(root / "TrainDataset" / "Scribble")
     with pytest.raises(ValueError, match=r"TrainDataset/Scribble is missing"):
         reproduce.check(root, backbone="tiny", labels="scribble", sets=[])
+
+
+def test_reproduce_command_checks_then_names_what_is_missing(tmp_path):
+    """`lorakit reproduce fcl-cod` goes through the generic recipe CLI (check/run modules)."""
+    from typer.testing import CliRunner
+
+    from lorakit.apps.cli import app
+
+    root = fake_tree(tmp_path / "cod")
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["reproduce", "fcl-cod", "--data-root", str(root), "--check", "--opt", "backbone=tiny"]
+    )
+    assert ok.exit_code == 0 and "every input" in ok.output, ok.output
+    out = tmp_path / "out"
+    bad = runner.invoke(app, ["reproduce", "fcl-cod", "--data-root", str(root), "--out", str(out)])
+    assert bad.exit_code == 2 and "sam_vit_b_01ec64.pth is missing" in bad.output
+    assert not out.exists()  # checked before anything is written
+    bad = runner.invoke(
+        app, ["reproduce", "fcl-cod", "--data-root", str(root), "--check", "--opt", "colour=red"]
+    )
+    assert bad.exit_code == 2 and "--opt 'colour=red' is not KEY=VALUE" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
