@@ -173,7 +173,7 @@ def evaluate(
 
 def _register_extras() -> None:
     """Pipeline-specific verbs (transcribe, predict, demo, bench) live in their own modules."""
-    for name in ("cli_asr", "cli_predict", "cli_demo", "cli_bench"):
+    for name in ("cli_asr", "cli_predict", "cli_demo", "cli_bench", "cli_compare"):
         try:
             mod = importlib.import_module(f"lorakit.apps.{name}")
         except ModuleNotFoundError as e:
