@@ -139,6 +139,8 @@ def plot(plan, rows: list[dict], path: Path, caption: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     markers = "osD^v<>phX*P"
     for i, r in enumerate(rows):
+        if not r["trainable_parameters"]:
+            continue  # nothing to place on a log axis
         half = 0.0 if r["ci95_low"] is None else r["ci95_high"] - r["mean"]
         ax.errorbar(
             r["trainable_parameters"], r["mean"], yerr=half, fmt=markers[i % len(markers)],
