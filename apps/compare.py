@@ -13,7 +13,10 @@ Out folder: ``compare.json`` (the plan), ``runs/<method>/lr_<lr>/seed_<seed>/`` 
 pipeline's run folder ``run/`` and this run's ``metrics.json``, written atomically last),
 ``_data/`` (validation data), and the report. A re-run of the same command skips runs
 whose ``metrics.json`` exists for the same configuration (a killed run resumes from its
-checkpoint inside the pipeline).
+checkpoint inside the pipeline). That ``metrics.json`` holds the test and validation scores;
+the pipeline's own ``run/metrics.json`` may hold the validation scores once scored (the cod
+and asr ``evaluate`` rewrite it). A run that raises is recorded in ``failed.json`` and
+reported; the comparison goes on, and a re-run retries it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
+import textwrap
 from pathlib import Path
 
 from lorakit.data.runs import atomic_write_text, write_json
@@ -146,6 +147,8 @@ def plot(plan, rows: list[dict], path: Path, caption: str = "") -> Path:
             r["trainable_parameters"], r["mean"], yerr=half, fmt=markers[i % len(markers)],
             capsize=3, label=f"{r['method']} (lr {r['lr']:g})", color=f"C{i % 10}",
         )
+        ax.annotate(r["method"], (r["trainable_parameters"], r["mean"]), fontsize=6,
+                    xytext=(4, 3), textcoords="offset points", color=f"C{i % 10}")
     lora = next((r for r in rows if r["method"] == "lora"), None)
     if lora is not None and lora["ci95_low"] is not None:
         ax.axhspan(lora["ci95_low"], lora["ci95_high"], color="grey", alpha=0.15, lw=0,
@@ -153,10 +156,10 @@ def plot(plan, rows: list[dict], path: Path, caption: str = "") -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel(f"test {plan.metric} (mean, 95 % CI over {len(plan.seeds)} seeds)")
+    sub = textwrap.fill(f"lr tuned per method on validation{'; ' + caption if caption else ''}", 95)
     ax.set_title(
-        f"lorakit compare {plan.pipeline}: test {plan.metric} vs trainable parameters\n"
-        f"lr tuned per method on validation{'; ' + caption if caption else ''}",
-        fontsize=9,
+        f"lorakit compare {plan.pipeline}: test {plan.metric} vs trainable parameters\n{sub}",
+        fontsize=8,
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
