@@ -6,12 +6,15 @@
                     backward, optimizer, data loading, method hooks), the first step left out
     peak_mb         training's peak memory above what the process held when training began:
                     CUDA ``max_memory_allocated``; CPU the peak resident set (VmHWM, reset
-                    through /proc/self/clear_refs), where that is unavailable the largest
-                    resident set seen at the end of a step
+                    through /proc/self/clear_refs, after freed heap pages are handed back
+                    with malloc_trim), where that is unavailable the largest resident set
+                    seen at the end of a step
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import re
 import statistics
 import time
@@ -29,6 +32,15 @@ def _status_kb(field: str) -> int | None:
     except OSError:
         return None
     return int(m.group(1)) if m else None
+
+
+def _trim_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc), so that RSS growth during this run is
+    this run's memory rather than pages cached from earlier runs of the same process."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _reset_hwm() -> bool:
@@ -55,6 +67,8 @@ class StepProbe(L.Callback):
             self._base = torch.cuda.memory_allocated(pl_module.device)
             self.memory_kind = "cuda max_memory_allocated"
         else:
+            gc.collect()
+            _trim_heap()
             self._hwm = _reset_hwm() and _status_kb("VmHWM") is not None
             self._base = _status_kb("VmRSS") or 0
             self._seen = self._base

@@ -52,7 +52,7 @@ def summarize(plan, records: list[dict]) -> list[dict]:
             "val_by_lr": {f"{k:g}": statistics.fmean(v) for k, v in val.items() if v},
             "trainable_parameters": picked[0]["trainable_parameters"],
             "step_ms": statistics.median(times) if times else None,
-            "peak_memory_mb": max(mems) if mems else None,
+            "peak_memory_mb": statistics.median(mems) if mems else None,
             "test_by_seed": dict(zip([r["seed"] for r in picked], tests, strict=True)),
         }
         for key in plan.extra:
