@@ -59,7 +59,9 @@ class Plan:
         return PIPELINES[self.pipeline]
 
     def runs(self) -> list[tuple[str, float, int]]:
-        return [(m, lr, s) for m in self.methods for lr in self.lrs for s in self.seeds]
+        """``(method, lr, seed)`` with the methods innermost: a machine whose load drifts
+        during a long comparison then slows every method alike (fairer step times)."""
+        return [(m, lr, s) for s in self.seeds for lr in self.lrs for m in self.methods]
 
     def config(self, method: str, lr: float, seed: int) -> dict:
         cfg = copy.deepcopy(self.configs[method])
