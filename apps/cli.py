@@ -174,7 +174,8 @@ def evaluate(
 
 def _register_extras() -> None:
     """Pipeline-specific verbs (transcribe, predict, demo, bench) live in their own modules."""
-    for name in ("cli_asr", "cli_predict", "cli_demo", "cli_bench", "cli_reproduce", "cli_squeeze"):
+    extras = ("cli_asr", "cli_predict", "cli_demo", "cli_bench", "cli_reproduce", "cli_squeeze", "cli_compare")
+    for name in extras:
         try:
             mod = importlib.import_module(f"lorakit.apps.{name}")
         except ModuleNotFoundError as e:

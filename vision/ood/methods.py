@@ -2,8 +2,8 @@
 
     linear_probe  train the head only
     full          train every weight (full fine-tuning)
-    lora          lorakit LoRA on the backbone targets (+ the head when ``train_head``)
-    largo         lorakit LARGO on the same targets (+ the head when ``train_head``)
+    lora, largo,  any method of the lorakit registry (``lorakit methods``) on the backbone
+    vera, ...     targets (+ the head when ``train_head``); the demo's are lora and largo
 
 WiSE-FT (Wortsman et al.): ``theta(alpha) = (1 - alpha) * theta_0 + alpha * theta_ft`` over
 every weight, with adapters merged into the fine-tuned weights first. The formula is

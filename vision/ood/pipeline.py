@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lorakit.data.plots import plot_training_curve
-from lorakit.data.runs import RunFolder, dataclass_from, write_json
+from lorakit.data.runs import RunFolder, dataclass_from, set_dotted, write_json
 from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
@@ -233,9 +233,13 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
 
 def evaluate(run: Path, overrides: dict) -> dict:
     """Recompute the metrics of a finished run from ``run/adapter`` (``suite`` picks a part:
-    all, id, ood, corruptions, wise, one OOD set, a corruption or a family)."""
+    all, id, ood, corruptions, wise, one OOD set, a corruption or a family; ``data.*`` keys
+    point the evaluation at other data, e.g. a validation draw of the shift task)."""
     folder = RunFolder(run)
     cfg = folder.read_config()
+    overrides = dict(overrides)
+    for key in [k for k in overrides if k.startswith("data.")]:  # another data split
+        set_dotted(cfg, key, overrides.pop(key))
     suite_name = str(overrides.pop("suite", cfg["eval"].get("suite", "all")))
     ecfg = dataclass_from(EvalConfig, {**cfg["eval"], **overrides}, "eval (--set)")
     desc = resolve_data(cfg["data"])

@@ -165,3 +165,18 @@ def test_each_method_learns_above_chance(tiny_cfg, learn_root, method):
     m = pipeline.train(cfg, learn_root / method)
     assert m["wise"][0]["id_accuracy"] == 0.25  # the starting point: the zero head
     assert m["id_accuracy"] >= 0.35, m["id_accuracy"]
+
+
+@pytest.mark.parametrize("method", ["vera", "loldu"])
+def test_registry_methods_train_and_score_on_another_draw(tiny_cfg, tmp_path, method):
+    """Any registry method trains here (lorakit compare runs them all), and ``data.*``
+    overrides point evaluate at another draw of the task (compare's validation split)."""
+    cfg = tiny_cfg(method, eval={"corruptions": [], "wise_alphas": []})
+    run = tmp_path / method
+    m = pipeline.train(cfg, run)
+    assert m["method"] == method and 0.0 <= m["ood_accuracy"] <= 1.0
+    other = tmp_path / "val-draw"
+    shift = {**cfg["data"]["shift"], "seed": 104729}
+    val = pipeline.evaluate(run, {"data.root": str(other), "data.shift": shift, "suite": "ood"})
+    assert (other / "task.json").is_file() and set(val["ood"]) == set(m["ood"])
+    assert pipeline.evaluate(run, {"suite": "ood"})["id_accuracy"] == pytest.approx(m["id_accuracy"])
