@@ -64,6 +64,18 @@ def randomized_svd(m: Tensor, k: int, oversample: int = 8, n_iter: int = 4, seed
     return (q @ u)[:, :k], s[:k], vh[:k]
 
 
+def _fit_buffers(m: torch.nn.Module, own: dict[str, Tensor]) -> None:
+    """Give ``m``'s buffers the shapes the file has: a buffer computed from the base weight
+    (Comp-LoRA's ``U_k``: its ``k`` follows an energy threshold of ``W0``) has another shape
+    on the stand-in base, and the file's value is the one the update uses."""
+    for key, value in own.items():
+        *path, leaf = key.split(".")
+        owner = m.get_submodule(".".join(path)) if path else m
+        old = owner._buffers.get(leaf)
+        if old is not None and old.shape != value.shape:
+            owner._buffers[leaf] = torch.empty_like(value, dtype=old.dtype)
+
+
 def adapter_deltas(directory: str | os.PathLike) -> tuple[dict, dict[str, Tensor], dict]:
     """``(meta, {layer:slot -> dW}, tensors)`` of a saved adapter, from the file alone."""
     directory = Path(directory)
@@ -89,6 +101,7 @@ def adapter_deltas(directory: str | os.PathLike) -> tuple[dict, dict[str, Tensor
                 m.set_rank(int(layer["ranks"][slot]))
             prefix = f"{layer['name']}.adapters.{slot}."
             own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            _fit_buffers(m, own)
             m.load_state_dict(own, strict=False)
             used |= {prefix + k for k in own}
             with torch.no_grad():
