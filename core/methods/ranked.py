@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from ..resize import Resize, resize_param
-from .base import Method, SlotInfo, kaiming_
+from .base import FactoredMethod, SlotInfo, kaiming_
 
 
-class RankedLoRA(Method):
+class RankedLoRA(FactoredMethod):
     """``delta(x) = s * B diag(gate) A x`` with a resizable rank (``gate`` optional)."""
 
     rank_changing = True
@@ -40,14 +40,6 @@ class RankedLoRA(Method):
         if self.r == 0:
             return self.A.new_zeros(1, self.d_in), self.B.new_zeros(self.d_out, 1)
         return self.A, self.B
-
-    def delta(self, x: Tensor) -> Tensor:
-        a, b = self.factors()
-        return self.ops.mix(self.ops.down(self.drop(x), a), b) * self.s
-
-    def delta_weight(self) -> Tensor:
-        a, b = self.factors()
-        return self.s * (b @ a)
 
     # --- rank changes -------------------------------------------------------------------
 
