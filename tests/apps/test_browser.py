@@ -53,15 +53,29 @@ def upload(page, name: str, path) -> None:
 
 
 def set_value(locator, text: str) -> None:
-    """Type ``text`` into an input and leave it (Tab), so Gradio has the value before a click."""
-    locator.fill(text)
-    locator.press("Tab")
+    """Type ``text`` into an input and leave it (Tab), so Gradio has the value before a click.
+    A freshly mounted Gradio input can be reset to its initial value just after a fill
+    (seen on loaded CI machines): check the value stuck, and fill again if it did not."""
+    for _ in range(5):
+        locator.fill(text)
+        locator.press("Tab")
+        locator.page.wait_for_timeout(300)
+        if locator.input_value() == text:
+            return
+    raise AssertionError(f"the input kept {locator.input_value()!r} instead of {text!r}")
 
 
-def click_for_toast(page, button: str, text: str) -> str:
-    """Click ``button`` and wait for an error toast containing ``text``; returns its text."""
+def click_for_toast(page, button: str, text: str, before=None) -> str:
+    """Click ``button`` (after ``before()``, e.g. filling an input, on every try) and wait
+    for an error toast containing ``text``; returns its text."""
     toast = page.locator(".toast-body", has_text=text).first
-    retried(lambda: page.click(button), lambda ms: toast.wait_for(timeout=ms), f"{button}")
+
+    def action():
+        if before is not None:
+            before()
+        page.click(button)
+
+    retried(action, lambda ms: toast.wait_for(timeout=ms), f"{button}")
     return toast.inner_text()
 
 
@@ -151,10 +165,12 @@ def test_failed_request_leaves_app_serving(browser, hub, tmp_path, shots):
     broken.mkdir()
     (broken / "config.yaml").write_text("data: [unclosed\n")
     page = open_tab(browser, url, "clip")
-    set_value(page.locator("#clip-folder textarea, #clip-folder input").first, str(broken))
-    text = click_for_toast(page, "#clip-load", "still running")
-    assert "failed in on_load" in text and "ParserError" in text
+    wait_text(page, "#clip-loaded", "block_lora")  # the tab's page-load updates are done
     folder = page.locator("#clip-folder textarea, #clip-folder input").first
+    text = click_for_toast(
+        page, "#clip-load", "still running", before=lambda: set_value(folder, str(broken))
+    )
+    assert "failed in on_load" in text and "ParserError" in text
     set_value(folder, str(ctx.run_path("clip-block_lora")))
     page.click("#clip-load")
     wait_text(page, "#clip-loaded", str(ctx.run_path("clip-block_lora")))
