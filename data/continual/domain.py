@@ -27,3 +27,16 @@ class Domain(Protocol):
     higher_is_better: bool
     task_names: list[str]
     extra_names: list[str]
+
+
+def check_tasks(tasks, known: list[str]) -> list[str]:
+    """The ``continual.tasks`` list, checked against the domain's ``known`` task names
+    (a one-line ``ValueError``: too few, unknown, listed twice)."""
+    if not isinstance(tasks, list) or len(tasks) < 2:
+        raise ValueError(f"continual.tasks: list at least 2 tasks from {known}")
+    bad = [t for t in tasks if t not in known]
+    if bad:
+        raise ValueError(f"continual.tasks: unknown task {bad[0]!r}; known: {known}")
+    if len(set(tasks)) != len(tasks):
+        raise ValueError("continual.tasks: a task is listed twice")
+    return list(tasks)

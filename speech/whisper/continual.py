@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from lorakit.core import make_config
 from lorakit.data.audio import SAMPLE_RATE, load_audio, time_stretch
+from lorakit.data.continual.domain import check_tasks
 from lorakit.data.manifest import Utterance, read_manifest
 from lorakit.data.runtime import SeededItems, StepSampler
 from lorakit.data.speech import SplitSpec, generate_corpus
@@ -78,13 +79,7 @@ class WhisperTasks:
         if unknown:
             raise ValueError(f"whisper: unknown key(s) {unknown}; valid: {sorted(DEFAULTS)}")
         self.cfg = {**DEFAULTS, **section}
-        if not isinstance(tasks, list) or len(tasks) < 2:
-            raise ValueError(f"continual.tasks: list at least 2 of {list(CONDITIONS)}")
-        bad = [t for t in tasks if t not in CONDITIONS]
-        if bad:
-            raise ValueError(f"continual.tasks: unknown task {bad[0]!r}; known: {list(CONDITIONS)}")
-        if len(set(tasks)) != len(tasks):
-            raise ValueError("continual.tasks: a task is listed twice")
+        tasks = check_tasks(tasks, list(CONDITIONS))
         if float(self.cfg["snr_db"]) > 60 or float(self.cfg["fast_rate"]) <= 1.0:
             raise ValueError("whisper: snr_db must be <= 60 and fast_rate > 1")
         self.task_names = list(tasks)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from lorakit.data import fewshot
+from lorakit.data.continual.domain import check_tasks
 from lorakit.data.runs import dataclass_from
 
 from .build import BackboneConfig, load_backbone
@@ -80,13 +81,7 @@ class ClipTasks:
         self.backbone = dataclass_from(BackboneConfig, dict(self.cfg["backbone"]), "clip.backbone")
         folders = dict(self.cfg["folders"] or {})
         known = sorted(set(GENERATED) | set(folders))
-        if not isinstance(tasks, list) or len(tasks) < 2:
-            raise ValueError(f"continual.tasks: list at least 2 tasks from {known}")
-        bad = [t for t in tasks if t not in known]
-        if bad:
-            raise ValueError(f"continual.tasks: unknown task {bad[0]!r}; known: {known}")
-        if len(set(tasks)) != len(tasks):
-            raise ValueError("continual.tasks: a task is listed twice")
+        tasks = check_tasks(tasks, known)
         if int(self.cfg["shots"]) >= int(self.cfg["train_per_class"]):
             raise ValueError("clip.shots must be below clip.train_per_class (the rest validates)")
         resolve_templates(self.cfg["templates"])
