@@ -107,14 +107,16 @@ def prepare(
 
 
 def _set_step_lr(model: nn.Module, optimizer, pinned: bool) -> None:
-    """Give every method the lr of its tensors' group as ``m.step_lr``. ``before_step``
+    """Give every method the lr of its tensors' group as ``m.step_lr`` (of the tensor a
+    method names in ``step_lr_tensor``, else its first). ``before_step``
     pins it: a scheduler may change the lr between the step and ``after_step``."""
     lrs = _lr_of(optimizer)
     for _, m in _methods(model):
         if not pinned and getattr(m, "_lr_pinned", False):
             m._lr_pinned = False
             continue
-        first = next(iter(m.parameters()), None)
+        first = getattr(m, getattr(m, "step_lr_tensor", ""), None)
+        first = first if isinstance(first, nn.Parameter) else next(iter(m.parameters()), None)
         m.step_lr = lrs.get(id(first)) if first is not None else None
         m._lr_pinned = pinned
 

@@ -5,10 +5,17 @@ first of ``group_patterns`` a layer's name matches). Each group has ONE shared p
 ``A (r x d_in)``, ``B (d_out x r)``; each layer owns a rank-coefficient vector
 ``lambda_l`` (length r): ``delta_l(x) = s * B diag(lambda_l) A x``.
 Sparsity: ``regularizer() = beta * sum |lambda_l|`` and, after each optimizer step, a
-proximal soft-threshold of ``lambda_l`` by ``prox_threshold`` (SoRA-style; 0 disables).
+proximal soft-threshold as in SoRA, ``lambda <- sign(lambda) * max(|lambda| - lr * xi, 0)``
+with ``xi = prox_threshold`` (0 disables) and ``lr`` the coefficients' learning rate at
+that step (``prox_lr`` when no optimizer reports it). Scaling by the lr matters with Adam:
+a step moves ``lambda`` by at most about ``lr``, so ``xi < 1`` keeps a coefficient whose
+gradient keeps pushing it and prunes the ones nothing holds, while an absolute threshold
+above ``lr`` zeroes every coefficient within ``1 / threshold`` steps. The coefficients get
+their own learning rate ``lam_lr_scale * lr`` **(reading)**, without weight decay, so that
+a short run can decide which ranks to keep (their scale trades with ``B``'s).
 Trainable: ``r*(d_in + d_out)`` per group + ``r`` per layer. Mergeable per layer.
-Defaults: r=8, alpha=8, beta=1e-3, prox_threshold=1e-4 (readings); A Kaiming, B = 0,
-lambda = 1.
+Defaults: r=8, alpha=8, beta=1e-3, prox_threshold=0.1, lam_lr_scale=1 (readings);
+A Kaiming, B = 0, lambda = 1.
 """
 
 from __future__ import annotations
@@ -25,14 +32,18 @@ from .base import AdapterConfig, Method, SlotInfo, kaiming_
 @dataclass
 class S2LoRAConfig(AdapterConfig):
     beta: float = 1e-3
-    prox_threshold: float = 1e-4
+    prox_threshold: float = 0.1
+    prox_lr: float = 1e-3  # used only when no optimizer reports the coefficients' lr
+    lam_lr_scale: float = 1.0
     group_patterns: tuple[str, ...] = ()
     method = "s2_lora"
 
     def validate(self) -> None:
         super().validate()
-        if self.beta < 0 or self.prox_threshold < 0:
-            raise ValueError("s2_lora: beta and prox_threshold must be >= 0")
+        if self.beta < 0 or self.prox_threshold < 0 or self.prox_lr < 0:
+            raise ValueError("s2_lora: beta, prox_threshold and prox_lr must be >= 0")
+        if self.lam_lr_scale <= 0:
+            raise ValueError(f"s2_lora: lam_lr_scale must be > 0, got {self.lam_lr_scale}")
 
 
 class SharedPair(nn.Module):
@@ -58,6 +69,7 @@ def group_key(cfg: S2LoRAConfig, slot: SlotInfo) -> str:
 class S2LoRA(Method):
     name = "s2_lora"
     formula = "r*(d_in + d_out) per shape group + r per layer"
+    step_lr_tensor = "lam"  # ``step_lr`` is the lr of the coefficients' group
 
     def __init__(self, cfg: S2LoRAConfig, slot: SlotInfo):
         super().__init__(cfg, slot)
@@ -68,7 +80,9 @@ class S2LoRA(Method):
         self.group = key
         self.shared = groups[key]  # registered in every layer; parameters() de-duplicates
         self.lam = nn.Parameter(torch.ones(self.r))
-        self.beta, self.prox = cfg.beta, cfg.prox_threshold
+        self.beta, self.prox, self.prox_lr = cfg.beta, cfg.prox_threshold, cfg.prox_lr
+        self.param_options = {"lam": {"lr_scale": cfg.lam_lr_scale, "weight_decay": 0.0}}
+        self.step_lr: float | None = None
 
     def delta(self, x: Tensor) -> Tensor:
         z = self.ops.down(self.drop(x), self.shared.A)
@@ -80,10 +94,15 @@ class S2LoRA(Method):
     def regularizer(self) -> Tensor:
         return self.beta * self.lam.abs().sum()
 
+    def threshold(self) -> float:
+        """``lr * xi`` of the coming proximal step."""
+        return (self.prox_lr if self.step_lr is None else self.step_lr) * self.prox
+
     @torch.no_grad()
     def after_step(self) -> None:
         if self.prox > 0:
-            self.lam.copy_(torch.sign(self.lam) * (self.lam.abs() - self.prox).clamp_min(0))
+            thr = self.threshold()
+            self.lam.copy_(torch.sign(self.lam) * (self.lam.abs() - thr).clamp_min(0))
 
     def active_ranks(self) -> int:
         return int((self.lam != 0).sum())

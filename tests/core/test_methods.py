@@ -11,6 +11,7 @@ from lorakit.core import (
     merge,
     methods,
     named_methods,
+    protocol,
     regularization_loss,
     trainable_parameters,
     unmerge,
@@ -219,7 +220,9 @@ def test_s2_lora_group_patterns_split_groups():
 
 def test_s2_lora_l1_and_proximal_step():
     model = two_layers()
-    inject(model, make_config("s2_lora", r=4, beta=0.01, prox_threshold=0.1, targets=("0", "2")))
+    # no optimizer reports an lr: the threshold is prox_lr * prox_threshold = 0.1
+    cfg = make_config("s2_lora", r=4, beta=0.01, prox_threshold=0.2, prox_lr=0.5, targets=("0", "2"))
+    inject(model, cfg)
     ms = methods(model)
     with torch.no_grad():
         ms[0].lam.copy_(torch.tensor([0.05, -0.08, 0.5, -2.0]))
@@ -228,6 +231,22 @@ def test_s2_lora_l1_and_proximal_step():
     after_optimizer_step(model)
     torch.testing.assert_close(ms[0].lam.detach(), torch.tensor([0.0, 0.0, 0.4, -1.9]))
     assert ms[0].active_ranks() == 2
+
+
+def test_s2_lora_proximal_step_scales_with_the_coefficients_lr():
+    """SoRA's proximal step: threshold = lr * xi, the lr of the coefficients' own group
+    (lam_lr_scale * lr, no weight decay); an absolute threshold would zero them all."""
+    model = two_layers()
+    inject(model, make_config("s2_lora", r=4, prox_threshold=0.5, lam_lr_scale=10.0, targets=("0",)))
+    m = methods(model)[0]
+    opt = torch.optim.AdamW(protocol.param_groups(model, lr=0.01, weight_decay=0.1))
+    group = next(g for g in opt.param_groups if any(p is m.lam for p in g["params"]))
+    assert group["lr"] == pytest.approx(0.1) and group["weight_decay"] == 0.0
+    assert len(opt.param_groups) == 2  # the shared pair keeps lr 0.01
+    with torch.no_grad():
+        m.lam.copy_(torch.tensor([0.02, -0.5, 0.051, 1.0]))
+    protocol.after_step(model, opt)  # no optimizer step taken: only the proximal step acts
+    torch.testing.assert_close(m.lam.detach(), torch.tensor([0.0, -0.45, 0.001, 0.95]))
 
 
 def test_s2_lora_penalty_reaches_the_coefficients():
