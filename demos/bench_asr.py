@@ -14,6 +14,7 @@ side by side. Writes bench_asr.json, bench_asr.md (table) and bench_asr.png into
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +32,9 @@ from lorakit.data.runs import load_config  # noqa: E402
 from lorakit.speech.whisper import pipeline  # noqa: E402
 from lorakit.speech.whisper.build import load_whisper  # noqa: E402
 from lorakit.speech.whisper.ct2_run import compare_ct2  # noqa: E402
+from lorakit.speech.whisper.evaluate import score, summarize  # noqa: E402
 from lorakit.speech.whisper.export import export_run  # noqa: E402
+from lorakit.speech.whisper.transcribe import load_mels  # noqa: E402
 
 LORA = {"method": "lora", "r": 8, "alpha": 16.0}
 KEYS = ("wer_heldout_child", "wer_heldout_adult")
@@ -65,8 +68,14 @@ def goals(base: dict, s2: dict, lora: dict) -> dict:
     }
 
 
-def ct2_check(args) -> dict:
-    """Export the S2-LoRA run (merged .pt + float32 CTranslate2) and compare on held-out."""
+# (compute type, utterances per call): float32 must give identical text; per-file calls
+# are how ``transcribe`` is used, batches of 8 how the pipeline decodes; int8 for scale
+CT2_SETTINGS = (("float32", 1), ("float32", 8), ("int8_float32", 1))
+
+
+def ct2_check(args) -> list[dict]:
+    """Export the S2-LoRA run (merged .pt + float32 CTranslate2) and compare on held-out,
+    side by side with the merged openai-whisper model, for each of ``CT2_SETTINGS``."""
     cfg = load_config(args.out / "s2_lora" / "config.yaml", [], pipeline.DEFAULTS)
     model = load_whisper(cfg["model"]["name"])
     load_adapter(model, args.out / "s2_lora" / "adapter")
@@ -74,8 +83,16 @@ def ct2_check(args) -> dict:
     merged = load_whisper(str(written["pt"]))
     utts = read_manifest(pipeline.resolve_data(cfg)["heldout"])[: args.ct2_files or None]
     dcfg, _ = pipeline.decode_config(cfg)
-    out = compare_ct2(merged, written["ct2"], [u.audio for u in utts], dcfg)
-    return {k: v for k, v in out.items() if k not in ("openai_whisper", "ctranslate2")}
+    mels = load_mels(merged, [u.audio for u in utts], dcfg)
+    rows = []
+    for compute_type, batch in CT2_SETTINGS:
+        c = dataclasses.replace(dcfg, batch_size=batch)
+        out = compare_ct2(merged, written["ct2"], [], c, compute_type, mels=mels)
+        wer = summarize(score(utts, out["ctranslate2"], dcfg.language))["wer"]
+        rows.append({**{k: v for k, v in out.items() if k not in ("openai_whisper", "ctranslate2")},
+                     "ct2_wer_heldout": round(wer, 4)})
+        print(f"ct2 {compute_type} batch {batch}: {rows[-1]}", flush=True)
+    return rows
 
 
 def table(base: dict, rows: dict, checks: dict, ct2: dict | None) -> str:
@@ -92,11 +109,17 @@ def table(base: dict, rows: dict, checks: dict, ct2: dict | None) -> str:
         )
     lines += ["", *(f"- {k}: {'pass' if v else 'MISS'}" for k, v in checks.items())]
     if ct2:
-        lines.append(
-            f"- CTranslate2 float32 export vs merged openai-whisper (greedy, same mels): "
-            f"{ct2['identical']}/{ct2['n']} identical transcripts, {ct2['speedup']}x faster "
-            f"({ct2['threads']} thread)"
-        )
+        lines += [
+            "",
+            "CTranslate2 export vs merged openai-whisper (greedy, same log-mels, side by side, "
+            f"{ct2[0]['threads']} thread):",
+            "",
+            "| CTranslate2 compute type | utterances per call | identical transcripts "
+            "| held-out WER (CT2) | speed-up |",
+            "|---|---|---|---|---|",
+            *(f"| {r['compute_type']} | {r['batch_size']} | {r['identical']}/{r['n']} | "
+              f"{100 * r['ct2_wer_heldout']:.1f} % | {r['speedup']}x |" for r in ct2),
+        ]
     return "\n".join(lines)
 
 
@@ -134,6 +157,14 @@ def main() -> None:
     base = {k: v for k, v in rows["s2_lora"].items() if k.startswith("baseline_")}
     checks = goals({k.removeprefix("baseline_"): v for k, v in base.items()}, *rows.values())
     ct2 = None if args.no_ct2 else ct2_check(args)
+    if ct2:
+        f32 = [r for r in ct2 if r["compute_type"] == "float32"]
+        checks["CTranslate2 float32 export: identical transcripts"] = all(
+            r["identical"] == r["n"] for r in f32
+        )
+        checks["CTranslate2 float32 export: at least 2x faster"] = max(
+            r["speedup"] for r in f32
+        ) >= 2.0
     text = table(base, rows, checks, ct2)
     print(text)
     keep = ("trainable_parameters", "train_steps", "best_val_step", "val_wer", "seconds_per_step",

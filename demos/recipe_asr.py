@@ -24,50 +24,77 @@ from lorakit.core import inject
 from lorakit.data.audio import AugmentConfig
 from lorakit.data.manifest import read_manifest
 from lorakit.data.runs import RunFolder, TrainerOptions, build_trainer, dataclass_from, load_config
+from lorakit.data.runtime import SeededItems, StepSampler
 from lorakit.speech.whisper import pipeline
 from lorakit.speech.whisper.build import load_whisper
+from lorakit.speech.whisper.evaluate import kept_ranks
 from lorakit.speech.whisper.features import SpeechDataset, make_collate
 from lorakit.speech.whisper.train import TrainConfig, WhisperAdapterModule
 from lorakit.speech.whisper.validate import ValidationWER
 
 ENC, DEC = pipeline.ENCODER_ATTN, pipeline.DECODER_ATTN
-NO_AUG = {k: 0.0 for k in ("pitch_p", "formant_p", "tempo_p", "speed_p", "specaug_p")}
-CANDIDATES = {  # name: (adapter overrides, train overrides, augment overrides)
-    "enc": ({"targets": [ENC]}, {}, {}),
-    "dec": ({"targets": [DEC]}, {}, {}),
-    "both": ({"targets": [ENC, DEC]}, {}, {}),
-    "enc-lr5e-4": ({"targets": [ENC]}, {"lr": 5e-4}, {}),
-    "enc-lr5e-3": ({"targets": [ENC]}, {"lr": 5e-3}, {}),
-    "dec-lr5e-4": ({"targets": [DEC]}, {"lr": 5e-4}, {}),
-    "dec-lr5e-3": ({"targets": [DEC]}, {"lr": 5e-3}, {}),
-    "enc-noaug": ({"targets": [ENC]}, {}, NO_AUG),
-    "dec-noaug": ({"targets": [DEC]}, {}, NO_AUG),
+ENC_MLP = r"encoder\.blocks\.\d+\.mlp\.(0|2)"
+NO_AUG = {f"augment.{k}": 0.0 for k in ("pitch_p", "formant_p", "tempo_p", "speed_p", "specaug_p")}
+SPARSE = {"adapter.prox_threshold": 0.5, "adapter.lam_lr_scale": 10.0}  # the proximal step on
+LORA = {"adapter.method": "lora", "adapter.r": 8, "adapter.alpha": 16.0}
+# name: dotted overrides of the pipeline defaults (adapter.*, train.*, augment.*)
+CANDIDATES = {
+    "enc": {"adapter.targets": [ENC]},
+    "dec": {"adapter.targets": [DEC]},
+    "both": {"adapter.targets": [ENC, DEC]},
+    "enc-lr5e-4": {"adapter.targets": [ENC], "train.lr": 5e-4},
+    "enc-lr5e-3": {"adapter.targets": [ENC], "train.lr": 5e-3},
+    "dec-lr5e-4": {"adapter.targets": [DEC], "train.lr": 5e-4},
+    "dec-lr5e-3": {"adapter.targets": [DEC], "train.lr": 5e-3},
+    "enc-noaug": {"adapter.targets": [ENC], **NO_AUG},
+    "dec-noaug": {"adapter.targets": [DEC], **NO_AUG},
+    # second round (longer runs; the proximal step scaled by the coefficients' lr)
+    "enc-sparse": {"adapter.targets": [ENC], **SPARSE},
+    "enc-sparse-lr5e-3": {"adapter.targets": [ENC], **SPARSE, "train.lr": 5e-3},
+    "enc-mlp-sparse": {"adapter.targets": [ENC, ENC_MLP], **SPARSE},
+    "enc-mlp-sparse-lr5e-3": {"adapter.targets": [ENC, ENC_MLP], **SPARSE, "train.lr": 5e-3},
+    "enc-dense": {"adapter.targets": [ENC], "adapter.prox_threshold": 0.0},
+    # plain LoRA on the same layers, its lr chosen the same way (for the benchmark)
+    "lora-enc-lr5e-4": {**LORA, "adapter.targets": [ENC], "train.lr": 5e-4},
+    "lora-enc-lr2e-3": {**LORA, "adapter.targets": [ENC], "train.lr": 2e-3},
+    "lora-enc-mlp-lr5e-4": {**LORA, "adapter.targets": [ENC, ENC_MLP], "train.lr": 5e-4},
 }
 
 
-def run_candidate(name: str, cfg: dict, args, out: Path) -> dict:
-    adapter, train, augment = CANDIDATES[name]
+def candidate_config(cfg: dict, name: str, batch: int) -> dict:
+    """The pipeline defaults with the candidate's dotted overrides."""
     cfg = copy.deepcopy(cfg)
-    cfg["adapter"].update(adapter)
-    cfg["train"].update({"batch_size": args.batch, **train})
-    cfg["augment"].update(augment)
+    cfg["train"]["batch_size"] = batch
+    for key, value in CANDIDATES[name].items():
+        section, field = key.split(".")
+        cfg[section][field] = value
+    if cfg["adapter"]["method"] != "s2_lora":
+        for k in ("beta", "prox_threshold", "lam_lr_scale"):
+            cfg["adapter"].pop(k, None)
+    return cfg
+
+
+def run_candidate(name: str, cfg: dict, args, out: Path) -> dict:
+    cfg = candidate_config(cfg, name, args.batch)
     data = pipeline.resolve_data(cfg)
     tcfg = dataclass_from(TrainConfig, cfg["train"], "train")
     aug = dataclass_from(AugmentConfig, cfg["augment"], "augment")
     model = load_whisper()
+    torch.manual_seed(args.seed)
     report = inject(model, pipeline.adapter_config(cfg))
     ds = SpeechDataset(read_manifest(data["train"]), model, "en", aug, seed=args.seed)
+    sampler = StepSampler(len(ds), tcfg.batch_size, args.steps, args.seed)
     loader = DataLoader(
-        ds, tcfg.batch_size, shuffle=True, collate_fn=make_collate(ds.prompt_len, ds.tokenizer.eot)
+        SeededItems(ds), batch_sampler=sampler, collate_fn=make_collate(ds.prompt_len, ds.tokenizer.eot)
     )
     dcfg, _ = pipeline.decode_config(cfg)
     val_utts = read_manifest(data["val"])[: args.val_limit]
-    val = ValidationWER(val_utts, dcfg, args.every, patience=1000)
+    val = ValidationWER(val_utts, dcfg, args.every, patience=args.patience)
     opts = TrainerOptions(
         max_steps=args.steps, log_every=5, checkpoint_every=10**6, progress=False, resume=False,
         seed=args.seed,
     )
-    trainer, _ = build_trainer(opts, RunFolder(out / name), [val])
+    trainer, _ = build_trainer(opts, RunFolder(out / name), [val], sampler=sampler)
     start = time.time()
     trainer.fit(WhisperAdapterModule(model, tcfg, cache_ok=ds.deterministic), loader)
     return {
@@ -76,6 +103,7 @@ def run_candidate(name: str, cfg: dict, args, out: Path) -> dict:
         "history": val.history,
         "best_step": val.best_step,
         "best_wer": val.best,
+        "kept_ranks": kept_ranks(model) if cfg["adapter"]["method"] == "s2_lora" else None,
     }
 
 
@@ -86,7 +114,8 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--val-limit", type=int, default=40, help="first N validation rows")
+    ap.add_argument("--val-limit", type=int, default=64, help="first N validation rows")
+    ap.add_argument("--patience", type=int, default=1000, help="early stop after N worse validations")
     ap.add_argument("--only", nargs="*", choices=list(CANDIDATES), default=["enc", "dec", "both"])
     args = ap.parse_args()
     torch.set_num_threads(1)

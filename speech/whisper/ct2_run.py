@@ -73,16 +73,24 @@ def ct2_transcribe(
 
 
 def compare_ct2(
-    merged: Whisper, ct2_dir: str | Path, paths: list, cfg: DecodeConfig | None = None
+    merged: Whisper,
+    ct2_dir: str | Path,
+    paths: list,
+    cfg: DecodeConfig | None = None,
+    compute_type: str = "float32",
+    mels: Tensor | None = None,
 ) -> dict:
     """Transcribe ``paths`` with the merged openai-whisper model and with the CTranslate2
-    export (same mels, greedy, one thread each), timed side by side. Returns both text
-    lists, ``identical`` (count), ``n``, seconds and ``speedup`` (openai-whisper / ct2)."""
+    export (same mels, greedy, ``cfg.batch_size`` utterances per call, the same number of
+    threads), timed side by side. Returns both text lists, ``identical`` (count), ``n``,
+    seconds and ``speedup`` (openai-whisper / ct2). ``compute_type`` other than float32
+    (e.g. ``int8_float32``) trades identical text for speed. ``mels`` skips loading."""
     cfg = cfg or DecodeConfig()
-    mels = load_mels(merged, paths, cfg)
+    mels = load_mels(merged, paths, cfg) if mels is None else mels
     sample_len = cfg.options(merged).sample_len
     threads = torch.get_num_threads()
-    engine = load_ct2(ct2_dir, threads)  # loading is not timed (nor is the torch model's)
+    engine = load_ct2(ct2_dir, threads, compute_type)  # loading is not timed (nor torch's)
+    ct2_transcribe(engine, mels[:1], merged, sample_len, 1, threads)  # warm-up, untimed
     start = time.perf_counter()
     ours = decode(merged, mels, cfg)
     t_torch = time.perf_counter() - start
@@ -95,6 +103,8 @@ def compare_ct2(
         "ctranslate2": theirs,
         "identical": same,
         "n": len(ours),
+        "compute_type": compute_type,
+        "batch_size": cfg.batch_size,
         "seconds_openai_whisper": round(t_torch, 2),
         "seconds_ctranslate2": round(t_ct2, 2),
         "speedup": round(t_torch / max(t_ct2, 1e-9), 2),

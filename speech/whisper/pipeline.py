@@ -164,7 +164,7 @@ def adapter_config(cfg: dict):
             "adapter.method %r is not one of the speech pipeline's tested methods (s2_lora, lora)",
             method,
         )
-    # the recipe's S2-LoRA-only fields (beta, prox_threshold) do not apply to other methods
+    # the recipe's S2-LoRA-only fields (beta, prox_threshold, ...) do not apply to other methods
     s2_only = set(S2_FIELDS) - set(config_fields(method))
     dropped = sorted(k for k in s2_only if k in section and section[k] == RECIPE_ADAPTER.get(k))
     if method != "s2_lora" and dropped:
@@ -173,7 +173,7 @@ def adapter_config(cfg: dict):
     return make_config(method, **section)
 
 
-S2_FIELDS = ("beta", "prox_threshold", "group_patterns")
+S2_FIELDS = ("beta", "prox_threshold", "prox_lr", "lam_lr_scale", "group_patterns")
 
 
 def config_fields(method: str) -> list[str]:
