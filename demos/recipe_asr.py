@@ -58,6 +58,7 @@ CANDIDATES = {
     "lora-enc-lr5e-4": {**LORA, "adapter.targets": [ENC], "train.lr": 5e-4},
     "lora-enc-lr2e-3": {**LORA, "adapter.targets": [ENC], "train.lr": 2e-3},
     "lora-enc-mlp-lr5e-4": {**LORA, "adapter.targets": [ENC, ENC_MLP], "train.lr": 5e-4},
+    "lora-enc-mlp-lr2e-3": {**LORA, "adapter.targets": [ENC, ENC_MLP], "train.lr": 2e-3},
 }
 
 
