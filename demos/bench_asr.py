@@ -41,7 +41,7 @@ from lorakit.speech.whisper.transcribe import load_mels  # noqa: E402
 LORA = {"method": "lora", "r": 8, "alpha": 16.0}
 # LoRA's lr, chosen like S2-LoRA's on validation WER (demos/recipe_asr.py, candidates
 # lora-enc-mlp-lr5e-4 / lora-enc-mlp-lr2e-3, same targets, steps and batch)
-LORA_LR = 2e-3
+LORA_LR = 5e-4
 KEYS = ("wer_heldout_child", "wer_heldout_adult")
 
 

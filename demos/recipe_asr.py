@@ -1,10 +1,12 @@
 """Choose the child-speech recipe on the VALIDATION split (never on test or held-out).
 
-    .venv/bin/python demos/recipe_asr.py --out runs/recipe_asr --steps 40 --every 10
+    .venv/bin/python demos/recipe_asr.py --out runs/recipe_asr --steps 160 --every 20 --batch 4 \
+        --patience 3 --only enc-sparse enc-mlp-sparse   # results: demos/results/recipe_asr.md
     .venv/bin/python demos/recipe_asr.py --only enc dec   # a subset (run subsets side by side)
 
-Each candidate trains S2-LoRA on the generated child-speech corpus (real Whisper tiny.en,
-the pipeline's data and augmentation) and decodes the validation split (greedy) before
+Each candidate (dotted overrides of the pipeline defaults: layers, lr, proximal step,
+augmentation; plain LoRA candidates for the benchmark's baseline) trains on the generated
+child-speech corpus (real Whisper tiny.en, the pipeline's data and augmentation) and decodes the validation split (greedy) before
 training and every ``--every`` steps. Prints validation WER per step and candidate; writes
 ``recipe_<names>.json``. The test split and the held-out set are not read.
 """
