@@ -143,8 +143,10 @@ def plot(base: dict, rows: dict, path: Path) -> None:
                [m[f"{key}_ci"][1] - v for v, m in zip(vals, ms, strict=True)]]
         ax.bar([x + 0.4 * j - 0.2 for x in range(len(labels))], vals, 0.4, yerr=err, label=label)
     ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlabel("model (Whisper tiny.en; adapters trained on espeak-ng speech)")
     ax.set_ylabel("held-out WER (95 % CI)")
-    ax.legend()
+    ax.set_title("Held-out set (flite: other engine, voices, sentences)", fontsize=10)
+    ax.legend(title="held-out group")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
