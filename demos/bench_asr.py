@@ -115,8 +115,9 @@ def table(base: dict, rows: dict, checks: dict, ct2: dict | None) -> str:
         )
     ranks = rows.get("s2_lora", {}).get("s2_lora_ranks")
     if ranks:
-        lines += ["", f"- S2-LoRA kept {sum(ranks.values())} of {pipeline.DEFAULTS['adapter']['r'] * len(ranks)} rank "
-                  f"coefficients after its proximal steps (per layer: s2_lora/plots/s2_lora_lambda.png)"]
+        total = pipeline.DEFAULTS["adapter"]["r"] * len(ranks)
+        lines += ["", f"- S2-LoRA kept {sum(ranks.values())} of {total} rank coefficients "
+                  "after its proximal steps (per layer: s2_lora/plots/s2_lora_lambda.png)"]
     lines += ["", *(f"- {k}: {'pass' if v else 'MISS'}" for k, v in checks.items())]
     if ct2:
         lines += [

@@ -71,10 +71,7 @@ def candidate_config(cfg: dict, name: str, batch: int) -> dict:
     for key, value in CANDIDATES[name].items():
         section, field = key.split(".")
         cfg[section][field] = value
-    if cfg["adapter"]["method"] != "s2_lora":
-        for k in ("beta", "prox_threshold", "lam_lr_scale"):
-            cfg["adapter"].pop(k, None)
-    return cfg
+    return cfg  # pipeline.adapter_config drops the S2-LoRA recipe fields for other methods
 
 
 def run_candidate(name: str, cfg: dict, args, out: Path) -> dict:

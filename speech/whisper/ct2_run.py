@@ -90,7 +90,8 @@ def compare_ct2(
     sample_len = cfg.options(merged).sample_len
     threads = torch.get_num_threads()
     engine = load_ct2(ct2_dir, threads, compute_type)  # loading is not timed (nor torch's)
-    ct2_transcribe(engine, mels[:1], merged, sample_len, 1, threads)  # warm-up, untimed
+    decode(merged, mels[:1], cfg)  # warm-up of both, untimed
+    ct2_transcribe(engine, mels[:1], merged, sample_len, 1, threads)
     start = time.perf_counter()
     ours = decode(merged, mels, cfg)
     t_torch = time.perf_counter() - start
