@@ -3,6 +3,8 @@ a tiny real comparison on the CLIP pipeline."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import math
 import sys
@@ -47,24 +49,39 @@ def test_choose_lr_follows_validation_and_breaks_ties_low():
 
 
 # --------------------------------------------------------------------------- a fake pipeline
-# Validation prefers the smallest lr, test the largest: a choice made on test would pick 0.1.
+# The two methods differ, seeds differ, and validation disagrees with test: LoRA's
+# validation optimum is lr 0.001 but its test optimum 0.1; VeRA's validation optimum is 0.01
+# but its test optimum 0.001. A choice made on test, or a method compared with itself,
+# gives other numbers than the hand computations below.
 
-VAL = {0.001: 0.9, 0.01: 0.6, 0.1: 0.3}
-TEST = {0.001: 0.5, 0.01: 0.7, 0.1: 0.95}
+VAL = {
+    "lora": {0.001: 0.90, 0.01: 0.60, 0.1: 0.30},
+    "vera": {0.001: 0.40, 0.01: 0.80, 0.1: 0.70},
+}
+TEST = {
+    "lora": {0.001: 0.50, 0.01: 0.70, 0.1: 0.95},
+    "vera": {0.001: 0.99, 0.01: 0.62, 0.1: 0.30},
+}
+TEST_SEED = {"lora": (0.00, 0.02, 0.07), "vera": (0.03, -0.01, 0.01)}  # per seed 0, 1, 2
+VAL_SEED = (0.0, 0.01, -0.04)
 
 
 def _fake_module(calls: list):
     def train(cfg, out, callbacks=None):
-        calls.append((cfg["adapter"]["method"], cfg["optim"]["lr"], cfg["trainer"]["seed"]))
+        method, lr, seed = cfg["adapter"]["method"], cfg["optim"]["lr"], cfg["trainer"]["seed"]
+        calls.append((method, lr, seed))
         out.mkdir(parents=True, exist_ok=True)
         (out / "cfg.json").write_text(json.dumps(cfg))
-        seed = cfg["trainer"]["seed"]
-        return {"accuracy": TEST[cfg["optim"]["lr"]] + 0.01 * seed, "steps": 2}
+        acc = TEST[method][lr] + TEST_SEED[method][seed]
+        zs = 0.1 * seed + (0.2 if method == "lora" else 0.5)
+        return {"accuracy": acc, "error": 1 - acc, "zs": zs, "steps": 2}
 
     def evaluate(run, overrides):
         assert overrides == {"split": "val"}  # scored on the validation split, never on test
         cfg = json.loads((run / "cfg.json").read_text())
-        return {"accuracy": VAL[cfg["optim"]["lr"]] + 0.01 * cfg["trainer"]["seed"]}
+        method, lr, seed = cfg["adapter"]["method"], cfg["optim"]["lr"], cfg["trainer"]["seed"]
+        acc = VAL[method][lr] + VAL_SEED[seed]
+        return {"accuracy": acc, "error": 1 - acc}
 
     mod = types.ModuleType("lorakit_fake_pipeline")
     mod.DEFAULTS = {
@@ -82,7 +99,7 @@ def fake(monkeypatch):
     monkeypatch.setitem(sys.modules, "lorakit_fake_pipeline", _fake_module(calls))
     spec = PipelineSpec(
         "fake", "lorakit_fake_pipeline", "adapter", "method", ("where",), "optim.lr",
-        "accuracy", True, (), None, (), lambda cfg, d, dry: {} if dry else {"split": "val"},
+        "accuracy", True, ("zs",), None, (), lambda cfg, d, dry: {} if dry else {"split": "val"},
         lambda m: None if m != "gorp" else "no", lambda cfg: None,
     )
     monkeypatch.setitem(compare_pipelines.PIPELINES, "fake", spec)
@@ -94,19 +111,89 @@ def _plan(tmp_path, **kw):
     return make_plan("fake", "lora,vera", **args)
 
 
+# Hand computation of the report's numbers (t quantiles from a table: t_{0.975, 2} = 4.302653,
+# t_{0.975, 4} = 2.776445, t_{0.975, 3.124324} = 3.111991).
+#   LoRA at lr 0.001: test 0.50, 0.52, 0.57 -> mean 0.53, s^2 = (9 + 1 + 16)e-4 / 2 = 0.0013
+#   VeRA at lr 0.01:  test 0.65, 0.61, 0.63 -> mean 0.63, s^2 = (4 + 4 + 0)e-4 / 2 = 0.0004
+#   VeRA - LoRA = 0.10, Welch se^2 = 0.0013/3 + 0.0004/3 = 0.0017/3,
+#   df = 0.0017^2 / ((0.0013^2 + 0.0004^2) / 2) = 3.124324
+#   LoRA - LoRA = 0 with se^2 = 2 * 0.0013/3 and df = 4
+LORA_HALF = 4.302653 * math.sqrt(0.0013 / 3)
+VERA_HALF = 4.302653 * math.sqrt(0.0004 / 3)
+DIFF_HALF = 3.111991 * math.sqrt(0.0017 / 3)
+SELF_HALF = 2.776445 * math.sqrt(2 * 0.0013 / 3)
+
+
 def test_lr_is_chosen_on_validation_and_test_is_reported(fake, tmp_path):
     plan = _plan(tmp_path)
     rows = {r["method"]: r for r in write_report(plan, run_plan(plan, echo=lambda s: None))}
-    assert rows["lora"]["lr"] == 0.001  # the validation optimum, not the test optimum 0.1
-    assert rows["lora"]["mean"] == pytest.approx(0.5 + 0.01)  # test metric at that lr
-    assert rows["lora"]["val_mean"] == pytest.approx(0.9 + 0.01)
-    assert rows["vera"]["diff_vs_lora"] == pytest.approx(0.0)
+    lora, vera = rows["lora"], rows["vera"]
+    # the validation optima, not the test optima (0.1 for LoRA, 0.001 for VeRA)
+    assert (lora["lr"], vera["lr"]) == (0.001, 0.01)
+    assert lora["val_mean"] == pytest.approx(0.90 - 0.01)  # mean of VAL_SEED is -0.01
+    assert vera["val_mean"] == pytest.approx(0.80 - 0.01)
+    assert vera["val_by_lr"] == pytest.approx({"0.001": 0.39, "0.01": 0.79, "0.1": 0.69})
+    assert lora["test_by_seed"] == pytest.approx({0: 0.50, 1: 0.52, 2: 0.57})
+    assert vera["test_by_seed"] == pytest.approx({0: 0.65, 1: 0.61, 2: 0.63})
+    assert lora["zs"] == pytest.approx(0.3) and lora["seeds"] == 3  # an extra metric's mean
     # every method gets the whole sweep, lora included, and its registry defaults
     assert sorted({lr for m, lr, _ in fake if m == "lora"}) == [0.001, 0.01, 0.1]
     assert plan.configs["vera"]["adapter"]["r"] == 256 and plan.configs["lora"]["adapter"]["r"] == 8
     assert plan.configs["vera"]["adapter"]["where"] == "all"  # placement kept from the config
     for name in ("compare.md", "compare.csv", "compare.png", "metrics.json"):
         assert (plan.out / name).is_file()
+
+
+def test_means_intervals_and_difference_match_a_hand_computation(fake, tmp_path):
+    plan = _plan(tmp_path)
+    rows = {r["method"]: r for r in write_report(plan, run_plan(plan, echo=lambda s: None))}
+    lora, vera = rows["lora"], rows["vera"]
+    assert lora["mean"] == pytest.approx(0.53) and vera["mean"] == pytest.approx(0.63)
+    assert (lora["ci95_low"], lora["ci95_high"]) == pytest.approx(
+        (0.53 - LORA_HALF, 0.53 + LORA_HALF), rel=1e-6
+    )
+    assert (vera["ci95_low"], vera["ci95_high"]) == pytest.approx(
+        (0.63 - VERA_HALF, 0.63 + VERA_HALF), rel=1e-6
+    )
+    assert vera["diff_vs_lora"] == pytest.approx(0.10)
+    assert vera["diff_ci95"] == pytest.approx(DIFF_HALF, rel=1e-6)
+    assert lora["diff_vs_lora"] == pytest.approx(0.0, abs=1e-12)
+    assert lora["diff_ci95"] == pytest.approx(SELF_HALF, rel=1e-6)
+    # the same numbers in every written form
+    summary = json.loads((plan.out / "metrics.json").read_text())
+    assert [r["method"] for r in summary["methods"]] == ["lora", "vera"]
+    assert summary["methods"][1]["diff_vs_lora"] == pytest.approx(0.10)
+    assert len(summary["runs"]) == 18 and summary["failed_runs"] == []
+    table = (plan.out / "compare.md").read_text()
+    assert f"| vera | 0.6300 ± {VERA_HALF:.4f} | +0.1000 ± {DIFF_HALF:.4f} | 0.6000 | 0.01 |" in table
+    assert f"| lora | 0.5300 ± {LORA_HALF:.4f} | — | 0.3000 | 0.001 |" in table
+    with (plan.out / "compare.csv").open() as f:
+        csv_rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert float(csv_rows["vera"]["diff_vs_lora"]) == pytest.approx(0.10)
+    assert float(csv_rows["vera"]["ci95_low"]) == pytest.approx(0.63 - VERA_HALF, rel=1e-6)
+    assert float(csv_rows["lora"]["lr"]) == 0.001 and float(csv_rows["vera"]["zs"]) == pytest.approx(0.6)
+
+
+def test_lower_is_better_metric_chooses_the_smallest_validation_mean(fake, tmp_path):
+    """With a metric named like an error the choice flips: the lr of the LOWEST mean."""
+    plan = _plan(tmp_path, metric="error")  # error = 1 - accuracy on both splits
+    assert plan.higher_is_better is False
+    rows = {r["method"]: r for r in write_report(plan, run_plan(plan, echo=lambda s: None))}
+    assert (rows["lora"]["lr"], rows["vera"]["lr"]) == (0.001, 0.01)  # = max accuracy
+    assert rows["lora"]["mean"] == pytest.approx(0.47)
+    assert rows["vera"]["diff_vs_lora"] == pytest.approx(-0.10)
+
+
+def test_a_method_with_every_run_failed_is_listed_not_tabled(fake, tmp_path):
+    plan = _plan(tmp_path)
+    records = [r for r in run_plan(plan, echo=lambda s: None) if r["method"] == "lora"]
+    plan.failures.extend(
+        {"method": "vera", "lr": lr, "seed": 0, "error": f"boom {lr}"} for lr in plan.lrs
+    )
+    rows = write_report(plan, records)
+    assert [r["method"] for r in rows] == ["lora"]
+    table = (plan.out / "compare.md").read_text()
+    assert table.count("Failed: vera") == 1 and "boom 0.001" in table
 
 
 def test_resume_skips_finished_runs(fake, tmp_path):
@@ -153,6 +240,10 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
 # --------------------------------------------------------------------------- the real thing
 
 
+def _digests(folder) -> set[str]:
+    return {hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*.png")}
+
+
 def test_tiny_real_compare_on_clip(tmp_path):
     """Two methods, one lr, two seeds, a few steps of the CLIP offline example."""
     out = tmp_path / "cmp"
@@ -168,11 +259,16 @@ def test_tiny_real_compare_on_clip(tmp_path):
     rows = {r["method"]: r for r in summary["methods"]}
     assert set(rows) == {"lora", "loldu"} and summary["seeds"] == [0, 1]
     lora, loldu = rows["lora"], rows["loldu"]
-    assert lora["ci95_low"] <= lora["mean"] <= lora["ci95_high"]
+    for row in (lora, loldu):  # two seeds: half = t_{0.975, 1} * |a - b| / 2
+        a, b = (r["test"]["accuracy"] for r in summary["runs"] if r["method"] == row["method"])
+        assert row["mean"] == pytest.approx((a + b) / 2)
+        assert row["ci95_high"] - row["mean"] == pytest.approx(12.706205 * abs(a - b) / 2)
     assert 0 < loldu["trainable_parameters"] < lora["trainable_parameters"]
     assert lora["step_ms"] > 0 and lora["peak_memory_mb"] is not None
-    for run in summary["runs"]:  # test and validation are different images
-        assert run["val"]["accuracy"] is not None and run["test"]["accuracy"] is not None
+    # test and validation are different images: no validation image is a test image
+    run_test = _digests(out / "runs" / "lora" / "lr_0.01" / "seed_0" / "run" / "data" / "test")
+    val_test = _digests(out / "_data" / "clip_val" / "test")
+    assert len(run_test) == len(val_test) == 36 and not run_test & val_test
     assert (out / "compare.png").stat().st_size > 10_000
     assert "| lora |" in (out / "compare.md").read_text()
     again = CliRunner().invoke(app, args)  # the same command again: every run is reused
