@@ -24,6 +24,7 @@ from .callbacks import (
 )
 from .logs import ContinuedCSVLogger, LogTail
 from .options import TrainerOptions
+from .precision_probe import PrecisionProbe
 from .prepare import PrepareMethods
 
 # Lightning messages a user cannot act on (frozen backbones are in eval mode on purpose;
@@ -96,7 +97,7 @@ def build_trainer(
         every_n_train_steps=max(1, opts.checkpoint_every),
         enable_version_counter=False,
     )
-    extra = [LogTail()] + ([SamplerPosition(sampler)] if sampler is not None else [])
+    extra = [LogTail(), PrecisionProbe(run.path)] + ([SamplerPosition(sampler)] if sampler is not None else [])
     if opts.progress:
         extra.append(StepProgressBar())
     try:
