@@ -144,7 +144,26 @@ class _Runs:
         metrics = lorakit_train(args + ddp_args, where)
         log = (Path(where).parent / f"{Path(where).name}.log").read_text()
         assert "MEMBER: 2/2" in log, "rank 1 never started"
+        for rank in (0, 1):  # each process trained a batch and knew it was one of two
+            seen = _Runs.seen(where, rank)
+            assert (seen["world_size"], seen["global_rank"]) == (2, rank), seen
         return metrics
+
+    @staticmethod
+    def seen(run, rank: int = 0) -> dict:
+        """What the first training forward of rank ``rank`` ran in (``PrecisionProbe``)."""
+        import json
+        from pathlib import Path
+
+        return json.loads((Path(run) / "logs" / f"runtime_rank{rank}.json").read_text())
+
+    @staticmethod
+    def in_bf16(run) -> None:
+        """bf16-mixed was in effect, not merely accepted: the forward pass ran under a bf16
+        autocast and its Linear layers returned bf16."""
+        seen = _Runs.seen(run)
+        assert seen["precision"] == "bf16-mixed" and seen["autocast_enabled"], seen
+        assert seen["autocast_dtype"] == "bfloat16" and "bfloat16" in seen["linear_output_dtypes"]
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,10 @@ import torch
 from lorakit.data.runs import write_json
 
 
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 class PrecisionProbe(L.Callback):
     """Records the autocast state and Linear output dtypes of the first training forward."""
 
@@ -41,9 +45,9 @@ class PrecisionProbe(L.Callback):
         def hook(module, inputs, output) -> None:
             if torch.is_autocast_enabled(device):
                 seen["autocast_enabled"] = True
-                seen["autocast_dtype"] = str(torch.get_autocast_dtype(device)).removeprefix("torch.")
+                seen["autocast_dtype"] = _name(torch.get_autocast_dtype(device))
             if isinstance(output, torch.Tensor):
-                seen["linear_output_dtypes"].add(str(output.dtype).removeprefix("torch."))
+                seen["linear_output_dtypes"].add(_name(output.dtype))
 
         self._pending = seen
         self._handles = [

@@ -97,7 +97,8 @@ def build_trainer(
         every_n_train_steps=max(1, opts.checkpoint_every),
         enable_version_counter=False,
     )
-    extra = [LogTail(), PrecisionProbe(run.path)] + ([SamplerPosition(sampler)] if sampler is not None else [])
+    extra = [LogTail()] + ([SamplerPosition(sampler)] if sampler is not None else [])
+    extra.append(PrecisionProbe(run.path))  # logs/runtime_rank<r>.json: precision in effect
     if opts.progress:
         extra.append(StepProgressBar())
     try:

@@ -53,7 +53,7 @@ def test_two_ddp_processes_match_one(setup, runs):
     runs.close(where / "ddp", where / "reference", 1e-3, ("wer",), 0.02)
 
 
-def test_bf16_mixed_trains_with_finite_loss_and_fp32_adapters(tmp_path, corpus):
+def test_bf16_mixed_in_effect_with_finite_loss_and_fp32_adapters(tmp_path, corpus, runs):
     cfg = load_config(None, [], pipeline.DEFAULTS)
     for section, values in _cfg(corpus).items():
         cfg[section] = {**cfg.get(section, {}), **values}
@@ -65,3 +65,4 @@ def test_bf16_mixed_trains_with_finite_loss_and_fp32_adapters(tmp_path, corpus):
     assert len(losses) == 3 and bool(torch.isfinite(losses).all())
     tensors = load_file(tmp_path / "run" / "adapter" / "adapter.safetensors")
     assert {t.dtype for t in tensors.values()} == {torch.float32}
+    runs.in_bf16(tmp_path / "run")

@@ -43,7 +43,7 @@ def test_two_ddp_processes_match_one(setup, runs):
     runs.close(where / "ddp", where / "reference", 1e-3, ("accuracy",), 0.03)
 
 
-def test_bf16_mixed_trains_with_finite_loss_and_fp32_adapters(run_cfg, tmp_path):
+def test_bf16_mixed_in_effect_with_finite_loss_and_fp32_adapters(run_cfg, tmp_path, runs):
     cfg = run_cfg("trainer.max_steps=3", "trainer.precision=bf16-mixed", "trainer.log_every=1")
     m = pipeline.train(cfg, tmp_path)
     assert m["steps"] == 3 and 0 <= m["accuracy"] <= 1
@@ -52,3 +52,4 @@ def test_bf16_mixed_trains_with_finite_loss_and_fp32_adapters(run_cfg, tmp_path)
     assert len(losses) == 3 and bool(torch.isfinite(losses).all())
     tensors = load_file(tmp_path / "adapter" / "adapter.safetensors")
     assert {t.dtype for t in tensors.values()} == {torch.float32}
+    runs.in_bf16(tmp_path)

@@ -70,7 +70,7 @@ def test_two_ddp_processes_match_one(setup, runs):
     )
 
 
-def test_bf16_mixed_trains_with_finite_loss_and_fp32_adapters(tmp_path):
+def test_bf16_mixed_in_effect_with_finite_loss_and_fp32_adapters(tmp_path, runs):
     cfg = deep_update(pipeline.DEFAULTS, TINY)
     cfg = deep_update(cfg, {"data": {"root": str(tmp_path / "task")}})
     cfg["trainer"].update(max_steps=3, precision="bf16-mixed", accelerator="cpu")
@@ -83,3 +83,4 @@ def test_bf16_mixed_trains_with_finite_loss_and_fp32_adapters(tmp_path):
     tensors = load_file(tmp_path / "run" / "adapter" / "adapter.safetensors")
     assert "modules_to_save.head.weight" in tensors  # the head, in fp32 too
     assert {t.dtype for t in tensors.values()} == {torch.float32}
+    runs.in_bf16(tmp_path / "run")

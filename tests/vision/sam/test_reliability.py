@@ -51,7 +51,7 @@ def test_two_ddp_processes_match_one(setup, runs):
     runs.close(where / "ddp", where / "reference", rtol=1e-3, metrics=("s_measure",), atol=0.01)
 
 
-def test_bf16_mixed_trains_with_finite_loss_and_fp32_adapters(tmp_path):
+def test_bf16_mixed_in_effect_with_finite_loss_and_fp32_adapters(tmp_path, runs):
     cfg = load_config(None, [], pipeline.DEFAULTS)
     for section, values in TINY.items():
         cfg[section].update(values)
@@ -65,6 +65,7 @@ def test_bf16_mixed_trains_with_finite_loss_and_fp32_adapters(tmp_path):
     tensors = load_file(tmp_path / "run" / "adapter" / "adapter.safetensors")
     assert any(".fusion." in k for k in tensors)  # the fusion head, in fp32 too
     assert {t.dtype for t in tensors.values()} == {torch.float32}
+    runs.in_bf16(tmp_path / "run")
     assert (
         yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["trainer"]["precision"]
         == "bf16-mixed"
