@@ -37,3 +37,10 @@ def test_paired_diff_keeps_the_seed_order():
     assert paired_diff([0.9, 0.5], [0.4, 0.7]) == pytest.approx([0.5, -0.2])
     with pytest.raises(ValueError, match="2 and 3 values"):
         paired_diff([1, 2], [1, 2, 3])
+
+
+def test_paired_diff_of_many_seeds_compares_lengths_by_value():
+    """Found by mutation testing: 300 values, above CPython's small-int cache (256)."""
+    assert paired_diff([1.0] * 300, [0.25] * 300) == [0.75] * 300
+    with pytest.raises(ValueError, match="3 and 2 values"):  # the longer list first
+        paired_diff([1, 2, 3], [1, 2])

@@ -50,3 +50,26 @@ def test_malformed_matrices_are_refused():
         backward_transfer([[0.1, 0.2], [0.3]])
     with pytest.raises(ValueError, match="before has 3 scores, the matrix 4 tasks"):
         forward_transfer(R, BEFORE[:3])
+
+
+def test_shapes_that_are_not_a_sequence():
+    """Found by mutation testing: every ragged row is refused (longer ones too), a matrix
+    with more rows than tasks or a before list with more scores is not a sequence."""
+    with pytest.raises(ValueError, match="non-empty rectangle"):
+        average_final([[0.1], [0.2, 0.3]])  # a row longer than the first
+    three_by_two = [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]
+    assert backward_transfer(three_by_two) is None
+    assert forward_transfer(three_by_two, [0.0, 0.0]) is None
+    with pytest.raises(ValueError, match="before has 5 scores, the matrix 4 tasks"):
+        forward_transfer(R, BEFORE + [0.3])
+    # one task: no earlier task to forget, no later one to help
+    assert backward_transfer([[0.5]]) is None and forward_transfer([[0.5]], [0.1]) is None
+
+
+def test_a_long_sequence_compares_lengths_by_value():
+    """300 tasks: lengths above CPython's small-int cache (256) still compare equal."""
+    n = 300
+    eye = [[1.0 if i == j else 0.5 for j in range(n)] for i in range(n)]
+    assert average_final(eye) == pytest.approx((0.5 * (n - 1) + 1.0) / n)
+    assert backward_transfer(eye) == pytest.approx(-0.5)
+    assert forward_transfer(eye, [0.25] * n) == pytest.approx(0.25)
