@@ -5,6 +5,7 @@ not the sum), and the table's header and step-time / memory cells."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -31,6 +32,8 @@ def test_a_difference_with_one_value_on_either_side_has_no_interval(a, b):
 def test_one_value_has_a_mean_and_no_interval():
     ci = t_interval([0.4])
     assert (ci.mean, ci.half, ci.n, ci.low, ci.high) == (0.4, None, 1, None, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a reported interval is a value
+        ci.mean = 0.5
 
 
 def test_welch_with_two_values_each_and_in_both_orders():
@@ -72,12 +75,14 @@ def test_the_table_says_which_way_is_better_and_rounds_time_and_memory(higher, w
                            seeds=[0, 1], lrs=[0.01], failures=[])  # fmt: skip
     vera = _row("vera", mean=0.3, ci95_low=0.2, ci95_high=0.4, diff_vs_lora=-0.2, step_ms=None)
     ada = _row("adalora", diff_vs_lora=0.05)  # sorts before "lora": still gets its difference
-    rows = [_row("lora"), vera, ada]
+    wide = _row("wide", mean=0.1, ci95_low=-0.2, ci95_high=0.4)  # half-width above the mean
+    rows = [_row("lora"), vera, ada, wide]
     text = markdown(plan, rows)
     assert text.startswith(f"**fake**: test wer ({words}), mean over seeds 0, 1 ")
     assert "| lora | 0.5000 ± 0.1000 | — | 0.01 | 1,234 | 12.3 | 1024.6 |" in text
     assert "| vera | 0.3000 ± 0.1000 | -0.2000 ± 0.1000 | 0.01 | 1,234 | n/a | 1024.6 |" in text
     assert "| adalora | 0.5000 ± 0.1000 | +0.0500 ± 0.1000 |" in text
+    assert "| wide | 0.1000 ± 0.3000 |" in text
 
 
 def test_summarize_records_read_back_from_json_with_one_seed_and_a_failed_method():
