@@ -49,3 +49,6 @@ def test_ddp_two_processes_on_cpu(shapes_root, tmp_path, method):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 6 and 0 <= metrics["accuracy"] <= 1
     assert (out / "adapter" / "adapter.safetensors").is_file()
+    for rank in (0, 1):  # each process trained a batch and knew it was one of two
+        seen = json.loads((out / "logs" / f"runtime_rank{rank}.json").read_text())
+        assert (seen["world_size"], seen["global_rank"]) == (2, rank)
