@@ -132,9 +132,15 @@ def _synthesise(cmd: list[str], text: str, what: str) -> torch.Tensor:
     """Run a TTS command line that takes ``-w/-o WAV`` then the text; ``(T,)`` at 16 kHz."""
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "say.wav"
-        flag = "-o" if cmd[0] == "flite" else "-w"
-        args = cmd + (["-t", text, flag, str(wav)] if cmd[0] == "flite" else [flag, str(wav), text])
-        res = subprocess.run(args, capture_output=True)
+        # The text never reaches the command line as a bare argument (a client's "-f/etc/..."
+        # would be an option): espeak-ng reads it on stdin, flite takes it as -t's value.
+        if cmd[0] == "flite":
+            if text.lstrip().startswith("-"):
+                raise ValueError("text to speak must not start with '-'")
+            args, stdin = cmd + ["-t", text, "-o", str(wav)], None
+        else:
+            args, stdin = cmd + ["--stdin", "-w", str(wav)], text.encode()
+        res = subprocess.run(args, input=stdin, capture_output=True)
         if res.returncode != 0 or not wav.is_file():
             raise ValueError(f"{what} failed: {res.stderr.decode(errors='replace').strip()}")
         data, sr = sf.read(wav, dtype="float32")

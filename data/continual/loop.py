@@ -46,6 +46,16 @@ def _save(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def load_state(path: Path) -> dict:
+    """A continual state file: tensors and plain values only (``weights_only=True``), so a
+    doctored file cannot run code; an unreadable one is one ValueError line."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read it means the same to a user
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise ValueError(f"continual state {path} is unreadable or unsafe ({reason})") from None
+
+
 def build_model(domain, method: Method, t: int, state: Path | None, seed: int):
     """The model at the start of task ``t``: fresh, the structure of tasks ``< t`` replayed,
     the saved tensors loaded, then task ``t`` set up (seeded). Returns ``(model, carried)``."""
@@ -55,7 +65,7 @@ def build_model(domain, method: Method, t: int, state: Path | None, seed: int):
         method.begin_task(model, s)
     carried = None
     if state is not None:
-        saved = torch.load(state, map_location="cpu", weights_only=False)
+        saved = load_state(state)
         load_changed(model, saved["model"])
         carried = saved["carried"]
     _seed(seed, t)
@@ -135,7 +145,7 @@ def run_task(domain, method, cfg, run: RunFolder, i: int, ids, prev, callbacks) 
     pick = max if domain.higher_is_better else min
     best = pick(range(len(lrs)), key=lambda k: (records[k]["val"], -k))
     chosen = folder / f"lr{best}" / "state.pt"
-    saved = torch.load(chosen, map_location="cpu", weights_only=False)
+    saved = load_state(chosen)
     seed = int(cfg["trainer"].get("seed", 0))
     model, _ = build_model(domain, method, i, None, seed)
     load_changed(model, saved["model"])

@@ -63,7 +63,7 @@ def checkpoint_step(path: Path) -> int:
         else f"delete {path.parent} to start the run {run} over"
     )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
         step = int(ckpt["global_step"])
         ckpt["state_dict"], ckpt["loops"]  # noqa: B018 - a Lightning checkpoint has both
     except Exception as e:  # noqa: BLE001 - any failure to read it means the same to a user
