@@ -42,6 +42,7 @@ class SoRA(RankedLoRA):
     formula = "r*(d_in + d_out + 1) per layer (zeroed ranks removed at the end)"
     rank_vectors = ("g",)
     param_options = {"g": {"weight_decay": 0.0}}
+    step_lr_tensor = "g"  # the proximal step is lr * xi with the gate's own lr (not A's)
 
     def __init__(self, cfg: SoRAConfig, slot: SlotInfo):
         super().__init__(cfg, slot)
