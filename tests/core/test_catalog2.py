@@ -156,6 +156,27 @@ def test_resize_keeps_adam_moments_of_kept_ranks_and_other_tensors():
     opt.step()
 
 
+def test_increlora_before_step_measures_smoothed_theta_times_grad():
+    """The importance score is measured, not set: after two backward passes the score is
+    the beta-smoothed mean |theta * grad| over A and B, computed here by hand."""
+    model, x = _mlp(), torch.randn(5, 12)
+    beta = 0.6
+    inject(model, make_config("increlora", r=2, beta=beta, targets=TARGETS))
+    perturb(model)  # B != 0, so A has a gradient too
+    ms = methods(model)
+    expected = [0.0] * len(ms)
+    for _ in range(2):
+        model.zero_grad()
+        model(x).pow(2).mean().backward()
+        for i, m in enumerate(ms):
+            sens = torch.cat([(m.A * m.A.grad).abs().flatten(), (m.B * m.B.grad).abs().flatten()])
+            expected[i] = beta * expected[i] + (1 - beta) * float(sens.mean())
+        protocol.before_step(model)
+    got = [float(m.score) for m in ms]
+    assert min(expected) > 0
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
 def _train(model, opt, steps, x):
     for _ in range(steps):
         model(x).pow(2).mean().backward()
