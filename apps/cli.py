@@ -132,9 +132,11 @@ def train(
     from lorakit.data.runs import load_config
 
     _check_cheap(pipeline, config=config)
+    out = out or Path("runs") / pipeline
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file, not a run folder: choose another path")
 
     mod = _pipeline(pipeline)
-    out = out or Path("runs") / pipeline
     existed = out.exists()
     try:
         overrides = list(set_) + _trainer_overrides(

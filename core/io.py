@@ -156,7 +156,17 @@ def read_adapter_config(directory: str | os.PathLike) -> dict:
     path = directory / CONFIG_NAME
     if not path.is_file():
         raise ValueError(f"no adapter at {directory}: {CONFIG_NAME} is missing")
-    meta = json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is unreadable (truncated or not JSON: {e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is not a lorakit adapter config (not a JSON object)")
+    if "peft_type" in meta and "format" not in meta:
+        raise ValueError(
+            f"{directory} is a Hugging Face PEFT adapter: load it with "
+            "lorakit.core.import_peft(model, directory)"
+        )
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a lorakit adapter config (format={meta.get('format')!r})")
     return meta
@@ -197,6 +207,15 @@ def _check_fits(model: nn.Module, meta: dict) -> None:
                 )
 
 
+def _read_weights(path: Path) -> dict:
+    """The adapter's tensors; a truncated or corrupt file is one ValueError line."""
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise ValueError(f"adapter weights {path} are unreadable (truncated or corrupt: {reason})") from None
+
+
 def load_adapter(
     model: nn.Module, directory: str | os.PathLike, name: str = "default", trainable: bool = False
 ):
@@ -218,13 +237,14 @@ def load_adapter(
             f"name=...) with another name, or delete_adapter(model, {name!r}) first"
         )
     _check_fits(model, meta)
+    tensors = _read_weights(weights)  # before inject: a bad file leaves the model untouched
     cfg = make_config(meta["method"], **meta["config"])
     layers = [_resolve(model, layer["name"]) for layer in meta["layers"]]
     saved = [_resolve(model, n, "module") for n in meta.get("modules_to_save", [])]
     report = inject(model, cfg, name, names=layers, saved=saved)
     try:
         _apply_ranks(model, meta, name)
-        load_adapter_tensors(model, load_file(str(weights)), name, source=str(weights))
+        load_adapter_tensors(model, tensors, name, source=str(weights))
     except ValueError:
         delete_adapter(model, name)
         raise

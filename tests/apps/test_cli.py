@@ -74,6 +74,7 @@ print(r.output)
         (["transcribe", "--compare", "{wav}"], "--compare needs --run"),
         (["eval", "cod", "--run", "{clip}"], "lorakit eval clip"),
         (["train", "clip", "--config", "missing.yaml"], "missing.yaml does not exist"),
+        (["train", "clip", "--out", "{wav}"], "is a file, not a run folder"),
     ],
 )
 def test_bad_arguments_fail_before_torch_loads(tmp_path, args, message):

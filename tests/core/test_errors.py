@@ -116,3 +116,37 @@ def test_bad_hyperparameters():
         make_config("largo", component="middle")
     with pytest.raises(ValueError, match="comp_lora: protecting k=32"):
         inject(TokenMLP(), make_config("comp_lora", r=2, k=32, targets=("fc1",)))
+
+
+def _saved_adapter(tmp_path):
+    model = nn.Sequential(nn.Linear(8, 8))
+    inject(model, make_config("lora", r=2, targets=("0",)))
+    save_adapter(model, tmp_path)
+    return tmp_path
+
+
+def test_truncated_adapter_weights_are_one_line_and_leave_the_model_as_it_was(tmp_path):
+    folder = _saved_adapter(tmp_path)
+    weights = folder / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])
+    fresh = nn.Sequential(nn.Linear(8, 8))
+    with pytest.raises(ValueError, match="adapter.safetensors are unreadable") as e:
+        load_adapter(fresh, folder)
+    assert "\n" not in str(e.value)
+    assert isinstance(fresh[0], nn.Linear)  # nothing was injected
+
+
+def test_truncated_adapter_config_is_one_line(tmp_path):
+    folder = _saved_adapter(tmp_path)
+    cfg = folder / "adapter_config.json"
+    cfg.write_text(cfg.read_text()[:25])
+    with pytest.raises(ValueError, match="adapter_config.json is unreadable") as e:
+        load_adapter(nn.Sequential(nn.Linear(8, 8)), folder)
+    assert "\n" not in str(e.value)
+
+
+def test_a_peft_folder_names_the_import_call(tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2}))
+    (tmp_path / "adapter.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"PEFT adapter: load it with lorakit.core.import_peft"):
+        load_adapter(nn.Sequential(nn.Linear(8, 8)), tmp_path)
