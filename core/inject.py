@@ -55,12 +55,35 @@ def _coerce(cls: type, name: str, value):
     return value
 
 
+# Hugging Face PEFT's LoraConfig field names, accepted as aliases of lorakit's.
+PEFT_ALIASES = {
+    "target_modules": "targets",
+    "lora_alpha": "alpha",
+    "lora_dropout": "dropout",
+    "use_rslora": "rslora",
+}
+
+
+def _peft_aliases(name: str, hyper: dict) -> dict:
+    out = {}
+    for key, value in hyper.items():
+        own = PEFT_ALIASES.get(key, key)
+        if own in out:
+            raise ValueError(f"{name}: {key!r} and {own!r} name the same field; give one")
+        if own == "targets" and isinstance(value, str):
+            value = (value,)
+        out[own] = value
+    return out
+
+
 def make_config(name: str, **hyper) -> AdapterConfig:
     """The config dataclass of method ``name`` with ``hyper`` set; unknown names or
-    fields raise ``ValueError`` listing the valid ones."""
+    fields raise ``ValueError`` listing the valid ones. PEFT's names (``target_modules``,
+    ``lora_alpha``, ``lora_dropout``, ``use_rslora``) are accepted as aliases."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
     cls = METHODS[name][0]
+    hyper = _peft_aliases(name, hyper)
     valid = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in hyper if k not in valid]
     if unknown:

@@ -150,3 +150,14 @@ def test_a_peft_folder_names_the_import_call(tmp_path):
     (tmp_path / "adapter.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match=r"PEFT adapter: load it with lorakit.core.import_peft"):
         load_adapter(nn.Sequential(nn.Linear(8, 8)), tmp_path)
+
+
+def test_make_config_accepts_peft_field_names():
+    ours = make_config("lora", r=4, alpha=16.0, dropout=0.1, rslora=True, targets=("q", "v"))
+    peft = make_config(
+        "lora", r=4, lora_alpha=16.0, lora_dropout=0.1, use_rslora=True, target_modules=["q", "v"]
+    )
+    assert peft == ours
+    assert make_config("vera", target_modules="q").targets == ("q",)
+    with pytest.raises(ValueError, match="name the same field"):
+        make_config("lora", alpha=2.0, lora_alpha=4.0)
