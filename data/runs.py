@@ -127,6 +127,32 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable, sort_keys=False) + "\n")
 
 
+# Keys that may differ when a run is resumed: they do not change what is computed.
+RESUME_MAY_DIFFER = ("trainer.resume", "trainer.progress")
+
+
+def _flat(cfg, prefix: str = "") -> dict:
+    if not isinstance(cfg, dict):
+        return {prefix: cfg}
+    out = {}
+    for k, v in cfg.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def check_same_config(saved: dict, new: dict, where) -> None:
+    """Refuse to resume a run under another config: one line naming the differing keys."""
+    a, b = _flat(saved or {}), _flat(new or {})
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_MAY_DIFFER)
+    if diff:
+        shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in diff[:6])
+        more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""
+        raise ValueError(
+            f"run {where} was started with another config: {shown}{more}; re-run with its "
+            "config, choose another --out, or --set trainer.resume=false to start over"
+        )
+
+
 class RunFolder:
     """Paths of one run; creates them on demand."""
 
@@ -147,7 +173,14 @@ class RunFolder:
         return d
 
     def write_config(self, cfg: dict) -> None:
-        atomic_write_text(self.config_file, yaml.safe_dump(cfg, sort_keys=False))
+        """Write ``config.yaml``; a resumed run must have the config it started with
+        (:func:`check_same_config`), else nothing is written and a ValueError names the
+        differing keys."""
+        text = yaml.safe_dump(cfg, sort_keys=False)
+        resume = (cfg.get("trainer") or {}).get("resume", True)
+        if resume and self.config_file.is_file():
+            check_same_config(yaml.safe_load(self.config_file.read_text()), yaml.safe_load(text), self.path)
+        atomic_write_text(self.config_file, text)
 
     def read_config(self) -> dict:
         if not self.config_file.is_file():
