@@ -127,8 +127,9 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=_jsonable, sort_keys=False) + "\n")
 
 
-# Keys that may differ when a run is resumed: they do not change what is computed.
-RESUME_MAY_DIFFER = ("trainer.resume", "trainer.progress")
+# Keys that may differ when a run is resumed: display, resume itself, and a longer run
+# (max_steps: a finished run continues to the new step count).
+RESUME_MAY_DIFFER = ("trainer.resume", "trainer.progress", "trainer.max_steps")
 
 
 def _flat(cfg, prefix: str = "") -> dict:
