@@ -19,7 +19,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from .app_common import LIMITS, MODELS, check_audio, folder_key, guarded
+from .app_common import LIMITS, MODELS, check_audio, demo_temp_root, folder_key, guarded
 from .prebuilt import pipeline_module
 
 RUN_KEY = "asr-s2_lora"
@@ -50,7 +50,7 @@ def load_run(folder: Path) -> AsrRun:
     from lorakit.speech.whisper.evaluate import lambda_heatmap
 
     pipeline_module("asr")
-    run = RunFolder(folder)
+    run = RunFolder.existing(folder)  # read only: nothing is created in a loaded run
     cfg = run.read_config()
     if not (run.adapter / "adapter_config.json").is_file():
         raise ValueError(
@@ -58,7 +58,10 @@ def load_run(folder: Path) -> AsrRun:
         )
     model = load_whisper(model_spec(cfg))
     load_adapter(model, run.adapter)
-    heat = lambda_heatmap(model, run.plots / "s2_lora_lambda_app.png")
+    # never written into the loaded run: the app's own scratch folder
+    scratch = demo_temp_root() / "asr"
+    scratch.mkdir(parents=True, exist_ok=True)
+    heat = lambda_heatmap(model, scratch / f"lambda-{uuid.uuid4().hex[:10]}.png")
     return AsrRun(model.eval(), str(heat) if heat else None, run.read_metrics())
 
 

@@ -42,8 +42,8 @@ def load_run(folder: Path):
     return load(folder)
 
 
-def get_run(folder) -> tuple[object, threading.Lock]:
-    path = require_run(folder, "clip")
+def get_run(folder, roots=None) -> tuple[object, threading.Lock]:
+    path = require_run(folder, "clip", roots)
     return MODELS.get(("clip",) + folder_key(path), lambda: load_run(path))
 
 
@@ -252,13 +252,13 @@ def build_tab(ctx) -> None:
     cleared = (None, None, None)  # preview and both label outputs: no stale result remains
 
     def on_load(path):
-        path = require_run(path, "clip")
-        get_run(path)
+        path = require_run(path, "clip", ctx.roots)
+        get_run(path, ctx.roots)
         return str(path), describe(path), gr.update(interactive=True), *cleared
 
     def on_classify(run_folder, upload):
         img = check_image(upload)
-        run, lock = get_run(run_folder)
+        run, lock = get_run(run_folder, ctx.roots)
         a, z = classify(run, lock, img)
         return enlarged(img), a, z
 
@@ -276,7 +276,7 @@ def build_tab(ctx) -> None:
         return describe(Path(path)), gr.update(interactive=True), *cleared
 
     def on_ready(path):
-        return describe(require_run(path, "clip"))
+        return describe(require_run(path, "clip", ctx.roots))
 
     example.click(guarded(on_example), None, [*names, example_files, gallery])
     train.click(

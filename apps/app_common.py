@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -85,12 +86,17 @@ def check_image(upload, limits: Limits = LIMITS) -> Image.Image:
     path = _checked_upload(upload, "image", IMAGE_SUFFIXES, limits.image_bytes)
     name = path.name
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # lazy: reads the header only
+            check_dimensions(im, name, limits)  # before decoding (a small file can be 1 GB)
             im.load()
             img = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except ValueError as e:
+        if str(e).startswith(name):
+            raise
         raise ValueError(f"{name}: not a readable image ({e.__class__.__name__})") from None
-    return check_dimensions(img, name, limits)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{name}: not a readable image ({e.__class__.__name__})") from None
+    return img
 
 
 def check_dimensions(img: Image.Image, name: str, limits: Limits = LIMITS) -> Image.Image:
@@ -217,11 +223,45 @@ def folder_key(folder: Path) -> tuple:
     return (str(folder), tuple(stamps))
 
 
-def require_run(folder, pipeline: str) -> Path:
-    """A run folder that holds ``config.yaml`` and ``metrics.json``, or a clear ``ValueError``."""
+def demo_temp_root() -> Path:
+    """The apps' own scratch folder (runs trained in the page, audio, plots)."""
+    return Path(tempfile.gettempdir()) / "lorakit-demo"
+
+
+def inside(path: Path, roots) -> bool:
+    """``path`` (symlinks resolved) lies under one of ``roots``."""
+    real = Path(path).resolve()
+    return any(real.is_relative_to(Path(r).resolve()) for r in roots)
+
+
+PRIVATE_IN_RUN = ("checkpoints", "adapter")
+
+
+def served_paths(runs: Path, keys) -> dict:
+    """``launch`` keywords: the runs folder is served for what pages show (plots, example
+    images), never a run's checkpoints or adapter files."""
+    runs = Path(runs)
+    folders = {runs / k for k in keys}
+    if runs.is_dir():
+        folders |= {p for p in runs.iterdir() if p.is_dir()}
+    blocked = [str(f / name) for f in sorted(folders) for name in PRIVATE_IN_RUN]
+    return {"allowed_paths": [str(runs)], "blocked_paths": blocked}
+
+
+def require_run(folder, pipeline: str, roots=None) -> Path:
+    """A run folder that holds ``config.yaml`` and ``metrics.json``, or a clear ``ValueError``.
+
+    With ``roots`` (what a server passes), only folders under them are accepted; any other
+    path gets the same one line whether it exists or not, so a client learns nothing of
+    the server's file system."""
     if folder is None or not str(folder).strip():
         raise ValueError(f"no {pipeline} run folder given")
     path = Path(str(folder).strip()).expanduser()
+    if roots is not None and not inside(path, roots):
+        raise ValueError(
+            f"that {pipeline} run folder is not offered by this server: "
+            "load a run from its runs folder"
+        )
     if not (path / "config.yaml").is_file():
         raise ValueError(
             f"{path} is not a finished lorakit {pipeline} run (config.yaml is missing); "
@@ -300,6 +340,11 @@ class DemoContext:
         self.runs, self.status = Path(runs), status
         self.specs = {s.key: s for s in specs}
         self._loads: list[tuple] = []
+
+    @property
+    def roots(self) -> tuple[Path, Path]:
+        """The only folders a client may load runs from."""
+        return (self.runs, demo_temp_root())
 
     def run_path(self, key: str) -> Path:
         return self.runs / key
@@ -396,7 +441,7 @@ class DemoContext:
             and not (self.run_path(key) / "metrics.json").is_file()
         ):
             raise ValueError(self.run_message(key))
-        return require_run(folder, pipeline)
+        return require_run(folder, pipeline, self.roots)
 
     def header(self, title: str, keys: list[str]) -> None:
         gr.Markdown(f"# lorakit: {title}")

@@ -30,7 +30,7 @@ def serve(
 ):
     """Build the context and page, launch it; returns the Blocks (``block=False``: running)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from .app_common import runs_root, theme
+    from .app_common import runs_root, served_paths, theme
     from .app_hub import APPS, build_hub, build_single, make_context, needed_runs
 
     if name is not None and name not in APPS:
@@ -50,7 +50,7 @@ def serve(
         show_error=False,
         footer_links=["api", "gradio"],
         quiet=False,
-        allowed_paths=[str(root)],
+        **served_paths(root, ctx.specs),
         theme=theme(),
     )
     return demo

@@ -42,6 +42,7 @@ def load_audio(
     if not path.is_file():
         raise AudioError(f"audio file {tag} does not exist")
     if path.suffix.lower() == ".wav":  # the generated corpora: no ffmpeg process per file
+        _check_header_duration(path, tag, max_duration)
         wave = _read_wav(path, sr)
         if wave is not None:
             check_audio(wave, sr, tag, max_duration)
@@ -77,6 +78,23 @@ def load_audio(
     return wave
 
 
+def _check_header_duration(path: Path, tag: str, max_duration: float | None) -> None:
+    """Refuse a too-long WAV from its header, before decoding it."""
+    import soundfile as sf
+
+    if max_duration is None:
+        return
+    try:
+        seconds = sf.info(str(path)).duration
+    except (RuntimeError, sf.LibsndfileError):
+        return  # unreadable header: the decoder names the problem
+    if seconds > max_duration:
+        raise AudioError(
+            f"audio {tag} is {seconds:.1f} s long, over the limit of {max_duration:.1f} s "
+            "(raise max_duration or split the file)"
+        )
+
+
 def _read_wav(path: Path, sr: int) -> Tensor | None:
     """16-bit / float WAV via soundfile, mixed to mono and resampled; None if unreadable."""
     import soundfile as sf
@@ -89,6 +107,8 @@ def _read_wav(path: Path, sr: int) -> Tensor | None:
 
 
 def check_audio(wave: Tensor, sr: int, tag: str, max_duration: float | None = None) -> None:
+    if wave.numel() and not bool(torch.isfinite(wave).all()):
+        raise AudioError(f"audio {tag} has non-finite samples (NaN or inf)")
     if wave.numel() == 0 or float(wave.abs().max()) < 1e-5:
         raise AudioError(f"audio {tag} is empty (no samples or only silence)")
     seconds = wave.numel() / sr

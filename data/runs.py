@@ -161,6 +161,13 @@ class RunFolder:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
 
+    @classmethod
+    def existing(cls, path: str | os.PathLike) -> RunFolder:
+        """A run folder opened for reading: nothing is created in it."""
+        run = cls.__new__(cls)
+        run.path = Path(path)
+        return run
+
     adapter = property(lambda self: self.path / "adapter")
     plots = property(lambda self: self._dir("plots"))
     checkpoints = property(lambda self: self._dir("checkpoints"))

@@ -43,7 +43,7 @@ def tiny_runs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def hub(tiny_runs):
     """The hub page served on a free local port; yields ``(url, ctx)``."""
-    from lorakit.apps.app_common import DemoContext, theme
+    from lorakit.apps.app_common import DemoContext, served_paths, theme
     from lorakit.apps.app_hub import build_hub
 
     root, specs, status = tiny_runs
@@ -56,7 +56,7 @@ def hub(tiny_runs):
         server_port=port,
         prevent_thread_lock=True,
         quiet=True,
-        allowed_paths=[str(root)],
+        **served_paths(root, ctx.specs),
         theme=theme(),
     )
     yield f"http://127.0.0.1:{port}/", ctx
