@@ -131,6 +131,16 @@ def train_config(data_root: Path, shots: int, method: str, steps: int) -> dict:
     return cfg
 
 
+KEEP_SESSIONS = 8  # trained-in-the-page runs kept in the scratch folder (newest first)
+
+
+def prune_sessions(scratch: Path, keep: int = KEEP_SESSIONS) -> None:
+    """Remove all but the ``keep`` newest ``clip-*`` training folders of this app."""
+    sessions = sorted(scratch.glob("clip-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in sessions[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def train_stream(names, files, method, steps, progress):
     """Generator: train in a worker thread, yield (status, loss plot, run folder) as it goes."""
     if method not in METHODS:
@@ -165,6 +175,10 @@ def train_stream(names, files, method, steps, progress):
     if "error" in result:
         shutil.rmtree(session, ignore_errors=True)
         raise result["error"]
+    # classification needs the adapter, config and class folders: drop the checkpoints,
+    # and older sessions beyond KEEP_SESSIONS
+    shutil.rmtree(session / "run" / "checkpoints", ignore_errors=True)
+    prune_sessions(session.parent)
     m = result["metrics"]
     msg = (
         f"trained {method} for {m.get('steps')} steps: accuracy on your images {m['accuracy']:.1%} "

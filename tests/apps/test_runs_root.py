@@ -62,3 +62,17 @@ def test_served_paths_never_serve_checkpoints_or_adapters(tmp_path):
     for run in ("mine", "clip-block_lora"):  # an existing run and a pre-made one not built yet
         assert not ok(root / run / "checkpoints" / "last.ckpt")
         assert not ok(root / run / "adapter" / "adapter.safetensors")
+
+
+def test_clip_app_keeps_only_its_newest_training_folders(tmp_path):
+    import os
+
+    from lorakit.apps.app_clip import prune_sessions
+
+    for i in range(5):
+        d = tmp_path / f"clip-{i}"
+        (d / "run").mkdir(parents=True)
+        os.utime(d, (1000 + i, 1000 + i))
+    (tmp_path / "audio").mkdir()
+    prune_sessions(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio", "clip-3", "clip-4"]
