@@ -4,10 +4,9 @@ steps of the training protocol, must give the outputs stored in
 its init, hooks or optimizer) fails here.
 
 Regenerate after an intended change, and say why in the commit:
-``LORAKIT_WRITE_REFERENCE=1 .venv/bin/python -m pytest tests/core/test_reference_values.py``
+``.venv/bin/python tests/core/test_reference_values.py``
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from lorakit.core.contract import perturb, supported_pairs, tiny_config
 from lorakit.core.zoo import build
 
 FILE = Path(__file__).parent / "reference" / "outputs.safetensors"
-WRITE = os.environ.get("LORAKIT_WRITE_REFERENCE") == "1"
 
 
 def _host(method: str) -> str:
@@ -50,11 +48,10 @@ def _trained_output(method: str) -> torch.Tensor:
         return model(x).detach().float().contiguous()
 
 
-def test_write_reference_values():
-    if not WRITE:
-        pytest.skip("set LORAKIT_WRITE_REFERENCE=1 to regenerate the stored values")
+def write_reference_values() -> None:
     FILE.parent.mkdir(parents=True, exist_ok=True)
     save_file({m: _trained_output(m) for m in list_methods()}, str(FILE))
+    print(f"wrote {FILE}")
 
 
 @pytest.mark.parametrize("method", list_methods())
@@ -62,3 +59,7 @@ def test_method_matches_its_stored_reference(method):
     stored = load_file(str(FILE))
     assert method in stored, f"no stored reference for {method}: regenerate (module docstring)"
     torch.testing.assert_close(_trained_output(method), stored[method], rtol=1e-4, atol=1e-5)
+
+
+if __name__ == "__main__":
+    write_reference_values()
