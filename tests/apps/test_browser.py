@@ -6,6 +6,8 @@ Run: .venv/bin/python -m pytest tests/apps -m browser -p no:cacheprovider -q
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -161,8 +163,8 @@ def test_clip_invalid_upload_shows_message(browser, hub, tmp_path, shots):
 
 def test_failed_request_leaves_app_serving(browser, hub, tmp_path, shots):
     url, ctx = hub
-    broken = tmp_path / "broken-run"
-    broken.mkdir()
+    broken = ctx.runs / "broken-run"  # inside the runs root: outside it is refused up front
+    broken.mkdir(exist_ok=True)
     (broken / "config.yaml").write_text("data: [unclosed\n")
     page = open_tab(browser, url, "clip")
     wait_text(page, "#clip-loaded", "block_lora")  # the tab's page-load updates are done
@@ -176,6 +178,7 @@ def test_failed_request_leaves_app_serving(browser, hub, tmp_path, shots):
     wait_text(page, "#clip-loaded", str(ctx.run_path("clip-block_lora")))
     page.screenshot(path=shots / "after_failure.png", full_page=True)
     page.close()
+    shutil.rmtree(broken)
 
 
 def click_image_pixel(page, selector: str, xy: tuple[int, int], shape: tuple[int, int]) -> None:
