@@ -85,18 +85,18 @@ def check_image(upload, limits: Limits = LIMITS) -> Image.Image:
     """An uploaded image file -> RGB ``PIL.Image``; ``ValueError`` for a bad upload."""
     path = _checked_upload(upload, "image", IMAGE_SUFFIXES, limits.image_bytes)
     name = path.name
+    unreadable = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError)
     try:
-        with Image.open(path) as im:  # lazy: reads the header only
-            check_dimensions(im, name, limits)  # before decoding (a small file can be 1 GB)
+        im = Image.open(path)  # lazy: reads the header only
+    except unreadable as e:
+        raise ValueError(f"{name}: not a readable image ({e.__class__.__name__})") from None
+    with im:
+        check_dimensions(im, name, limits)  # before decoding (a small file can be 1 GB)
+        try:
             im.load()
-            img = im.convert("RGB")
-    except ValueError as e:
-        if str(e).startswith(name):
-            raise
-        raise ValueError(f"{name}: not a readable image ({e.__class__.__name__})") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{name}: not a readable image ({e.__class__.__name__})") from None
-    return img
+            return im.convert("RGB")
+        except unreadable as e:
+            raise ValueError(f"{name}: not a readable image ({e.__class__.__name__})") from None
 
 
 def check_dimensions(img: Image.Image, name: str, limits: Limits = LIMITS) -> Image.Image:
