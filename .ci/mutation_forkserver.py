@@ -25,6 +25,16 @@ SOCK = os.environ.get("FORK_SOCK", "/tmp/lorakit_mutation.sock")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _import_lorakit_from(root: Path) -> None:
+    """Point the editable install's finder (lorakit.core -> <checkout>/core, ...) at ``root``,
+    so a scratch copy of the repository (``.ci/mutate``) imports its own, mutated files."""
+    for name, module in list(sys.modules.items()):
+        mapping = getattr(module, "MAPPING", None)
+        if name.startswith("__editable___lorakit") and isinstance(mapping, dict):
+            for key, path in mapping.items():
+                mapping[key] = str(root / Path(path).name)
+
+
 def serve() -> None:
     import lightning  # noqa: F401
     import matplotlib
@@ -51,6 +61,7 @@ def serve() -> None:
             server.close()
             sys.dont_write_bytecode = True
             os.chdir(ROOT)
+            _import_lorakit_from(ROOT)
             signal.alarm(120)  # a mutant that loops forever counts as killed
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)

@@ -36,8 +36,9 @@ class AsrRun:
 
 
 def model_spec(cfg: dict) -> str | None:
-    """The Whisper model named by a run's config (the pipeline's ``model`` section)."""
-    section = cfg.get("model") or {}
+    """The Whisper model named by a run's config (the pipeline's ``backbone`` section,
+    ``model`` in runs written before the rename)."""
+    section = cfg.get("backbone") or cfg.get("model") or {}
     if isinstance(section, str):
         return section
     return section.get("name") or section.get("spec") or section.get("checkpoint")
@@ -147,7 +148,7 @@ def synthesize(text: str, seed: int) -> torch.Tensor:
     """An adult voice reading ``text`` (espeak-ng), 16 kHz."""
     from lorakit.data.speech import CorpusStyle, speak
 
-    if not text.strip():
+    if not isinstance(text, str) or not text.strip():
         raise ValueError("type a sentence to synthesise")
     if len(text) > 200:
         raise ValueError("keep the sentence under 200 characters")

@@ -64,7 +64,9 @@ def enlarged(img, side: int = 192):
     return img.resize((w * k, h * k), resample=0)  # nearest neighbour
 
 
-def describe(folder: Path) -> str:
+def describe(folder: Path, classnames: list[str] | None = None) -> str:
+    """The loaded run in one paragraph: method, shots, test vs zero-shot accuracy, and the
+    classes it knows (an image of anything else is still put in one of them)."""
     from lorakit.data.runs import RunFolder
 
     m = RunFolder(folder).read_metrics()
@@ -75,7 +77,14 @@ def describe(folder: Path) -> str:
         if acc is not None and zs is not None
         else "no metrics"
     )
-    return f"**Loaded run** `{folder}`: {m.get('method', '?')}, {m.get('shots', '?')} shots, {nums}"
+    text = f"**Loaded run** `{folder}`: {m.get('method', '?')}, {m.get('shots', '?')} shots, {nums}"
+    if classnames:
+        text += (
+            f"\n\n**Classes it knows** ({len(classnames)}): "
+            + ", ".join(f"`{c}`" for c in classnames)
+            + ". Classify an image of one of them: any other image is still put in one of these."
+        )
+    return text
 
 
 # --------------------------------------------------------------------------- training
@@ -267,8 +276,8 @@ def build_tab(ctx) -> None:
 
     def on_load(path):
         path = require_run(path, "clip", ctx.roots)
-        get_run(path, ctx.roots)
-        return str(path), describe(path), gr.update(interactive=True), *cleared
+        run, _ = get_run(path, ctx.roots)
+        return str(path), describe(path, run.classnames), gr.update(interactive=True), *cleared
 
     def on_classify(run_folder, upload):
         img = check_image(upload)
@@ -287,10 +296,13 @@ def build_tab(ctx) -> None:
     def on_trained(path):
         if not path:
             return gr.skip(), gr.skip(), *[gr.skip()] * len(cleared)
-        return describe(Path(path)), gr.update(interactive=True), *cleared
+        run, _ = get_run(path, ctx.roots)
+        return describe(Path(path), run.classnames), gr.update(interactive=True), *cleared
 
     def on_ready(path):
-        return describe(require_run(path, "clip", ctx.roots))
+        path = require_run(path, "clip", ctx.roots)
+        run, _ = get_run(path, ctx.roots)
+        return describe(path, run.classnames)
 
     example.click(guarded(on_example), None, [*names, example_files, gallery])
     train.click(

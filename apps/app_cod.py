@@ -20,9 +20,11 @@ from .app_common import MODELS, check_image, folder_key, guarded
 from .prebuilt import pipeline_module
 
 RUN_KEY = "cod-fora"
-# image inputs that hand the handlers a PNG path (check_image validates it like any upload)
+# image inputs that hand the handlers the uploaded file's path, undecoded (image_mode=None:
+# gradio's default "RGB" decodes and re-saves every non-RGB upload, a 17 KB 1-bit 12000 px
+# PNG included, before check_image reads its size from the header)
 VIEW = 256  # px the result overlays of small scenes are enlarged to
-INPUT_IMAGE = dict(type="filepath", format="png", sources=["upload"], height=200)
+INPUT_IMAGE = dict(type="filepath", format="png", image_mode=None, sources=["upload"], height=200)
 MODES = ("points", "box", "scribble")
 FG_COLOR, BG_COLOR = (255, 40, 40), (40, 120, 255)
 
@@ -132,30 +134,63 @@ def parse_box(text: str, shape: tuple[int, int]) -> list[float]:
     return box
 
 
-def make_prompt(scene: Scene, mode: str, box_text: str, size: int):
-    """The session's prompt in model-input pixels (a ``SamCOD`` ``Prompt``)."""
-    from lorakit.vision.sam.model import Prompt
-    from lorakit.vision.sam.prompts import points_from_scribble, resize_box, resize_points
+def image_prompt(scene: Scene, mode: str, box_text: str) -> tuple[np.ndarray | None, list | None]:
+    """The prompt the models get, in image pixels: ``(points (N, 3) x, y, label, box)``.
+    An empty box is the generated scene's box, or the uploaded ground truth's."""
+    from lorakit.data.camouflage import mask_box
+    from lorakit.vision.sam.prompts import points_from_scribble
 
-    hw = scene.image.shape[:2]
     if mode == "points":
         if not any(p[2] == 1 for p in scene.points):
             raise ValueError("click the object at least once (foreground point) before segmenting")
-        pts = resize_points(np.asarray(scene.points, np.float32), hw, size)
-        return Prompt(points=torch.from_numpy(pts))
+        return np.asarray(scene.points, np.float32), None
     if mode == "box":
-        box = parse_box(box_text, hw) if box_text.strip() else scene.box
-        if box is None:
-            raise ValueError("give a box as x0, y0, x1, y1 (image pixels)")
-        return Prompt(box=torch.from_numpy(resize_box(box, hw, size)))
+        if box_text.strip():
+            return None, parse_box(box_text, scene.image.shape[:2])
+        if scene.box is not None:
+            return None, list(scene.box)
+        if scene.gt is not None and scene.gt.any():
+            return None, list(mask_box(scene.gt))
+        raise ValueError("give a box as x0, y0, x1, y1 (image pixels), or upload a ground truth")
     if mode == "scribble":
         if scene.scribble is None:
             raise ValueError(
                 "no scribble: generate a scene (it has one) or upload a scribble image"
             )
-        pts = points_from_scribble(scene.scribble, np.random.default_rng(0), 3, 3, scene.name)
-        return Prompt(points=torch.from_numpy(resize_points(pts, hw, size)))
+        rng = np.random.default_rng(0)
+        return points_from_scribble(scene.scribble, rng, 3, 3, scene.name), None
     raise ValueError(f"prompt mode must be one of {', '.join(MODES)}")
+
+
+def make_prompt(scene: Scene, mode: str, box_text: str, size: int):
+    """The session's prompt in model-input pixels (a ``SamCOD`` ``Prompt``)."""
+    points, box = image_prompt(scene, mode, box_text)
+    return model_prompt(points, box, scene.image.shape[:2], size)
+
+
+def model_prompt(points, box, hw: tuple[int, int], size: int):
+    """``image_prompt``'s points or box, resized from image pixels ``hw`` to the model's."""
+    from lorakit.vision.sam.model import Prompt
+    from lorakit.vision.sam.prompts import resize_box, resize_points
+
+    if points is not None:
+        return Prompt(points=torch.from_numpy(resize_points(points, hw, size)))
+    return Prompt(box=torch.from_numpy(resize_box(box, hw, size)))
+
+
+def draw_used_prompt(img: np.ndarray, points, box, k: int) -> np.ndarray:
+    """Mark the prompt the models got on an (enlarged by ``k``) result: points as dots (red
+    object, blue background), the box as a yellow rectangle."""
+    out = img.copy()
+    r = max(2, min(out.shape[:2]) // 60)
+    if box is not None:
+        x0, y0, x1, y1 = (int(round(v * k)) for v in box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), (255, 220, 0), max(1, k // 2))
+    for x, y, lab in points if points is not None else []:
+        c = (int(x * k + k // 2), int(y * k + k // 2))
+        cv2.circle(out, c, r, FG_COLOR if lab == 1 else BG_COLOR, -1)
+        cv2.circle(out, c, r, (255, 255, 255), 1)
+    return out
 
 
 @torch.no_grad()
@@ -171,12 +206,52 @@ def segment(model, image: np.ndarray, prompt) -> np.ndarray:
 
 
 def scores(prob: np.ndarray, gt: np.ndarray) -> dict:
+    """S-measure and MAE of the mask shown (``prob > 0.5``) and of the probability map as
+    COD benchmarks score it (pysodmetrics stretches each map to [0, 1], min-max), IoU of the
+    shown mask, and the mean probability on the background (a haze under the threshold:
+    invisible in a mask, counted by the map's MAE)."""
     from lorakit.vision.sam.evaluate import SODScores
 
-    s = SODScores()
-    s.add(prob, gt.astype(bool))
-    r = s.results()
-    return {"S-measure": r["s_measure"], "MAE": r["mae"]}
+    gt = gt.astype(bool)
+    shown = prob > 0.5
+    out = {}
+    for key, m in (("map", prob), ("mask", shown.astype(np.float32))):
+        s = SODScores()
+        s.add(m, gt)
+        r = s.results()
+        out[f"S-measure ({key})"], out[f"MAE ({key})"] = r["s_measure"], r["mae"]
+    out["IoU"] = float((shown & gt).sum() / max(1, (shown | gt).sum()))
+    out["background p"] = float(prob[~gt].mean()) if (~gt).any() else 0.0
+    return out
+
+
+def score_lines(sb: dict, sa: dict, name: str) -> list[str]:
+    """The scores table, and one sentence where the probability maps and the masks shown
+    disagree on which model is better."""
+    lines = [
+        "",
+        "| model | IoU (mask shown) | S-measure (mask) | MAE (mask) | S-measure (map) "
+        "| MAE (map) | mean p on background |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, sc in (("SAM zero-shot", sb), (f"SAM + {name}", sa)):
+        lines.append(
+            f"| {label} | {sc['IoU']:.3f} | {sc['S-measure (mask)']:.3f} | "
+            f"{sc['MAE (mask)']:.3f} | {sc['S-measure (map)']:.3f} | {sc['MAE (map)']:.3f} "
+            f"| {sc['background p']:.2f} |"
+        )
+    mask_says = sa["MAE (mask)"] < sb["MAE (mask)"]
+    map_says = sa["MAE (map)"] < sb["MAE (map)"]
+    if mask_says != map_says:
+        lines += [
+            "",
+            "The masks and the maps disagree: COD benchmarks score the probability map after "
+            "stretching it to [0, 1] (min-max), so a faint map counts like a confident one, and "
+            "a background haze below the 0.5 threshold counts although no mask shows it (mean "
+            f"p on the background: {name} {sa['background p']:.2f}, zero-shot "
+            f"{sb['background p']:.2f}). The mask columns score what the images show.",
+        ]
+    return lines
 
 
 def draw_prompts(scene: Scene) -> np.ndarray:
@@ -193,38 +268,40 @@ def draw_prompts(scene: Scene) -> np.ndarray:
 
 
 def run_both(ctx, folder, scene: Scene, mode: str, box_text: str):
-    """(zero-shot overlay, FoRA overlay, scores markdown)."""
+    """(zero-shot overlay, adapted overlay, scores markdown). The overlays tint each pixel by
+    the model's probability and outline the mask (``p > 0.5``); the prompt is drawn on both."""
     from lorakit.vision.sam.evaluate import overlay
 
     if scene is None:
         raise ValueError("no image yet: upload one or generate a scene")
     (adapted, base), lock = get_models(ctx, folder)
-    prompt = make_prompt(scene, mode, box_text, adapted.size)
+    points, box = image_prompt(scene, mode, box_text)
+    prompt = model_prompt(points, box, scene.image.shape[:2], adapted.size)
     with lock:
         p_base, p_adapted = (
             segment(base, scene.image, prompt),
             segment(adapted, scene.image, prompt),
         )
+    name = method_label(adapted.spec.method)
     lines = [
         f"**prompt:** {mode} | **image:** {scene.name} ({scene.image.shape[1]}x{scene.image.shape[0]})"
     ]
     if scene.gt is not None:
-        sb, sa = scores(p_base, scene.gt), scores(p_adapted, scene.gt)
-        lines += [
-            "",
-            "| model | S-measure (higher is better) | MAE (lower is better) |",
-            "|---|---|---|",
-            f"| SAM zero-shot | {sb['S-measure']:.3f} | {sb['MAE']:.3f} |",
-            f"| SAM + {adapted.spec.method.upper()} | {sa['S-measure']:.3f} | {sa['MAE']:.3f} |",
-        ]
+        lines += score_lines(scores(p_base, scene.gt), scores(p_adapted, scene.gt), name)
     else:
         lines.append("no ground-truth mask: upload one to get S-measure and MAE")
     k = max(1, VIEW // max(scene.image.shape[:2]))  # small scenes: enlarge, pixel for pixel
-    return (
-        enlarge(overlay(scene.image, p_base > 0.5), k),
-        enlarge(overlay(scene.image, p_adapted > 0.5, (32, 220, 64)), k),
-        "\n".join(lines),
-    )
+    return tuple(
+        draw_used_prompt(enlarge(overlay(scene.image, p, color), k), points, box, k)
+        for p, color in ((p_base, (255, 64, 32)), (p_adapted, (32, 220, 64)))
+    ) + ("\n".join(lines),)
+
+
+def method_label(method: str) -> str:
+    """The method's name as the papers write it (FoRA, LoRA, S2-LoRA), not upper-cased."""
+    from lorakit.core.table import display_name
+
+    return display_name(method)
 
 
 def enlarge(img: np.ndarray, k: int) -> np.ndarray:
@@ -270,7 +347,10 @@ def build_tab(ctx) -> None:
                 clear = gr.Button("Clear points", size="sm", elem_id="cod-clear")
     with gr.Row():
         mode = gr.Radio(list(MODES), value="points", label="prompt", elem_id="cod-mode")
-        box = gr.Textbox(label="box x0, y0, x1, y1 (empty: the scene's box)", elem_id="cod-box")
+        box = gr.Textbox(
+            label="box x0, y0, x1, y1 (empty: the scene's box, or the ground truth's)",
+            elem_id="cod-box",
+        )
         folder = gr.Textbox(
             label="run folder", value=str(ctx.run_path(RUN_KEY)), elem_id="cod-folder"
         )
@@ -287,9 +367,10 @@ def build_tab(ctx) -> None:
             elem_id="cod-adapted",
         )
     gr.Markdown(
-        "Masks: the tinted, outlined region is where the model's object probability is above "
-        "0.5 (red: SAM zero-shot, green: SAM + FoRA). In the prompt image, red marks object "
-        "points and strokes, blue background ones.",
+        "Masks: the tint's strength is the model's object probability; the outline is the "
+        "mask, where it is above 0.5 (red: SAM zero-shot, green: SAM + FoRA). The prompt the "
+        "models got is drawn on both: red object points, blue background points, a yellow "
+        "box. In the prompt image, red marks object points and strokes, blue background ones.",
         elem_id="cod-legend",
     )
     result = gr.Markdown(elem_id="cod-result")
@@ -299,15 +380,20 @@ def build_tab(ctx) -> None:
             np.asarray(check_image(f)),
             name=f.split("/")[-1] if isinstance(f, str) else "upload",
         )
-        return s, draw_prompts(s), None, None
+        return s, draw_prompts(s), None, None, "points", None, None, ""
 
-    def on_generate(n):
+    def on_generate(n, m):
         s = generated_scene(int(n or 0))
+        # no clicks yet: Segment uses the scene's scribble; a click switches to points
+        m = "scribble" if m == "points" else m
         return (
             s,
             draw_prompts(s),
-            f"scene {int(n or 0)} generated with its ground truth and a scribble; "
-            "click the object or Segment",
+            f"scene {int(n or 0)} generated with its ground truth and a scribble: "
+            f"Segment uses its {m}, or click the object to prompt with points",
+            m,
+            None,
+            None,
             *scene_files(s),
         )
 
@@ -328,7 +414,7 @@ def build_tab(ctx) -> None:
             raise ValueError("load an image first")
         x, y = evt.index[:2]
         s.points.append([int(x), int(y), 1 if which == "object" else 0])
-        return s, draw_prompts(s)
+        return s, draw_prompts(s), "points"
 
     def on_clear(s):
         if s is None:
@@ -336,15 +422,21 @@ def build_tab(ctx) -> None:
         s.points.clear()
         return s, draw_prompts(s)
 
-    upload.upload(guarded(on_upload), upload, [scene, canvas, gt_upload, scribble_upload])
+    upload.upload(
+        guarded(on_upload),
+        upload,
+        [scene, canvas, gt_upload, scribble_upload, mode, base_out, adapted_out, result],
+    )
     generate.click(
-        guarded(on_generate), seed, [scene, canvas, result, upload, gt_upload, scribble_upload]
+        guarded(on_generate),
+        [seed, mode],
+        [scene, canvas, result, mode, base_out, adapted_out, upload, gt_upload, scribble_upload],
     )
     gt_upload.upload(guarded(on_gt), [scene, gt_upload], [scene, result])
     scribble_upload.upload(guarded(on_scribble), [scene, scribble_upload], [scene, canvas])
-    canvas.select(guarded(on_click), [scene, label], [scene, canvas])
+    canvas.select(guarded(on_click), [scene, label], [scene, canvas, mode])
     clear.click(guarded(on_clear), scene, [scene, canvas])
-    go.click(
+    go.click(lambda: (None, None, ""), None, [base_out, adapted_out, result]).then(
         guarded(lambda f, s, m, b: run_both(ctx, f, s, m, b)),
         [folder, scene, mode, box],
         [base_out, adapted_out, result],

@@ -143,8 +143,8 @@ def guarded(fn: Callable) -> Callable:
     def report(e: Exception):
         if isinstance(e, gr.Error):
             return e
-        if isinstance(e, ValueError):
-            return gr.Error(str(e))
+        if isinstance(e, ValueError):  # ours are one line; a library's may not be
+            return gr.Error((str(e).strip().splitlines() or [""])[0][:300])
         log.exception("request failed in %s", fn.__name__)
         first = (str(e).strip().splitlines() or [""])[0][:200]
         return gr.Error(

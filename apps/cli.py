@@ -10,6 +10,8 @@ from pathlib import Path
 import typer
 
 from .cli_help import TRAIN_EPILOG
+from .pipelines import PIPELINES as REGISTRY
+from .pipelines import pipeline_module
 
 app = typer.Typer(
     add_completion=False,
@@ -18,25 +20,16 @@ app = typer.Typer(
     "your own data and real checkpoints: `lorakit train --help` and the README.",
 )
 
-# pipeline name -> module exposing DEFAULTS, train(cfg, out) -> dict, evaluate(run, overrides) -> dict
-PIPELINES = {
-    "clip": "lorakit.vision.clip.pipeline",
-    "cod": "lorakit.vision.sam.pipeline",
-    "asr": "lorakit.speech.whisper.pipeline",
-    "ood": "lorakit.vision.ood.pipeline",
-    "continual": "lorakit.apps.continual",  # a task sequence (CLIP or Whisper), GORP + baselines
-}
+# pipeline name -> module exposing DEFAULTS, train(cfg, out) -> dict, evaluate(run, overrides)
+# -> dict: read from the one registry (lorakit.apps.pipelines)
+PIPELINES = {name: p.module for name, p in REGISTRY.items()}
 
 
 def _pipeline(name: str):
-    if name not in PIPELINES:
-        raise typer.BadParameter(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}")
     try:
-        return importlib.import_module(PIPELINES[name])
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith(PIPELINES[name]):
-            raise typer.BadParameter(f"pipeline {name!r} is not available in this build") from None
-        raise
+        return pipeline_module(name)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 def _fail(msg: str) -> None:
@@ -129,12 +122,14 @@ def train(
     """
     import shutil
 
-    from lorakit.data.runs import load_config
+    from lorakit.data.runs import check_folder
 
     _check_cheap(pipeline, config=config)
     out = out or Path("runs") / pipeline
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {out} is a file, not a run folder: choose another path")
+    try:
+        check_folder(out)
+    except ValueError as e:
+        _fail(str(e))
 
     mod = _pipeline(pipeline)
     existed = out.exists()
@@ -142,13 +137,30 @@ def train(
         overrides = list(set_) + _trainer_overrides(
             accelerator, devices, nodes, strategy, precision, max_steps
         )
-        cfg = load_config(config, overrides, mod.DEFAULTS)
+        from lorakit.data.vocabulary import load_pipeline_config
+
+        # old section names (asr: model, train; ood: method) are read with a one-line notice
+        cfg = load_pipeline_config(config, overrides, mod.DEFAULTS, getattr(mod, "RENAMED", ()))
         metrics = mod.train(cfg, out)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         if not existed and out.is_dir() and not (out / "checkpoints").is_dir():
             shutil.rmtree(out, ignore_errors=True)  # a rejected run leaves nothing behind
-        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        _fail(_one_line(e, out))
     typer.echo(json.dumps(metrics, indent=2, default=str))
+
+
+def _one_line(e: Exception, out: Path, kept: str = "the last good checkpoint, if any,") -> str:
+    """A user-caused error as one line; an OSError (a full disk while writing a plot, a log
+    or generated data) names its file (else the run folder) and says what is kept."""
+    import errno
+
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        from lorakit.core.io import write_error
+
+        e = write_error(e.filename or f"a file in {out}", e, kept)
+    elif isinstance(e, OSError):
+        return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 @app.command("eval")
@@ -158,7 +170,8 @@ def evaluate(
     set_: list[str] = typer.Option([], "--set", help="evaluation override: key=value"),
     suite: str = typer.Option(None, help="ood: evaluation suite name"),
 ) -> None:
-    """Recompute a run's metrics from its saved adapter."""
+    """Recompute a run's metrics from its saved adapter; writes RUN/eval/<suite>.json
+    (eval/all.json unless --suite names one)."""
     from lorakit.data.runs import parse_value
 
     _check_cheap(pipeline, run=run)
@@ -169,8 +182,8 @@ def evaluate(
         overrides["suite"] = suite
     try:
         metrics = mod.evaluate(run, overrides)
-    except ValueError as e:
-        _fail(str(e))
+    except (ValueError, OSError) as e:
+        _fail(_one_line(e, run, "the run"))
     typer.echo(json.dumps(metrics, indent=2, default=str))
 
 

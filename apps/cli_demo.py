@@ -9,11 +9,31 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
 
 import typer
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+DEMOS = ("clip", "cod", "asr", "ood")  # app_hub.APPS's keys, checked before gradio is imported
+
+
+def check_name(name: str | None) -> None:
+    if name is not None and name not in DEMOS:
+        raise ValueError(f"unknown demo {name!r}; choose from {', '.join(DEMOS)}")
+
+
+def free_port(host: str, port: int, tries: int = 20) -> int:
+    """``port`` if nothing listens there, else the next free one (up to ``tries`` ports on);
+    ``ValueError`` in one line when all are busy."""
+    for p in range(port, port + tries):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            try:
+                s.bind((host, p))
+            except OSError:
+                continue
+            return p
+    raise ValueError(f"ports {port}-{port + tries - 1} on {host} are all busy; give --port")
 
 
 def check_host(host: str, share_lan: bool) -> None:
@@ -33,8 +53,7 @@ def serve(
     from .app_common import runs_root, served_paths, theme
     from .app_hub import APPS, build_hub, build_single, make_context, needed_runs
 
-    if name is not None and name not in APPS:
-        raise ValueError(f"unknown demo {name!r}; choose from {', '.join(APPS)}")
+    check_name(name)
     root = runs_root(runs)
     keys = needed_runs([name] if name else list(APPS))
     ctx = make_context(root, profile_name, background=True, keys=keys)
@@ -74,7 +93,11 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
         try:
             check_host(host, share_lan)
-            serve(name, host, port, runs, profile)
+            check_name(name)
+            free = free_port(host, port)
+            if free != port:
+                typer.echo(f"port {port} is busy; using {free}")
+            serve(name, host, free, runs, profile)
         except ValueError as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None

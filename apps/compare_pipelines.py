@@ -29,6 +29,8 @@ from pathlib import Path
 
 from lorakit.core.methods import METHODS
 
+from .pipelines import PIPELINES as REGISTRY
+
 VAL_SEED_OFFSET = 104729  # a generator seed no example config uses for train or test
 
 # fields of every method config that place the adapter rather than size it
@@ -214,25 +216,25 @@ def _core_hosts_raise(name: str) -> None:
 
 PIPELINES: dict[str, PipelineSpec] = {
     "clip": PipelineSpec(
-        "clip", "lorakit.vision.clip.pipeline", "adapter", "method", ("towers", "modules"),
+        "clip", REGISTRY["clip"].module, "adapter", "method", ("towers", "modules"),
         "optim.lr", "accuracy", True, ("zero_shot_accuracy",), None, (),
         _clip_validation, _core_hosts, _clip_check,
     ),
     "ood": PipelineSpec(
-        "ood", "lorakit.vision.ood.pipeline", "method", "name",
+        "ood", REGISTRY["ood"].module, "adapter", "method",
         ("targets", "slices", "train_head"), "optim.lr", "ood_accuracy", True,
         ("id_accuracy",), "hyper", ("r", "alpha", "dropout"), _ood_validation, _core_hosts,
         _ood_check,
     ),
     "cod": PipelineSpec(
-        "cod", "lorakit.vision.sam.pipeline", "adapter", "method",
+        "cod", REGISTRY["cod"].module, "adapter", "method",
         ("decoder", "fusion", "fusion_scales"), "optim.lr", "s_measure", True, ("mae",),
         None, ("r", "alpha", "dropout", "n_bands"), _cod_validation, _cod_hosts,
         _cod_check,
     ),
     "asr": PipelineSpec(
-        "asr", "lorakit.speech.whisper.pipeline", "adapter", "method", ("targets",),
-        "train.lr", "wer", False, ("cer",), None, (), _asr_validation, _core_hosts,
+        "asr", REGISTRY["asr"].module, "adapter", "method", ("targets",),
+        "optim.lr", "wer", False, ("cer",), None, (), _asr_validation, _core_hosts,
         _asr_check,
     ),
 }

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
 import inspect
 import json
 import logging
@@ -25,14 +24,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .pipelines import PIPELINES, SINGLE_TASK
+from .pipelines import pipeline_module as registry_module
+
 log = logging.getLogger("lorakit.apps.prebuilt")
 
-PIPELINE_MODULES = {
-    "clip": "lorakit.vision.clip.pipeline",
-    "cod": "lorakit.vision.sam.pipeline",
-    "asr": "lorakit.speech.whisper.pipeline",
-    "ood": "lorakit.vision.ood.pipeline",
-}
+PIPELINE_MODULES = {name: PIPELINES[name].module for name in SINGLE_TASK}  # the one registry
 MARKER = "prebuilt.json"
 
 
@@ -84,6 +81,12 @@ def _clip(steps: int, per_class: int) -> RunSpec:
             "eval.batch_size": 32,
         },
     )
+
+
+def _display(method: str) -> str:
+    from lorakit.core.table import display_name  # torch: only when a profile is built
+
+    return display_name(method)
 
 
 def _cod(steps: int, n: int, cache: str, pretrain_steps: int = 0) -> RunSpec:
@@ -151,7 +154,7 @@ def _ood(
     return RunSpec(
         f"ood-{method}",
         "ood",
-        f"Robustness, {method.upper()}",
+        f"Robustness, {_display(method)}",
         model,
         False,
         {
@@ -163,7 +166,7 @@ def _ood(
             "backbone.heads": 3,
             "backbone.conv_stem": True,
             "backbone.patch_size": 8,
-            "method.name": method,
+            "adapter.method": method,
             "optim.lr": 3e-3,
             "optim.batch_size": 32,
             "trainer.max_steps": steps,
@@ -198,13 +201,16 @@ def _asr(model: str, steps: int, sentences: int, cache: str) -> RunSpec:
         note,
         real,
         {
-            "model.name": model,
+            "backbone.name": model,
             "data.generate": gen,
             "adapter.method": "s2_lora",
-            "train.batch_size": 4,
+            "optim.batch_size": 4,
             "trainer.max_steps": steps,
             "trainer.log_every": 2,
             "trainer.checkpoint_every": 1000,
+            # random weights loop on every utterance: the temperature fallback would re-decode
+            # each one up to 25 times for nothing (minutes of the tiny profile's build)
+            **({} if real else {"eval.fallback": False}),
         },
     )
 
@@ -271,16 +277,7 @@ class BuildStatus:
 
 def pipeline_module(name: str):
     """The pipeline module, or ``ValueError`` saying it is not available in this build."""
-    try:
-        mod = importlib.import_module(PIPELINE_MODULES[name])
-    except ModuleNotFoundError as e:
-        raise ValueError(f"the {name} pipeline is not available in this build ({e})") from None
-    missing = [a for a in ("DEFAULTS", "train", "evaluate") if not hasattr(mod, a)]
-    if missing:
-        raise ValueError(
-            f"the {name} pipeline is incomplete: {PIPELINE_MODULES[name]} lacks {missing}"
-        )
-    return mod
+    return registry_module(name)
 
 
 def resolve(spec: RunSpec) -> dict:

@@ -1,8 +1,9 @@
 """Which pipeline wrote a run folder, read from its ``config.yaml`` without importing torch,
 so the CLI rejects a wrong ``--run`` at once with a message that says what the run is.
 
-Each pipeline's config has one section no other pipeline has (checked by a test against
-the pipelines' ``DEFAULTS``).
+Each pipeline's config has one section (or section key) no other pipeline has (checked by
+a test against the pipelines' ``DEFAULTS``); runs written before the one config vocabulary
+are recognized by their old section (asr: ``model``, ood: ``method``).
 """
 
 from __future__ import annotations
@@ -11,20 +12,25 @@ from pathlib import Path
 
 import yaml
 
-# pipeline -> the config section only that pipeline has
-SIGNATURES = {"clip": "head", "cod": "prompts", "asr": "model", "ood": "method", "continual": "continual"}
-TRAIN_HINT = {
-    "clip": "demos/clip.yaml",
-    "cod": "demos/cod.yaml",
-    "asr": "demos/asr.yaml",
-    "ood": "demos/ood.yaml",
-    "continual": "demos/continual.yaml",
-}
+from .pipelines import PIPELINES
+
+# pipeline -> the config section (or "section.key") only that pipeline has
+SIGNATURES = {name: p.signature for name, p in PIPELINES.items()}
+OLD_SIGNATURES = {"asr": "model", "ood": "method"}  # runs written before the renames
+TRAIN_HINT = {name: p.demo for name, p in PIPELINES.items()}
 
 
 def run_kind(cfg: dict) -> str | None:
     """The pipeline whose signature section ``cfg`` holds (``None``: none or several)."""
-    found = [p for p, key in SIGNATURES.items() if key in (cfg or {})]
+    cfg = cfg or {}
+
+    def has(key: str) -> bool:
+        section, _, inner = key.partition(".")
+        value = cfg.get(section)
+        return section in cfg and (not inner or (isinstance(value, dict) and inner in value))
+
+    found = [p for p, key in SIGNATURES.items() if has(key)]
+    found = found or [p for p, key in OLD_SIGNATURES.items() if has(key)]
     return found[0] if len(found) == 1 else None
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from torch import nn
 
 from .hosts import Host
-from .methods import Method
+from .method import Method
 from .saved_modules import SavedModule
 
 
@@ -47,6 +47,11 @@ def named_methods(model: nn.Module, adapter: str | None = None) -> list[tuple[st
             if adapter is None or a == adapter:
                 out.extend((name, slot, m) for slot, m in slots.items())
     return out
+
+
+def adapter_methods(model: nn.Module, adapter: str | None = None) -> list[Method]:
+    """Method instances of every adapter (or only ``adapter``'s), layer by layer."""
+    return [m for _, _, m in named_methods(model, adapter)]
 
 
 def adapter_names(model: nn.Module) -> list[str]:

@@ -14,14 +14,16 @@ from torch import Tensor, nn
 
 from .adapters import (
     active_adapters,
+    adapter_methods,
     disable_adapter,
     enable_adapter,
+    hosts,
     named_adapted,
+    named_hosts,
     named_methods,
 )
 from .hosts import Host
-from .inject import hosts, named_hosts
-from .methods import Method
+from .method import Method
 
 
 def _require_hosts(model: nn.Module) -> list[Host]:
@@ -33,9 +35,7 @@ def _require_hosts(model: nn.Module) -> list[Host]:
     return found
 
 
-def methods(model: nn.Module, adapter: str | None = None) -> list[Method]:
-    """Method instances of every adapter (or only ``adapter``'s), layer by layer."""
-    return [m for _, _, m in named_methods(model, adapter)]
+methods = adapter_methods  # the older name (``lorakit.core.methods`` is the package)
 
 
 def active_methods(model: nn.Module) -> list[Method]:
@@ -52,8 +52,8 @@ def merge(model: nn.Module, names: list[str] | str | None = None) -> None:
     for name, slot, m in named_methods(model):
         if m.adapter_name in names and not m.mergeable:
             raise ValueError(
-                f"{m.name} is not mergeable (layer {name}, slot {slot}): its frequency "
-                "branch mixes tokens; keep the adapter as a module (save_adapter) instead"
+                f"{m.name} is not mergeable (layer {name}, slot {slot}): {m.merge_refusal}; "
+                "keep the adapter as a module (save_adapter) instead"
             )
     for _, host in named_hosts(model):
         host.merge(names)
@@ -107,7 +107,7 @@ def after_optimizer_step(model: nn.Module) -> None:
     gradients) are averaged across ranks first, so every rank takes the same step.
     """
     ms = active_methods(model)
-    stats = [t for m in ms if hasattr(m, "step_stats") for t in m.step_stats()]
+    stats = [t for m in ms for t in m.step_stats()]
     if stats and torch.distributed.is_available() and torch.distributed.is_initialized():
         flat = torch.stack([t.float() for t in stats])
         torch.distributed.all_reduce(flat)

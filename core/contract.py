@@ -12,49 +12,55 @@ import tempfile
 import torch
 from torch import nn
 
+from .adapters import adapter_methods as methods
 from .api import (
     disable,
     enable,
     merge,
-    methods,
     remove_adapter,
     trainable_parameters,
     unmerge,
 )
-from .inject import inject, make_config
+from .inject import inject
 from .io import load_adapter, save_adapter
-from .methods import METHODS
 from .protocol import method_optimizer
+from .quant import quantize
+from .registry import METHODS, make_config, method_spec
 from .zoo import ZOO, ZOO_HOST, build
-
-# method-specific settings that make tiny layers valid (Block-LoRA needs d_in % n == 0)
-TINY_HYPER = {
-    "block_lora": {"n_blocks": 4},
-    "comp_lora": {"k": 2},
-    "fora": {"grid": (2, 3)},
-    "vera": {"r": 4},
-    "randlora": {"alpha": 0.2},
-    "nola": {"k": 4, "alpha": 0.2},
-    "loca": {"n_coef": 24, "alpha": 0.5},
-    "unilora": {"theta_d_length": 32},
-    "sora": {"alpha": 1.0},  # a third factor (the gate): a smaller scale keeps SGD stable
-    "lora_squeeze": {"target_r": 1},
-    "diffora": {"search_steps": 1},
-}
-
 
 
 def supported_pairs() -> list[tuple[str, str]]:
-    return [(m, z) for m in METHODS for z in ZOO if ZOO_HOST[z] in METHODS[m][1].hosts]
+    return [(m, z) for m, spec in METHODS.items() for z in ZOO if ZOO_HOST[z] in spec.layer.hosts]
+
+
+# the contract over a quantized base (core/quant): zoo models whose Linears are quantized;
+# methods that train the base weights themselves (GORP) cannot sit on frozen codes
+QUANT_ZOO = ("linear", "fused_qkv")
+TINY_QUANT = {"bits": 4, "scheme": "nf", "group_size": 16}
+
+
+def supported_quant_pairs() -> list[tuple[str, str]]:
+    return [(m, z) for m, z in supported_pairs()
+            if z in QUANT_ZOO and not method_spec(m).layer.trains_base_weights]
+
+
+def build_model(zoo_name: str, quant: dict | None = None):
+    """``zoo.build``, with every Linear quantized (``quantize(**quant)``) when ``quant``."""
+    model, x, targets, slices = build(zoo_name)
+    if quant:
+        quantize(model, **quant)
+    return model, x, targets, slices
 
 
 def tiny_config(method: str, targets, slices, **extra):
+    """A config valid on the zoo's tiny layers: r=2, alpha=4 and the method's own
+    ``test_hyper`` (Block-LoRA needs ``d_in % n_blocks == 0``, ...)."""
     hyper = {
         "r": 2,
         "alpha": 4.0,
         "targets": targets,
         "slices": slices,
-        **TINY_HYPER.get(method, {}),
+        **method_spec(method).test_hyper,
         **extra,
     }
     return make_config(method, **hyper)
@@ -67,8 +73,7 @@ def perturb(model: nn.Module, seed: int = 1) -> None:
     for p in trainable_parameters(model):
         p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (1.0 if p.dim() == 1 else 0.0))
     for m in methods(model):
-        if m.name == "largo":  # a radius that binds, so the projection is exercised
-            m.gamma.fill_(0.5 * float(m.update_norm()))
+        m.test_perturb()  # method state the test should exercise (LARGO: a binding radius)
 
 
 def _close(a, b, tol, what):
@@ -76,18 +81,21 @@ def _close(a, b, tol, what):
     assert err <= tol, f"{what}: max difference {err:.3g} > {tol:g}"
 
 
-def check_contract(method: str, zoo_name: str, workdir: str | None = None) -> None:
+def check_contract(
+    method: str, zoo_name: str, workdir: str | None = None, quant: dict | None = None
+) -> None:
     """Steps 1-6 check the adapter under a plain optimizer over its own tensors. A method
     that also trains base weights with its own optimizer (GORP: ``trains_base_weights``)
     cannot keep "disable restores W0" or "the adapter file alone reproduces the model"
     once that optimizer has stepped; step 7 checks what it keeps instead."""
-    model, x, targets, slices = build(zoo_name)
+    layer = method_spec(method).layer
+    model, x, targets, slices = build_model(zoo_name, quant)
     base_out = model(x)
     inject(model, tiny_config(method, targets, slices))
 
     # 1. a fresh adapter is the base model (where the method allows it: Uni-LoRA's one
     #    shared vector cannot start at zero, so only its output's closeness is checked)
-    if getattr(METHODS[method][1], "starts_at_base", True):
+    if layer.starts_at_base:
         _close(model(x), base_out, 1e-6, "fresh adapter changes the output")
     else:
         _close(model(x), base_out, 1e-2, "fresh adapter is far from the base model")
@@ -122,10 +130,10 @@ def check_contract(method: str, zoo_name: str, workdir: str | None = None) -> No
     #    where PyTorch picks another attention kernel for tensors that need no gradient)
     with tempfile.TemporaryDirectory(dir=workdir) as d:
         save_adapter(model, d)
-        fresh, _, _, _ = build(zoo_name)
+        fresh, _, _, _ = build_model(zoo_name, quant)
         load_adapter(fresh, d, trainable=True)
         assert torch.equal(fresh(x), model(x)), "save/load does not reproduce the output exactly"
-        frozen, _, _, _ = build(zoo_name)
+        frozen, _, _, _ = build_model(zoo_name, quant)
         load_adapter(frozen, d)
         loaded = methods(frozen)
         assert all(not m.training for m in loaded), "loaded adapter is in training mode"
@@ -133,7 +141,7 @@ def check_contract(method: str, zoo_name: str, workdir: str | None = None) -> No
         _close(frozen(x), model(x), 1e-5, "inference-mode load changes the output")
 
     # 6. merged equals unmerged; unmerge restores W0
-    if METHODS[method][1].mergeable:
+    if layer.mergeable:
         weights = {
             n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad
         }
@@ -153,13 +161,13 @@ def check_contract(method: str, zoo_name: str, workdir: str | None = None) -> No
 
     # 7. methods training base weights (GORP): their optimizer trains exactly the adapter
     #    plus the named full weights, and disable / unmerge then give the *trained* base
-    if getattr(METHODS[method][1], "trains_base_weights", False):
-        _check_trained_base(model, x, method)
+    if layer.trains_base_weights:
+        _check_trained_base(model, x, layer)
 
 
-def _check_trained_base(model: nn.Module, x, method: str) -> None:
+def _check_trained_base(model: nn.Module, x, layer) -> None:
     opt = method_optimizer(model, lr=1e-2)
-    full = {id(w) for _, w in METHODS[method][1].full_weights(model)}
+    full = {id(w) for _, w in layer.full_weights(model)}
     adapter_ids = {id(p) for m in methods(model) for p in m.parameters()}
     assert full and {id(p) for p in trainable_parameters(model)} == adapter_ids | full, (
         "the method's optimizer trains other tensors than the adapter and its full weights"

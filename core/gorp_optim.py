@@ -84,6 +84,8 @@ class GORPAdam(torch.optim.Optimizer):
     of ``P``; energy_cl: fraction of the lifted first moment's energy kept in ``Q``.
     """
 
+    adapter_name: str | None = None  # the gorp adapter it trains (set by ``make_optimizer``)
+
     def __init__(
         self,
         full_params,

@@ -25,7 +25,7 @@ import abc
 import torch
 from torch import Tensor, nn
 
-from .methods.base import Method
+from .method import Method
 
 SLICE_INDEX = {"q": 0, "k": 1, "v": 2}
 # slice names of a fused projection with n equal parts
@@ -109,6 +109,9 @@ class Host(nn.Module, abc.ABC):
     def merge(self, names: list[str]) -> None:
         """Fold the named adapters' ``delta_weight`` into the base weight."""
         names = [n for n in names if n in self.adapters and n not in self.merged_names]
+        quantized = hasattr(self.base, "begin_merge")  # core/quant's QuantLinear
+        if quantized and names:
+            self.base.begin_merge()  # a float copy the loop below adds to
         for slot in sorted(self.slots()):
             parts = [self.adapters[n][slot] for n in names if slot in self.adapters[n]]
             if not parts:
@@ -118,11 +121,17 @@ class Host(nn.Module, abc.ABC):
                 self._originals[slot] = w.clone()  # undo exactly what rounding would blur
             dw = sum(m.delta_weight().float() for m in parts).reshape(w.shape).to(w.device)
             w.copy_((w.float() + dw).to(w.dtype))  # one rounding step, done in float32
+        if quantized and names:
+            self.base.end_merge()  # keeps the float copy, or re-quantizes it
         self.merged_names += names
 
     @torch.no_grad()
     def unmerge(self) -> None:
         """Undo every merge: the original weights (bit-exact below float32)."""
+        if hasattr(self.base, "restore_codes"):  # a quantized base: its original codes
+            self.base.restore_codes()
+            self.merged_names = []
+            return
         for slot in sorted(self.slots()):
             w = self.slot_weight(slot)
             if slot in self._originals:

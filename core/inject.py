@@ -1,14 +1,15 @@
-"""``make_config`` and ``inject``: find target layers by name, wrap them in hosts.
+"""``inject``: wrap the layers a config targets in hosts and attach the method's slots.
 
 ``inject`` can be called any number of times on one model, each time under its own
-adapter name; see ``adapters.py`` for switching between them.
+adapter name; see ``adapters.py`` for switching between them. Target matching lives in
+``targets.py``, configs and the method registry in ``registry.py`` (``make_config``,
+``list_methods`` and the target helpers are re-exported here for older imports).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import typing
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -24,73 +25,39 @@ from .adapters import (
 from .adapters import hosts as hosts
 from .adapters import named_hosts as named_hosts
 from .hosts import Host
-from .layout import guard_fast_path, host_kind, make_host, ops_for, skip_reason, slot_layout
-from .methods import METHODS, AdapterConfig, SlotInfo
+from .layout import guard_fast_path, make_host, ops_for, slot_layout
+from .method import AdapterConfig, SlotInfo
+from .registry import list_methods, make_config, method_spec
 from .saved_modules import SavedModule
+from .targets import (
+    PRESETS,
+    candidate_modules,
+    find_saved,
+    find_targets,
+    kind_of,
+    name_matches,
+    peft_pattern_matches,
+    resolve_targets,
+)
 
-# Named target sets for the architectures lorakit ships pipelines for (regex, full match).
-PRESETS: dict[str, tuple[str, ...]] = {
-    "clip-qkv": (r"(visual\.)?transformer\.resblocks\.\d+\.attn",),
-    "clip-vision-qkv": (r"visual\.transformer\.resblocks\.\d+\.attn",),
-    "clip-text-qkv": (r"transformer\.resblocks\.\d+\.attn",),
-    "clip-mlp": (r"(visual\.)?transformer\.resblocks\.\d+\.mlp\.(c_fc|c_proj)",),
-    "sam-qkv": (r"image_encoder\.blocks\.\d+\.attn\.qkv",),
-    "sam-decoder": (r"mask_decoder\.transformer\..*\.(q_proj|k_proj|v_proj|out_proj)",),
-    "whisper-attn": (r"(encoder|decoder)\.blocks\.\d+\.(attn|cross_attn)\.(query|key|value|out)",),
-    "whisper-mlp": (r"(encoder|decoder)\.blocks\.\d+\.mlp\.(0|2)",),
-}
-
-
-def list_methods() -> list[str]:
-    return list(METHODS)
-
-
-def _coerce(cls: type, name: str, value):
-    """YAML/JSON give lists where the dataclass wants tuples."""
-    hint = typing.get_type_hints(cls).get(name)
-    if isinstance(value, list) and "tuple" in str(hint):
-        return tuple(value)
-    if isinstance(value, str) and name == "targets":
-        return (value,)
-    return value
-
-
-# Hugging Face PEFT's LoraConfig field names, accepted as aliases of lorakit's.
-PEFT_ALIASES = {
-    "target_modules": "targets",
-    "lora_alpha": "alpha",
-    "lora_dropout": "dropout",
-    "use_rslora": "rslora",
-}
-
-
-def _peft_aliases(name: str, hyper: dict) -> dict:
-    out = {}
-    for key, value in hyper.items():
-        own = PEFT_ALIASES.get(key, key)
-        if own in out:
-            raise ValueError(f"{name}: {key!r} and {own!r} name the same field; give one")
-        if own == "targets" and isinstance(value, str):
-            value = (value,)
-        out[own] = value
-    return out
-
-
-def make_config(name: str, **hyper) -> AdapterConfig:
-    """The config dataclass of method ``name`` with ``hyper`` set; unknown names or
-    fields raise ``ValueError`` listing the valid ones. PEFT's names (``target_modules``,
-    ``lora_alpha``, ``lora_dropout``, ``use_rslora``) are accepted as aliases."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
-    cls = METHODS[name][0]
-    hyper = _peft_aliases(name, hyper)
-    valid = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in hyper if k not in valid]
-    if unknown:
-        raise ValueError(f"{name}: unknown field(s) {unknown}; valid fields: {', '.join(valid)}")
-    cfg = cls(**{k: _coerce(cls, k, v) for k, v in hyper.items()})
-    cfg.validate()
-    return cfg
+__all__ = [
+    "PRESETS",
+    "InjectReport",
+    "LayerReport",
+    "candidate_modules",
+    "find_saved",
+    "find_targets",
+    "hosts",
+    "inject",
+    "kind_of",
+    "layer_config",
+    "list_methods",
+    "make_config",
+    "name_matches",
+    "named_hosts",
+    "peft_pattern_matches",
+    "resolve_targets",
+]
 
 
 @dataclass
@@ -132,130 +99,6 @@ class InjectReport:
         lines += [f"  skipped {line}" for line in self.skipped]
         lines += [f"  note: {line}" for line in self.notes]
         return "\n".join(lines)
-
-
-def resolve_targets(targets: tuple[str, ...]) -> tuple[str, ...]:
-    out: list[str] = []
-    for t in targets:
-        out.extend(PRESETS.get(t, (t,)))
-    return tuple(out)
-
-
-def name_matches(name: str, pattern: str) -> bool:
-    if name == pattern or name.endswith("." + pattern):
-        return True
-    try:
-        return re.fullmatch(pattern, name) is not None
-    except re.error:
-        return False
-
-
-def peft_pattern_matches(name: str, pattern: str) -> bool:
-    """PEFT's rule for rank_pattern / alpha_pattern keys: the name ends in the pattern."""
-    try:
-        return re.match(rf"(.*\.)?({pattern})$", name) is not None
-    except re.error:
-        return name == pattern or name.endswith("." + pattern)
-
-
-def _check_not_inside_mha(model: nn.Module, name: str) -> None:
-    parent = name.rsplit(".", 1)[0] if "." in name else ""
-    if name.endswith("out_proj") and isinstance(model.get_submodule(parent), nn.MultiheadAttention):
-        raise ValueError(
-            f"layer {name} is the out_proj of a MultiheadAttention, whose forward bypasses it; "
-            f"target {parent!r} with 'o' in slices instead"
-        )
-
-
-def candidate_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Named modules, with hosts / saved-module wrappers standing for what they wrap
-    (their insides, adapters included, are never targets)."""
-    out, inside = [], []
-    for n, m in model.named_modules():
-        if not n or any(n.startswith(p + ".") for p in inside):
-            continue
-        if isinstance(m, (Host, SavedModule)):
-            inside.append(n)
-        out.append((n, m))
-    return out
-
-
-def kind_of(name: str, module: nn.Module, fused: dict[str, int]) -> str | None:
-    if isinstance(module, Host):
-        return module.kind
-    if isinstance(module, SavedModule):
-        return None
-    return host_kind(name, module, fused)
-
-
-def find_targets(
-    model: nn.Module, targets: tuple[str, ...], fused: dict[str, int] | None = None
-) -> tuple[list[tuple[str, nn.Module, str]], list[str]]:
-    """``(name, module, host kind)`` of every adaptable module matched by ``targets``, and
-    report lines for matched layers that are skipped (grouped convolutions)."""
-    fused = {"qkv": 3} if fused is None else fused
-    patterns = resolve_targets(targets)
-    if not patterns:
-        raise ValueError(
-            "no targets given: set targets to module-name patterns or a preset "
-            f"({', '.join(PRESETS)})"
-        )
-    cands = candidate_modules(model)
-    found: dict[str, tuple[nn.Module, str]] = {}
-    skipped: dict[str, str] = {}
-    for pattern in patterns:
-        hits = [(n, m) for n, m in cands if name_matches(n, pattern)]
-        hits = [(n, m, kind_of(n, m, fused)) for n, m in hits]
-        hits = [h for h in hits if h[2] is not None]
-        if not hits:
-            examples = [n for n, m in cands if kind_of(n, m, fused)][:8]
-            raise ValueError(
-                f"target pattern {pattern!r} matches no adaptable layer "
-                f"(Linear, fused qkv, attention, Conv2d); some layer names: {examples}"
-            )
-        for n, m, kind in hits:
-            why = None if isinstance(m, Host) else skip_reason(kind, m)
-            if why:
-                skipped[n] = f"{n}: {why}"
-            else:
-                found[n] = (m, kind)
-    if not found:
-        raise ValueError(
-            f"targets {list(targets)} match no layer lorakit can adapt: "
-            + "; ".join(skipped.values())
-        )
-    order = [n for n, _ in cands]
-    names = sorted(found, key=order.index)
-    # a layer inside an attention we already adapt is reached through that host's slots
-    att = [n for n in names if found[n][1] in ("mha", "in_proj")]
-    names = [n for n in names if not any(n.startswith(p + ".") for p in att)]
-    for n in names:
-        _check_not_inside_mha(model, n)
-    return [(n, *found[n]) for n in names], list(skipped.values())
-
-
-def find_saved(model: nn.Module, patterns: tuple[str, ...], layers: list) -> list[str]:
-    """Names of the ``modules_to_save`` modules; never a target or a target's ancestor."""
-    out: list[str] = []
-    targets = [n for n, _, _ in layers]
-    for pattern in patterns:
-        hits = [
-            n
-            for n, m in candidate_modules(model)
-            if name_matches(n, pattern) and not isinstance(m, Host)
-        ]
-        if not hits:
-            raise ValueError(f"modules_to_save pattern {pattern!r} matches no module")
-        for n in hits:
-            clash = [t for t in targets if t == n or t.startswith(n + ".")]
-            if clash or any(isinstance(m, Host) for m in model.get_submodule(n).modules()):
-                raise ValueError(
-                    f"module {n} is both saved in full and adapted ({(clash or [n])[0]}); "
-                    "drop it from targets or from modules_to_save"
-                )
-            if n not in out:
-                out.append(n)
-    return out
 
 
 def layer_config(config: AdapterConfig, name: str) -> AdapterConfig:
@@ -315,7 +158,7 @@ def inject(
     """
     config.validate()
     _check_name(model, name)
-    method_cls = METHODS[config.method][1]
+    method_cls = method_spec(config.method).layer
     skipped: list[str] = []
     if names is None:
         layers, skipped = find_targets(model, config.targets, config.fused)

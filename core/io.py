@@ -5,12 +5,16 @@ One adapter (by name) per folder. Tensor keys do not contain the adapter name:
 layout, so v0.1 folders load unchanged and an adapter can be loaded under any name.
 Layer names are relative to the module given to ``save_adapter`` with ``torch.compile``'s
 ``_orig_mod.`` removed, so a compiled model saves names a plain one loads, and back.
-Writes are atomic (temporary file, then rename), so a crash never leaves half a file.
+Writes are atomic (temporary file, then rename), so a crash never leaves half a file; the
+temporary file a kill leaves behind is removed by the next save. Reading never runs code
+(JSON and safetensors only), and a truncated or mismatched file is one ``ValueError`` line
+naming the file and the field.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import tempfile
@@ -20,26 +24,54 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .adapters import adapter_names, apply_trainability, delete_adapter, named_adapted
+from .adapters import adapter_names, apply_trainability, delete_adapter, named_adapted, named_hosts
 from .hosts import Host
-from .inject import inject, make_config, named_hosts
+from .inject import inject
 from .layout import host_kind, slot_layout
+from .registry import make_config
 from .saved_modules import SavedModule
 
 CONFIG_NAME, WEIGHTS_NAME = "adapter_config.json", "adapter.safetensors"
 FORMAT = "lorakit-adapter"
+# PEFT reads ``peft_type`` first and fails on an unknown one with this text as its KeyError:
+# a PEFT user who hands this folder to ``PeftModel.from_pretrained`` learns what to call.
+PEFT_POINTER = "lorakit adapter, not PEFT: lorakit.core.export_peft(model, dir) writes a PEFT folder"
 SAVED_PREFIX = "modules_to_save."
 
 
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)``, then rename over ``path``."""
+def write_error(path: str | os.PathLike, e: OSError, kept: str = "the file it would replace") -> ValueError:
+    """The one-line error for a failed write of ``path`` (a full disk says so)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ValueError(
+            f"disk full: could not write {path} ({e.strerror or e}); {kept} is kept: free some "
+            "space and run the same command again"
+        )
+    return ValueError(f"could not write {path}: {e.strerror or e}")
+
+
+def remove_stale_temps(path: str | os.PathLike) -> None:
+    """Delete the temporary files a killed ``atomic_write(path, ...)`` left behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)``, then rename over ``path``; a failed write (a full disk) is a
+    ``ValueError`` naming ``path``, with ``path`` untouched and no temporary file left."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise write_error(path, e) from None
     os.close(fd)
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(path, e) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -105,6 +137,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, name: str = "de
     meta = {
         "format": FORMAT,
         "version": 2,
+        "peft_type": PEFT_POINTER,
         "method": cfg.method,
         "config": _config_dict(cfg),
         "layers": [
@@ -123,6 +156,8 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, name: str = "de
         for k, (_, _, t) in _entries(model, name).items()
     }
     directory = Path(directory)
+    for name_ in (WEIGHTS_NAME, CONFIG_NAME):
+        remove_stale_temps(directory / name_)
     atomic_write(
         directory / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata={"format": FORMAT})
     )
@@ -133,7 +168,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, name: str = "de
 def _ranks_entry(slots) -> dict:
     """``{"ranks": {slot: r}}`` for rank-changing methods (SoRA, IncreLoRA, ...): the
     final per-slot ranks, which a load restores before it reads the tensors."""
-    if not any(getattr(m, "rank_changing", False) for m in slots.values()):
+    if not any(m.rank_changing for m in slots.values()):
         return {}
     return {"ranks": {s: int(m.r) for s, m in slots.items()}}
 
@@ -143,7 +178,7 @@ def _apply_ranks(model: nn.Module, meta: dict, name: str) -> None:
         host = model.get_submodule(_resolve(model, layer["name"]))
         for slot, r in layer.get("ranks", {}).items():
             m = host.adapters[name][slot]
-            if not hasattr(m, "set_rank"):
+            if not m.rank_changing:
                 raise ValueError(f"adapter file gives ranks, but {m.name} cannot change rank")
             if not isinstance(r, int) or not 0 <= r <= min(m.d_out, m.d_in):
                 raise ValueError(f"adapter file: bad rank {r!r} for layer {layer['name']}:{slot}")
@@ -152,6 +187,8 @@ def _apply_ranks(model: nn.Module, meta: dict, name: str) -> None:
 
 
 def read_adapter_config(directory: str | os.PathLike) -> dict:
+    """``adapter_config.json``, checked field by field (one ``ValueError`` line naming the
+    file and the field when it is truncated, foreign or malformed)."""
     directory = Path(directory)
     path = directory / CONFIG_NAME
     if not path.is_file():
@@ -164,12 +201,36 @@ def read_adapter_config(directory: str | os.PathLike) -> dict:
         raise ValueError(f"{path} is not a lorakit adapter config (not a JSON object)")
     if "peft_type" in meta and "format" not in meta:
         raise ValueError(
-            f"{directory} is a Hugging Face PEFT adapter: load it with "
-            "lorakit.core.import_peft(model, directory)"
+            f"{directory} is a PEFT adapter (peft_type={meta['peft_type']!r}), not a lorakit one: "
+            f"load it with lorakit.core.import_peft(model, {str(directory)!r})"
         )
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a lorakit adapter config (format={meta.get('format')!r})")
+    _check_meta(meta, path)
     return meta
+
+
+def _check_meta(meta: dict, path: Path) -> None:
+    """The fields ``load_adapter`` reads, with their types."""
+    for key, kind in (("method", str), ("config", dict), ("layers", list)):
+        if not isinstance(meta.get(key), kind):
+            raise ValueError(f"{path}: field {key!r} is missing or not a {kind.__name__}")
+    if not isinstance(meta.get("modules_to_save", []), list):
+        raise ValueError(f"{path}: field 'modules_to_save' must be a list")
+    if any(not isinstance(layer.get("ranks", {}), dict) for layer in meta["layers"]
+           if isinstance(layer, dict)):  # fmt: skip
+        raise ValueError(f"{path}: a layer's 'ranks' must map slots to ranks")
+    for i, layer in enumerate(meta["layers"]):
+        ok = isinstance(layer, dict) and isinstance(layer.get("name"), str)
+        ok = ok and isinstance(layer.get("host"), str) and isinstance(layer.get("slots"), dict)
+        ok = ok and all(
+            isinstance(s, list) and len(s) == 2 and all(isinstance(d, int) for d in s)
+            for s in layer["slots"].values()
+        )
+        if not ok:
+            raise ValueError(
+                f"{path}: layers[{i}] must have a name, a host and slots {{slot: [d_out, d_in]}}"
+            )
 
 
 def _resolve(model: nn.Module, name: str, what: str = "layer") -> str:
@@ -213,7 +274,10 @@ def _read_weights(path: Path) -> dict:
         return load_file(str(path))
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise ValueError(f"adapter weights {path} are unreadable (truncated or corrupt: {reason})") from None
+        raise ValueError(
+            f"adapter weights {path} are unreadable (truncated or corrupt: {reason}); "
+            "save the adapter again or retrain"
+        ) from None
 
 
 def load_adapter(
@@ -238,7 +302,11 @@ def load_adapter(
         )
     _check_fits(model, meta)
     tensors = _read_weights(weights)  # before inject: a bad file leaves the model untouched
-    cfg = make_config(meta["method"], **meta["config"])
+    try:
+        cfg = make_config(meta["method"], **meta["config"])
+    except (TypeError, ValueError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{directory / CONFIG_NAME}: bad method or config: {reason}") from None
     layers = [_resolve(model, layer["name"]) for layer in meta["layers"]]
     saved = [_resolve(model, n, "module") for n in meta.get("modules_to_save", [])]
     report = inject(model, cfg, name, names=layers, saved=saved)
@@ -262,7 +330,11 @@ def load_adapter_tensors(
     model: nn.Module, tensors: dict[str, Tensor], name: str = "default", source: str = "state"
 ) -> None:
     entries = _entries(unwrap(model), name)
-    missing = sorted(set(entries) - set(tensors))
+    missing = sorted(
+        k
+        for k in set(entries) - set(tensors)
+        if entries[k][1] not in getattr(entries[k][0], "optional_state", ())
+    )
     unexpected = sorted(set(tensors) - set(entries))
     if missing or unexpected:
         raise ValueError(
@@ -270,6 +342,8 @@ def load_adapter_tensors(
             f"unexpected {unexpected[:5]}"
         )
     for key, (owner, attr, target) in entries.items():
+        if key not in tensors:  # an optional_state buffer an older file lacks
+            continue
         value = tensors[key]
         if value.shape != target.shape:
             if isinstance(target, nn.Parameter):

@@ -11,7 +11,7 @@ from torch import nn
 
 from .hosts import FUSED_SLICES, Conv2dHost, FusedHost, Host, LinearHost
 from .inproj_host import InProjHost
-from .methods.base import ConvOps, HostOps
+from .method import ConvOps, HostOps
 from .mha_host import MHAHost
 
 DEFAULT_FUSED = {"qkv": 3}

@@ -25,7 +25,7 @@ from torch import nn
 from .adapters import adapter_names, delete_adapter, named_adapted
 from .hosts import Host
 from .inject import inject, make_config, named_hosts
-from .io import atomic_write, clean_name, load_adapter_tensors, unwrap
+from .io import FORMAT, atomic_write, clean_name, load_adapter_tensors, unwrap
 from .saved_modules import SavedModule
 
 PEFT_PREFIX = "base_model.model."
@@ -180,7 +180,14 @@ def import_peft(model: nn.Module, directory: str | os.PathLike, name: str = "def
     """Load a PEFT LoRA folder into ``model`` as lorakit adapter ``name``."""
     model = unwrap(model)
     directory = Path(directory)
+    if not (directory / "adapter_config.json").is_file():
+        raise ValueError(f"no PEFT adapter at {directory}: adapter_config.json is missing")
     meta = json.loads((directory / "adapter_config.json").read_text())
+    if meta.get("format") == FORMAT:
+        raise ValueError(
+            f"{directory} is a lorakit adapter, not a PEFT one: load it with "
+            f"lorakit.core.load_adapter(model, {str(directory)!r})"
+        )
     check_peft_config(meta, str(directory))
     tensors = load_file(str(directory / "adapter_model.safetensors"))
     lora, saved = _split_keys(tensors, str(directory))

@@ -30,12 +30,13 @@ lorakit adapters:
 - ``finish(model, optimizer)``: once, at the end of training (SoRA removes its zeroed
   ranks); ``ranks(model)``: the current per-slot ranks of rank-changing methods.
 
-A method opts in by defining the hooks it needs: ``needs_prepare`` with ``begin_prepare()``,
+Every hook is declared on ``lorakit.core.method.Method`` with a no-op default, and a method
+overrides the ones it needs: ``needs_prepare`` with ``begin_prepare()``,
 ``prepare_grads()``, ``end_prepare(n_batches)`` and ``abort_prepare()``; ``before_step()``;
 ``after_step()``; ``finish()``; class-level ``make_optimizer(model, lr, **kw)``,
 ``model_after_step(model)`` (decisions across layers: IncreLoRA's growth, DiffoRA's
 discretisation) and ``end_task(model, optimizer)`` (static: they act on the whole model).
-Every other method is untouched, so a loop can call these for any method.
+So a loop calls these for any method.
 Methods are found by walking the model's modules, so this works for one adapter or many.
 """
 
@@ -47,7 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from .api import after_optimizer_step
-from .methods.base import Method
+from .method import Method
 from .resize import Resize, rebuild_optimizer_state
 
 
@@ -56,7 +57,7 @@ def _methods(model: nn.Module) -> list[tuple[str, Method]]:
 
 
 def needs_prepare(model: nn.Module) -> bool:
-    return any(getattr(m, "needs_prepare", False) for _, m in _methods(model))
+    return any(m.needs_prepare for _, m in _methods(model))
 
 
 def _all_reduce_mean(tensors: list[Tensor]) -> None:
@@ -75,7 +76,7 @@ def prepare(
 
     ``loss_fn(model, batch)`` returns a scalar loss. Gradients of the adapter parameters
     from these passes are discarded, and the model's train/eval mode is restored."""
-    ms = [m for _, m in _methods(model) if getattr(m, "needs_prepare", False)]
+    ms = [m for _, m in _methods(model) if m.needs_prepare]
     if not ms:
         return 0
     was_training = model.training
@@ -89,7 +90,7 @@ def prepare(
             if not loss.requires_grad:
                 raise ValueError("prepare: the loss does not depend on the adapters' layers")
             if not torch.isfinite(loss).all():
-                raise ValueError(f"prepare: the loss of batch {n} is not finite ({float(loss)})")
+                raise ValueError(f"prepare: the loss of batch {n} is not finite ({float(loss.detach())})")
             loss.backward()
             n += 1
         if n == 0:
@@ -112,11 +113,10 @@ def _set_step_lr(model: nn.Module, optimizer, pinned: bool) -> None:
     pins it: a scheduler may change the lr between the step and ``after_step``."""
     lrs = _lr_of(optimizer)
     for _, m in _methods(model):
-        if not pinned and getattr(m, "_lr_pinned", False):
+        if not pinned and m._lr_pinned:
             m._lr_pinned = False
             continue
-        first = getattr(m, getattr(m, "step_lr_tensor", ""), None)
-        first = first if isinstance(first, nn.Parameter) else next(iter(m.parameters()), None)
+        first = m.lr_parameter()
         m.step_lr = lrs.get(id(first)) if first is not None else None
         m._lr_pinned = pinned
 
@@ -126,9 +126,7 @@ def before_step(model: nn.Module, optimizer: torch.optim.Optimizer | None = None
     if optimizer is not None:
         _set_step_lr(model, optimizer, pinned=True)
     for _, m in _methods(model):
-        hook = getattr(m, "before_step", None)
-        if hook is not None:
-            hook()
+        m.before_step()
 
 
 def _lr_of(optimizer: torch.optim.Optimizer | None) -> dict[int, float]:
@@ -144,13 +142,13 @@ def after_step(model: nn.Module, optimizer: torch.optim.Optimizer | None = None)
     if optimizer is not None:
         _set_step_lr(model, optimizer, pinned=False)
     after_optimizer_step(model)
-    for hook in _class_hooks(model, "model_after_step"):
-        hook(model)
+    for cls in _classes(model):
+        cls.model_after_step(model)
     return apply_resizes(model, optimizer)
 
 
 def apply_resizes(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> list[Resize]:
-    changes = [c for _, m in _methods(model) if hasattr(m, "take_resizes") for c in m.take_resizes()]
+    changes = [c for _, m in _methods(model) for c in m.take_resizes()]
     rebuild_optimizer_state(optimizer, changes)
     return changes
 
@@ -158,22 +156,19 @@ def apply_resizes(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> 
 def finish(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> list[Resize]:
     """Once at the end of training: each method's ``finish()`` (SoRA drops zeroed ranks)."""
     for _, m in _methods(model):
-        hook = getattr(m, "finish", None)
-        if hook is not None:
-            hook()
+        m.finish()
     return apply_resizes(model, optimizer)
 
 
 def rank_changing_methods(model: nn.Module) -> list[Method]:
-    return [m for _, m in _methods(model) if getattr(m, "rank_changing", False)]
+    return [m for _, m in _methods(model) if m.rank_changing]
 
 
 def ranks(model: nn.Module) -> dict[str, int]:
     """Current rank of every slot of a rank-changing method, by ``layer[:slot]`` name
     (SoRA before ``finish``: its non-zero gates)."""
     return {
-        m.slot_name: int(m.active_rank()) if hasattr(m, "active_rank") else int(m.r)
-        for m in rank_changing_methods(model)
+        m.slot_name: int(m.active_rank()) for m in rank_changing_methods(model)
     }
 
 
@@ -185,10 +180,8 @@ def _options(model: nn.Module) -> dict[int, dict]:
     """Per-parameter group options that methods declare (``param_options`` by tensor name)."""
     out: dict[int, dict] = {}
     for _, m in _methods(model):
-        for attr, opts in getattr(m, "param_options", {}).items():
-            p = getattr(m, attr, None)
-            if isinstance(p, nn.Parameter):
-                out[id(p)] = dict(opts)
+        for attr, opts in m.param_options.items():
+            out[id(m.get_parameter(attr))] = dict(opts)
     return out
 
 
@@ -224,10 +217,9 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float = 0.0, params=
     return regroup([{"params": params, "lr": lr, "weight_decay": weight_decay}], model)[0]
 
 
-def _class_hooks(model: nn.Module, hook: str) -> list:
-    """One per method class present in the model (these hooks act on the whole model)."""
-    classes = {type(m): None for _, m in _methods(model)}
-    return [getattr(c, hook) for c in classes if hasattr(c, hook)]
+def _classes(model: nn.Module) -> list[type[Method]]:
+    """Each method class present in the model once (whole-model hooks run once per class)."""
+    return list({type(m): None for _, m in _methods(model)})
 
 
 def method_optimizer(
@@ -236,7 +228,7 @@ def method_optimizer(
     """The optimizer the model's method provides, or ``None`` (use any optimizer).
     ``params``: param groups (or a list) the loop wants trained, extra tensors such as a
     classifier head included; methods that accept it step the other tensors with AdamW."""
-    makers = _class_hooks(model, "make_optimizer")
+    makers = [c.make_optimizer for c in _classes(model) if c.make_optimizer is not None]
     if len(makers) > 1:
         raise ValueError("the model mixes methods that each bring their own optimizer")
     if not makers:
@@ -246,8 +238,8 @@ def method_optimizer(
 
 def end_task(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
     """Close a task of a continual run for every method that keeps cross-task state."""
-    for hook in _class_hooks(model, "end_task"):
-        hook(model, optimizer)
+    for cls in _classes(model):
+        cls.end_task(model, optimizer)
 
 
 def state_dict(model: nn.Module) -> dict[str, Tensor]:

@@ -24,30 +24,22 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .inject import make_config
 from .io import CONFIG_NAME, FORMAT, SAVED_PREFIX, WEIGHTS_NAME, _config_dict, read_adapter_config
-from .methods import METHODS, SlotInfo
-
-# Updates the file alone cannot rebuild: Uni-LoRA's one projection spans the whole model;
-# VeRA / RandLoRA / NOLA regenerate conv bases from the kernel geometry, not in the file.
-NOT_FROM_FILE: dict[str, frozenset[str] | None] = {
-    "unilora": None,
-    "vera": frozenset({"conv2d"}),
-    "randlora": frozenset({"conv2d"}),
-    "nola": frozenset({"conv2d"}),
-}
+from .method import SlotInfo
+from .registry import METHODS, MethodSpec, make_config
 
 
-def _check_rebuildable(method: str, hosts: set[str]) -> None:
-    if method not in NOT_FROM_FILE:
+def _check_rebuildable(spec: MethodSpec, hosts: set[str]) -> None:
+    """Refuse what the file alone cannot rebuild (the method's ``not_from_file``: Uni-LoRA's
+    one projection spans the whole model; VeRA's conv bases follow the kernel geometry)."""
+    if spec.from_file(hosts):
         return
-    bad = NOT_FROM_FILE[method]
-    if bad is None or hosts & bad:
-        where = "" if bad is None else f" on {', '.join(sorted(hosts & bad))} layers"
-        raise ValueError(
-            f"squeeze: a {method} adapter{where} cannot be rebuilt from its file alone "
-            "(its bases depend on the whole model); merge it and compress the merged update"
-        )
+    bad = spec.layer.not_from_file
+    where = "" if bad is None else f" on {', '.join(sorted(hosts & bad))} layers"
+    raise ValueError(
+        f"squeeze: a {spec.name} adapter{where} cannot be rebuilt from its file alone "
+        "(its bases depend on the whole model); merge it and compress the merged update"
+    )
 
 
 def randomized_svd(m: Tensor, k: int, oversample: int = 8, n_iter: int = 4, seed: int = 0):
@@ -83,10 +75,10 @@ def adapter_deltas(directory: str | os.PathLike) -> tuple[dict, dict[str, Tensor
     method = meta["method"]
     if method not in METHODS:
         raise ValueError(f"squeeze: unknown method {method!r} in {directory}")
-    cls = METHODS[method][1]
+    cls = METHODS[method].layer
     if not cls.mergeable:
         raise ValueError(f"squeeze: {method} is not mergeable, so it has no B A to compress")
-    _check_rebuildable(method, {layer["host"] for layer in meta["layers"]})
+    _check_rebuildable(METHODS[method], {layer["host"] for layer in meta["layers"]})
     cfg = make_config(method, **meta["config"])
     tensors = load_file(str(directory / WEIGHTS_NAME))
     context: dict = {}

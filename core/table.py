@@ -5,12 +5,35 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from .methods import METHODS
+from .registry import METHODS
+
+# paper spellings where the class name cannot carry the hyphen
+_SPELLING = {
+    "BlockLoRA": "Block-LoRA",
+    "CompLoRA": "Comp-LoRA",
+    "S2LoRA": "S2-LoRA",
+    "LoRASB": "LoRA-SB",
+    "LoRASqueeze": "LoRA-Squeeze",
+    "LoRAGGPO": "LoRA-GGPO",
+    "LQLoRA": "LQ-LoRA",
+    "BayesianLoRA": "Bayesian-LoRA",
+}
+
+
+def display_name(method: str) -> str:
+    """A registered method's name as its paper writes it (``fora`` -> ``FoRA``,
+    ``s2_lora`` -> ``S2-LoRA``); an unknown name comes back unchanged."""
+    spec = METHODS.get(method)
+    if spec is None:
+        return method
+    cls = spec.layer.__name__
+    return _SPELLING.get(cls, cls)
 
 
 def method_rows() -> list[dict]:
     rows = []
-    for name, (cfg_cls, method_cls) in METHODS.items():
+    for name, spec in METHODS.items():
+        cfg_cls, method_cls = spec.config, spec.layer
         defaults = {
             f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
             for f in dataclasses.fields(cfg_cls)
@@ -24,10 +47,10 @@ def method_rows() -> list[dict]:
                 "mergeable": method_cls.mergeable,
                 "hosts": sorted(method_cls.hosts),
                 "defaults": defaults,
-                "needs_prepare": bool(getattr(method_cls, "needs_prepare", False)),
-                "trains_base_weights": bool(getattr(method_cls, "trains_base_weights", False)),
-                "rank_changing": bool(getattr(method_cls, "rank_changing", False)),
-                "own_optimizer": getattr(method_cls, "make_optimizer", None) is not None,
+                "needs_prepare": method_cls.needs_prepare,
+                "trains_base_weights": method_cls.trains_base_weights,
+                "rank_changing": method_cls.rank_changing,
+                "own_optimizer": spec.optimizer is not None,
                 "summary": (sys.modules[method_cls.__module__].__doc__ or "")
                 .strip()
                 .splitlines()[0],

@@ -64,8 +64,10 @@ def load_audio(
         "pcm_s16le",
         "-ar",
         str(sr),
-        "-",
     ]
+    if max_duration is not None:  # stop decoding just past the limit: memory stays bounded
+        cmd += ["-t", f"{max_duration + 1.0:.3f}"]
+    cmd.append("-")
     try:
         out = subprocess.run(cmd, capture_output=True, check=True).stdout
     except FileNotFoundError:
@@ -74,6 +76,11 @@ def load_audio(
         msg = e.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
         raise AudioError(f"cannot read audio {tag}: {msg[0]}") from None
     wave = torch.from_numpy(np.frombuffer(out, np.int16).astype(np.float32) / 32768.0)
+    if max_duration is not None and wave.numel() / sr > max_duration:
+        raise AudioError(
+            f"audio {tag} is longer than {max_duration:.1f} s, over the limit "
+            "(raise max_duration or split the file)"
+        )
     check_audio(wave, sr, tag, max_duration)
     return wave
 

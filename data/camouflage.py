@@ -34,6 +34,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .generated import install, remove_stale
+
 FG, BG, UNKNOWN = 1, 2, 0  # scribble values (the S-COD convention)
 # the cache key of generated folders: a new scene model must not reuse old scenes
 GENERATOR = "lorakit.camouflage/2"
@@ -251,16 +253,18 @@ def generate_cod(root: str | Path, spec: CamouflageSpec) -> Path:
 
 
 def ensure_cod(root: str | Path, spec: CamouflageSpec) -> Path:
-    """Generate into ``root`` unless it already holds data made with the same ``spec``."""
+    """Generate into ``root`` unless it already holds data made with the same ``spec``.
+
+    Written atomically (``lorakit.data.generated.install``, ``meta.json`` last): a kill at
+    any moment leaves the old data or a folder the next call regenerates.
+    """
     root = Path(root)
     meta = root / "meta.json"
-    if meta.is_file():
-        try:
-            if json.loads(meta.read_text()) == {"generator": GENERATOR, **asdict(spec)}:
-                return root
-        except json.JSONDecodeError:
-            pass
-        for sub in ("Imgs", "GT", "Scribble"):  # our own stale output: start afresh
-            for old in (root / sub).glob("*.png"):
-                old.unlink()
-    return generate_cod(root, spec)
+    try:
+        if json.loads(meta.read_text()) == {"generator": GENERATOR, **asdict(spec)}:
+            remove_stale(root)
+            return root
+    except (OSError, ValueError):
+        pass  # missing, half-written or another spec: regenerate
+    spec.validate()
+    return install(root, lambda tmp: generate_cod(tmp, spec), "meta.json")

@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import random
-import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from . import shapes
+from .generated import install, remove_stale
 from .runs import read_json, write_json
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -228,20 +228,30 @@ def generate_shapes_dataset(root: str | Path, spec: ShapesSpec | dict | None = N
     Skips the work when ``root/spec.json`` already records the same spec (a cache); a
     different recorded spec is regenerated; a non-empty folder without one is an error.
     Class folder names are the class strings with spaces turned into ``_``.
+
+    The images are written to a temporary folder and renamed into ``root``, ``spec.json``
+    last (``lorakit.data.generated.install``); ``root/.generating`` marks the folder as ours
+    meanwhile, so a kill at any moment leaves a folder the next call regenerates.
     """
     spec = ShapesSpec(**spec) if isinstance(spec, dict) else (spec or ShapesSpec())
     pairs = spec.parsed()
     root = Path(root)
-    marker = root / "spec.json"
-    if marker.is_file():
-        if json.loads(marker.read_text()).get("fingerprint") == spec.fingerprint():
-            return root
-        for part in ("train", "test"):  # a stale generated dataset: regenerate it
-            shutil.rmtree(root / part, ignore_errors=True)
-    elif root.is_dir() and any(root.iterdir()):
+    marker, partial = root / "spec.json", root / GENERATING
+    if _recorded(marker) == spec.fingerprint():
+        partial.unlink(missing_ok=True)
+        remove_stale(root)
+        return root
+    if not (marker.is_file() or partial.is_file()) and root.is_dir() and any(root.iterdir()):
         raise ValueError(
             f"{root} is not empty and holds no generated dataset (spec.json); choose another folder"
         )
+    write_json(partial, {"fingerprint": spec.fingerprint()})  # ours from here on
+    install(root, lambda tmp: _write_shapes(tmp, spec, pairs), "spec.json")
+    partial.unlink(missing_ok=True)
+    return root
+
+
+def _write_shapes(root: Path, spec: ShapesSpec, pairs) -> None:
     rng = np.random.default_rng(spec.seed)
     for part, count in (("train", spec.train_per_class), ("test", spec.test_per_class)):
         for (colour, shape), name in zip(pairs, spec.classes, strict=True):
@@ -251,5 +261,15 @@ def generate_shapes_dataset(root: str | Path, spec: ShapesSpec | dict | None = N
                 bg = spec.backgrounds[int(rng.integers(len(spec.backgrounds)))]
                 img = shapes.render(shape, colour, bg, spec.size, rng, spec.style)
                 Image.fromarray(img).save(folder / f"{i:04d}.png")
-    write_json(marker, {"fingerprint": spec.fingerprint(), "spec": asdict(spec)})
-    return root
+    write_json(root / "spec.json", {"fingerprint": spec.fingerprint(), "spec": asdict(spec)})
+
+
+GENERATING = ".generating"  # present while a dataset is being written
+
+
+def _recorded(marker: Path) -> str | None:
+    """The fingerprint ``spec.json`` records (None: missing or unreadable)."""
+    try:
+        return json.loads(marker.read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -18,6 +18,7 @@ import random
 import shutil
 from pathlib import Path
 
+from .generated import install, remove_stale
 from .manifest import write_manifest
 from .speech import _synthesise, _write, childlike, corpus_is_current, load_sentences
 
@@ -55,7 +56,15 @@ def generate_heldout(out_dir: str | Path, seed: int = 0, progress=None) -> Path:
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     manifest = out_dir / "heldout.jsonl"
     if corpus_is_current(out_dir, digest, {"heldout": manifest}):
+        remove_stale(out_dir)
         return manifest
+    stamp = {"hash": digest, **settings}  # corpus.json, renamed in last (a kill leaves no half set)
+    install(out_dir, lambda tmp: _speak_heldout(tmp, sentences, seed, progress, stamp),
+            "corpus.json")  # fmt: skip
+    return manifest
+
+
+def _speak_heldout(out_dir: Path, sentences: list[str], seed: int, progress, stamp: dict) -> None:
     rng = random.Random(seed)
     utts = []
     for i, text in enumerate(sentences):
@@ -67,9 +76,8 @@ def generate_heldout(out_dir: str | Path, seed: int = 0, progress=None) -> Path:
         utts.append(_save(out_dir, i, "heldout_child", child, text, child_voice))
         if progress is not None:
             progress(2 * (i + 1), 2 * len(sentences))
-    write_manifest(manifest, utts)
-    (out_dir / "corpus.json").write_text(json.dumps({"hash": digest, **settings}, indent=2))
-    return manifest
+    write_manifest(out_dir / "heldout.jsonl", utts)
+    (out_dir / "corpus.json").write_text(json.dumps(stamp, indent=2))
 
 
 def _save(out_dir: Path, i: int, group: str, wave, text: str, voice: str):

@@ -16,8 +16,16 @@ import yaml
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-# config section only one pipeline has -> that pipeline (as lorakit.apps.run_kind.SIGNATURES)
-METHOD_KEYS = {"head": "clip", "prompts": "cod", "model": "asr", "method": "ood"}
+# config section only one pipeline has -> that pipeline (as lorakit.apps.run_kind.SIGNATURES;
+# model and method: runs written before the one config vocabulary)
+METHOD_KEYS = {"head": "clip", "prompts": "cod", "augment": "asr", "model": "asr", "method": "ood"}
+
+
+def _pipeline(cfg: dict) -> str | None:
+    kinds = {p for key, p in METHOD_KEYS.items() if key in cfg}
+    if isinstance(cfg.get("data"), dict) and "shift" in cfg["data"]:
+        kinds.add("ood")
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def run_label(png: str | Path) -> str | None:
@@ -32,14 +40,10 @@ def run_label(png: str | Path) -> str | None:
         cfg = yaml.safe_load(cfg_file.read_text()) or {}
     except yaml.YAMLError:
         return None
-    kinds = [p for key, p in METHOD_KEYS.items() if key in cfg]
-    pipeline = kinds[0] if len(kinds) == 1 else None
-    section = cfg.get("method") if pipeline == "ood" else cfg.get("adapter")
-    method = (
-        (section or {}).get("name" if pipeline == "ood" else "method")
-        if isinstance(section, dict)
-        else None
-    )
+    pipeline = _pipeline(cfg)
+    old = pipeline == "ood" and "method" in cfg  # ood's method: {name} before the rename
+    section = cfg.get("method") if old else cfg.get("adapter")
+    method = (section or {}).get("name" if old else "method") if isinstance(section, dict) else None
     parts = [f"{pipeline} pipeline" if pipeline else "", f"method {method}" if method else ""]
     parts = [p for p in parts if p]
     return f"run {run.name}: {', '.join(parts)}" if parts else f"run {run.name}"

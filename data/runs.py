@@ -13,6 +13,12 @@ A run writes one folder::
 
 Checkpoints and JSON files are written atomically (temporary file, then rename), so a
 crash never leaves a half-written file; training resumes from ``checkpoints/last.ckpt``.
+
+Resuming (``open_run``): re-running into a run folder continues that run, so the config must
+be the saved one; only the keys in ``RESUME_MAY_DIFFER`` (resume itself, the progress bar,
+a longer ``max_steps``) may differ. Any other difference is refused before anything is
+written, naming the keys (``check_same_config``); ``trainer.resume: false`` starts the
+folder over (its checkpoints and results are removed, generated data is kept).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import copy
 import json
 import math
 import os
+import threading
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -97,11 +104,20 @@ def dataclass_from(cls, section: dict, where: str):
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary file, then rename it over ``path``. A failed write (a
+    full disk) is one ``ValueError`` line naming ``path``; ``path`` keeps its old content."""
+    from lorakit.core.io import write_error
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    # per thread too: two requests of one server writing the same file must not share it
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e) from None
 
 
 def _jsonable(v):
@@ -130,6 +146,8 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
 # Keys that may differ when a run is resumed: display, resume itself, and a longer run
 # (max_steps: a finished run continues to the new step count).
 RESUME_MAY_DIFFER = ("trainer.resume", "trainer.progress", "trainer.max_steps")
+# recomputing activations changes memory, not results; runs saved before the key resume too
+RESUME_MAY_DIFFER += ("trainer.activation_checkpointing",)
 
 
 def _flat(cfg, prefix: str = "") -> dict:
@@ -159,6 +177,7 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        check_folder(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
 
     @classmethod
@@ -187,13 +206,13 @@ class RunFolder:
         text = yaml.safe_dump(cfg, sort_keys=False)
         resume = (cfg.get("trainer") or {}).get("resume", True)
         if resume and self.config_file.is_file():
-            check_same_config(yaml.safe_load(self.config_file.read_text()), yaml.safe_load(text), self.path)
+            check_same_config(read_saved_config(self.config_file), yaml.safe_load(text), self.path)
         atomic_write_text(self.config_file, text)
 
     def read_config(self) -> dict:
         if not self.config_file.is_file():
             raise ValueError(f"{self.path} is not a lorakit run folder: config.yaml is missing")
-        return yaml.safe_load(self.config_file.read_text())
+        return read_saved_config(self.config_file)
 
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.metrics_file, metrics)
@@ -205,6 +224,83 @@ class RunFolder:
     def last_checkpoint(self) -> Path | None:
         p = self.path / "checkpoints" / "last.ckpt"
         return p if p.is_file() else None
+
+
+# --------------------------------------------------------------------------- resume
+
+# What a run writes (removed when trainer.resume is false); generated data is kept.
+RUN_OUTPUTS = (
+    "checkpoints", "logs", "adapter", "plots", "rounds", "distilled", "export", "tasks",
+    "state", "metrics.json", "ranks.json", "before.json", "matrix.csv", "metrics_*.json",
+    "eval_*.json", "per_class*.csv",
+)  # fmt: skip
+
+
+def check_folder(path: Path) -> None:
+    """``path`` is a folder or does not exist yet (``--out`` naming a file is refused)."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file, not a run folder: give a folder path")
+
+
+def read_saved_config(path: Path) -> dict:
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path} is not valid YAML ({reason})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path} must hold a mapping, got {type(cfg).__name__}")
+    return cfg
+
+
+def check_resume(out: str | os.PathLike, cfg: dict, resume: bool = True) -> None:
+    """Reads only: refuse ``--out`` naming a file, and a resume whose ``cfg`` (as it would
+    be written to ``config.yaml``) differs from the saved one outside ``RESUME_MAY_DIFFER``.
+    """
+    path = Path(out)
+    check_folder(path)
+    saved_file = path / "config.yaml"
+    if not resume or not saved_file.is_file():
+        return
+    new = yaml.safe_load(yaml.safe_dump(cfg, sort_keys=False))  # as config.yaml would hold it
+    check_same_config(read_saved_config(saved_file), new, path)
+
+
+def start_over(path: Path) -> None:
+    """Remove what an earlier run in ``path`` wrote (only in a lorakit run folder)."""
+    import shutil
+
+    if not (path / "config.yaml").is_file():
+        return
+    for pattern in RUN_OUTPUTS:
+        for old in path.glob(pattern):
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink(missing_ok=True)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Temporary files a killed write left anywhere in the run folder: hidden files named
+    ``.<name>[.<pid>].tmp`` or ``.<name>.tmp.<ext>`` (checkpoints, JSON, logs, adapters,
+    continual states, plots). Temporary data folders are ``lorakit.data.generated``'s."""
+    for tmp in path.rglob(".*"):
+        if (tmp.name.endswith(".tmp") or ".tmp." in tmp.name) and tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
+def open_run(out: str | os.PathLike, cfg: dict, resume: bool = True) -> RunFolder:
+    """The run folder ``out`` for training with ``cfg`` (the config the pipeline will write).
+
+    First the checks of ``check_resume`` (nothing written when they refuse), then the
+    folder is made; ``resume=False`` starts it over; stale temporary files are removed.
+    """
+    check_resume(out, cfg, resume)
+    run = RunFolder(out)
+    if not resume:
+        start_over(run.path)
+    remove_stale_temps(run.path)
+    return run
 
 
 # --------------------------------------------------------------------------- trainer

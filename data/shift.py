@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .generated import install, remove_stale
+
 SHAPES = ("circle", "square", "triangle", "cross", "star", "diamond", "ring", "hexagon")
 STYLES = ("photo", "sketch", "texture", "clutter", "night", "painting")
 ID_STYLE = "photo"
@@ -297,8 +299,15 @@ def write_shift_task(root: str | Path, task: ShiftTask | None = None) -> dict:
     params = asdict(task)
     done = root / "task.json"
     desc = _describe(root, task)
-    if done.is_file() and json.loads(done.read_text()).get("params") == params:
+    if _recorded(done) == params:
+        remove_stale(root)
         return desc
+    install(root, lambda tmp: _write_task(tmp, task, params), "task.json")
+    return desc
+
+
+def _write_task(root: Path, task: ShiftTask, params: dict) -> None:
+    """Every tree of ``task`` under ``root``, ``task.json`` last."""
     classes, n = list(task.classes), task.size
     imgs, ys = render(classes, task.train_per_class, ID_STYLE, n, task.seed)
     _write_folder(root / "id_train", classes, imgs, ys)
@@ -318,8 +327,15 @@ def write_shift_task(root: str | Path, task: ShiftTask | None = None) -> dict:
         (folder / "class_map.json").write_text(
             json.dumps(dict(zip(aliases, sub, strict=True)), indent=2)
         )
-    done.write_text(json.dumps({"params": params, "classes": classes}, indent=2))
-    return desc
+    (root / "task.json").write_text(json.dumps({"params": params, "classes": classes}, indent=2))
+
+
+def _recorded(done: Path):
+    """The params ``task.json`` records (None: missing, or half-written by a killed run)."""
+    try:
+        return json.loads(done.read_text()).get("params")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _describe(root: Path, task: ShiftTask) -> dict:

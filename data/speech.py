@@ -30,6 +30,7 @@ import soundfile as sf
 import torch
 
 from .audio import SAMPLE_RATE, formant_warp, pitch_shift, resample, time_stretch
+from .generated import install, remove_stale
 from .manifest import Utterance, write_manifest
 
 SENTENCE_DIR = Path(__file__).with_name("sentences")
@@ -192,12 +193,11 @@ def _settings_hash(splits: dict[str, SplitSpec], style: CorpusStyle, seed: int) 
 
 
 def corpus_is_current(out_dir: Path, digest: str, manifests: dict[str, Path]) -> bool:
-    stamp = out_dir / "corpus.json"
-    return (
-        stamp.is_file()
-        and json.loads(stamp.read_text()).get("hash") == digest
-        and all(p.is_file() for p in manifests.values())
-    )
+    try:
+        recorded = json.loads((out_dir / "corpus.json").read_text()).get("hash")
+    except (OSError, ValueError, AttributeError):  # missing or not ours
+        return False
+    return recorded == digest and all(p.is_file() for p in manifests.values())
 
 
 def generate_corpus(
@@ -223,7 +223,16 @@ def generate_corpus(
     digest = _settings_hash(splits, style, seed)
     manifests = {name: out_dir / f"{name}.jsonl" for name in splits}
     if corpus_is_current(out_dir, digest, manifests):
+        remove_stale(out_dir)
         return manifests
+    stamp = {"hash": digest, "seed": seed, "splits": {k: asdict(v) for k, v in splits.items()}}
+    # written beside out_dir, then renamed in (corpus.json last): a kill leaves no half corpus
+    install(out_dir, lambda tmp: _speak_corpus(tmp, splits, seed, style, progress, stamp),
+            "corpus.json")  # fmt: skip
+    return manifests
+
+
+def _speak_corpus(out_dir: Path, splits, seed: int, style, progress, stamp: dict) -> None:
     sentences = split_sentences(splits, seed)
     rng = random.Random(seed)
     total = sum(s.n_sentences * len(s.groups) * s.versions for s in splits.values())
@@ -239,10 +248,8 @@ def generate_corpus(
                     done += 1
                     if progress is not None:
                         progress(done, total)
-        write_manifest(manifests[name], utts)
-    stamp = {"hash": digest, "seed": seed, "splits": {k: asdict(v) for k, v in splits.items()}}
+        write_manifest(out_dir / f"{name}.jsonl", utts)
     (out_dir / "corpus.json").write_text(json.dumps(stamp, indent=2))
-    return manifests
 
 
 def _write(path: Path, wave: torch.Tensor, text: str, speaker: str, group: str) -> Utterance:

@@ -2,6 +2,8 @@
 the project's held-out set (flite: no sentence, voice or engine shared with training).
 
     .venv/bin/python demos/bench_asr.py --out runs/bench_asr [--steps 200]
+    .venv/bin/python demos/bench_asr.py --config demos/asr_base.yaml --out runs/bench_asr_base \
+        --steps 40 --no-ct2 --set data.generate.val_sentences=16   # Whisper base, shorter
 
 One run, the recipe of ``lorakit train asr`` (pipeline DEFAULTS + demos/asr.yaml, chosen on
 the validation split) for both methods at the same budget (LoRA r=8 on the same layers, its
@@ -45,15 +47,22 @@ LORA_LR = 5e-4
 KEYS = ("wer_heldout_child", "wer_heldout_adult")
 
 
-def run_method(name: str, args, baseline: bool) -> dict:
-    torch.set_num_threads(1)
-    cfg = load_config(Path(__file__).with_name("asr.yaml"), [], pipeline.DEFAULTS)
+def bench_config(name: str, args) -> dict:
+    """``--config`` (+ ``--set`` overrides) for ``name``: the S2-LoRA recipe, or plain LoRA
+    on the same targets at ``LORA_LR``; ``--steps`` and ``--seed`` on top."""
+    cfg = load_config(args.config, args.set, pipeline.DEFAULTS)
     if name == "lora":  # same targets, budget and recipe; plain LoRA pairs
         cfg["adapter"] = {**LORA, "targets": cfg["adapter"]["targets"]}
-        cfg["train"]["lr"] = LORA_LR
+        cfg["optim"]["lr"] = LORA_LR
     if args.steps:
         cfg["trainer"]["max_steps"] = args.steps
     cfg["trainer"].update(progress=False, resume=False, seed=args.seed)
+    return cfg
+
+
+def run_method(name: str, args, baseline: bool) -> dict:
+    torch.set_num_threads(1)
+    cfg = bench_config(name, args)
     cfg["eval"].update(baseline=baseline, sets=["heldout"])
     return pipeline.train(cfg, args.out / name)
 
@@ -83,7 +92,7 @@ def ct2_check(args) -> list[dict]:
     """Export the S2-LoRA run (merged .pt + float32 CTranslate2) and compare on held-out,
     side by side with the merged openai-whisper model, for each of ``CT2_SETTINGS``."""
     cfg = load_config(args.out / "s2_lora" / "config.yaml", [], pipeline.DEFAULTS)
-    model = load_whisper(cfg["model"]["name"])
+    model = load_whisper(cfg["backbone"]["name"])
     load_adapter(model, args.out / "s2_lora" / "adapter")
     written = export_run(model, args.out / "s2_lora" / "export")
     merged = load_whisper(str(written["pt"]))
@@ -95,18 +104,24 @@ def ct2_check(args) -> list[dict]:
         c = dataclasses.replace(dcfg, batch_size=batch)
         out = compare_ct2(merged, written["ct2"], [], c, compute_type, mels=mels)
         wer = summarize(score(utts, out["ctranslate2"], dcfg.language))["wer"]
-        rows.append({**{k: v for k, v in out.items() if k not in ("openai_whisper", "ctranslate2")},
-                     "ct2_wer_heldout": round(wer, 4)})
+        rows.append(
+            {
+                **{k: v for k, v in out.items() if k not in ("openai_whisper", "ctranslate2")},
+                "ct2_wer_heldout": round(wer, 4),
+            }
+        )
         print(f"ct2 {compute_type} batch {batch}: {rows[-1]}", flush=True)
     return rows
 
 
-def table(base: dict, rows: dict, checks: dict, ct2: dict | None) -> str:
+def table(base: dict, rows: dict, checks: dict, ct2: dict | None, model: str = "tiny.en") -> str:
     lines = [
         "| model | trainable | held-out child WER [95 % CI] | held-out adult WER [95 % CI] |",
         "|---|---|---|---|",
-        "| tiny.en, no adapter | 0 | "
-        + " | ".join(cell({k.removeprefix("baseline_"): v for k, v in base.items()}, k) for k in KEYS)
+        f"| {model}, no adapter | 0 | "
+        + " | ".join(
+            cell({k.removeprefix("baseline_"): v for k, v in base.items()}, k) for k in KEYS
+        )
         + " |",
     ]
     for name, r in rows.items():
@@ -116,8 +131,11 @@ def table(base: dict, rows: dict, checks: dict, ct2: dict | None) -> str:
     ranks = rows.get("s2_lora", {}).get("s2_lora_ranks")
     if ranks:
         total = pipeline.DEFAULTS["adapter"]["r"] * len(ranks)
-        lines += ["", f"- S2-LoRA kept {sum(ranks.values())} of {total} rank coefficients "
-                  "after its proximal steps (per layer: s2_lora/plots/s2_lora_lambda.png)"]
+        lines += [
+            "",
+            f"- S2-LoRA kept {sum(ranks.values())} of {total} rank coefficients "
+            "after its proximal steps (per layer: s2_lora/plots/s2_lora_lambda.png)",
+        ]
     lines += ["", *(f"- {k}: {'pass' if v else 'MISS'}" for k, v in checks.items())]
     if ct2:
         lines += [
@@ -128,23 +146,28 @@ def table(base: dict, rows: dict, checks: dict, ct2: dict | None) -> str:
             "| CTranslate2 compute type | utterances per call | identical transcripts "
             "| held-out WER (CT2) | speed-up |",
             "|---|---|---|---|---|",
-            *(f"| {r['compute_type']} | {r['batch_size']} | {r['identical']}/{r['n']} | "
-              f"{100 * r['ct2_wer_heldout']:.1f} % | {r['speedup']}x |" for r in ct2),
+            *(
+                f"| {r['compute_type']} | {r['batch_size']} | {r['identical']}/{r['n']} | "
+                f"{100 * r['ct2_wer_heldout']:.1f} % | {r['speedup']}x |"
+                for r in ct2
+            ),
         ]
     return "\n".join(lines)
 
 
-def plot(base: dict, rows: dict, path: Path) -> None:
+def plot(base: dict, rows: dict, path: Path, model: str = "tiny.en") -> None:
     labels = ["base", *rows]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for j, (key, label) in enumerate(zip(KEYS, ("child-like", "adult"), strict=True)):
         ms = [{k.removeprefix("baseline_"): v for k, v in base.items()}, *rows.values()]
         vals = [m[key] for m in ms]
-        err = [[v - m[f"{key}_ci"][0] for v, m in zip(vals, ms, strict=True)],
-               [m[f"{key}_ci"][1] - v for v, m in zip(vals, ms, strict=True)]]
+        err = [
+            [v - m[f"{key}_ci"][0] for v, m in zip(vals, ms, strict=True)],
+            [m[f"{key}_ci"][1] - v for v, m in zip(vals, ms, strict=True)],
+        ]
         ax.bar([x + 0.4 * j - 0.2 for x in range(len(labels))], vals, 0.4, yerr=err, label=label)
     ax.set_xticks(range(len(labels)), labels)
-    ax.set_xlabel("model (Whisper tiny.en; adapters trained on espeak-ng speech)")
+    ax.set_xlabel(f"model (Whisper {model}; adapters trained on espeak-ng speech)")
     ax.set_ylabel("held-out WER (95 % CI)")
     ax.set_title("Held-out set (flite: other engine, voices, sentences)", fontsize=10)
     ax.legend(title="held-out group")
@@ -156,6 +179,8 @@ def plot(base: dict, rows: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/bench_asr"))
+    ap.add_argument("--config", type=Path, default=Path(__file__).with_name("asr.yaml"))
+    ap.add_argument("--set", nargs="*", default=[], help="dotted overrides key=value (both runs)")
     ap.add_argument("--steps", type=int, default=0, help="0: the recipe's max_steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-ct2", action="store_true", help="skip the CTranslate2 comparison")
@@ -163,6 +188,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     names = ("s2_lora", "lora")
+    pipeline.resolve_data(bench_config("s2_lora", args))  # generated once, before the workers
     # both methods train side by side (one process each, one thread each)
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {n: pool.submit(run_method, n, args, n == "s2_lora") for n in names}
@@ -175,14 +201,30 @@ def main() -> None:
         checks["CTranslate2 float32 export: identical transcripts"] = all(
             r["identical"] == r["n"] for r in f32
         )
-        checks["CTranslate2 float32 export: at least 2x faster"] = max(
-            r["speedup"] for r in f32
-        ) >= 2.0
-    text = table(base, rows, checks, ct2)
+        checks["CTranslate2 float32 export: at least 2x faster"] = (
+            max(r["speedup"] for r in f32) >= 2.0
+        )
+    model = load_config(args.config, args.set, pipeline.DEFAULTS)["backbone"]["name"]
+    model = model.removesuffix("-ct2")
+    text = table(base, rows, checks, ct2, model)
     print(text)
-    keep = ("trainable_parameters", "train_steps", "best_val_step", "val_wer", "seconds_per_step",
-            "s2_lora_ranks", *KEYS, *(f"{k}_ci" for k in KEYS))
+    keep = (
+        "trainable_parameters",
+        "train_steps",
+        "best_val_step",
+        "val_wer",
+        "seconds_per_step",
+        "val_history",
+        "s2_lora_ranks",
+        *KEYS,
+        *(f"{k}_ci" for k in KEYS),
+    )
     result = {
+        "model": model,
+        "config": str(args.config),
+        "overrides": args.set,
+        "max_steps": bench_config("s2_lora", args)["trainer"]["max_steps"],
+        "seed": args.seed,
         "base": base,
         "methods": {n: {k: r[k] for k in keep if k in r} for n, r in rows.items()},
         "goals": checks,
@@ -191,7 +233,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_asr.json").write_text(json.dumps(result, indent=2))
     (args.out / "bench_asr.md").write_text(text + "\n")
-    plot(base, rows, args.out / "bench_asr.png")
+    plot(base, rows, args.out / "bench_asr.png", model)
     print(f"wrote {args.out / 'bench_asr.json'}, bench_asr.md and bench_asr.png")
 
 

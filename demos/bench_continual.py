@@ -106,8 +106,8 @@ def heatmap(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.2))
-    for ax, (method, runs) in zip(axes, results.items(), strict=True):
+    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.2), squeeze=False)
+    for ax, (method, runs) in zip(axes[0], results.items(), strict=True):
         mats = torch.tensor([r["matrix"] for r in runs]).mean(0)
         ax.imshow(mats, vmin=0, vmax=1, cmap="viridis" if runs[0]["higher_is_better"] else "viridis_r")
         for i in range(mats.shape[0]):

@@ -43,10 +43,10 @@ CLASSES = ["circle", "square", "triangle", "cross", "star", "ring"]
 STYLES = ["sketch", "texture", "clutter", "night", "painting"]
 ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
 METHOD = {
-    "linear_probe": {"name": "linear_probe"},
-    "lora": {"name": "lora", "r": 4, "alpha": 4},
-    "full": {"name": "full"},
-    "largo": {"name": "largo", "r": 4, "alpha": 4},
+    "linear_probe": {"method": "linear_probe"},
+    "lora": {"method": "lora", "r": 4, "alpha": 4},
+    "full": {"method": "full"},
+    "largo": {"method": "largo", "r": 4, "alpha": 4},
 }
 # the same number of trials per method; grids centred on each method's usual range
 SWEEP = {
@@ -54,7 +54,7 @@ SWEEP = {
     "lora": [{"optim": {"lr": v}} for v in (1e-3, 3e-3, 1e-2, 3e-2)],
     "full": [{"optim": {"lr": v}} for v in (1e-4, 3e-4, 1e-3, 3e-3)],
     "largo": [
-        {"optim": {"lr": lr}, "method": {"hyper": {"gamma_rel": g, "mu": mu}}}
+        {"optim": {"lr": lr}, "adapter": {"hyper": {"gamma_rel": g, "mu": mu}}}
         for lr in (3e-3, 1e-2)
         for g, mu in ((0.01, 0.01), (0.05, 0.001))
     ],
@@ -77,8 +77,8 @@ def task(root: Path, seed: int, args, val: bool = False) -> dict:
 
 
 def config(base: dict, method: str, trial: dict, data: dict, seed: int, steps: int, wise) -> dict:
-    cfg = deep_update(copy.deepcopy(base), {"method": METHOD[method]})
-    cfg["method"]["hyper"] = {}  # demos/ood.yaml's LARGO fields apply to LARGO trials only
+    cfg = deep_update(copy.deepcopy(base), {"adapter": METHOD[method]})
+    cfg["adapter"]["hyper"] = {}  # demos/ood.yaml's LARGO fields apply to LARGO trials only
     cfg = deep_update(cfg, trial)
     cfg["data"] = data
     cfg["trainer"] = {**cfg["trainer"], "max_steps": steps, "seed": seed, "progress": False}
@@ -201,7 +201,7 @@ def plot(an: dict, png: Path, steps: int) -> None:
 
 def short(trial: dict) -> str:
     """``lr=0.003, gamma_rel=0.01, mu=0.01`` for a sweep trial."""
-    flat = {**trial.get("optim", {}), **trial.get("method", {}).get("hyper", {})}
+    flat = {**trial.get("optim", {}), **trial.get("adapter", {}).get("hyper", {})}
     return ", ".join(f"{k}={v:g}" for k, v in flat.items())
 
 

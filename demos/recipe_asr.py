@@ -44,30 +44,30 @@ CANDIDATES = {
     "enc": {"adapter.targets": [ENC]},
     "dec": {"adapter.targets": [DEC]},
     "both": {"adapter.targets": [ENC, DEC]},
-    "enc-lr5e-4": {"adapter.targets": [ENC], "train.lr": 5e-4},
-    "enc-lr5e-3": {"adapter.targets": [ENC], "train.lr": 5e-3},
-    "dec-lr5e-4": {"adapter.targets": [DEC], "train.lr": 5e-4},
-    "dec-lr5e-3": {"adapter.targets": [DEC], "train.lr": 5e-3},
+    "enc-lr5e-4": {"adapter.targets": [ENC], "optim.lr": 5e-4},
+    "enc-lr5e-3": {"adapter.targets": [ENC], "optim.lr": 5e-3},
+    "dec-lr5e-4": {"adapter.targets": [DEC], "optim.lr": 5e-4},
+    "dec-lr5e-3": {"adapter.targets": [DEC], "optim.lr": 5e-3},
     "enc-noaug": {"adapter.targets": [ENC], **NO_AUG},
     "dec-noaug": {"adapter.targets": [DEC], **NO_AUG},
     # second round (longer runs; the proximal step scaled by the coefficients' lr)
     "enc-sparse": {"adapter.targets": [ENC], **SPARSE},
-    "enc-sparse-lr5e-3": {"adapter.targets": [ENC], **SPARSE, "train.lr": 5e-3},
+    "enc-sparse-lr5e-3": {"adapter.targets": [ENC], **SPARSE, "optim.lr": 5e-3},
     "enc-mlp-sparse": {"adapter.targets": [ENC, ENC_MLP], **SPARSE},
-    "enc-mlp-sparse-lr5e-3": {"adapter.targets": [ENC, ENC_MLP], **SPARSE, "train.lr": 5e-3},
+    "enc-mlp-sparse-lr5e-3": {"adapter.targets": [ENC, ENC_MLP], **SPARSE, "optim.lr": 5e-3},
     "enc-dense": {"adapter.targets": [ENC], "adapter.prox_threshold": 0.0},
     # plain LoRA on the same layers, its lr chosen the same way (for the benchmark)
-    "lora-enc-lr5e-4": {**LORA, "adapter.targets": [ENC], "train.lr": 5e-4},
-    "lora-enc-lr2e-3": {**LORA, "adapter.targets": [ENC], "train.lr": 2e-3},
-    "lora-enc-mlp-lr5e-4": {**LORA, "adapter.targets": [ENC, ENC_MLP], "train.lr": 5e-4},
-    "lora-enc-mlp-lr2e-3": {**LORA, "adapter.targets": [ENC, ENC_MLP], "train.lr": 2e-3},
+    "lora-enc-lr5e-4": {**LORA, "adapter.targets": [ENC], "optim.lr": 5e-4},
+    "lora-enc-lr2e-3": {**LORA, "adapter.targets": [ENC], "optim.lr": 2e-3},
+    "lora-enc-mlp-lr5e-4": {**LORA, "adapter.targets": [ENC, ENC_MLP], "optim.lr": 5e-4},
+    "lora-enc-mlp-lr2e-3": {**LORA, "adapter.targets": [ENC, ENC_MLP], "optim.lr": 2e-3},
 }
 
 
 def candidate_config(cfg: dict, name: str, batch: int) -> dict:
     """The pipeline defaults with the candidate's dotted overrides."""
     cfg = copy.deepcopy(cfg)
-    cfg["train"]["batch_size"] = batch
+    cfg["optim"]["batch_size"] = batch
     for key, value in CANDIDATES[name].items():
         section, field = key.split(".")
         cfg[section][field] = value
@@ -77,7 +77,7 @@ def candidate_config(cfg: dict, name: str, batch: int) -> dict:
 def run_candidate(name: str, cfg: dict, args, out: Path) -> dict:
     cfg = candidate_config(cfg, name, args.batch)
     data = pipeline.resolve_data(cfg)
-    tcfg = dataclass_from(TrainConfig, cfg["train"], "train")
+    tcfg = dataclass_from(TrainConfig, cfg["optim"], "optim")
     aug = dataclass_from(AugmentConfig, cfg["augment"], "augment")
     model = load_whisper()
     torch.manual_seed(args.seed)

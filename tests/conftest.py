@@ -25,7 +25,8 @@ def _seed():
 # Shared by the pipelines' resume tests: `lorakit train` in a subprocess, killed with
 # SIGKILL once a checkpoint exists, then run again with the same command.
 
-VOLATILE = {"train_seconds", "seconds_per_step", "eval_seconds", "resumed_from_step"}
+VOLATILE = {"train_seconds", "seconds_per_step", "eval_seconds", "resumed_from_step",
+            "peak_rss_mb", "peak_cuda_mb"}  # timings and process memory
 
 
 def _lorakit_env() -> dict:

@@ -32,6 +32,7 @@ class BlockLoRAConfig(AdapterConfig):
 
 class BlockLoRA(Method):
     name = "block_lora"
+    test_hyper = {"n_blocks": 4}
     formula = "r*(d_out + d_in/n_blocks) per layer"
 
     def __init__(self, cfg: BlockLoRAConfig, slot: SlotInfo):

@@ -53,6 +53,7 @@ def protected_rank(s: Tensor, k: int | None, energy: float) -> int:
 
 class CompLoRA(FactoredMethod):
     name = "comp_lora"
+    test_hyper = {"k": 2}
     formula = "r*(d_in + d_out) per layer (as LoRA; U_k / V_k are frozen buffers)"
 
     def __init__(self, cfg: CompLoRAConfig, slot: SlotInfo):

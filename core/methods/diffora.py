@@ -41,6 +41,7 @@ class DiffoRAConfig(AdapterConfig):
 
 class DiffoRA(RankedLoRA):
     name = "diffora"
+    test_hyper = {"search_steps": 1}
     formula = "r*(d_in + d_out) + 1 per layer while searching; r*(d_in + d_out) per kept layer after"
     param_options = {"beta": {"weight_decay": 0.0}}
 

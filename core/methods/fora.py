@@ -55,7 +55,9 @@ def band_index(h: int, w: int, n_bands: int, device=None) -> Tensor:
 
 class FoRA(Method):
     name = "fora"
+    test_hyper = {"grid": (2, 3)}
     mergeable = False
+    merge_refusal = "its frequency branch mixes tokens"
     hosts = frozenset({"linear", "fused_qkv", "mha", "in_proj", "conv2d"})
     formula = "r*(d_in + d_out) + r*n_bands per layer"
 

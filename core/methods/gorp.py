@@ -32,8 +32,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..adapters import adapter_parameters, named_hosts
+from ..gorp_optim import GORPAdam
+from ..targets import weights_of
 from .base import kaiming_
 from .lora import LoRA, LoRAConfig
+
+__all__ = ["GORP", "GORPConfig", "full_weights", "make_optimizer", "memory_report", "weights_of"]
 
 
 @dataclass
@@ -67,8 +72,6 @@ class GORPConfig(LoRAConfig):
 def gorp_config(model: nn.Module, name: str | None = None) -> tuple[str, GORPConfig]:
     """``(adapter name, config)`` of the model's gorp adapter: ``name`` if given, else the
     only gorp adapter, or the only active one when there are several."""
-    from ..adapters import named_hosts
-
     found: dict[str, GORPConfig] = {}
     for _, host in named_hosts(model):
         found.update((a, c) for a, c in host.configs.items() if isinstance(c, GORPConfig))
@@ -97,40 +100,6 @@ def full_weights(model: nn.Module, name: str | None = None) -> list[tuple[str, n
     return weights_of(model, cfg.full_targets or cfg.targets, cfg.fused, what="gorp: full_targets")
 
 
-def weights_of(
-    model: nn.Module, targets, fused: dict | None = None, what: str = "targets"
-) -> list[tuple[str, nn.Parameter]]:
-    """``(name, W)`` of the weight matrices of the layers matched by ``targets`` (patterns
-    or a preset, as ``inject``'s; of a wrapped layer, its base's): a Linear's or Conv2d's
-    ``weight``; an attention's (MultiheadAttention, raw ``in_proj_weight``)
-    ``in_proj_weight`` and ``out_proj.weight``. Also used for full fine-tuning of the same
-    layers (the continual baselines)."""
-    from ..hosts import Host
-    from ..inject import candidate_modules, kind_of, name_matches, resolve_targets
-
-    fused = {"qkv": 3} if fused is None else fused
-    out: list[tuple[str, nn.Parameter]] = []
-    for pattern in resolve_targets(targets):
-        hits = []
-        for lname, module in candidate_modules(model):
-            if not lname or not name_matches(lname, pattern):
-                continue
-            kind = kind_of(lname, module, fused)
-            if kind is None:
-                continue
-            base = module.base if isinstance(module, Host) else module
-            prefix = f"{lname}.base." if isinstance(module, Host) else f"{lname}."
-            keys = ("weight",)
-            if kind in ("mha", "in_proj"):  # attention: its packed qkv and output matrices
-                has_out = isinstance(getattr(base, "out_proj", None), nn.Linear)
-                keys = ("in_proj_weight", "out_proj.weight") if has_out else ("in_proj_weight",)
-            hits += [(prefix + k, base.get_parameter(k)) for k in keys]
-        if not hits:
-            raise ValueError(f"{what} pattern {pattern!r} matches no layer")
-        out += [h for h in hits if all(h[1] is not p for _, p in out)]
-    return out
-
-
 def make_optimizer(
     model: nn.Module,
     lr: float,
@@ -142,9 +111,6 @@ def make_optimizer(
     """``GORPAdam`` over the model's full weights (made trainable here) and the gorp
     adapter's LoRA tensors; ``r_g``, ``T`` and ``energy_cl`` come from its config.
     ``name`` picks the gorp adapter (default: the only one, or the active one)."""
-    from ..adapters import adapter_parameters
-    from ..gorp_optim import GORPAdam
-
     if unknown:
         raise ValueError(
             f"gorp optimizer: unknown option(s) {sorted(unknown)}; use betas, eps, name"
@@ -168,12 +134,9 @@ def end_task(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[int, in
     """Close a task: grow ``Q`` (optimizer), then merge each LoRA of the optimizer's gorp
     adapter into its base weight and re-initialise it (``A`` Kaiming, ``B = 0``) when
     ``merge_lora_per_task``."""
-    from ..adapters import named_hosts
-    from ..gorp_optim import GORPAdam
-
     if not isinstance(optimizer, GORPAdam):
         raise ValueError("gorp end_task needs the optimizer from protocol.method_optimizer")
-    name, cfg = gorp_config(model, getattr(optimizer, "adapter_name", None))
+    name, cfg = gorp_config(model, optimizer.adapter_name)
     hosts = [h for _, h in named_hosts(model) if name in h.adapters]
     if cfg.merge_lora_per_task and any(h.merged for h in hosts):
         raise ValueError("gorp end_task: unmerge the model first (the adapter is merged)")

@@ -139,5 +139,10 @@ class LARGO(Method):
         self.g_acc.zero_()
         self.n_active.zero_()
 
+    @torch.no_grad()
+    def test_perturb(self) -> None:
+        """A radius that binds, so the contract test exercises the projection."""
+        self.gamma.fill_(0.5 * float(self.update_norm()))
+
     def extra_repr(self) -> str:
         return super().extra_repr() + f", gamma={float(self.gamma):.3g}"

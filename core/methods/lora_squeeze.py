@@ -54,6 +54,7 @@ def best_rank_k(b: Tensor, a: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 class LoRASqueeze(RankedLoRA):
     name = "lora_squeeze"
+    test_hyper = {"target_r": 1}
     formula = "r_t*(d_in + d_out) per layer, r_t annealed from r to target_r"
 
     def __init__(self, cfg: LoRASqueezeConfig, slot: SlotInfo):

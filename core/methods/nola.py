@@ -38,6 +38,8 @@ class NOLAConfig(AdapterConfig):
 
 class NOLA(FactoredMethod):
     name = "nola"
+    test_hyper = {"k": 4, "alpha": 0.2}
+    not_from_file = frozenset({"conv2d"})  # conv bases come from the kernel geometry, not the file
     formula = "2*k per layer (k random bases per factor, shared per shape, regenerated from seed)"
 
     def __init__(self, cfg: NOLAConfig, slot: SlotInfo):

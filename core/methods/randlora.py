@@ -56,6 +56,8 @@ def dense_is_cheaper(x: Tensor, channel_dim: int, k: int, d_out: int, d_in: int)
 
 class RandLoRA(Method):
     name = "randlora"
+    test_hyper = {"alpha": 0.2}
+    not_from_file = frozenset({"conv2d"})  # conv bases come from the kernel geometry, not the file
     formula = "n*(r + min(d_in, d_out)) per layer, n = ceil(min(d_in, d_out) / r)"
 
     def __init__(self, cfg: RandLoRAConfig, slot: SlotInfo):

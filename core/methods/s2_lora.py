@@ -104,7 +104,8 @@ class S2LoRA(Method):
             thr = self.threshold()
             self.lam.copy_(torch.sign(self.lam) * (self.lam.abs() - thr).clamp_min(0))
 
-    def active_ranks(self) -> int:
+    def active_rank(self) -> int:
+        """Ranks whose coefficient the proximal step has not zeroed."""
         return int((self.lam != 0).sum())
 
     def extra_repr(self) -> str:

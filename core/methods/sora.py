@@ -39,6 +39,7 @@ class SoRAConfig(AdapterConfig):
 
 class SoRA(RankedLoRA):
     name = "sora"
+    test_hyper = {"alpha": 1.0}  # a third factor (the gate): a smaller scale keeps SGD stable
     formula = "r*(d_in + d_out + 1) per layer (zeroed ranks removed at the end)"
     rank_vectors = ("g",)
     param_options = {"g": {"weight_decay": 0.0}}

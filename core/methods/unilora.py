@@ -89,6 +89,8 @@ class Plan:
 
 class UniLoRA(Method):
     name = "unilora"
+    test_hyper = {"theta_d_length": 32}
+    not_from_file = None  # its one projection spans the whole model
     starts_at_base = False
     formula = "theta_d_length for the whole model (one shared vector)"
 

@@ -77,6 +77,8 @@ class VeRAConfig(AdapterConfig):
 
 class VeRA(Method):
     name = "vera"
+    test_hyper = {"r": 4}
+    not_from_file = frozenset({"conv2d"})  # conv bases come from the kernel geometry, not the file
     formula = "r + d_out per layer (A, B frozen, shared per shape, regenerated from seed)"
 
     def __init__(self, cfg: VeRAConfig, slot: SlotInfo):

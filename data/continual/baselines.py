@@ -14,6 +14,9 @@ differ in what trains and what happens between tasks:
     gorp        GORP (``lorakit.core`` method ``gorp``): the optimizer comes from
                 ``protocol.method_optimizer`` and ``protocol.end_task`` closes each task; its
                 optimizer state (the basis ``Q`` of earlier tasks) carries to the next task
+    drs_lora    DRS-LoRA / CoDyRA (``lorakit.core`` method ``drs_lora``): per-rank importance
+                weights pruned by a proximal L1 step select each module's rank on the
+                task's data; ``protocol.end_task`` merges the update and restarts the adapter
 
 A ``Method`` object is stateless apart from its hyper-parameters: the model structure of
 task ``t`` is rebuilt by replaying ``begin_task`` for tasks ``0..t`` (so a resumed run
@@ -31,10 +34,10 @@ from lorakit.core.methods.base import kaiming_
 from lorakit.core.methods.gorp import memory_report, weights_of
 from lorakit.data.runtime import check_method_supported
 
-METHODS = ("gorp", "lora", "lora_merge", "olora", "full", "joint")
+METHODS = ("gorp", "lora", "lora_merge", "olora", "full", "joint", "drs_lora")
 # adapter-section keys each method reads besides the LoRA ones (r, alpha, dropout, ...)
 OWN_KEYS = {"gorp": ("r_g", "T", "energy_cl", "merge_lora_per_task", "full_targets"),
-            "olora": ("lambda_orth",)}  # fmt: skip
+            "olora": ("lambda_orth",), "drs_lora": ("sparsity", "sparsity_ramp", "w_init")}  # fmt: skip
 ALL_OWN = tuple(k for keys in OWN_KEYS.values() for k in keys)
 
 
@@ -66,7 +69,7 @@ class Method:
         return self.name != "joint"
 
     def config(self, t: int):
-        core = "gorp" if self.name == "gorp" else "lora"
+        core = self.name if self.name in ("gorp", "drs_lora") else "lora"
         cfg = self.make_config(core, {**self.lora_hyper, **self.gorp_hyper})
         check_method_supported(cfg, runs_method_optimizer=True)  # this loop runs GORP's optimizer
         return cfg
@@ -115,6 +118,8 @@ class Method:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"{self.name}: nothing to train (check the adapter targets)")
+        if self.name == "drs_lora":  # the importance weights get no weight decay
+            return torch.optim.AdamW(protocol.param_groups(model, lr, weight_decay))
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
     def penalty(self, model: nn.Module) -> Tensor | float:
@@ -138,6 +143,9 @@ class Method:
         if self.name == "gorp":
             protocol.end_task(model, optimizer)
             return optimizer.state_dict()
+        if self.name == "drs_lora":
+            protocol.end_task(model, optimizer)  # merge into the base, restart the adapter
+            return None
         if self.name == "lora_merge":
             for _, host in named_hosts(model):
                 for slot, m in host.adapters["default"].items():

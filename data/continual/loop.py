@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 
-from lorakit.data.runs import RunFolder, read_json, write_json
+from lorakit.data.runs import RunFolder, open_run, read_json, write_json
 from lorakit.data.runtime import build_trainer, resumed_from_step, trainer_options
+from lorakit.data.runtime.trainer import safe_load
 
 from .baselines import Method
 from .module import TaskModule
@@ -47,13 +48,12 @@ def _save(path: Path, obj) -> None:
 
 
 def load_state(path: Path) -> dict:
-    """A continual state file: tensors and plain values only (``weights_only=True``), so a
-    doctored file cannot run code; an unreadable one is one ValueError line."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure to read it means the same to a user
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise ValueError(f"continual state {path} is unreadable or unsafe ({reason})") from None
+    """A saved model state (``state.pt``, ``state/after-<i>.pt``), read with
+    ``weights_only=True``: tensors and plain containers, never code; one-line ValueError."""
+    saved = safe_load(path, "continual state file")
+    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
+        raise ValueError(f"continual state file {path} holds no model state ('model' is missing)")
+    return saved
 
 
 def build_model(domain, method: Method, t: int, state: Path | None, seed: int):
@@ -67,7 +67,7 @@ def build_model(domain, method: Method, t: int, state: Path | None, seed: int):
     if state is not None:
         saved = load_state(state)
         load_changed(model, saved["model"])
-        carried = saved["carried"]
+        carried = saved.get("carried")
     _seed(seed, t)
     method.begin_task(model, t)
     return model, carried
@@ -170,11 +170,7 @@ def run_sequence(domain, cfg: dict, out: Path, callbacks: list | None = None) ->
     cfg = copy.deepcopy(cfg)
     section = check_config(cfg, domain)
     method = Method(section["method"], cfg["adapter"], domain.adapter_config)
-    run = RunFolder(out)
-    if run.config_file.is_file() and run.read_config() != cfg:
-        raise ValueError(
-            f"{out} holds a run with another config; use a new --out or delete the folder"
-        )
+    run = open_run(out, cfg, trainer_options(cfg["trainer"]).resume)
     run.write_config(cfg)
     domain.prepare(run.path)
     seed = int(cfg["trainer"].get("seed", 0))

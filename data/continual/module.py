@@ -4,33 +4,33 @@ The domain gives the loss (``loss_fn(model, batch) -> scalar``) and the batches;
 continual ``Method`` gives the optimizer (GORP's through ``protocol.method_optimizer``),
 an extra penalty (O-LoRA) and what trains. The shared runtime (``build_trainer``) runs it,
 so each task's training is checkpointed and resumes exactly: checkpoints hold the tensors
-that train (adapter, or full weights for GORP / full fine-tuning) and the optimizer state;
-everything else is the start-of-task model the loop rebuilds from disk.
+that train (adapter, or full weights for GORP / full fine-tuning) and the optimizer state
+(the ``AdapterModule`` rule); everything else is the start-of-task model the loop rebuilds
+from disk.
 """
 
 from __future__ import annotations
 
 import time
 
-import lightning as L
 import torch
 
-from lorakit.core import regularization_loss
+from lorakit.data.runtime import AdapterModule, Schedule
 
 from .baselines import Method, optimizer_state_numel
 
 
-class TaskModule(L.LightningModule):
-    """Trains ``model`` (kept as ``self.model``, as the runtime's ``AdapterHooks`` expects)."""
+class TaskModule(AdapterModule):
+    """Trains ``model`` (kept as ``self.model``) with the continual method's optimizer and
+    a linear warm-up to a constant lr (the runtime's ``AdapterModule``)."""
 
     def __init__(self, model, loss_fn, method: Method, batches, optim: dict, carried=None):
-        super().__init__()
-        self.model, self.loss_fn, self.method, self.batches = model, loss_fn, method, batches
-        self.lr, self.weight_decay = float(optim["lr"]), float(optim.get("weight_decay", 0.0))
-        self.warmup = int(optim.get("warmup_steps", 0))
+        warmup = max(1, int(optim.get("warmup_steps", 0)))
+        lr, weight_decay = float(optim["lr"]), float(optim.get("weight_decay", 0.0))
+        super().__init__(model, lr, weight_decay, schedule=Schedule(1, warmup, "constant"))
+        self.loss_fn, self.method, self.batches = loss_fn, method, batches
         self.carried = carried
         self.memory: dict = {}
-        self.strict_loading = False
         self.seconds = 0.0
 
     def train_dataloader(self):
@@ -44,25 +44,16 @@ class TaskModule(L.LightningModule):
         self.seconds = time.perf_counter() - self._t0
         self.memory = optimizer_state_numel(self.trainer.optimizers[0])
 
-    def training_step(self, batch, batch_idx):
+    def batch_size(self, batch) -> int:
+        return len(batch[1]) if isinstance(batch, (tuple, list)) else len(batch["ids"])
+
+    def task_loss(self, batch, batch_idx):
         loss = self.loss_fn(self.model, batch)
         penalty = self.method.penalty(self.model)
-        total = loss + regularization_loss(self.model) + penalty
-        n = len(batch[1]) if isinstance(batch, (tuple, list)) else len(batch["ids"])
-        self.log("train_loss", loss, prog_bar=True, batch_size=n)
         if torch.is_tensor(penalty):
-            self.log("train_penalty", penalty, batch_size=n)
-        return total
+            self.log("train_penalty", penalty, batch_size=self.batch_size(batch))
+        return loss + penalty
 
-    def configure_optimizers(self):
-        opt = self.method.optimizer(self.model, self.lr, self.weight_decay, self.carried)
-        warm = max(1, self.warmup)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def state_dict(self, *args, **kwargs):
-        # checkpoints hold what trains; the rest is the start-of-task model saved on disk
-        full = super().state_dict(*args, **kwargs)
-        keep = {n for n, p in self.named_parameters() if p.requires_grad}
-        keep |= {n for n, _ in self.named_buffers() if ".adapters." in n}
-        return type(full)((k, v) for k, v in full.items() if k in keep)
+    def build_optimizer(self):
+        """The method's (GORP's projected Adam with the task basis carried over, or AdamW)."""
+        return self.method.optimizer(self.model, self.lr, self.weight_decay, self.carried)

@@ -2,9 +2,10 @@
 
     options.py    the ``trainer:`` config section, validated before any work starts
     sampler.py    ``StepSampler`` (resumable data order) and per-item seeded augmentation
-    callbacks.py  the training protocol (AdapterHooks: method optimizer, before/after-step
+    callbacks.py  the training protocol (AdapterHooks: before/after-step
                   hooks, rank changes, finish + ranks), per-step RNG, NaN guard, atomic IO
-    optimizer.py  the method's optimizer / parameter groups in place of the pipeline's AdamW
+    module.py     ``AdapterModule``: the pipelines' LightningModule base (optimizer built once,
+                  lr schedule, regularizer, checkpoints holding only what trains)
     logs.py       a CSV logger that continues the log of an interrupted run
     methods.py    ``check_method_supported``: refuse methods whose optimizer trains base weights
     prepare.py    ``PrepareMethods``: the protocol's prepare step (LoRA-SB) on a fresh run
@@ -19,6 +20,7 @@ Adam moments, S2-LoRA state, an EMA teacher) lives in the module's state dict.
 
 from .callbacks import AdapterHooks, AtomicCheckpointIO, NonFiniteGuard, NonFiniteLoss, StepSeed
 from .methods import check_method_supported
+from .module import AdapterModule, Schedule, lr_factor
 from .options import TrainerOptions, trainer_options
 from .prepare import PrepareMethods
 from .sampler import SeededItems, StepSampler, seeded
@@ -26,6 +28,9 @@ from .trainer import build_trainer, resumed_from_step
 
 __all__ = [
     "AdapterHooks",
+    "AdapterModule",
+    "Schedule",
+    "lr_factor",
     "AtomicCheckpointIO",
     "NonFiniteGuard",
     "NonFiniteLoss",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -14,32 +15,32 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lorakit.core import protocol
+from lorakit.core import atomic_write, protocol
 
-from .optimizer import adapt_optimizer
+from .module import AdapterModule
 from .sampler import item_seed, world
 
 
 class AdapterHooks(L.Callback):
     """The training protocol (``lorakit.core.protocol``) inside every pipeline, in one place.
 
-    - ``on_fit_start``: the method's optimizer / parameter groups replace the pipeline's
-      AdamW (``adapt_optimizer``), before a resumed run loads the optimizer state;
+    - ``on_fit_start``: rank-changing methods need one process;
     - before each optimizer step: ``protocol.before_step`` (IncreLoRA's importance,
       GGPO's gradient norms);
     - once per *optimizer* step (not per micro-batch): ``protocol.after_step(model,
       optimizer)``: S2-LoRA's and SoRA's proximal steps, LARGO's radius, rank changes with
       the optimizer state of exactly the changed tensors rebuilt; then the module's own
-      ``after_optimizer_step()`` when it has one (an EMA teacher);
+      ``AdapterModule.after_optimizer_step()`` (an EMA teacher);
     - ``on_train_end``: ``protocol.finish`` (SoRA drops its zeroed ranks); for
       rank-changing methods the final ranks go to ``ranks.json`` and ``plots/ranks.png``
       of the run folder ``run`` (when given).
 
     Ranks of rank-changing methods need no extra checkpoint entry: their tensors' shapes
     carry them, and loading a checkpoint resizes each slot first (``RankedLoRA``). The
-    callback's own state records them for reading. The LightningModule exposes the adapted
-    network as ``self.model``. Lightning runs callbacks before the module's hooks and the
-    checkpoint callback last, so a checkpoint always holds the state after these hooks.
+    callback's own state records them for reading. The LightningModule is an
+    ``AdapterModule`` (its network is ``self.model``). Lightning runs callbacks before the
+    module's hooks and the checkpoint callback last, so a checkpoint always holds the state
+    after these hooks (which is why they are a callback, not the module's own hooks).
     """
 
     start_step = 0
@@ -48,8 +49,13 @@ class AdapterHooks(L.Callback):
         self.run, self.final_ranks = run, {}
 
     @staticmethod
-    def _model(pl_module):
-        return getattr(pl_module, "model", pl_module)
+    def _model(pl_module) -> torch.nn.Module:
+        if not isinstance(pl_module, AdapterModule):
+            raise TypeError(
+                f"lorakit's runtime trains an AdapterModule (lorakit.data.runtime), not a "
+                f"{type(pl_module).__name__}"
+            )
+        return pl_module.model
 
     def on_fit_start(self, trainer, pl_module) -> None:
         model = self._model(pl_module)
@@ -60,7 +66,6 @@ class AdapterHooks(L.Callback):
                 "(trainer.devices=1, trainer.nodes=1): resized tensors cannot be kept in step "
                 "across processes"
             )
-        adapt_optimizer(trainer, model)
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.start_step = self._done = int(trainer.global_step)
@@ -74,9 +79,7 @@ class AdapterHooks(L.Callback):
         self._done = int(trainer.global_step)
         opt = trainer.optimizers[0] if len(trainer.optimizers) == 1 else None
         protocol.after_step(self._model(pl_module), opt)
-        hook = getattr(pl_module, "after_optimizer_step", None)
-        if callable(hook):
-            hook()
+        pl_module.after_optimizer_step()
 
     def on_train_end(self, trainer, pl_module) -> None:
         model = self._model(pl_module)
@@ -97,12 +100,11 @@ class AdapterHooks(L.Callback):
 
 def write_ranks(run, model, ranks: dict[str, int]) -> None:
     """``ranks.json`` and ``plots/ranks.png`` (layers x modules) in the run folder."""
-    from lorakit.data.rank_plots import rank_heatmap
-    from lorakit.data.runs import write_json
+    from lorakit.data.rank_plots import rank_heatmap  # lazily: matplotlib
 
     methods = sorted({m.name for m in protocol.rank_changing_methods(model)})
-    write_json(run.path / "ranks.json", {"methods": methods, "ranks": ranks,
-                                         "total": sum(ranks.values())})
+    text = json.dumps({"methods": methods, "ranks": ranks, "total": sum(ranks.values())}, indent=2)
+    atomic_write(run.path / "ranks.json", lambda p: Path(p).write_text(text + "\n"))
     rank_heatmap(ranks, run.plots / "ranks.png", "/".join(methods))
 
 
@@ -180,28 +182,43 @@ class StepProgressBar(TQDMProgressBar):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file, then renames it into place.
+    """Writes each checkpoint to a temporary file, then renames it into place; loads with
+    ``weights_only=True`` whatever the caller or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` asks.
 
     Before ``last.ckpt`` is replaced, the file it replaces is kept as ``previous.ckpt``
     (a hard link, renamed atomically): if the newest checkpoint is ever unreadable, the
-    one before it is still there to resume from.
+    one before it is still there to resume from. A failed write (a full disk) is one
+    ``ValueError`` line; the last good checkpoint stays and no temporary file is left.
     """
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        from lorakit.core.io import write_error
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.is_file():
-            prev = path.with_name(PREVIOUS if path.name == "last.ckpt" else f"previous-{path.name}")
-            link = path.with_name(f".{prev.name}.tmp")
-            link.unlink(missing_ok=True)
-            os.link(path, link)
-            os.replace(link, prev)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            if path.is_file():
+                prev = path.with_name(
+                    PREVIOUS if path.name == "last.ckpt" else f"previous-{path.name}"
+                )
+                link = path.with_name(f".{prev.name}.tmp")
+                link.unlink(missing_ok=True)
+                os.link(path, link)
+                os.replace(link, prev)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            kept = f"the last good checkpoint {path}" if path.is_file() else "no checkpoint"
+            raise write_error(path, e, kept) from None
+
+    def load_checkpoint(self, path, *args, weights_only=None, **kwargs) -> dict:
+        """Tensors and plain containers only: a pickled object in the file never runs."""
+        return super().load_checkpoint(path, *args, weights_only=True, **kwargs)
 
 
 PREVIOUS = "previous.ckpt"

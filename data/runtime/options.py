@@ -31,6 +31,7 @@ class TrainerOptions:
     progress: bool = True
     resume: bool = True  # continue from checkpoints/last.ckpt when it exists
     grad_clip: float | None = 1.0
+    activation_checkpointing: bool = False  # recompute each backbone block in backward
 
     def validate(self) -> None:
         """Coerce YAML values and reject what Lightning would choke on later."""
@@ -66,7 +67,7 @@ class TrainerOptions:
                 self.grad_clip = float(self.grad_clip)
             except (TypeError, ValueError):
                 raise ValueError(f"trainer.grad_clip must be a number, got {self.grad_clip!r}") from None
-        for name in ("progress", "resume"):
+        for name in ("progress", "resume", "activation_checkpointing"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"trainer.{name} must be true or false")
 

@@ -16,12 +16,12 @@ each of ``world_size`` processes trained. Cost: one set of hooks for one micro-b
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
-
-from lorakit.data.runs import write_json
 
 
 def _name(dtype: torch.dtype) -> str:
@@ -72,4 +72,8 @@ class PrecisionProbe(L.Callback):
             "global_rank": int(trainer.global_rank),
             "device": pl_module.device.type,
         }
-        write_json(self.root / "logs" / f"runtime_rank{trainer.global_rank}.json", self._seen)
+        path = self.root / "logs" / f"runtime_rank{trainer.global_rank}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")  # atomic: a kill leaves the old file or none
+        tmp.write_text(json.dumps(self._seen, indent=2) + "\n")
+        os.replace(tmp, path)

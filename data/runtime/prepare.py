@@ -39,7 +39,7 @@ class PrepareMethods(L.Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.prepared = 0
-        model = getattr(pl_module, "model", pl_module)
+        model = pl_module.model  # an AdapterModule (AdapterHooks checks it)
         if trainer.global_step != 0 or not protocol.needs_prepare(model):
             return
         loader = trainer.train_dataloader

@@ -1,13 +1,18 @@
 """``build_trainer``: the Lightning Trainer every pipeline shares, and the resume point.
 
 A run resumes from ``checkpoints/last.ckpt`` when it exists (``trainer.resume``). The file
-is opened first: a truncated or corrupt checkpoint is one clear error that says how to go
-back to ``checkpoints/previous.ckpt``, never a traceback from inside ``torch.load``.
+is opened first, with ``weights_only=True`` (tensors, dicts, lists, numbers and strings: no
+pickled object can run code; Lightning's own load is pinned the same way in
+``AtomicCheckpointIO``): a truncated or corrupt checkpoint is one clear error that says how
+to go back to ``checkpoints/previous.ckpt``, a checkpoint holding other pickled objects is
+refused unopened, never a traceback from inside ``torch.load``.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
+import re
 import warnings
 from pathlib import Path
 
@@ -22,6 +27,7 @@ from .callbacks import (
     StepProgressBar,
     StepSeed,
 )
+from .checkpointing import ActivationCheckpointing
 from .logs import ContinuedCSVLogger, LogTail
 from .options import TrainerOptions
 from .precision_probe import PrecisionProbe
@@ -36,6 +42,7 @@ _QUIET = (
     r".*resuming from a checkpoint that ended before the epoch ended.*",
     r".*does not have many workers.*",
     r".*Checkpoint directory .* exists and is not empty.*",
+    r".*The dirpath has changed from.*",  # a run folder copied or moved: nothing is lost
 )
 
 
@@ -53,25 +60,68 @@ def quiet_lightning() -> None:
             log.addFilter(_DropTip())
 
 
-def checkpoint_step(path: Path) -> int:
-    """The optimizer step a checkpoint was taken at; an unreadable file is a ValueError."""
-    run = path.parent.parent
-    hint = (
-        f"to resume from the checkpoint before it, run `mv {path.parent / PREVIOUS} {path}` "
-        "and the same command again"
-        if (path.parent / PREVIOUS).is_file()
-        else f"delete {path.parent} to start the run {run} over"
-    )
+class UnsafeFile(ValueError):
+    """A torch file holding pickled objects other than tensors and plain containers."""
+
+
+def safe_load(path: Path, what: str = "file"):
+    """``torch.load(path, weights_only=True)`` on the CPU: nothing in the file can run code.
+    A file holding other pickled objects is an ``UnsafeFile`` naming them; a truncated or
+    corrupt one a ``ValueError``; both one line naming ``path``."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise ValueError(f"{what} {path} is unreadable (corrupt: {_reason(e)})") from None
+        names = sorted(set(re.findall(r"GLOBAL (\S+) was not an allowed global", str(e))))
+        raise UnsafeFile(
+            f"{what} {path} holds pickled objects other than tensors ({', '.join(names) or '?'})"
+            ", which could run code; lorakit loads tensors only and did not run them"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - any other failure to read it means the same
+        raise ValueError(f"{what} {path} is unreadable (truncated or corrupt: {_reason(e)})") from None
+
+
+def _reason(e: Exception) -> str:
+    return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+
+
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a checkpoint was taken at; an unreadable or unsafe file is a
+    one-line ValueError (the hint to use ``previous.ckpt`` only when that one is readable)."""
+    try:
+        ckpt = safe_load(path, "checkpoint")
+    except UnsafeFile as e:
+        raise ValueError(f"{e}; do not trust this run folder ({_START_OVER})") from None
+    except ValueError as e:
+        raise ValueError(f"{e}; {_hint(path)}") from None
+    try:
         step = int(ckpt["global_step"])
         ckpt["state_dict"], ckpt["loops"]  # noqa: B018 - a Lightning checkpoint has both
-    except Exception as e:  # noqa: BLE001 - any failure to read it means the same to a user
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+    except (KeyError, TypeError, ValueError, IndexError):
         raise ValueError(
-            f"checkpoint {path} is unreadable (truncated or corrupt: {reason}); {hint}"
+            f"checkpoint {path} is not a Lightning checkpoint (no global_step, state_dict and "
+            f"loops); {_hint(path)}"
         ) from None
     return step
+
+
+_START_OVER = "--set trainer.resume=false starts the run over"
+
+
+def _hint(path: Path) -> str:
+    """Go back to ``previous.ckpt`` when it is a readable checkpoint, else start over."""
+    previous = path.parent / PREVIOUS
+    try:
+        ckpt = safe_load(previous, "checkpoint") if previous.is_file() else None
+    except ValueError:
+        ckpt = None
+    if isinstance(ckpt, dict) and {"global_step", "state_dict", "loops"} <= set(ckpt):
+        return (
+            f"to resume from the checkpoint before it, run `mv {previous} {path}` and the "
+            "same command again"
+        )
+    return _START_OVER
 
 
 def build_trainer(
@@ -101,6 +151,12 @@ def build_trainer(
     extra.append(PrecisionProbe(run.path))  # logs/runtime_rank<r>.json: precision in effect
     if opts.progress:
         extra.append(StepProgressBar())
+    if opts.activation_checkpointing:
+        extra.append(ActivationCheckpointing())
+    hooks = AdapterHooks(run)
+    # a run resumed from a checkpoint at max_steps trains no step (Lightning then skips
+    # on_train_start), yet it did resume: metrics.json's resumed_from_step says so
+    hooks.start_step = resume_step
     try:
         trainer = L.Trainer(
             max_steps=opts.max_steps,
@@ -112,7 +168,7 @@ def build_trainer(
             precision=opts.precision,
             accumulate_grad_batches=opts.accumulate,
             logger=ContinuedCSVLogger(run.path, keep_before=resume_step),
-            callbacks=[PrepareMethods(opts.seed), AdapterHooks(run), StepSeed(opts.seed)]
+            callbacks=[PrepareMethods(opts.seed), hooks, StepSeed(opts.seed)]
             + [NonFiniteGuard(), ckpt, *extra]
             + list(callbacks or []),
             plugins=[AtomicCheckpointIO()],

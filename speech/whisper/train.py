@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from whisper.model import Whisper
 
-from lorakit.core import named_hosts, regularization_loss, trainable_parameters
+from lorakit.core import named_hosts, regularization_loss
+from lorakit.data.runtime import AdapterModule, Schedule
 
 from .features import IGNORE
 
@@ -67,16 +67,16 @@ def global_token_mean(logits: Tensor, labels: Tensor) -> Tensor:
     return total * torch.distributed.get_world_size() / count.clamp_min(1)
 
 
-class WhisperAdapterModule(L.LightningModule):
-    """Trains the adapters injected into ``model`` (kept as ``self.model``, as the core
-    ``AdapterHooks`` callback expects)."""
+class WhisperAdapterModule(AdapterModule):
+    """Trains the adapters injected into ``model`` (kept as ``self.model``): AdamW, linear
+    warm-up to a constant lr (the runtime's ``AdapterModule``)."""
 
     def __init__(self, model: Whisper, cfg: TrainConfig, cache_ok: bool = False):
-        super().__init__()
-        self.model, self.cfg = model, cfg
+        schedule = Schedule(1, max(1, cfg.warmup_steps), "constant")
+        super().__init__(model, cfg.lr, cfg.weight_decay, schedule=schedule)
+        self.cfg = cfg
         self.use_cache = cfg.cache_encoder and cache_ok and not encoder_is_adapted(model)
         self._cache: dict[str, Tensor] = {}
-        self.strict_loading = False  # checkpoints hold adapter tensors only
         # DDP broadcasts every buffer at start; gloo/NCCL cannot send Whisper's sparse
         # ``alignment_heads`` (and it never changes), so DDP leaves it alone
         sparse = [f"model.{n}" for n, b in model.named_buffers() if b.is_sparse]
@@ -100,28 +100,13 @@ class WhisperAdapterModule(L.LightningModule):
                 self._cache[ids[i]] = out[j]
         return torch.stack([self._cache[k] for k in ids])
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def batch_size(self, batch: dict) -> int:
+        return len(batch["ids"])
+
+    def task_loss(self, batch: dict, batch_idx: int) -> Tensor:
         feats = self.audio_features(batch["ids"], batch["mels"])
         logits = self.model.decoder(batch["inputs"], feats)
-        ce = sequence_loss(logits, batch["labels"])
-        reg = regularization_loss(self.model)
-        loss = global_token_mean(logits, batch["labels"]) + reg
         bs = len(batch["ids"])
-        self.log("train_loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train_ce", ce, batch_size=bs)
-        self.log("train_reg", reg, batch_size=bs)
-        return loss
-
-    def configure_optimizers(self):
-        params = trainable_parameters(self.model)
-        if not params:
-            raise ValueError("no trainable adapter parameters: inject an adapter before training")
-        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        warm = max(1, self.cfg.warmup_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warm))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        keep = {n for n, p in self.named_parameters() if p.requires_grad}
-        keep |= {n for n, _ in self.named_buffers() if ".adapters." in n}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        self.log("train_ce", sequence_loss(logits, batch["labels"]), batch_size=bs)
+        self.log("train_reg", regularization_loss(self.model).detach(), batch_size=bs)
+        return global_token_mean(logits, batch["labels"])

@@ -1,4 +1,6 @@
-"""Transcription with Whisper's own decoder (greedy or beam search), batched.
+"""Transcription with Whisper's own decoder (greedy or beam search), batched, with
+Whisper's temperature fallback on degenerate (looping or unsure) transcripts (fallback.py;
+``DecodeConfig(fallback=False)`` turns it off).
 
     texts = transcribe(model, ["a.wav", "b.flac"], DecodeConfig(beam_size=5))
 
@@ -19,6 +21,7 @@ from whisper.model import Whisper
 
 from lorakit.data.audio import SAMPLE_RATE, load_audio
 
+from .fallback import Attempt, FallbackRule, decode_with_fallback
 from .features import log_mel
 
 log = logging.getLogger(__name__)
@@ -33,8 +36,26 @@ class DecodeConfig:
     sample_len: int | None = 96  # max tokens per utterance (Whisper's default: 224)
     language: str = "en"
     max_duration: float = 30.0
+    # temperature fallback (fallback.py): re-decode when the text loops or is unsure
+    fallback: bool = True
+    compression_ratio_threshold: float | None = 2.4
+    logprob_threshold: float | None = -1.0
+    temperature_step: float = 0.2
+    best_of: int = 5  # samples per fallback temperature, the most likely kept
+    seed: int = 0  # of the fallback's sampling
 
-    def options(self, model: Whisper) -> whisper.DecodingOptions:
+    def rule(self) -> FallbackRule | None:
+        """The fallback rule, or None when ``fallback`` is off."""
+        if not self.fallback:
+            return None
+        if self.best_of < 1:
+            raise ValueError(f"eval.best_of must be >= 1, got {self.best_of}")
+        return FallbackRule(
+            self.compression_ratio_threshold, self.logprob_threshold, self.temperature_step
+        )
+
+    def options(self, model: Whisper, temperature: float = 0.0) -> whisper.DecodingOptions:
+        """Greedy / beam search at ``temperature`` 0, else sampling (one draw per row)."""
         if self.beam_size is not None and self.beam_size < 1:
             raise ValueError(f"eval.beam_size must be >= 1 or null (greedy), got {self.beam_size}")
         sample_len = min(self.sample_len or model.dims.n_text_ctx // 2, model.dims.n_text_ctx // 2)
@@ -42,7 +63,8 @@ class DecodeConfig:
             language=self.language if model.is_multilingual else "en",
             without_timestamps=True,
             fp16=False,
-            beam_size=self.beam_size,
+            temperature=temperature,
+            beam_size=self.beam_size if temperature == 0 else None,
             sample_len=sample_len,
         )
 
@@ -78,7 +100,7 @@ def decode(
 ) -> list[str]:
     """Texts for ``(N, n_mels, frames)`` mels or ``(N, n_audio_ctx, d)`` encoder outputs."""
     device = next(model.parameters()).device
-    options = cfg.options(model)
+    cfg.options(model)  # checks the options before any work
     was_training = model.training
     model.eval()
     texts: list[str] = []
@@ -87,12 +109,36 @@ def decode(
         step = cfg.batch_size if cfg.beam_size is None else 1
         for i in range(0, len(mels_or_features), step):
             batch = mels_or_features[i : i + step].to(device)
-            texts += [r.text.strip() for r in whisper.decode(model, batch, options)]
+            texts += decode_with_fallback(_runner(model, batch, cfg), len(batch), cfg.rule())
             if progress:
                 log.info("decoded %d / %d utterances", len(texts), len(mels_or_features))
     finally:
         model.train(was_training)
     return texts
+
+
+def _runner(model: Whisper, batch: Tensor, cfg: DecodeConfig):
+    """``run_at(indices, T)`` for ``decode_with_fallback``: whisper.decode of those rows of
+    ``batch`` at temperature ``T``. At ``T > 0`` every row is repeated ``best_of`` times
+    (whisper's own ``best_of`` breaks on batches > 1) and the sample with the highest
+    ``sum log p / len`` (whisper's ranking) is kept; sampling is seeded by ``cfg.seed``, ``T``."""
+
+    def run_at(rows: list[int], temperature: float) -> list[Attempt]:
+        draws = 1 if temperature == 0 else cfg.best_of
+        options = cfg.options(model, temperature)
+        with torch.random.fork_rng(devices=[batch.device] if batch.is_cuda else []):
+            torch.manual_seed(cfg.seed + round(100 * temperature))
+            results = whisper.decode(model, batch[rows].repeat_interleave(draws, 0), options)
+        out = []
+        for k in range(len(rows)):
+            group = results[k * draws : (k + 1) * draws]
+            r = max(
+                group, key=lambda r: r.avg_logprob * (len(r.tokens) + 1) / max(len(r.tokens), 1)
+            )
+            out.append(Attempt(r.text.strip(), r.avg_logprob, temperature))
+        return out
+
+    return run_at
 
 
 def transcribe(

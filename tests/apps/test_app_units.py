@@ -272,3 +272,13 @@ def test_asr_synthesize_writes_a_playable_wave():
     assert wave.dim() == 1 and wave.numel() > 16000 // 4
     data, rate = sf.read(app_asr.save_wave(wave, "test"))
     assert rate == 16000 and len(data) == wave.numel()
+
+
+def test_clip_describe_lists_the_classes_the_run_knows(tmp_path):
+    (tmp_path / "metrics.json").write_text(
+        '{"method": "lora", "shots": 4, "accuracy": 0.9, "zero_shot_accuracy": 0.5}'
+    )
+    text = app_clip.describe(tmp_path, ["red circle", "blue square"])
+    assert "lora, 4 shots, test accuracy 90.0% (zero-shot CLIP 50.0%)" in text
+    assert "**Classes it knows** (2): `red circle`, `blue square`" in text
+    assert "Classes" not in app_clip.describe(tmp_path)

@@ -9,28 +9,51 @@ import sys
 import pytest
 import yaml
 
-from lorakit.apps.run_kind import SIGNATURES, check_run
+from lorakit.apps.pipelines import PIPELINES as REGISTRY
+from lorakit.apps.pipelines import SINGLE_TASK, pipeline_module
+from lorakit.apps.run_kind import SIGNATURES, check_run, run_kind
 
-PIPELINES = {
-    "clip": "lorakit.vision.clip.pipeline",
-    "cod": "lorakit.vision.sam.pipeline",
-    "asr": "lorakit.speech.whisper.pipeline",
-    "ood": "lorakit.vision.ood.pipeline",
-}
+PIPELINES = {name: REGISTRY[name].module for name in SINGLE_TASK}
+
+
+def _signed(key: str) -> dict:
+    section, _, inner = key.partition(".")
+    return {section: {inner: {}} if inner else {}}
 
 
 @pytest.mark.parametrize("pipeline", list(PIPELINES))
 def test_each_pipeline_config_has_its_own_signature_section(pipeline):
-    sections = set(importlib.import_module(PIPELINES[pipeline]).DEFAULTS)
-    assert SIGNATURES[pipeline] in sections
-    others = {SIGNATURES[p] for p in PIPELINES if p != pipeline}
-    assert not sections & others, f"{pipeline} shares a signature section: {sections & others}"
+    defaults = importlib.import_module(PIPELINES[pipeline]).DEFAULTS
+    assert run_kind(defaults) == pipeline
+    for p in PIPELINES:  # each signature alone names its own pipeline
+        assert run_kind(_signed(SIGNATURES[p])) == p
+
+
+def test_one_registry_feeds_the_cli_prebuilt_compare_and_run_kinds():
+    from lorakit.apps import cli, compare_pipelines, prebuilt, run_kind
+
+    assert cli.PIPELINES == {n: p.module for n, p in REGISTRY.items()}
+    assert prebuilt.PIPELINE_MODULES == PIPELINES and set(SINGLE_TASK) < set(REGISTRY)
+    assert {n: s.module for n, s in compare_pipelines.PIPELINES.items()} == PIPELINES
+    assert set(run_kind.SIGNATURES) == set(run_kind.TRAIN_HINT) == set(REGISTRY)
+    for name in REGISTRY:
+        mod = pipeline_module(name)
+        assert callable(mod.train) and callable(mod.evaluate) and isinstance(mod.DEFAULTS, dict)
+    with pytest.raises(ValueError, match="unknown pipeline 'nope'; choose from clip"):
+        pipeline_module("nope")
+
+
+def test_runs_written_before_the_renames_keep_their_kind():
+    assert run_kind({"model": {"name": "tiny.en"}, "trainer": {}}) == "asr"
+    assert run_kind({"method": {"name": "largo"}, "trainer": {}}) == "ood"
 
 
 def fake_run(path, pipeline):
     path.mkdir()
     (path / "adapter").mkdir()
-    (path / "config.yaml").write_text(yaml.safe_dump({SIGNATURES[pipeline]: {}, "trainer": {}}))
+    (path / "config.yaml").write_text(
+        yaml.safe_dump({**_signed(SIGNATURES[pipeline]), "trainer": {}})
+    )
     return path
 
 

@@ -10,9 +10,9 @@ BAD = [
     ("clip", ["--precision", "fp7"], "trainer.precision 'fp7' is unknown"),
     ("cod", ["--set", "trainer.max_steps=many"], "trainer.max_steps must be an integer"),
     ("ood", ["--strategy", "nonsense"], "trainer.strategy 'nonsense' is unknown"),
-    ("asr", ["--set", "train.bogus=1"], "bogus"),
+    ("asr", ["--set", "optim.bogus=1"], "optim: unknown key(s) ['bogus']"),
     ("cod", ["--set", "loss.ema_decay=2"], "loss.ema_decay must be in"),
-    ("ood", ["--set", "method.name=dora"], "method.name must be one of"),
+    ("ood", ["--set", "adapter.method=dora"], "adapter.method must be one of"),
     ("clip", ["--set", "optim.lr=-1"], "optim.lr must be positive"),
     # a method bringing its own optimizer (GORP) would train only its LoRA part here
     ("clip", ["--set", "adapter.method=gorp"], "'gorp' brings its own optimizer"),

@@ -51,3 +51,26 @@ def test_too_long_audio_is_refused_from_its_header(tmp_path, monkeypatch):
     monkeypatch.setattr(sf, "read", lambda *a, **k: pytest.fail("decoded before the check"))
     with pytest.raises(ValueError, match="over the limit"):
         check_audio(str(wav))
+
+
+def test_long_compressed_audio_is_decoded_only_up_to_the_limit(tmp_path, monkeypatch):
+    import subprocess
+
+    ogg = tmp_path / "long.ogg"  # 10 minutes in ~0.4 MB: decoded whole it is 19 MB
+    tone = (0.3 * np.sin(np.arange(8000 * 60) / 3)).astype(np.float32)
+    with sf.SoundFile(ogg, "w", 8000, 1, format="OGG") as f:
+        for _ in range(10):
+            f.write(tone)
+    decoded = []
+    real_run = subprocess.run
+
+    def spy(*a, **k):
+        out = real_run(*a, **k)
+        decoded.append(len(out.stdout))
+        return out
+
+    monkeypatch.setattr(subprocess, "run", spy)
+    with pytest.raises(ValueError, match="longer than 30.0 s, over the limit") as e:
+        check_audio(str(ogg))
+    assert "\n" not in str(e.value)
+    assert decoded and max(decoded) <= (LIMITS.audio_seconds + 1.5) * 16000 * 2  # s16 at 16 kHz

@@ -217,7 +217,8 @@ def test_loca_update_is_the_inverse_dct_of_its_coefficients(zoo):
 
 def test_loca_relocation_moves_a_coefficient_onto_the_target_frequency():
     """Loss 0.5 ||dW - T||^2, T = one unit frequency next to the coefficient: the finite-
-    difference estimate moves the coefficient there and the loss drops to 0."""
+    difference estimate moves the coefficient there and the loss drops to 0 (this loss has
+    curvature h = s^2 = 1 along every spectral coefficient)."""
     model = nn.Sequential(nn.Linear(12, 10))
     inject(model, make_config("loca", n_coef=1, alpha=1.0, targets=("0",)))
     m = methods(model)[0]
@@ -229,7 +230,7 @@ def test_loca_relocation_moves_a_coefficient_onto_the_target_frequency():
     loss = lambda: 0.5 * (m.delta_weight() - target).pow(2).sum()  # noqa: E731
     before = float(loss().detach())
     grad = (m.delta_weight() - target).detach()
-    assert m.relocate(grad) == 1
+    assert m.relocate(grad, curvature=1.0) == 1
     assert (int(m.loc_u), int(m.loc_v)) == (5, 6)
     assert before > 1.0 and float(loss().detach()) < 1e-8
 

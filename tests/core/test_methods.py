@@ -230,7 +230,7 @@ def test_s2_lora_l1_and_proximal_step():
     assert abs(float(regularization_loss(model)) - expected) < 1e-6
     after_optimizer_step(model)
     torch.testing.assert_close(ms[0].lam.detach(), torch.tensor([0.0, 0.0, 0.4, -1.9]))
-    assert ms[0].active_ranks() == 2
+    assert ms[0].active_rank() == 2
 
 
 def test_s2_lora_proximal_step_scales_with_the_coefficients_lr():

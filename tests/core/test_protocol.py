@@ -14,7 +14,7 @@ def test_protocol_state_round_trip():
     model, x, targets, _ = build("linear")
     inject(model, make_config("loca", n_coef=8, targets=targets))
     state = protocol.state_dict(model)
-    assert {k.rsplit(".", 1)[-1] for k in state} == {"loc_u", "loc_v", "steps"}
+    assert {k.rsplit(".", 1)[-1] for k in state} == {"loc_u", "loc_v", "steps", "sec_prev", "sec_valid", "sec_sum"}
     model2, _, _, _ = build("linear")
     inject(model2, make_config("loca", n_coef=8, targets=targets))
     protocol.load_state_dict(model2, state)

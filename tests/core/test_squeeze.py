@@ -7,8 +7,8 @@ from lorakit.core import inject, load_adapter, make_config, methods, save_adapte
 from lorakit.core.api import named_methods
 from lorakit.core.contract import perturb, supported_pairs, tiny_config
 from lorakit.core.methods import METHODS
-from lorakit.core.squeeze import NOT_FROM_FILE, adapter_deltas, randomized_svd, squeeze_adapter
-from lorakit.core.zoo import build
+from lorakit.core.squeeze import adapter_deltas, randomized_svd, squeeze_adapter
+from lorakit.core.zoo import ZOO_HOST, build
 
 
 def test_randomized_svd_is_near_optimal_against_full_svd():
@@ -29,7 +29,7 @@ def test_randomized_svd_is_near_optimal_against_full_svd():
 
 REBUILT = [
     (m, z) for m, z in supported_pairs()
-    if METHODS[m][1].mergeable and not getattr(METHODS[m][1], "trains_base_weights", False)
+    if METHODS[m].layer.mergeable and not METHODS[m].layer.trains_base_weights
 ]
 
 
@@ -39,9 +39,7 @@ def test_adapter_file_alone_gives_every_delta(method, zoo, tmp_path):
     inject(model, tiny_config(method, targets, slices))
     perturb(model)
     save_adapter(model, tmp_path)
-    refused = method in NOT_FROM_FILE and (NOT_FROM_FILE[method] is None or zoo.startswith(
-        tuple(NOT_FROM_FILE[method])))
-    if refused:
+    if not METHODS[method].from_file({ZOO_HOST[zoo]}):
         with pytest.raises(ValueError, match="cannot be rebuilt from its file alone"):
             adapter_deltas(tmp_path)
         return

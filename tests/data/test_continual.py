@@ -74,8 +74,9 @@ class KillInTask(L.Callback):
             raise Kill
 
 
-def test_resume_mid_sequence_gives_the_same_result(tmp_path):
-    cfg = tiny_cfg(tmp_path)
+@pytest.mark.parametrize("method", ["gorp", "drs_lora"])
+def test_resume_mid_sequence_gives_the_same_result(tmp_path, method):
+    cfg = tiny_cfg(tmp_path, method)
     full = run(cfg, tmp_path / "a")
     with pytest.raises(Kill):
         run(cfg, tmp_path / "b", [KillInTask()])

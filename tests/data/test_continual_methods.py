@@ -89,3 +89,21 @@ def test_clip_full_fine_tuning_trains_the_text_tower_too():
     model(torch.randn(2, 3, bb.image_size, bb.image_size)).sum().backward()
     w = model.clip.transformer.resblocks[0].attn.in_proj_weight
     assert w.requires_grad and w.grad is not None and float(w.grad.abs().sum()) > 0
+
+
+def test_drs_lora_trains_its_core_method_and_merges_at_the_end_of_a_task():
+    model, m = net(), Method("drs_lora", {"r": 2, "sparsity": 0.5, "w_init": 0.5}, builder)
+    m.begin_task(model, 0)
+    slot = model[0].adapters["default"]["weight"]
+    assert type(slot).__name__ == "DRSLoRA" and float(slot.w[0]) == 0.5
+    opt = m.optimizer(model, 1e-2, 0.1, None)
+    decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert decay[id(slot.w)] == 0.0 and decay[id(slot.A)] == 0.1  # no decay on w
+    with torch.no_grad():
+        slot.B.normal_()
+    x = torch.randn(3, 6)
+    before, w0 = model(x), model[0].base.weight.clone()
+    assert m.end_task(model, opt) is None
+    assert torch.allclose(model(x), before, atol=1e-6)  # the update moved into W
+    assert not torch.equal(model[0].base.weight, w0)
+    assert float(slot.B.detach().abs().sum()) == 0.0 and int(slot.closed_rank) == 2

@@ -35,6 +35,9 @@ def make_run(tmp_path, name: str, cfg: dict):
         ({"prompts": {}, "adapter": {"method": "fora"}}, "cod pipeline, method fora"),
         ({"model": {"name": "tiny.en-ct2"}, "adapter": {"method": "s2_lora"}}, "asr pipeline"),
         ({"method": {"name": "largo"}, "data": {}}, "ood pipeline, method largo"),
+        ({"backbone": {"name": "tiny.en-ct2"}, "augment": {}, "adapter": {"method": "lora"}},
+         "asr pipeline, method lora"),
+        ({"adapter": {"method": "largo"}, "data": {"shift": {}}}, "ood pipeline, method largo"),
     ],
 )
 def test_training_curve_title_names_run_and_method(tmp_path, figures, cfg, expected):

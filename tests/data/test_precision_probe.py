@@ -5,27 +5,28 @@ from __future__ import annotations
 
 import json
 
-import lightning as L
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lorakit.data.runs import RunFolder
-from lorakit.data.runtime import SeededItems, StepSampler, build_trainer, trainer_options
+from lorakit.data.runtime import (
+    AdapterModule,
+    SeededItems,
+    StepSampler,
+    build_trainer,
+    trainer_options,
+)
 
 
-class _Tiny(L.LightningModule):
+class _Tiny(AdapterModule):
     def __init__(self):
-        super().__init__()
         torch.manual_seed(0)
-        self.model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+        super().__init__(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)), lr=0.1)
 
-    def training_step(self, batch, batch_idx):
+    def task_loss(self, batch, batch_idx):
         return self.model(batch).float().pow(2).mean()
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 class _Rows(Dataset):

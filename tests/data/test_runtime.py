@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 
-import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -13,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lorakit.data.runs import RunFolder
 from lorakit.data.runtime import (
+    AdapterModule,
     SeededItems,
     StepSampler,
     build_trainer,
@@ -66,25 +66,19 @@ def test_seeded_items_draw_by_seed_not_by_history():
     assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left alone
 
 
-class _Counting(L.LightningModule):
+class _Counting(AdapterModule):
     """One linear layer; counts the runtime's once-per-optimizer-step hook."""
 
     def __init__(self):
-        super().__init__()
         torch.manual_seed(0)
-        self.model = nn.Linear(3, 1)
+        super().__init__(nn.Linear(3, 1), lr=0.1)
         self.calls = []
 
-    def training_step(self, batch, batch_idx):
-        loss = self.model(batch).pow(2).mean()
-        self.log("train_loss", loss)
-        return loss
+    def task_loss(self, batch, batch_idx):
+        return self.model(batch).pow(2).mean()
 
     def after_optimizer_step(self):
         self.calls.append(self.trainer.global_step)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 class _Rows(Dataset):

@@ -1,12 +1,14 @@
-"""Nothing lorakit reads from a run folder or a continual state file can execute code."""
+"""Nothing lorakit reads from a run folder or a continual state file can execute code.
+(A payload in ``last.ckpt`` through ``lorakit train`` is tests/apps/test_run_safety.py's.)"""
 
+import json
 import os
+import shutil
 
 import pytest
 import torch
 
 from lorakit.data.continual.loop import load_state
-from lorakit.data.runtime.trainer import checkpoint_step
 
 
 class _Payload:
@@ -24,27 +26,54 @@ def _doctored(path, marker, **extra):
     torch.save({"global_step": 3, "state_dict": {}, "loops": {}, "x": _Payload(marker), **extra}, path)
 
 
-def test_pickle_payload_in_last_ckpt_never_runs(tmp_path):
-    marker = tmp_path / "pwned"
-    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    _doctored(last, marker)
-    with pytest.raises(ValueError) as e:
-        checkpoint_step(last)
-    assert not marker.exists()
-    assert "\n" not in str(e.value) and str(last) in str(e.value)
-
-
-def test_pickle_payload_in_continual_state_never_runs(tmp_path):
-    marker = tmp_path / "pwned"
-    state = tmp_path / "task0" / "state.pt"
-    _doctored(state, marker, model={}, carried=None)
-    with pytest.raises(ValueError, match="continual state") as e:
-        load_state(state)
-    assert not marker.exists() and "\n" not in str(e.value)
-
-
 def test_a_plain_continual_state_still_loads(tmp_path):
     state = tmp_path / "state.pt"
     torch.save({"model": {"w": torch.ones(2)}, "carried": {"basis": [torch.zeros(1)], "k": 1}}, state)
     saved = load_state(state)
     assert torch.equal(saved["model"]["w"], torch.ones(2)) and saved["carried"]["k"] == 1
+
+
+def test_lightning_checkpoint_load_is_pinned_to_weights_only(tmp_path, monkeypatch):
+    """Even when the environment asks torch for unsafe loads by default."""
+    import pickle
+
+    from lorakit.data.runtime import AtomicCheckpointIO
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker = tmp_path / "pwned"
+    _doctored(tmp_path / "last.ckpt", marker)
+    with pytest.raises(pickle.UnpicklingError):
+        AtomicCheckpointIO().load_checkpoint(tmp_path / "last.ckpt")
+    assert not marker.exists()
+
+
+class _Domain:
+    task_names, higher_is_better = ["a"], True
+
+    def build_model(self, seed):
+        return torch.nn.Linear(2, 2)
+
+
+class _Method:
+    def begin_task(self, model, t):
+        pass
+
+
+def test_pickle_payload_in_a_continual_state_file_never_runs(tmp_path):
+    from lorakit.data.continual.loop import build_model, run_task
+    from lorakit.data.runs import RunFolder
+
+    marker = tmp_path / "pwned"
+    state = tmp_path / "after-00.pt"
+    torch.save({"model": {}, "carried": _Payload(marker)}, state)
+    with pytest.raises(ValueError, match="after-00.pt holds pickled objects other than tensors"):
+        build_model(_Domain(), _Method(), 1, state, 0)  # the state a resumed task starts from
+    # the state a finished sweep candidate left (read to pick the best learning rate)
+    cand = tmp_path / "run" / "tasks" / "00-a" / "lr0"
+    cand.mkdir(parents=True)
+    (cand / "result.json").write_text(json.dumps({"val": 1.0, "train_seconds": 1.0}))
+    shutil.copy(state, cand / "state.pt")
+    cfg = {"optim": {"lr": 0.1}, "trainer": {}}
+    with pytest.raises(ValueError, match="state.pt holds pickled objects"):
+        run_task(_Domain(), _Method(), cfg, RunFolder(tmp_path / "run"), 0, [0], None, None)
+    assert not marker.exists()

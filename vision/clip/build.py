@@ -13,103 +13,32 @@ where to put it (no minute-long retries).
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import socket
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
-# Architectures as data (open_clip model-config JSON), registered by an explicit call.
-TINY_CONFIGS: dict[str, dict] = {
-    "lorakit-tiny-vit": {
-        "embed_dim": 32,
-        "vision_cfg": {
-            "image_size": 32,
-            "layers": 2,
-            "width": 64,
-            "head_width": 32,
-            "patch_size": 8,
-        },
-        "text_cfg": {
-            "context_length": 16,
-            "vocab_size": 49408,
-            "width": 64,
-            "heads": 2,
-            "layers": 2,
-        },
-    },
-    "lorakit-tiny-vit-64": {
-        "embed_dim": 64,
-        "vision_cfg": {
-            "image_size": 64,
-            "layers": 4,
-            "width": 128,
-            "head_width": 32,
-            "patch_size": 8,
-        },
-        "text_cfg": {
-            "context_length": 16,
-            "vocab_size": 49408,
-            "width": 128,
-            "heads": 4,
-            "layers": 4,
-        },
-    },
-}
+from .backbone import (
+    TINY_CONFIGS,
+    Backbone,
+    BackboneConfig,
+    check_name,
+    create,
+    register_tiny_configs,
+)
+
+__all__ = [
+    "TINY_CONFIGS",
+    "Backbone",
+    "BackboneConfig",
+    "hub_reachable",
+    "load_backbone",
+    "register_tiny_configs",
+    "set_hub_offline",
+]
+
 HUB_HOST = ("huggingface.co", 443)
-_registered: Path | None = None
-
-
-@dataclass
-class BackboneConfig:
-    """The ``backbone:`` config section.
-
-    name: open_clip architecture (``ViT-B-16``) or a ``TINY_CONFIGS`` key.
-    pretrained: open_clip pretrained tag (``openai``, ``laion2b_s34b_b88k``), None (random),
-        or ``lorakit-shapes`` (the default: the offline stand-in of ``standin.py``, for
-        ``lorakit-tiny-vit`` only).
-    checkpoint: local weights file (open_clip/OpenAI state_dict, .bin/.pt/.safetensors);
-        takes precedence over ``pretrained``.
-    offline: ``"auto"`` (probe the hub for 2 s), true or false.
-    """
-
-    name: str = "lorakit-tiny-vit"
-    pretrained: str | None = "lorakit-shapes"
-    checkpoint: str | None = None
-    precision: str = "fp32"
-    cache_dir: str | None = None
-    offline: bool | str = "auto"
-
-
-@dataclass
-class Backbone:
-    """A loaded CLIP: the open_clip model, its tokenizer and image preprocessing values."""
-
-    model: nn.Module
-    tokenizer: object
-    image_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-
-def register_tiny_configs() -> Path:
-    """Write ``TINY_CONFIGS`` as JSON files and add them to open_clip's registry (once)."""
-    global _registered
-    import open_clip
-
-    if _registered is not None and all(n in open_clip.list_models() for n in TINY_CONFIGS):
-        return _registered
-    folder = Path(tempfile.mkdtemp(prefix="lorakit-clip-configs-"))
-    for name, cfg in TINY_CONFIGS.items():
-        (folder / f"{name}.json").write_text(json.dumps(cfg, indent=2))
-    open_clip.add_model_config(folder)
-    _registered = folder
-    return folder
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
@@ -206,54 +135,14 @@ def _resolve_pretrained(cfg: BackboneConfig) -> str | None:
     return cfg.pretrained
 
 
-class _NoRandomInitWarning(logging.Filter):
-    """Drops open_clip's "No pretrained weights loaded" line when no weights were asked for."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "No pretrained weights loaded" not in record.getMessage()
-
-
 def load_backbone(cfg: BackboneConfig, device: str | torch.device = "cpu") -> Backbone:
     """Build the open_clip model (eval mode, all weights trainable until ``inject`` freezes them)."""
-    import open_clip
-
-    register_tiny_configs()
-    if open_clip.get_model_config(cfg.name) is None:
-        raise ValueError(
-            f"backbone.name: unknown open_clip model {cfg.name!r}; e.g. ViT-B-16, ViT-B-32, "
-            f"or a tiny config: {', '.join(TINY_CONFIGS)}"
-        )
-    from . import standin
+    check_name(cfg.name)
+    from . import standin  # lazily: it imports the caption generators
 
     pretrained = _resolve_pretrained(cfg)
-    standin_path = standin.weights_path() if pretrained == standin.TAG else None
-    if standin_path is not None:
-        pretrained = None  # built at random, then the stand-in's weights are loaded below
-    quiet = _NoRandomInitWarning() if pretrained is None else None  # random init was asked for
-    if quiet:
-        logging.getLogger().addFilter(quiet)
-    try:
-        model = open_clip.create_model(
-            cfg.name,
-            pretrained=pretrained,
-            precision=cfg.precision,
-            device=device,
-            cache_dir=cfg.cache_dir,
-        )
-    except RuntimeError as e:
-        raise ValueError(
-            f"could not load backbone {cfg.name} (pretrained={pretrained}): {e}"
-        ) from None
-    finally:
-        if quiet:
-            logging.getLogger().removeFilter(quiet)
-    if standin_path is not None:
-        model.load_state_dict(standin.load_state(standin_path))
-        model.to(device)
-    model.eval()
-    pp = getattr(model.visual, "preprocess_cfg", {}) or {}
-    size = model.visual.image_size
-    size = size[0] if isinstance(size, tuple | list) else size
-    mean = tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN))
-    std = tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
-    return Backbone(model, open_clip.get_tokenizer(cfg.name), int(size), mean, std)
+    state = None
+    if pretrained == standin.TAG:  # built at random, then the stand-in's weights are loaded
+        pretrained = None
+        state = standin.load_state(standin.weights_path())
+    return create(cfg, pretrained, device, state)

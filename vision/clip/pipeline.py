@@ -21,7 +21,8 @@ from lorakit.core import inject as inject_adapter
 from lorakit.core import load_adapter, save_adapter, trainable_parameters
 from lorakit.data import fewshot
 from lorakit.data.plots import plot_training_curve
-from lorakit.data.runs import RunFolder, dataclass_from, set_dotted, write_json
+from lorakit.data.results import write_eval
+from lorakit.data.runs import RunFolder, dataclass_from, open_run, set_dotted, write_json
 from lorakit.data.runtime import (
     build_trainer,
     check_method_supported,
@@ -101,9 +102,9 @@ def _read_tree(section: dict, where: str) -> dict[str, fewshot.Split]:
     }
 
 
-def resolve_data(data: dict, out: Path) -> dict:
-    """Generate datasets named in the config (default folders under ``out``) and return the
-    data section with every ``root`` filled in (so ``config.yaml`` points at real folders)."""
+def data_roots(data: dict, out: Path) -> dict:
+    """The data section with the ``root`` of every generated dataset filled in (default
+    folders under ``out``), so ``config.yaml`` points at real folders; generates nothing."""
     data = copy.deepcopy(data)
     unknown = sorted(set(data) - set(DATA_KEYS))
     if unknown:
@@ -111,6 +112,14 @@ def resolve_data(data: dict, out: Path) -> dict:
     for section, default in ((data, out / "data"), (data.get("heldout"), out / "heldout")):
         if section and section.get("generate"):
             section["root"] = str(section.get("root") or default)
+    return data
+
+
+def resolve_data(data: dict, out: Path) -> dict:
+    """``data_roots``, then generate the datasets the config names (cached by spec)."""
+    data = data_roots(data, out)
+    for section in (data, data.get("heldout")):
+        if section and section.get("generate"):
             fewshot.generate_shapes_dataset(section["root"], section["generate"])
     return data
 
@@ -240,10 +249,11 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     if optim.batch_size < 1:
         raise ValueError(f"optim.batch_size must be positive, got {optim.batch_size}")
     set_threads(cfg)
-    run = RunFolder(out)
-    cfg["data"] = resolve_data(cfg["data"], run.path)
-    data = load_data(cfg["data"])
+    cfg["data"] = data_roots(cfg["data"], Path(out))
     cfg["trainer"] = asdict(opts)
+    run = open_run(out, cfg, opts.resume)  # a changed config is refused before any write
+    resolve_data(cfg["data"], run.path)
+    data = load_data(cfg["data"])
     run.write_config(cfg)
 
     model, bb = build_classifier(cfg, data.train.classnames)
@@ -281,7 +291,7 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
 
 def evaluate(run: Path, overrides: dict) -> dict:
     """Rebuild the backbone, load ``run/adapter`` and recompute the metrics (written to
-    ``run/metrics_eval.json``). ``overrides`` are dotted config keys (``data.root``)."""
+    ``run/eval/all.json`` and, for one release, ``run/metrics_eval.json``). ``overrides`` are dotted config keys (``data.root``)."""
     folder = RunFolder(run)
     cfg = folder.read_config()
     for key, value in overrides.items():
@@ -298,4 +308,5 @@ def evaluate(run: Path, overrides: dict) -> dict:
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     metrics, table = compute_metrics(model, bb, data, cfg)
     write_outputs(folder, model, metrics, table, suffix="_eval")
+    write_eval(folder.path, metrics)  # eval/all.json (metrics_eval.json: the old name)
     return metrics

@@ -36,6 +36,8 @@ import torch.nn.functional as F
 
 from lorakit.data import captions, shapes
 
+from .backbone import BackboneConfig, create
+
 log = logging.getLogger(__name__)
 TAG = "lorakit-shapes"
 ARCH = "lorakit-tiny-vit"
@@ -77,10 +79,8 @@ def pretrain(spec: BuildSpec, progress: bool = True) -> tuple[dict, list[float]]
 
     Returns ``(state_dict, losses per step)``. Deterministic for a seed on one machine.
     """
-    from .build import BackboneConfig, load_backbone
-
     torch.manual_seed(spec.seed)
-    bb = load_backbone(BackboneConfig(name=ARCH, pretrained=None))
+    bb = create(BackboneConfig(name=ARCH, pretrained=None), None)
     model = bb.model
     images, texts, keys = captions.captioned_images(
         captions.COMBOS.pretrain, spec.pool, spec.image_size, spec.seed
@@ -191,10 +191,8 @@ def weights_path() -> Path:
 
 def build(path: str | Path, spec: BuildSpec = BuildSpec()) -> tuple[str, list[float]]:
     """Pretrain with ``spec`` and write the stand-in file; returns ``(sha256, losses)``."""
-    from .build import BackboneConfig, load_backbone
-
     state, losses = pretrain(spec)
-    tokenizer = load_backbone(BackboneConfig(name=ARCH, pretrained=None)).tokenizer
+    tokenizer = create(BackboneConfig(name=ARCH, pretrained=None), None).tokenizer
     return save(path, state, spec, used_tokens(tokenizer)), losses
 
 

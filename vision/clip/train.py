@@ -3,21 +3,19 @@
 ``adapter_config(section)`` turns the ``adapter:`` config section (method, towers,
 modules, and the method's own hyper-parameters) into a core config; ``FewShotModule``
 trains it with cross-entropy on ``scale * cos(image, text)``, AdamW and a cosine schedule
-(the CLIP-LoRA recipe). Only adapter tensors train; the network is ``self.model`` (a
-``ClipClassifier``), as the shared Lightning callbacks expect.
+(the CLIP-LoRA recipe) through the runtime's ``AdapterModule``. Only adapter tensors
+train; the network is ``self.model`` (a ``ClipClassifier``). ``lr_factor`` (the schedule)
+lives in the runtime and is re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import lightning as L
-import torch
 import torch.nn.functional as F
 
-from lorakit.core import make_config, regularization_loss, trainable_parameters
-from lorakit.core.methods import AdapterConfig
+from lorakit.core import AdapterConfig, make_config
+from lorakit.data.runtime import AdapterModule, Schedule, lr_factor
 
 from .classifier import ClipClassifier
 from .datasets import StepBatches
@@ -96,17 +94,7 @@ class OptimConfig:
             raise ValueError(f"optim.lr must be positive, got {self.lr}")
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Multiplier of the base lr at ``step``: linear warmup, then cosine to 0 (or constant)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1 + math.cos(math.pi * progress))
-
-
-class FewShotModule(L.LightningModule):
+class FewShotModule(AdapterModule):
     """Trains the adapters of ``model`` for ``total_steps`` steps on ``batches``.
 
     The runtime's ``StepSeed`` re-seeds torch from ``(seed, step)`` at every micro-batch,
@@ -121,8 +109,9 @@ class FewShotModule(L.LightningModule):
         total_steps: int,
         seed: int = 0,
     ):
-        super().__init__()
-        self.model, self.batches, self.optim = model, batches, optim
+        schedule = Schedule(total_steps, optim.warmup_steps, optim.schedule)
+        super().__init__(model, optim.lr, optim.weight_decay, tuple(optim.betas), schedule=schedule)
+        self.batches, self.optim = batches, optim
         self.total_steps, self.seed = total_steps, seed
 
     def train_dataloader(self) -> StepBatches:
@@ -130,40 +119,16 @@ class FewShotModule(L.LightningModule):
         self.batches.start_step = self.trainer.global_step * self.trainer.accumulate_grad_batches
         return self.batches
 
-    def training_step(self, batch, batch_idx):
+    def batch_size(self, batch) -> int:
+        return len(batch[1])
+
+    def task_loss(self, batch, batch_idx):
         images, labels = batch
         logits = self.model(images)
         loss = F.cross_entropy(logits.float(), labels)
         acc = (logits.argmax(-1) == labels).float().mean()
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(labels), sync_dist=False)
         self.log("train_acc", acc, prog_bar=True, batch_size=len(labels))
-        return loss + regularization_loss(self.model)
+        return loss
 
-    def configure_optimizers(self):
-        params = trainable_parameters(self.model)
-        if not params:
-            raise ValueError("no trainable adapter parameters: check adapter.targets/towers")
-        opt = torch.optim.AdamW(
-            params,
-            lr=self.optim.lr,
-            weight_decay=self.optim.weight_decay,
-            betas=tuple(self.optim.betas),
-        )
-        o = self.optim
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, self.total_steps, o.warmup_steps, o.schedule)
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def state_dict(self, *args, **kwargs):
-        # checkpoints hold the adapter tensors only; the frozen backbone is rebuilt from config
-        full = super().state_dict(*args, **kwargs)
-        keep = {n for n, p in self.named_parameters() if p.requires_grad}
-        keep |= {n for n, _ in self.named_buffers() if ".adapters." in n}
-        return type(full)((k, v) for k, v in full.items() if k in keep)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        missing = {n for n, p in self.named_parameters() if p.requires_grad} - set(state_dict)
-        if missing:
-            raise ValueError(f"checkpoint does not fit this adapter: missing {sorted(missing)[:5]}")
-        return super().load_state_dict(state_dict, strict=False, assign=assign)
+__all__ = ["MODULES", "TOWERS", "FewShotModule", "OptimConfig", "adapter_config", "lr_factor"]

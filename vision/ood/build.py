@@ -16,14 +16,17 @@ as float (N, 3, H, W) in [0, 1]; normalisation is part of the model.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from .tiny import tiny_vit
+
 KINDS = ("tiny_vit", "torchvision", "open_clip")
+TINY_IMAGE_SIZE = 32
+CNN_IMAGE_SIZE = 224  # torchvision CNNs take any size; 224 is what their weights were trained at
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
 
@@ -59,13 +62,17 @@ class BackboneConfig:
     pretrain_steps: int = 400
     head_init: str = "auto"
     seed: int = 0  # random init (tiny configs, fresh heads) is reproducible: eval rebuilds it
-    image_size: int = 32
+    image_size: int | None = None  # tiny_vit: 32; torchvision/open_clip: the architecture's
     patch_size: int = 4
     width: int = 64
     depth: int = 4
     heads: int = 4
     conv_stem: bool = False
     templates: list[str] = field(default_factory=lambda: ["a photo of a {}.", "a drawing of a {}."])
+
+    def __post_init__(self) -> None:
+        if self.kind == "tiny_vit" and self.image_size is None:
+            self.image_size = TINY_IMAGE_SIZE
 
     def validate(self) -> None:
         if self.kind not in KINDS:
@@ -102,37 +109,6 @@ class Built:
     targets: tuple[str, ...]
     image_size: int
     head_source: str  # where the head came from: keep, zeroshot, or pending (prototype/zero)
-
-
-def tiny_vit(cfg: BackboneConfig, num_classes: int) -> nn.Module:
-    from torchvision.models.vision_transformer import VisionTransformer
-
-    if cfg.image_size % cfg.patch_size:
-        raise ValueError(
-            f"backbone: image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}"
-        )
-    stem = None
-    if (
-        cfg.conv_stem
-    ):  # 3x3 stride-2 convs down to the patch grid: ViTs then learn fast on little data
-        from torchvision.models.vision_transformer import ConvStemConfig
-
-        n = int(math.log2(cfg.patch_size))
-        if 2**n != cfg.patch_size:
-            raise ValueError(
-                f"backbone.conv_stem needs a power-of-two patch_size, got {cfg.patch_size}"
-            )
-        stem = [ConvStemConfig(cfg.width // 2 ** (n - 1 - i), 3, 2) for i in range(n)]
-    return VisionTransformer(
-        cfg.image_size,
-        cfg.patch_size,
-        cfg.depth,
-        cfg.heads,
-        cfg.width,
-        2 * cfg.width,
-        num_classes=num_classes,
-        conv_stem_configs=stem,
-    )
 
 
 def _split_head(net: nn.Module, arch: str) -> tuple[nn.Module, nn.Linear]:
@@ -238,9 +214,22 @@ def build_torchvision(cfg: BackboneConfig, classes: list[str]) -> Built:
     features, head = _split_head(net, cfg.arch)
     head, source = _new_head(head, classes)
     targets = VIT_TARGETS if cfg.arch.startswith("vit") else RESNET_TARGETS
-    return Built(
-        Classifier(features, head, IMAGENET_MEAN, IMAGENET_STD), targets, cfg.image_size, source
-    )
+    size = arch_image_size(cfg, cfg.arch, getattr(net, "image_size", None))
+    return Built(Classifier(features, head, IMAGENET_MEAN, IMAGENET_STD), targets, size, source)
+
+
+def arch_image_size(cfg: BackboneConfig, name: str, fixed: int | None) -> int:
+    """The input size: the architecture's own (``fixed``, e.g. 224 for ``vit_b_16``), or
+    ``backbone.image_size`` (default 224) where the architecture takes any size (CNNs).
+    A ``backbone.image_size`` that contradicts ``fixed`` is one clear ValueError."""
+    if fixed is None:
+        return int(cfg.image_size or CNN_IMAGE_SIZE)
+    if cfg.image_size is not None and int(cfg.image_size) != int(fixed):
+        raise ValueError(
+            f"backbone.image_size {cfg.image_size} conflicts with {name}, which takes "
+            f"{fixed} px images; drop backbone.image_size (the architecture sets it)"
+        )
+    return int(fixed)
 
 
 @torch.no_grad()
@@ -264,7 +253,7 @@ def build_open_clip(cfg: BackboneConfig, classes: list[str]) -> Built:
     return Built(
         Classifier(visual, head, bb.mean, bb.std, unit=True),
         CLIP_TARGETS,
-        bb.image_size,
+        arch_image_size(cfg, cfg.model, bb.image_size),
         "zeroshot",
     )
 

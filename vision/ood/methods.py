@@ -47,11 +47,11 @@ METHODS = ("linear_probe", "full", *ADAPTER_METHODS)
 
 @dataclass
 class MethodConfig:
-    """The ``method:`` section. ``hyper`` holds extra fields of the lorakit method config
-    (e.g. largo's ``gamma_rel``, ``mu``, ``component``); ``targets: auto`` uses the
-    backbone's default targets."""
+    """The ``adapter:`` section (``method:`` before, whose ``name`` is now ``method``).
+    ``hyper`` holds extra fields of the lorakit method config (e.g. largo's ``gamma_rel``,
+    ``mu``, ``component``); ``targets: auto`` uses the backbone's default targets."""
 
-    name: str = "largo"
+    method: str = "largo"
     r: int = 4
     alpha: float = 4.0
     dropout: float = 0.0
@@ -61,18 +61,18 @@ class MethodConfig:
     hyper: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.name not in METHODS:
-            raise ValueError(f"method.name must be one of {METHODS}, got {self.name!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"adapter.method must be one of {METHODS}, got {self.method!r}")
 
 
 def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...]) -> str:
     """Set what trains (in place); returns a one-line description (the inject report head)."""
     cfg.validate()
-    if cfg.name == "full":
+    if cfg.method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
         return f"full fine-tuning: {sum(p.numel() for p in model.parameters()):,} trainable"
-    if cfg.name == "linear_probe":
+    if cfg.method == "linear_probe":
         for p in model.parameters():
             p.requires_grad_(False)
         for p in model.head.parameters():
@@ -84,7 +84,7 @@ def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...
         else tuple([cfg.targets] if isinstance(cfg.targets, str) else cfg.targets)
     )
     acfg = make_config(
-        cfg.name,
+        cfg.method,
         r=cfg.r,
         alpha=cfg.alpha,
         dropout=cfg.dropout,

@@ -22,7 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lorakit.data.plots import plot_training_curve
-from lorakit.data.runs import RunFolder, dataclass_from, set_dotted, write_json
+from lorakit.data.results import write_eval
+from lorakit.data.runs import RunFolder, dataclass_from, open_run, set_dotted, write_json
 from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
@@ -32,6 +33,7 @@ from lorakit.data.runtime import (
     trainer_options,
 )
 from lorakit.data.shift import ShiftTask, write_shift_task
+from lorakit.data.vocabulary import Rename, upgrade_config, upgrade_run_folder
 
 from . import plots
 from .build import BackboneConfig, build_backbone, init_head
@@ -67,11 +69,21 @@ class DataConfig:
 DEFAULTS: dict = {
     "data": asdict(DataConfig()),
     "backbone": asdict(BackboneConfig()),
-    "method": asdict(MethodConfig()),
+    "adapter": asdict(MethodConfig()),
     "optim": asdict(OptimConfig()),
     "eval": asdict(EvalConfig()),
     "trainer": {"max_steps": 200, "log_every": 10, "checkpoint_every": 100},
+    "runtime": {"threads": None},  # torch CPU threads (null: torch's default), as clip and cod
 }
+
+# the old section name, read for one release (see lorakit.data.vocabulary)
+RENAMED = (Rename("method", "adapter", {"name": "method"}),)
+
+
+def set_threads(cfg: dict) -> None:
+    threads = (cfg.get("runtime") or {}).get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
 
 
 def resolve_data(section: dict) -> dict:
@@ -158,13 +170,13 @@ def _robustness(metrics: dict, wise: list[dict], baselines: list, run: RunFolder
 def _check(cfg: dict) -> tuple:
     """Every section validated before any data is generated or folder made."""
     opts = trainer_options(cfg["trainer"])
-    mcfg = dataclass_from(MethodConfig, cfg["method"], "method")
+    mcfg = dataclass_from(MethodConfig, cfg["adapter"], "adapter")
     ocfg = dataclass_from(OptimConfig, cfg["optim"], "optim")
     ecfg = dataclass_from(EvalConfig, cfg["eval"], "eval")
     dcfg = dataclass_from(DataConfig, cfg["data"], "data")
     dataclass_from(BackboneConfig, cfg["backbone"], "backbone")
     mcfg.validate()
-    check_method_supported(mcfg.name)
+    check_method_supported(mcfg.method)
     if dcfg.kind not in ("shift", "folders"):
         raise ValueError(f"data.kind must be 'shift' or 'folders', got {dcfg.kind!r}")
     if dcfg.kind == "shift":
@@ -175,13 +187,16 @@ def _check(cfg: dict) -> tuple:
 
 
 def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
-    """Fine-tune with ``method.name`` and evaluate; returns the metrics written to metrics.json.
+    """Fine-tune with ``adapter.method`` and evaluate; returns the metrics written to metrics.json.
 
     Re-running the same command after a crash resumes from ``checkpoints/last.ckpt`` and
     ends where an uninterrupted run ends (``resumed_from_step`` records where it picked up).
     """
+    cfg = upgrade_config(cfg, RENAMED)
     opts, mcfg, ocfg, ecfg = _check(cfg)
-    run = RunFolder(out)
+    set_threads(cfg)
+    upgrade_run_folder(out, RENAMED)  # a run started before the renames resumes
+    run = open_run(out, cfg, opts.resume)  # a changed config is refused before any write
     run.write_config(cfg)
     torch.manual_seed(opts.seed)
     desc = resolve_data(cfg["data"])
@@ -201,14 +216,14 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     )
     monitor = LargoMonitor(run.logs / "largo.csv")
     trainer, ckpt = build_trainer(opts, run, [monitor, *(callbacks or [])], sampler=sampler)
-    module = OODModule(model, ocfg, opts.max_steps, full=mcfg.name == "full")
+    module = OODModule(model, ocfg, opts.max_steps, full=mcfg.method == "full")
     trainer.fit(module, loader, ckpt_path=ckpt)
     if not trainer.is_global_zero:
         return {}
-    save_weights(model, mcfg.name, run.adapter)
+    save_weights(model, mcfg.method, run.adapter)
     suite = make_suite(desc, built.image_size, ecfg)
     metrics = {
-        "method": mcfg.name,
+        "method": mcfg.method,
         "steps": int(trainer.global_step),
         "resumed_from_step": resumed_from_step(trainer),
         "trainable": summary,
@@ -237,6 +252,7 @@ def evaluate(run: Path, overrides: dict) -> dict:
     point the evaluation at other data, e.g. a validation draw of the shift task)."""
     folder = RunFolder(run)
     cfg = folder.read_config()
+    set_threads(cfg)
     overrides = dict(overrides)
     for key in [k for k in overrides if k.startswith("data.")]:  # another data split
         set_dotted(cfg, key, overrides.pop(key))
@@ -257,5 +273,6 @@ def evaluate(run: Path, overrides: dict) -> dict:
                 metrics["effective_robustness"] = effective_robustness(
                     line, metrics["id_accuracy"], metrics["ood_accuracy"]
                 )
-    write_json(folder.path / f"eval_{suite_name}.json", metrics)
+    write_json(folder.path / f"eval_{suite_name}.json", metrics)  # the old name, one release
+    write_eval(folder.path, metrics, suite_name)
     return metrics

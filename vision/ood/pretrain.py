@@ -15,6 +15,7 @@ import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,7 +24,10 @@ from tqdm.auto import tqdm
 
 from lorakit.data.shift import ID_STYLE, STYLES, render
 
-from .build import BackboneConfig, tiny_vit
+from .tiny import tiny_vit
+
+if TYPE_CHECKING:  # build.py calls pretrain_tiny on demand
+    from .build import BackboneConfig
 
 log = logging.getLogger(__name__)
 PER_CLASS = 60  # images per class and style (the ID style gets a third of that)

@@ -192,9 +192,9 @@ def config(data_root, out, **opts) -> dict:
         backbone.update(_opt(opts, "tiny", {}))
     cfg["backbone"] = {**cfg["backbone"], **backbone}
     hyper = {"gamma_rel": _opt(opts, "gamma_rel", 0.01), "mu": _opt(opts, "mu", 0.01)}
-    cfg["method"] = {
-        **cfg["method"],
-        "name": method,
+    cfg["adapter"] = {
+        **cfg["adapter"],
+        "method": method,
         "r": _opt(opts, "r", 8),
         "alpha": float(_opt(opts, "r", 8)),
         "hyper": hyper if method == "largo" else {},

@@ -2,14 +2,15 @@
 
 ``OODModule`` trains whatever ``methods.prepare`` left trainable in ``self.model`` (the
 classifier): cross-entropy on ID images (+ ``regularization_loss``), AdamW with linear
-warm-up and cosine decay over ``max_steps``. Frozen backbones keep BatchNorm statistics
-fixed (eval mode) so linear probes and adapters do not drift through running stats.
+warm-up and cosine decay over ``max_steps`` (the runtime's ``AdapterModule``; its
+checkpoints hold the trainable tensors, the whole network only under full fine-tuning).
+Frozen backbones keep BatchNorm statistics fixed (eval mode) so linear probes and adapters
+do not drift through running stats.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from lorakit.core import LARGO, named_hosts, named_methods, regularization_loss
+from lorakit.core import LARGO, named_methods
+from lorakit.data.runtime import AdapterModule, Schedule
 
 
 @dataclass
@@ -53,13 +55,15 @@ class RandomFlip(Dataset):
         return x, y
 
 
-class OODModule(L.LightningModule):
-    """Fine-tunes ``model`` (a ``build.Classifier`` prepared by ``methods.prepare``)."""
+class OODModule(AdapterModule):
+    """Fine-tunes ``model`` (a ``build.Classifier`` prepared by ``methods.prepare``): the
+    head at ``head_lr``, the rest at ``lr``, linear warm-up then cosine decay."""
 
     def __init__(self, model: nn.Module, optim: OptimConfig, max_steps: int, full: bool):
-        super().__init__()
-        self.model, self.optim, self.max_steps, self.full = model, optim, max_steps, full
-        self.has_adapter = bool(named_hosts(model))
+        warm = max(1, int(optim.warmup * max_steps))
+        schedule = Schedule(max_steps, warm, "cosine")
+        super().__init__(model, optim.lr, optim.weight_decay, schedule=schedule)
+        self.optim, self.max_steps, self.full = optim, max_steps, full
 
     def on_train_epoch_start(self) -> None:
         if not self.full:  # frozen backbone: BatchNorm keeps the pretrained statistics
@@ -67,41 +71,26 @@ class OODModule(L.LightningModule):
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
 
-    def training_step(self, batch, batch_idx):
+    def batch_size(self, batch) -> int:
+        return len(batch[1])
+
+    def task_loss(self, batch, batch_idx):
         x, y = batch
         logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
-        if self.has_adapter:
-            loss = loss + regularization_loss(self.model)
-        self.log("train_loss", loss, prog_bar=True)
-        self.log("train_acc", (logits.argmax(-1) == y).float().mean(), prog_bar=True)
-        return loss
+        acc = (logits.argmax(-1) == y).float().mean()
+        self.log("train_acc", acc, prog_bar=True, batch_size=len(y))
+        return F.cross_entropy(logits, y)
 
-    def configure_optimizers(self):
+    def param_groups(self) -> list[dict]:
         head = {id(p) for p in self.model.head.parameters()}
         train = [p for p in self.model.parameters() if p.requires_grad]
-        if not train:
-            raise ValueError("nothing to train: the method left no trainable parameter")
-        groups = [
+        return [
             {"params": [p for p in train if id(p) not in head], "lr": self.optim.lr},
             {
                 "params": [p for p in train if id(p) in head],
                 "lr": self.optim.head_lr or self.optim.lr,
             },
         ]
-        opt = torch.optim.AdamW(
-            [g for g in groups if g["params"]], weight_decay=self.optim.weight_decay
-        )
-        warm = max(1, int(self.optim.warmup * self.max_steps))
-
-        def schedule(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            t = (step - warm) / max(1, self.max_steps - warm)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def largo_layers(model: nn.Module) -> list[tuple[str, LARGO]]:

@@ -113,7 +113,18 @@ def _assemble(
 
 
 def build_tiny(cfg: BackboneConfig) -> Sam:
-    """A small SAM (same classes, same wiring), random weights from ``cfg.seed``."""
+    """A small SAM (same classes, same wiring), random weights from ``cfg.seed``; with
+    ``pretrain_steps`` the stand-in pretraining's cached weights (``pretrain.py``)."""
+    sam = random_tiny(cfg)
+    if cfg.pretrain_steps > 0:
+        from .pretrain import ensure_pretrained  # lazily: it imports the data generators
+
+        load_checkpoint(sam, ensure_pretrained(cfg, partial(random_tiny, cfg)), "tiny")
+    return sam.eval()
+
+
+def random_tiny(cfg: BackboneConfig) -> Sam:
+    """The tiny SAM with its random weights from ``cfg.seed`` (the same for the same seed)."""
     if cfg.img_size % 16 or cfg.img_size < 32:
         raise ValueError(
             f"backbone.img_size must be a multiple of 16 and >= 32, got {cfg.img_size}"
@@ -142,10 +153,6 @@ def build_tiny(cfg: BackboneConfig) -> Sam:
             decoder_mlp=4 * cfg.dim,
             decoder_heads=2,
         )
-    if cfg.pretrain_steps > 0:
-        from .pretrain import ensure_pretrained  # trains through SamCOD, which imports this module
-
-        load_checkpoint(sam, ensure_pretrained(cfg), "tiny")
     return sam.eval()
 
 

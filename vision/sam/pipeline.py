@@ -31,7 +31,8 @@ from lorakit.core import trainable_parameters
 from lorakit.data.camouflage import CUES, CamouflageSpec, ensure_cod
 from lorakit.data.cod import CODFolder
 from lorakit.data.plots import plot_training_curve
-from lorakit.data.runs import RunFolder, dataclass_from, set_dotted
+from lorakit.data.results import write_eval
+from lorakit.data.runs import RunFolder, dataclass_from, open_run, set_dotted
 from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
@@ -202,7 +203,7 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     prompts, spec, losses, optim, opts = _check(cfg)
     _apply_runtime(cfg)
     ev = {**EVAL_DEFAULTS, **(cfg.get("eval") or {})}
-    run = RunFolder(out)
+    run = open_run(out, cfg, opts.resume)  # a changed config is refused before any write
     folders = test_folders(cfg, prompts)
     run.write_config(cfg)
     L.seed_everything(opts.seed, verbose=False)
@@ -298,5 +299,6 @@ def evaluate(run: Path, overrides: dict) -> dict:
     metrics.update(evaluate_all(model, folders, prompts, ev, folder.plots, ""))
     if ev["zero_shot"] and model.spec.method != "none":
         metrics["zero_shot"] = _zero_shot(cfg, folders, prompts, ev, folder.plots)
-    folder.write_metrics(metrics)
+    folder.write_metrics(metrics)  # the old place, kept for one release
+    write_eval(folder.path, metrics)
     return metrics

@@ -12,8 +12,9 @@ Weak-label adaptation (FoRA/LoRA) then starts from this model, as it would from 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,10 +24,14 @@ from tqdm import tqdm
 from lorakit.data.camouflage import CamouflageSpec, ensure_cod
 from lorakit.data.cod import CODFolder
 
-from .build import BackboneConfig, build_tiny
 from .dataset import prepare, to_tensor
 from .model import AdapterSpec, Prompt, SamCOD
 from .prompts import PromptOptions
+
+if TYPE_CHECKING:  # build.py calls this module; it hands over a builder of the random model
+    from segment_anything.modeling import Sam
+
+    from .build import BackboneConfig
 
 PRETRAIN_SCENES = 96
 
@@ -63,8 +68,15 @@ def _batch(folder: CODFolder, size: int, rng: np.random.Generator, n: int):
     return torch.stack(images), torch.stack(masks)[:, None], prompts
 
 
-def pretrain(cfg: BackboneConfig, data_root: Path, batch_size: int = 8, lr: float = 2e-3) -> dict:
-    """Train all weights of a fresh tiny SAM for ``cfg.pretrain_steps``; returns its state dict."""
+def pretrain(
+    cfg: BackboneConfig,
+    data_root: Path,
+    random_sam: Callable[[], Sam],
+    batch_size: int = 8,
+    lr: float = 2e-3,
+) -> dict:
+    """Train all weights of a fresh tiny SAM (``random_sam()``, the random starting point)
+    for ``cfg.pretrain_steps``; returns its state dict."""
     spec = CamouflageSpec(
         n=PRETRAIN_SCENES,
         size=cfg.img_size,
@@ -73,7 +85,7 @@ def pretrain(cfg: BackboneConfig, data_root: Path, batch_size: int = 8, lr: floa
         cue=cfg.pretrain_cue,
     )
     folder = CODFolder(ensure_cod(data_root, spec), need_gt=True, weak=("box",))
-    sam = build_tiny(replace(cfg, pretrain_steps=0))  # the random starting point
+    sam = random_sam()
     model = SamCOD(sam, AdapterSpec(method="none", fusion=False))
     model.train()
     for p in sam.parameters():
@@ -103,13 +115,15 @@ def pretrain(cfg: BackboneConfig, data_root: Path, batch_size: int = 8, lr: floa
     return {k: v.detach().clone() for k, v in sam.state_dict().items()}
 
 
-def ensure_pretrained(cfg: BackboneConfig) -> Path:
-    """The cached checkpoint for ``cfg`` (``cfg.cache``), pretraining it first if missing."""
+def ensure_pretrained(cfg: BackboneConfig, random_sam: Callable[[], Sam]) -> Path:
+    """The cached checkpoint for ``cfg`` (``cfg.cache``), pretraining ``random_sam()`` first
+    if it is missing."""
     cache = Path(cfg.cache or "runs/_cache/cod")
     path = cache / checkpoint_name(cfg)
     if path.is_file():
         return path
-    state = pretrain(cfg, cache / f"pretrain-px{cfg.img_size}-{cfg.pretrain_cue}-seed{cfg.seed}")
+    data = cache / f"pretrain-px{cfg.img_size}-{cfg.pretrain_cue}-seed{cfg.seed}"
+    state = pretrain(cfg, data, random_sam)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(state, tmp)

@@ -3,8 +3,9 @@ contrastive loss, EMA teacher-student consistency, and under box supervision the
 projection loss, each with an on/off switch.
 
 What trains: only ``trainable_parameters(self.model)`` (the adapters and the fusion
-head). The EMA teacher is a frozen copy of the model whose trainable tensors follow the
-student after every optimizer step (not every micro-batch) and is saved in checkpoints.
+head), with AdamW at a constant lr (the runtime's ``AdapterModule``). The EMA teacher is a
+frozen copy of the model whose trainable tensors follow the student after every optimizer
+step (not every micro-batch); checkpoints hold those tensors of it, not its frozen SAM.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import lightning as L
 import torch
 
-from lorakit.core import regularization_loss, trainable_parameters
+from lorakit.data.runtime import AdapterModule
 
 from .dataset import prompt_of
 from .losses import (
@@ -61,12 +61,16 @@ class OptimConfig:
     batch_size: int = 4
 
 
-class CODModule(L.LightningModule):
+class CODModule(AdapterModule):
     """Student ``self.model`` on the strong view; EMA ``self.teacher`` on the weak view.
 
     ``box_labels``: the batch's boxes are labels too (box supervision): the box projection
     loss joins the partial BCE (which then sees the background outside each box).
+    Checkpoints hold the teacher's copies of the student's trainable tensors only
+    (``mirrors``): its frozen SAM is the student's, rebuilt from the config.
     """
+
+    mirrors = {"teacher": "model"}
 
     def __init__(
         self,
@@ -76,9 +80,9 @@ class CODModule(L.LightningModule):
         prompt_mode: str,
         box_labels: bool = False,
     ):
-        super().__init__()
+        super().__init__(model, optim.lr, optim.weight_decay)
         losses.validate()
-        self.model, self.losses, self.optim, self.prompt_mode = model, losses, optim, prompt_mode
+        self.losses, self.optim, self.prompt_mode = losses, optim, prompt_mode
         self.box_labels = box_labels
         self.teacher = None
         if losses.consistency > 0:
@@ -92,7 +96,10 @@ class CODModule(L.LightningModule):
             for p, b in zip(batch["points"], batch["box"], strict=True)
         ]
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def batch_size(self, batch: dict) -> int:
+        return len(batch["points"])
+
+    def task_loss(self, batch: dict, batch_idx: int) -> torch.Tensor:
         prompts = self._prompts(batch)
         logits, feats = self.model(batch["strong"], prompts)
         cfg, terms = self.losses, {}
@@ -109,12 +116,9 @@ class CODModule(L.LightningModule):
             with torch.no_grad():
                 teacher_logits, _ = self.teacher(batch["weak"], prompts)
             terms["consistency"] = cfg.consistency * consistency(logits, teacher_logits)
-        loss = sum(terms.values()) + regularization_loss(self.model)
-        bs = len(prompts)
         for name, value in terms.items():
-            self.log(f"train_{name}", value.detach(), batch_size=bs)
-        self.log("train_loss", loss.detach(), prog_bar=True, batch_size=bs)
-        return loss
+            self.log(f"train_{name}", value.detach(), batch_size=len(prompts))
+        return sum(terms.values())
 
     def on_train_epoch_start(self) -> None:
         if self.teacher is not None:
@@ -125,9 +129,3 @@ class CODModule(L.LightningModule):
         checkpoint callback: the teacher in a checkpoint is the one the next step uses."""
         if self.teacher is not None:
             ema_update(self.teacher, self.model, self.losses.ema_decay)
-
-    def configure_optimizers(self):
-        params = trainable_parameters(self.model)
-        if not params:
-            raise ValueError("nothing to train: the model has no trainable adapter tensors")
-        return torch.optim.AdamW(params, lr=self.optim.lr, weight_decay=self.optim.weight_decay)

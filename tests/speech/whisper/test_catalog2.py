@@ -12,13 +12,13 @@ from lorakit.speech.whisper.build import tiny_whisper
 
 def test_increlora_trains_saves_ranks_and_reloads(corpus, tmp_path):
     cfg = load_config(None, [], pipeline.DEFAULTS)
-    cfg["model"]["name"] = "tiny-random"
+    cfg["backbone"]["name"] = "tiny-random"
     cfg["data"].update(train=str(corpus["train"]), val=str(corpus["train"]),
                        test=str(corpus["test"]), heldout=str(corpus["test"]))
     cfg["adapter"] = {"method": "increlora", "r": 1, "alpha": 1, "budget_r": 2, "warmup": 1,
                       "interval": 1, "per_step": 4, "targets": ["whisper-attn"]}
     cfg["trainer"].update(max_steps=3, progress=False, checkpoint_every=1)
-    cfg["train"].update(val_every=3)
+    cfg["optim"].update(val_every=3)
     cfg["eval"].update(sample_len=4)
     out = tmp_path / "run"
     metrics = pipeline.train(cfg, out)

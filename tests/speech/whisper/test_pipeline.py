@@ -31,7 +31,7 @@ def test_score_normalises_and_groups(corpus):
 
 def test_train_and_eval_tiny(corpus, tmp_path):
     cfg = load_config(None, [], pipeline.DEFAULTS)
-    cfg["model"]["name"] = "tiny-random"
+    cfg["backbone"]["name"] = "tiny-random"
     cfg["data"].update(
         train=str(corpus["train"]),
         val=str(corpus["train"]),
@@ -40,7 +40,7 @@ def test_train_and_eval_tiny(corpus, tmp_path):
     )
     cfg["adapter"] = {"method": "s2_lora", "r": 2, "alpha": 4, "targets": ["whisper-attn"]}
     cfg["trainer"].update(max_steps=2, progress=False, checkpoint_every=1)
-    cfg["train"].update(val_every=1)
+    cfg["optim"].update(val_every=1)
     cfg["eval"].update(sample_len=4)
     out = tmp_path / "run"
     metrics = pipeline.train(cfg, out)
@@ -58,11 +58,14 @@ def test_train_and_eval_tiny(corpus, tmp_path):
         assert len(list(csv.DictReader(f))) == 8  # test + held-out rows
     again = pipeline.evaluate(out, {"beam_size": 2})
     assert again["decoding"] == "beam2" and "wer" in again
+    written = json.loads((out / "eval" / "all.json").read_text())  # the one layout
+    assert written == json.loads((out / "metrics.json").read_text())  # the old place
+    assert written["decoding"] == "beam2"
 
 
 def test_bad_config_sections_are_named(tmp_path):
     cfg = load_config(None, [], pipeline.DEFAULTS)
-    cfg["train"]["bogus"] = 1
+    cfg["optim"]["bogus"] = 1
     with pytest.raises(ValueError, match="bogus"):
         pipeline.train(cfg, tmp_path / "run")
 

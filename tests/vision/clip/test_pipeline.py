@@ -33,6 +33,9 @@ def test_train_beats_chance_and_eval_recomputes(method, run_cfg, tmp_path):
     assert (tmp_path / "plots/comp_lora_spectrum.png").is_file() == (method == "comp_lora")
     again = pipeline.evaluate(tmp_path, {})
     assert again["accuracy"] == pytest.approx(metrics["accuracy"])
+    written = json.loads((tmp_path / "eval" / "all.json").read_text())  # the one layout
+    assert written == json.loads((tmp_path / "metrics_eval.json").read_text())  # the old name
+    assert written["accuracy"] == again["accuracy"]
     assert again["zero_shot_accuracy"] == pytest.approx(metrics["zero_shot_accuracy"])
 
 

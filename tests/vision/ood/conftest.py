@@ -26,7 +26,7 @@ TINY = {
         "depth": 2,
         "heads": 2,
     },
-    "method": {"r": 2, "alpha": 2},
+    "adapter": {"r": 2, "alpha": 2},
     "optim": {"lr": 0.01, "batch_size": 8},
     "eval": {
         "corruptions": ["gaussian_noise", "motion_blur"],
@@ -48,7 +48,7 @@ def tiny_cfg(task_root):
     def make(name: str = "largo", **sections) -> dict:
         cfg = deep_update(copy.deepcopy(DEFAULTS), TINY)
         cfg["data"]["root"] = str(task_root)
-        cfg["method"]["name"] = name
+        cfg["adapter"]["method"] = name
         return deep_update(cfg, sections)
 
     return make

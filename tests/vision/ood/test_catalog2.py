@@ -21,7 +21,7 @@ class _Spy(L.Callback):
 )
 def test_ood_trains_catalogue_ii_methods(method, hyper, tiny_cfg, tmp_path):
     spy = _Spy()
-    cfg = tiny_cfg(method, method={"hyper": hyper})
+    cfg = tiny_cfg(method, adapter={"hyper": hyper})
     metrics = pipeline.train(cfg, tmp_path, callbacks=[spy])
     head = {id(p) for p in spy.model.head.parameters()}
     groups = spy.optimizer.param_groups

@@ -28,7 +28,7 @@ def test_wise_endpoints_are_exact(tiny_cfg, method):
     built = pipeline.build_model(cfg, desc)
     model = built.model
     pretrained = copy.deepcopy(model)
-    prepare(model, MethodConfig(**cfg["method"]), built.targets)
+    prepare(model, MethodConfig(**cfg["adapter"]), built.targets)
     _perturb(model)  # stands in for training: every trainable tensor moves
     assert (method == "full") or named_hosts(model)
     x = torch.rand(6, 3, 16, 16)
@@ -108,7 +108,7 @@ def test_open_clip_tower_with_zero_shot_head():
     assert built.head_source == "zeroshot" and built.model.head.weight.shape[0] == 3
     norms = built.model.head.weight.norm(dim=-1)
     assert torch.allclose(norms, norms[0].expand(3))  # unit text embeddings times the logit scale
-    prepare(built.model, MethodConfig(name="largo", r=2, alpha=2), built.targets)
+    prepare(built.model, MethodConfig(method="largo", r=2, alpha=2), built.targets)
     assert named_hosts(built.model)
     assert built.model(torch.rand(2, 3, built.image_size, built.image_size)).shape == (2, 3)
 
@@ -120,7 +120,7 @@ def test_conv_stem_tiny_vit_and_missing_torchvision_checkpoint(tmp_path):
         BackboneConfig(conv_stem=True, image_size=16, patch_size=8, width=32, depth=1, heads=2),
         ["a", "b"],
     )
-    prepare(built.model, MethodConfig(name="lora", r=2, alpha=2), built.targets)
+    prepare(built.model, MethodConfig(method="lora", r=2, alpha=2), built.targets)
     assert built.model(torch.rand(2, 3, 16, 16)).shape == (2, 2)
     with pytest.raises(ValueError, match="does not exist"):
         build_backbone(

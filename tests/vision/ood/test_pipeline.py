@@ -68,7 +68,7 @@ def test_head_copy_trains_at_head_lr(tiny_cfg):
     and the original head stays frozen (it is what disable/WiSE-FT alpha 0 use)."""
     cfg = tiny_cfg("lora")
     built = pipeline.build_model(cfg, pipeline.resolve_data(cfg["data"]))
-    prepare(built.model, MethodConfig(**cfg["method"]), built.targets)
+    prepare(built.model, MethodConfig(**cfg["adapter"]), built.targets)
     copy_ids = {id(p) for p in built.model.head.copies["default"].parameters()}
     assert not any(p.requires_grad for p in built.model.head.original.parameters())
     opt = OODModule(built.model, OptimConfig(lr=0.01, head_lr=0.5), 4, False).configure_optimizers()
@@ -80,11 +80,11 @@ def test_head_copy_trains_at_head_lr(tiny_cfg):
 def test_largo_radius_holds_every_step(tiny_cfg, tmp_path):
     """A real Lightning run with a strict monitor: ||W_eff - W0||_F <= gamma_l after every step,
     while the constraint is active and the radii actually move."""
-    cfg = tiny_cfg("largo", method={"hyper": {"gamma_rel": 1e-3, "mu": 1e-3}})
+    cfg = tiny_cfg("largo", adapter={"hyper": {"gamma_rel": 1e-3, "mu": 1e-3}})
     desc = pipeline.resolve_data(cfg["data"])
     built = pipeline.build_model(cfg, desc)
     model = built.model
-    prepare(model, MethodConfig(**cfg["method"]), built.targets)
+    prepare(model, MethodConfig(**cfg["adapter"]), built.targets)
     start = {n: float(m.gamma) for n, m in largo_layers(model)}
     run = RunFolder(tmp_path / "run")
     monitor = LargoMonitor(run.logs / "largo.csv", strict=True)
@@ -123,6 +123,10 @@ def test_eval_suites_and_errors(tiny_cfg, tmp_path):
     pipeline.train(tiny_cfg("linear_probe", eval={"wise_alphas": []}), out)
     assert set(pipeline.evaluate(out, {"suite": "night"})["ood"]) == {"night"}
     corr = pipeline.evaluate(out, {"suite": "blur"})
+    written = json.loads((out / "eval" / "blur.json").read_text())  # the one layout
+    assert written == json.loads((out / "eval_blur.json").read_text())  # the old name
+    assert set(written["corruptions"]) == set(corr["corruptions"])
+    assert (out / "eval" / "night.json").is_file()
     assert set(corr["corruptions"]) == {"defocus_blur", "glass_blur", "motion_blur", "zoom_blur"}
     with pytest.raises(ValueError, match="unknown suite"):
         pipeline.evaluate(out, {"suite": "nonsense"})
@@ -131,7 +135,7 @@ def test_eval_suites_and_errors(tiny_cfg, tmp_path):
             tiny_cfg("largo", backbone={"checkpoint": str(tmp_path / "missing.pt")}),
             tmp_path / "bad",
         )
-    with pytest.raises(ValueError, match="method.name"):
+    with pytest.raises(ValueError, match="adapter.method"):
         pipeline.train(tiny_cfg("dora"), tmp_path / "bad2")
     assert torch.get_num_threads() >= 1
 

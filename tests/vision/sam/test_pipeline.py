@@ -48,6 +48,9 @@ def test_train_writes_run_and_eval_recomputes(tmp_path):
     ).is_file()
     again = pipeline.evaluate(run, {"zero_shot": False})
     assert again["s_measure"] == pytest.approx(m["s_measure"], abs=1e-6)
+    written = json.loads((run / "eval" / "all.json").read_text())  # the one layout
+    assert written == json.loads((run / "metrics.json").read_text())  # the old place
+    assert written["s_measure"] == again["s_measure"]
     assert again["mae"] == pytest.approx(m["mae"], abs=1e-6)
     out = predict_file(
         run,

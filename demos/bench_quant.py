@@ -1,0 +1,398 @@
+"""Benchmark: real Whisper tiny.en on a quantized base (4, 3, 2 bits), no training.
+
+    .venv/bin/python demos/bench_quant.py --out demos/results --sentences 8 --budget 0 \
+        --train-steps 2 --batch 2     # the size of demos/results/bench_quant.md
+
+One run, on the project's held-out set (flite voices; the first ``--sentences`` sentences,
+each spoken by an adult and a child-like voice): greedy WER with 95 % bootstrap intervals
+over sentences for the float32 model, the plainly quantized model (NF, group 64, all 64
+Linear layers of encoder and decoder) and the model right after each quantization-aware
+initialisation (LoftQ-style, LQ-LoRA, QWHA: same trainable count, ``r * (d_in + d_out)``
+per layer), which absorb the quantization error without any data. Adapters are merged
+into a float copy for decoding (same function, float speed). Also LQ-LoRA with its ILP
+bit allocation at an average budget; model bytes; and one training step side by side
+(fp32 LoRA vs 4-bit QLoRA, same batch: step time and peak resident memory, each in a
+fresh process). Writes bench_quant.json and bench_quant.md into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import multiprocessing
+import random
+import statistics
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+
+from lorakit.core import (
+    inject,
+    make_config,
+    merge,
+    model_bytes,
+    quantize,
+    trainable_parameters,
+)
+from lorakit.data.heldout import generate_heldout
+from lorakit.speech.whisper.build import load_whisper
+from lorakit.speech.whisper.evaluate import score, transcribe_utterances
+from lorakit.speech.whisper.pipeline import evaluate_utterances, summaries
+from lorakit.speech.whisper.transcribe import DecodeConfig
+
+TARGETS = ("whisper-attn", "whisper-mlp")  # every Linear of encoder and decoder blocks
+KEYS = ("wer_heldout_child", "wer_heldout_adult")
+METHODS = ("loftq", "lq_lora", "qwha")
+
+
+def held_out(args) -> list:
+    manifest = generate_heldout(args.data)
+    utts = evaluate_utterances({"heldout": manifest, "test": None}, ("heldout",))
+    keep = {u.text for u in utts[::2][: args.sentences]}  # adult and child of each sentence
+    return [u for u in utts if u.text in keep]
+
+
+def wer(model, utts) -> dict:
+    start = time.time()
+    hyps = transcribe_utterances(model, utts, DecodeConfig(fallback=False))  # plain greedy
+    rows = score(utts, hyps)
+    out = summaries(rows)
+    keep = {k: out[k] for k in KEYS} | {f"{k}_ci": out[f"{k}_ci"] for k in KEYS}
+    errors = [[r.utt.group, r.word_errors, r.ref_words] for r in rows]
+    return keep | {"eval_seconds": round(time.time() - start, 1), "errors": errors}
+
+
+def paired_delta(row: dict, ref: dict, group: str, draws: int = 2000) -> tuple:
+    """WER(row) - WER(ref) on ``group`` and its 95 % paired bootstrap interval over
+    sentences (the same utterances decoded by both models, resampled together)."""
+    pairs = [
+        (a[1], b[1], a[2])
+        for a, b in zip(row["errors"], ref["errors"], strict=True)
+        if a[0] == group
+    ]
+
+    def delta(sample):
+        words = max(sum(p[2] for p in sample), 1)
+        return (sum(p[0] for p in sample) - sum(p[1] for p in sample)) / words
+
+    rng = random.Random(0)
+    boot = sorted(delta(rng.choices(pairs, k=len(pairs))) for _ in range(draws))
+    return delta(pairs), boot[int(0.025 * (draws - 1))], boot[int(0.975 * (draws - 1))]
+
+
+def mean(xs) -> float:
+    return round(sum(xs) / max(len(xs), 1), 4)
+
+
+def evaluate(label: str, bits: int | None, method: str | None, args, budget=None) -> dict:
+    """One row: build, quantize (and absorb), merge, decode the held-out subset."""
+    torch.set_num_threads(1)
+    model = load_whisper()
+    row = {"label": label, "bits": bits, "method": method or "none"}
+    start = time.time()
+    if bits is not None:
+        cfg = None
+        if method:
+            hyper = {"r": args.rank, "targets": TARGETS}
+            if budget is not None:
+                hyper.update(budget_bits=budget, candidate_bits=(2, 3, 4, 8))
+            cfg = make_config(method, **hyper)
+        rep = quantize(model, bits=bits, group_size=64, targets=TARGETS, adapter=cfg)
+        row["bytes"] = model_bytes(model)
+        row["rel_error_plain"] = mean([q.rel_error for q in rep.layers])
+        if method:
+            row["rel_error_adapted"] = mean([q.rel_error_adapted for q in rep.layers])
+            row["trainable"] = rep.adapter.trainable
+            row["layer_bits"] = sorted(q.bits for q in rep.layers)
+            if budget is not None:
+                row["bits_label"] = (
+                    f"{budget} (mixed {min(row['layer_bits'])}-{max(row['layer_bits'])})"
+                )
+            row["notes"] = rep.notes
+            merge(model)  # a float copy W_hat + dW per layer: same function, float speed
+    else:
+        row["bytes"] = model_bytes(model)
+    row["init_seconds"] = round(time.time() - start, 1)
+    row.update(wer(model, args.utts))
+    print(f"{label}: {row[KEYS[0]]:.3f} / {row[KEYS[1]]:.3f} ({row['eval_seconds']} s)", flush=True)
+    return row
+
+
+def trim() -> None:
+    """Free garbage and hand freed heap pages back (the fp32 weights ``quantize`` replaced),
+    so resident memory counts what the process still holds."""
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def train_steps(kind: str, steps: int, batch: int) -> dict:
+    """``steps`` optimizer steps of LoRA r=8 on every block Linear, fp32 base or 4-bit NF
+    base (QLoRA), on one fixed batch; step time and the peak resident memory while
+    training (sampled every 2 ms), in its own process."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = load_whisper()
+    if kind == "qlora":
+        quantize(model, bits=4, group_size=64, targets=TARGETS)
+    inject(
+        model, make_config("qlora" if kind == "qlora" else "lora", r=8, alpha=16.0, targets=TARGETS)
+    )
+    params = trainable_parameters(model)
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    trim()
+    mel = torch.randn(batch, 80, 3000)  # shapes of real 30 s inputs; values do not matter
+    tokens = torch.randint(0, 50000, (batch, 32))
+    model.train()
+    base, peak, times = rss(), [0], []
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.002)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    saved: dict[int, int] = {}  # storages autograd holds for the backward pass
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        saved.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logits = model(mel, tokens[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens[:, 1:])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    stop.set()
+    t.join()
+    adapter = 4 * sum(p.numel() for p in params)  # fp32: weight, grad, two AdamW moments
+    tensors = model_bytes(model)["total"] + 4 * adapter + sum(saved.values())
+    return {
+        "saved_activation_mb": round(sum(saved.values()) / 2**20, 1),
+        "tensor_mb": round(tensors / 2**20, 1),
+        "kind": kind,
+        "steps": steps,
+        "batch": batch,
+        "step_seconds": round(statistics.median(times[1:]), 3),
+        "peak_rss_mb": round(max(peak[0], rss()) / 2**20, 1),
+        "rss_before_mb": round(base / 2**20, 1),
+        "peak_growth_mb": round((max(peak[0], rss()) - base) / 2**20, 1),
+        "model_bytes": model_bytes(model)["total"],
+    }
+
+
+def cell(r: dict, key: str) -> str:
+    lo, hi = r[f"{key}_ci"]
+    return f"{100 * r[key]:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def table(result: dict) -> str:
+    rows, train = result["rows"], result["train"]
+    lines = [
+        f"Whisper tiny.en (real weights), held-out flite set: {result['utterances']} utterances "
+        f"({result['sentences']} sentences x adult / child-like), plain greedy decoding (no "
+        "temperature fallback, at most 96 tokens), no training; "
+        f"quantized: all 64 block Linears (NF, group 64); adapters r={result['rank']} "
+        "(QWHA: the same count of coefficients); 95 % bootstrap intervals over sentences; "
+        "init - plain: WER points against the plainly quantized model at the same bits, "
+        "paired bootstrap over sentences.",
+        "",
+        "| model | bits | child WER | adult WER | init - plain, child | init - plain, adult | "
+        "mean rel. weight error | model bytes (x fp32) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        err = r.get("rel_error_adapted", r.get("rel_error_plain"))
+        b = r["bytes"]
+        plain = plain_row(rows, r)
+        deltas = [delta_cell(r, plain, k) if plain else "-" for k in KEYS]
+        lines.append(
+            f"| {r['label']} | {r.get('bits_label') or r['bits'] or 32} | {cell(r, KEYS[0])} | "
+            f"{cell(r, KEYS[1])} | {deltas[0]} | {deltas[1]} | "
+            f"{'-' if err is None else f'{err:.4f}'} | {b['total']:,} ({b['ratio']:.3f}) |"
+        )
+    q4 = next(r for r in rows if r["bits"] == 4 and r["method"] == "none")
+    b = q4["bytes"]
+    lines += [
+        "",
+        f"4-bit: quantized Linear weights {b['quantized_layers']:,} bytes = "
+        f"{b['quantized_layers'] / (b['dense_total'] - b['other']):.3f}x their fp32 bytes; "
+        f"the whole model {b['ratio']:.3f}x (token embedding, convolutions, norms and "
+        "positional tables stay float32).",
+    ]
+    for r in rows:
+        if r.get("notes"):
+            lines.append(f"- {r['label']}: {'; '.join(r['notes'])}")
+    if train:
+        lines += [
+            "",
+            f"Training step side by side (LoRA r=8 on the same 64 layers, batch "
+            f"{train[0]['batch']} of 30 s log-mels, 32 tokens, AdamW, 1 thread, median of "
+            f"{train[0]['steps']} steps after one warm-up, each in a fresh process):",
+            "",
+            "| base | step time (s) | peak RSS (MB) | RSS growth in training (MB) | "
+            "autograd-saved activations (MB) | tensors: base + adapter/grad/AdamW + "
+            "activations (MB) | model bytes |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t['kind']} | {t['step_seconds']} | {t['peak_rss_mb']} | "
+            f"{t['peak_growth_mb']} | {t['saved_activation_mb']} | {t['tensor_mb']} | "
+            f"{t['model_bytes']:,} |"
+            for t in train
+        ]
+    lines += ["", *(f"- {k}: {v}" for k, v in goals(rows, train).items())]
+    return "\n".join(lines)
+
+
+def plain_row(rows: list[dict], r: dict) -> dict | None:
+    """The plainly quantized row at ``r``'s bits (None for fp32 and plain rows)."""
+    if r["method"] == "none" or "ILP" in r["label"]:
+        return None
+    return next(p for p in rows if p["bits"] == r["bits"] and p["method"] == "none")
+
+
+def delta_cell(r: dict, plain: dict, key: str) -> str:
+    d, lo, hi = (100 * v for v in paired_delta(r, plain, key.removeprefix("wer_")))
+    return f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+
+
+def gains(rows: list[dict]) -> dict:
+    """Per init and bits: does it lower WER against plain quantization (interval < 0)?"""
+    out = {}
+    for r in rows:
+        plain = plain_row(rows, r)
+        if plain is None:
+            continue
+        verdicts = []
+        for k in KEYS:
+            d, lo, hi = paired_delta(r, plain, k.removeprefix("wer_"))
+            word = "gain" if hi < 0 else "worse" if lo > 0 else "no significant change"
+            verdicts.append(f"{k.split('_')[-1]} {100 * d:+.1f} points ({word})")
+        out[f"{r['label']} vs plain {r['bits']}-bit"] = "; ".join(verdicts)
+    return out
+
+
+def goals(rows: list[dict], train: list[dict]) -> dict:
+    def find(bits, method):
+        return next(
+            (
+                r
+                for r in rows
+                if r["bits"] == bits and r["method"] == method and "ILP" not in r["label"]
+            ),
+            None,
+        )
+
+    fp, out = rows[0], {}
+    q4 = find(4, "none")["bytes"]
+    ratio = q4["quantized_layers"] / (q4["dense_total"] - q4["other"])
+    out["4-bit quantized weights <= 0.15x fp32"] = (
+        f"{'pass' if ratio <= 0.15 else 'MISS'} ({ratio:.3f}x; whole model {q4['ratio']:.3f}x)"
+    )
+    gaps = {m: [100 * (find(4, m)[k] - fp[k]) for k in KEYS] for m in ("lq_lora", "qwha")}
+    ok = any(max(g) <= 1.0 for g in gaps.values())
+    out["4-bit WER (child and adult) within 1 point of fp32 after LQ-LoRA or QWHA init"] = (
+        f"{'pass' if ok else 'MISS'} ("
+        + ", ".join(f"{m}: child {g[0]:+.1f}, adult {g[1]:+.1f} points" for m, g in gaps.items())
+        + ")"
+    )
+    for bits in (3, 2):
+        q, lq = find(bits, "qwha"), find(bits, "loftq")
+        if q and lq:
+            better = all(q[k] <= lq[k] for k in KEYS)
+            out[f"{bits}-bit QWHA init recovers more than LoftQ (both groups)"] = (
+                f"{'pass' if better else 'MISS'} (child {100 * q[KEYS[0]]:.1f} vs "
+                f"{100 * lq[KEYS[0]]:.1f}, adult {100 * q[KEYS[1]]:.1f} vs {100 * lq[KEYS[1]]:.1f})"
+            )
+    if len(train) == 2:
+        fp_t, q_t = train
+        mem = q_t["peak_rss_mb"] / fp_t["peak_rss_mb"]
+        ten = q_t["tensor_mb"] / fp_t["tensor_mb"]
+        out["4-bit training peak memory <= 0.5x fp32 LoRA"] = (
+            f"{'pass' if mem <= 0.5 else 'MISS'} ({mem:.2f}x peak RSS, {ten:.2f}x tensor bytes)"
+        )
+        tt = q_t["step_seconds"] / fp_t["step_seconds"]
+        out["4-bit training step time <= 1.5x fp32 LoRA"] = (
+            f"{'pass' if tt <= 1.5 else 'MISS'} ({tt:.2f}x)"
+        )
+    return out | gains(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("runs/bench_quant"))
+    ap.add_argument("--data", type=Path, default=Path("cache/asr-heldout"))
+    ap.add_argument("--sentences", type=int, default=24)
+    ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--bits", type=int, nargs="+", default=[4, 3, 2])
+    ap.add_argument("--budget", type=float, default=3.0, help="LQ-LoRA ILP bits/weight (0: skip)")
+    ap.add_argument("--train-steps", type=int, default=3, help="0: skip the training comparison")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite bench_quant.md from --out's bench_quant.json",
+    )
+    args = ap.parse_args()
+    if args.report_only:
+        return report(json.loads((args.out / "bench_quant.json").read_text()), args.out)
+    start = time.time()
+    args.utts = held_out(args)
+    jobs = [("float32", None, None, None)]
+    for bits in args.bits:
+        jobs.append((f"{bits}-bit", bits, None, None))
+        jobs += [(f"{bits}-bit + {m} init", bits, m, None) for m in METHODS]
+    if args.budget:
+        jobs.append((f"LQ-LoRA ILP {args.budget} bits/weight", 4, "lq_lora", args.budget))
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
+        futures = [pool.submit(evaluate, label, b, m, args, budget) for label, b, m, budget in jobs]
+        rows = [f.result() for f in futures]
+    train = []
+    for kind in ("lora", "qlora") if args.train_steps else ():  # one after the other
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            train.append(pool.submit(train_steps, kind, args.train_steps, args.batch).result())
+        print(train[-1], flush=True)
+    result = {
+        "utterances": len(args.utts),
+        "sentences": args.sentences,
+        "rank": args.rank,
+        "rows": rows,
+        "train": train,
+        "seconds": round(time.time() - start),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_quant.json").write_text(json.dumps(result, indent=2))
+    report(result, args.out)
+
+
+def report(result: dict, out: Path) -> None:
+    """Goals into the json, the table into bench_quant.md."""
+    result["goals"] = goals(result["rows"], result["train"])
+    (out / "bench_quant.json").write_text(json.dumps(result, indent=2))
+    text = table(result)
+    print(text)
+    (out / "bench_quant.md").write_text(text + "\n")
+    print(f"wrote {out / 'bench_quant.json'} and bench_quant.md")
+
+
+if __name__ == "__main__":
+    main()
