@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .pipelines import PIPELINES
+from lorakit.apps.pipelines import PIPELINES
 
 # pipeline -> the config section (or "section.key") only that pipeline has
 SIGNATURES = {name: p.signature for name, p in PIPELINES.items()}

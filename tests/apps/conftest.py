@@ -30,7 +30,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
     """The ``tiny`` profile's runs, trained once (``LORAKIT_TEST_RUNS`` reuses a folder)."""
-    from lorakit.apps.prebuilt import BuildStatus, ensure_runs, profile
+    from lorakit.apps.web.prebuilt import BuildStatus, ensure_runs, profile
 
     root = Path(os.environ.get("LORAKIT_TEST_RUNS") or tmp_path_factory.mktemp("runs"))
     specs = profile("tiny", root)
@@ -43,8 +43,8 @@ def tiny_runs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def hub(tiny_runs):
     """The hub page served on a free local port; yields ``(url, ctx)``."""
-    from lorakit.apps.app_common import DemoContext, served_paths, theme
-    from lorakit.apps.app_hub import build_hub
+    from lorakit.apps.web.common import DemoContext, served_paths, theme
+    from lorakit.apps.web.hub import build_hub
 
     root, specs, status = tiny_runs
     ctx = DemoContext(root, specs, status)

@@ -8,10 +8,12 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from lorakit.apps import app_asr, app_clip, app_cod
-from lorakit.apps.app_common import Limits, check_audio, check_image, guarded
-from lorakit.apps.cli_demo import check_host
-from lorakit.apps.prebuilt import BuildStatus, fingerprint, is_ready, profile, resolve
+from lorakit.apps.cli.demo import check_host
+from lorakit.apps.web import asr as app_asr
+from lorakit.apps.web import clip as app_clip
+from lorakit.apps.web import cod as app_cod
+from lorakit.apps.web.common import Limits, check_audio, check_image, guarded
+from lorakit.apps.web.prebuilt import BuildStatus, fingerprint, is_ready, profile, resolve
 
 
 def png(path, size=(40, 30), colour=(200, 30, 30)):
@@ -97,7 +99,7 @@ def test_binding_beyond_localhost_needs_the_flag():
 def test_demo_cli_refuses_lan_without_flag():
     from typer.testing import CliRunner
 
-    from lorakit.apps.cli import app
+    from lorakit.apps.cli.commands import app
 
     result = CliRunner().invoke(app, ["demo", "--host", "0.0.0.0"])
     assert result.exit_code == 2
@@ -157,19 +159,19 @@ def test_asr_word_diff_marks_only_words_that_differ_from_the_reference():
 def test_pending_runs_are_listed_once(tmp_path, caplog):
     import logging
 
-    from lorakit.apps.prebuilt import RunSpec, ensure_runs, mark_pending
+    from lorakit.apps.web.prebuilt import RunSpec, ensure_runs, mark_pending
 
     specs = [RunSpec("nope-run", "nope", "t", "m", False)]  # an unknown pipeline: unavailable
     st = BuildStatus()
     mark_pending(st, tmp_path, specs)
-    with caplog.at_level(logging.INFO, logger="lorakit.apps.prebuilt"):
+    with caplog.at_level(logging.INFO, logger="lorakit.apps.web.prebuilt"):
         ensure_runs(tmp_path, specs, st)
     assert sum("pending" in r.getMessage() for r in caplog.records) == 0
     assert st.get("nope-run")["state"] in ("failed", "unavailable")
 
 
 def test_tab_banner_says_building_then_clears(tmp_path):
-    from lorakit.apps.app_common import DemoContext
+    from lorakit.apps.web.common import DemoContext
 
     st = BuildStatus()
     ctx = DemoContext(tmp_path, profile("tiny", tmp_path), st)
@@ -210,7 +212,7 @@ def test_build_status_is_a_snapshot():
 
 
 def test_tab_request_before_its_run_is_built_says_so(tmp_path):
-    from lorakit.apps.app_common import DemoContext
+    from lorakit.apps.web.common import DemoContext
 
     specs = profile("tiny", tmp_path)
     st = BuildStatus()
@@ -233,7 +235,7 @@ def test_theme_fonts_hold_every_letter():
 
     from fontTools.ttLib import TTFont
 
-    from lorakit.apps.app_common import theme
+    from lorakit.apps.web.common import theme
 
     static = Path(gr.__file__).parent / "templates" / "frontend" / "static"
     font = theme()._font[0]
@@ -253,7 +255,7 @@ def test_ood_app_predicts_on_read_only_images_without_warnings():
 
     import torch
 
-    from lorakit.apps import app_ood
+    from lorakit.apps.web import ood as app_ood
 
     img = np.asarray(Image.new("RGB", (20, 20), (10, 200, 30)))  # read-only, as PIL gives
     assert not img.flags.writeable

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from lorakit.apps.prebuilt import CLIP_CLASSES
+from lorakit.apps.web.prebuilt import CLIP_CLASSES
 
 FIRST = CLIP_CLASSES[0].replace(" ", "_")  # a class folder of the pre-made CLIP run
 
@@ -196,7 +196,7 @@ def click_image_pixel(page, selector: str, xy: tuple[int, int], shape: tuple[int
 
 
 def test_cod_point_prompt_zero_shot_vs_fora(browser, hub, shots):
-    from lorakit.apps.app_cod import generated_scene
+    from lorakit.apps.web.cod import generated_scene
 
     url, _ = hub
     page = open_tab(browser, url, "cod")

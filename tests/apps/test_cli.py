@@ -30,7 +30,10 @@ def test_each_pipeline_config_has_its_own_signature_section(pipeline):
 
 
 def test_one_registry_feeds_the_cli_prebuilt_compare_and_run_kinds():
-    from lorakit.apps import cli, compare_pipelines, prebuilt, run_kind
+    from lorakit.apps import run_kind
+    from lorakit.apps.cli import commands as cli
+    from lorakit.apps.compare import pipelines as compare_pipelines
+    from lorakit.apps.web import prebuilt
 
     assert cli.PIPELINES == {n: p.module for n, p in REGISTRY.items()}
     assert prebuilt.PIPELINE_MODULES == PIPELINES and set(SINGLE_TASK) < set(REGISTRY)
@@ -80,7 +83,7 @@ def test_check_run_names_what_is_wrong(tmp_path):
 PROBE = """
 import sys
 from typer.testing import CliRunner
-from lorakit.apps.cli import app
+from lorakit.apps.cli.commands import app
 r = CliRunner().invoke(app, {args!r})
 print(r.exit_code, "torch" in sys.modules)
 print(r.output)

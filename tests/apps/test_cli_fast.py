@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lorakit.apps.cli_demo import DEMOS, free_port
+from lorakit.apps.cli.demo import DEMOS, free_port
 
 
 def _run(code: str) -> str:
@@ -22,7 +22,7 @@ def test_unknown_demo_is_refused_before_gradio_or_torch_is_imported():
     out = _run(
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from lorakit.apps.cli import app\n"
+        "from lorakit.apps.cli.commands import app\n"
         "r = CliRunner().invoke(app, ['demo', 'clipp'])\n"
         "print(r.exit_code, 'gradio' in sys.modules, 'torch' in sys.modules, r.output.strip())"
     )
@@ -31,7 +31,7 @@ def test_unknown_demo_is_refused_before_gradio_or_torch_is_imported():
 
 
 def test_the_cheap_demo_list_is_the_hubs():
-    from lorakit.apps.app_hub import APPS
+    from lorakit.apps.web.hub import APPS
 
     assert tuple(APPS) == DEMOS
 

@@ -4,7 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
-from lorakit.apps.cli import app
+from lorakit.apps.cli.commands import app
 from lorakit.core import inject, load_adapter, make_config, methods, save_adapter
 from lorakit.core.contract import perturb
 from lorakit.core.zoo import build

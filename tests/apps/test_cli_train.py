@@ -4,7 +4,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from lorakit.apps.cli import app
+from lorakit.apps.cli.commands import app
 
 BAD = [
     ("clip", ["--precision", "fp7"], "trainer.precision 'fp7' is unknown"),

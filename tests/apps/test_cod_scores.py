@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lorakit.apps import app_cod
+from lorakit.apps.web import cod as app_cod
 from lorakit.core.table import display_name
 
 

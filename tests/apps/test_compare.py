@@ -13,12 +13,12 @@ import types
 import pytest
 from typer.testing import CliRunner
 
-from lorakit.apps import compare_pipelines
-from lorakit.apps.cli import app
-from lorakit.apps.compare import make_plan, run_plan
-from lorakit.apps.compare_pipelines import PipelineSpec
-from lorakit.apps.compare_report import write_report
-from lorakit.apps.compare_stats import choose_lr, t_interval, welch_interval
+from lorakit.apps.cli.commands import app
+from lorakit.apps.compare import pipelines as compare_pipelines
+from lorakit.apps.compare.pipelines import PipelineSpec
+from lorakit.apps.compare.report import write_report
+from lorakit.apps.compare.run import make_plan, run_plan
+from lorakit.apps.compare.stats import choose_lr, t_interval, welch_interval
 
 # --------------------------------------------------------------------------- statistics
 

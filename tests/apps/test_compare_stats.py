@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from lorakit.apps.compare_report import markdown, summarize
-from lorakit.apps.compare_stats import choose_lr, t_interval, welch_interval
+from lorakit.apps.compare.report import markdown, summarize
+from lorakit.apps.compare.stats import choose_lr, t_interval, welch_interval
 
 
 def test_no_values_is_a_clear_error():

@@ -281,8 +281,8 @@ def strays(before: dict, after: dict) -> list[str]:
 def server(tiny_runs, tmp_path_factory):
     """The hub as tests/apps/conftest.py launches it, on a copy of the tiny runs, with its own
     HOME and TMPDIR (so any stray file shows); a symlink in the runs folder points out."""
-    from lorakit.apps.app_common import DemoContext, served_paths, theme
-    from lorakit.apps.app_hub import build_hub
+    from lorakit.apps.web.common import DemoContext, served_paths, theme
+    from lorakit.apps.web.hub import build_hub
 
     src, specs, status = tiny_runs
     base = tmp_path_factory.mktemp("fuzz")

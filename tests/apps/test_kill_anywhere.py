@@ -30,7 +30,7 @@ TINY = {
 KILLER = """
 import os, signal, sys
 from pathlib import Path
-from lorakit.apps.cli import main
+from lorakit.apps.cli.commands import main
 moment = sys.argv.pop(1)
 if moment == "generate":
     from lorakit.data import shapes

@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from lorakit.apps.app_common import LIMITS
+from lorakit.apps.web.common import LIMITS
 
 pytestmark = pytest.mark.fuzz
 MB = 2**20
@@ -75,8 +75,8 @@ def at_limit_files(folder: Path) -> dict[str, Path]:
 def hub_client(tiny_runs, tmp_path_factory):
     from gradio_client import Client
 
-    from lorakit.apps.app_common import DemoContext, served_paths, theme
-    from lorakit.apps.app_hub import build_hub
+    from lorakit.apps.web.common import DemoContext, served_paths, theme
+    from lorakit.apps.web.hub import build_hub
 
     src, specs, status = tiny_runs
     root = tmp_path_factory.mktemp("mem") / "runs"

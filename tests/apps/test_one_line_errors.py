@@ -4,7 +4,7 @@ found torch's NaN-logits message, five lines of tensor, when NaN audio got to th
 import gradio as gr
 import pytest
 
-from lorakit.apps.app_common import guarded
+from lorakit.apps.web.common import guarded
 
 
 def test_a_multi_line_value_error_becomes_its_first_line():

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from lorakit.apps.prebuilt import BuildStatus, profile, resolve
+from lorakit.apps.web.prebuilt import BuildStatus, profile, resolve
 
 
 def test_demo_clip_run_beats_its_zero_shot_baseline(tmp_path):
     """The hub's pre-made CLIP run (demo profile) on the pretrained stand-in: unseen classes
     in an unseen style, where few-shot Block-LoRA clearly beats the zero-shot model."""
-    from lorakit.apps.prebuilt import build_one
+    from lorakit.apps.web.prebuilt import build_one
 
     spec = next(s for s in profile("demo", tmp_path) if s.pipeline == "clip")
     cfg = resolve(spec)

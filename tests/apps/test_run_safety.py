@@ -23,7 +23,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from lorakit.apps.cli import app
+from lorakit.apps.cli.commands import app
 
 TINY = {
     "data": {"generate": {"classes": ["red circle", "green square"], "train_per_class": 2,
@@ -261,7 +261,7 @@ def test_every_pipeline_refuses_a_changed_rank_or_lr(tmp_path, pipeline, rank, l
     before any data is generated or a file is written."""
     import importlib
 
-    from lorakit.apps.cli import PIPELINES
+    from lorakit.apps.cli.commands import PIPELINES
     from lorakit.data.runs import RunFolder, load_config
 
     mod = importlib.import_module(PIPELINES[pipeline])

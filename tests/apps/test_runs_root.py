@@ -3,9 +3,12 @@ missing path and a symlink out of the root all get the same one line."""
 
 import pytest
 
-from lorakit.apps import app_asr, app_clip, app_cod, app_ood
-from lorakit.apps.app_common import DemoContext
-from lorakit.apps.prebuilt import BuildStatus, profile
+from lorakit.apps.web import asr as app_asr
+from lorakit.apps.web import clip as app_clip
+from lorakit.apps.web import cod as app_cod
+from lorakit.apps.web import ood as app_ood
+from lorakit.apps.web.common import DemoContext
+from lorakit.apps.web.prebuilt import BuildStatus, profile
 
 MESSAGE = "not offered by this server"
 
@@ -47,7 +50,7 @@ def test_a_run_outside_the_runs_root_is_refused_by_every_app(tmp_path, pipeline)
 def test_served_paths_never_serve_checkpoints_or_adapters(tmp_path):
     from gradio.utils import is_allowed_file
 
-    from lorakit.apps.app_common import served_paths
+    from lorakit.apps.web.common import served_paths
 
     root = tmp_path / "runs"
     (root / "mine" / "plots").mkdir(parents=True)
@@ -67,7 +70,7 @@ def test_served_paths_never_serve_checkpoints_or_adapters(tmp_path):
 def test_clip_app_keeps_only_its_newest_training_folders(tmp_path):
     import os
 
-    from lorakit.apps.app_clip import prune_sessions
+    from lorakit.apps.web.clip import prune_sessions
 
     for i in range(5):
         d = tmp_path / f"clip-{i}"

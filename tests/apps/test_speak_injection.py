@@ -2,7 +2,7 @@
 
 import subprocess
 
-from lorakit.apps.app_asr import synthesize
+from lorakit.apps.web.asr import synthesize
 from lorakit.data.speech import SAMPLE_RATE
 
 

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from lorakit.apps.app_common import LIMITS, check_audio, check_image
+from lorakit.apps.web.common import LIMITS, check_audio, check_image
 
 
 def test_a_decompression_bomb_png_is_refused_before_it_is_decoded(tmp_path, monkeypatch):

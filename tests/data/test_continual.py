@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lorakit.apps import continual as pipeline
-from lorakit.apps.cli import app
+from lorakit.apps.cli.commands import app
 from lorakit.data.continual import average_final, backward_transfer, forward_transfer, run_sequence
 from lorakit.data.runs import load_config
 

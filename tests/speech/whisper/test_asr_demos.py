@@ -63,7 +63,7 @@ def test_lorakit_mode_is_what_the_cli_prints(heldout_manifest, tmp_path):
     """The demo's ``lorakit`` column decodes exactly as ``lorakit transcribe --json``
     (224 tokens, fallback on) and its ``lorakit_no_fallback`` as ``--no-fallback``; on a
     random-weights Whisper, whose greedy text loops to the token limit, both differ."""
-    from lorakit.apps.cli import app
+    from lorakit.apps.cli.commands import app
     from lorakit.speech.whisper.build import load_whisper
 
     tr = _demo("transcribe_asr")

@@ -11,7 +11,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from lorakit.apps.cli import app
+from lorakit.apps.cli.commands import app
 from lorakit.speech.whisper import base_model
 from lorakit.speech.whisper.build import load_whisper
 from lorakit.speech.whisper.evaluate import normalizer

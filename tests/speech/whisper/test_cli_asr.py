@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from lorakit.apps.cli import app
+from lorakit.apps.cli.commands import app
 from lorakit.core import inject, make_config, save_adapter
 from lorakit.data.manifest import read_manifest
 from lorakit.data.runs import RunFolder

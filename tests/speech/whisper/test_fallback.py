@@ -88,7 +88,7 @@ def test_fallback_settings_come_from_the_eval_section():
 def test_transcribe_cli_guards_by_default_and_no_fallback_turns_it_off(corpus):
     from typer.testing import CliRunner
 
-    from lorakit.apps.cli import app
+    from lorakit.apps.cli.commands import app
     from lorakit.data.manifest import read_manifest
 
     wav = str(read_manifest(corpus["test"])[0].audio)

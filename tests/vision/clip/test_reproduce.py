@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from lorakit.apps.cli import app
-from lorakit.apps.recipes import RECIPES
+from lorakit.apps.cli.commands import app
+from lorakit.apps.cli.recipes import RECIPES
 
 CLASSES = ["red circle", "green square"]
 
@@ -65,7 +65,7 @@ def test_recipe_registry_names_importable_modules():
     for module in RECIPES.values():
         mod = importlib.import_module(module)
         assert isinstance(mod.SUMMARY, str) and mod.SUMMARY
-        # its own command line, or check/run + OPTIONS for the generic one (apps/recipe_cli.py)
+        # its own command line, or check/run + OPTIONS for the generic one (apps/cli/recipe.py)
         assert callable(getattr(mod, "cli", None)) or (
             callable(mod.check) and callable(mod.run) and mod.OPTIONS
         )

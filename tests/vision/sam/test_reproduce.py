@@ -66,7 +66,7 @@ def test_reproduce_command_checks_then_names_what_is_missing(tmp_path):
     """`lorakit reproduce fcl-cod` goes through the generic recipe CLI (check/run modules)."""
     from typer.testing import CliRunner
 
-    from lorakit.apps.cli import app
+    from lorakit.apps.cli.commands import app
 
     root = fake_tree(tmp_path / "cod")
     runner = CliRunner()

@@ -12,8 +12,8 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .app_common import MODELS, check_image, folder_key, guarded
-from .prebuilt import pipeline_module
+from lorakit.apps.web.common import MODELS, check_image, folder_key, guarded
+from lorakit.apps.web.prebuilt import pipeline_module
 
 RUN_KEYS = {"LoRA": "ood-lora", "LARGO": "ood-largo"}
 TOP_K = 3

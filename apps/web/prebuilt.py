@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .pipelines import PIPELINES, SINGLE_TASK
-from .pipelines import pipeline_module as registry_module
+from lorakit.apps.pipelines import PIPELINES, SINGLE_TASK
+from lorakit.apps.pipelines import pipeline_module as registry_module
 
-log = logging.getLogger("lorakit.apps.prebuilt")
+log = logging.getLogger("lorakit.apps.web.prebuilt")
 
 PIPELINE_MODULES = {name: PIPELINES[name].module for name in SINGLE_TASK}  # the one registry
 MARKER = "prebuilt.json"
@@ -364,7 +364,7 @@ def mark_pending(status: BuildStatus, root: Path, specs: list[RunSpec]) -> None:
 
 def ensure_runs(root: Path, specs: list[RunSpec], status: BuildStatus | None = None) -> BuildStatus:
     """Build every missing run of ``specs`` in turn (a failure is recorded, not raised)."""
-    from .app_common import TRAIN_LOCK, StepProgress
+    from lorakit.apps.web.common import TRAIN_LOCK, StepProgress
 
     status = status or BuildStatus()
     root = Path(root)

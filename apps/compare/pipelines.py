@@ -27,9 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lorakit.apps.pipelines import PIPELINES as REGISTRY
 from lorakit.core.methods import METHODS
-
-from .pipelines import PIPELINES as REGISTRY
 
 VAL_SEED_OFFSET = 104729  # a generator seed no example config uses for train or test
 

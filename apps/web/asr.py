@@ -19,8 +19,8 @@ import gradio as gr
 import numpy as np
 import torch
 
-from .app_common import LIMITS, MODELS, check_audio, demo_temp_root, folder_key, guarded
-from .prebuilt import pipeline_module
+from lorakit.apps.web.common import LIMITS, MODELS, check_audio, demo_temp_root, folder_key, guarded
+from lorakit.apps.web.prebuilt import pipeline_module
 
 RUN_KEY = "asr-s2_lora"
 SAMPLE_RATE = 16000

@@ -14,9 +14,8 @@ import statistics
 import textwrap
 from pathlib import Path
 
+from lorakit.apps.compare.stats import choose_lr, t_interval, welch_interval
 from lorakit.data.runs import atomic_write_text, write_json
-
-from .compare_stats import choose_lr, t_interval, welch_interval
 
 COLUMNS = (
     "method", "metric", "mean", "ci95_low", "ci95_high", "seeds", "lr", "val_mean",

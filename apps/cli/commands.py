@@ -9,9 +9,9 @@ from pathlib import Path
 
 import typer
 
-from .cli_help import TRAIN_EPILOG
-from .pipelines import PIPELINES as REGISTRY
-from .pipelines import pipeline_module
+from lorakit.apps.cli.help import TRAIN_EPILOG
+from lorakit.apps.pipelines import PIPELINES as REGISTRY
+from lorakit.apps.pipelines import pipeline_module
 
 app = typer.Typer(
     add_completion=False,
@@ -39,7 +39,7 @@ def _fail(msg: str) -> None:
 
 def _check_cheap(pipeline: str, config: Path | None = None, run: Path | None = None) -> None:
     """Checks that need no torch, done before a pipeline module (and torch) is imported."""
-    from .run_kind import check_run
+    from lorakit.apps.run_kind import check_run
 
     if pipeline not in PIPELINES:
         raise typer.BadParameter(
@@ -68,7 +68,7 @@ def methods(as_json: bool = typer.Option(False, "--json", help="machine-readable
 @app.command()
 def selfcheck() -> None:
     """Adapt a tiny model with every method on every host it supports, and check the contract."""
-    from .selfcheck import run_selfcheck
+    from lorakit.apps.cli.selfcheck import run_selfcheck
 
     ok = run_selfcheck(echo=typer.echo)
     raise typer.Exit(0 if ok else 1)
@@ -189,12 +189,12 @@ def evaluate(
 
 def _register_extras() -> None:
     """Pipeline-specific verbs (transcribe, predict, demo, bench) live in their own modules."""
-    extras = ("cli_asr", "cli_predict", "cli_demo", "cli_bench", "cli_reproduce", "cli_squeeze", "cli_compare")
+    extras = ("asr", "predict", "demo", "bench", "reproduce", "squeeze", "compare")
     for name in extras:
         try:
-            mod = importlib.import_module(f"lorakit.apps.{name}")
+            mod = importlib.import_module(f"lorakit.apps.cli.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"lorakit.apps.{name}":
+            if e.name == f"lorakit.apps.cli.{name}":
                 continue
             raise
         mod.register(app)

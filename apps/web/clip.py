@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .app_common import (
+from lorakit.apps.web.common import (
     MODELS,
     TRAIN_LOCK,
     StepProgress,
@@ -25,7 +25,7 @@ from .app_common import (
     loss_figure,
     require_run,
 )
-from .prebuilt import pipeline_module, profile, resolve
+from lorakit.apps.web.prebuilt import pipeline_module, profile, resolve
 
 RUN_KEY = "clip-block_lora"
 SLOTS = 4

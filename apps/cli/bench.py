@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         batch: int = typer.Option(2, help="ViT batch size"),
     ) -> None:
         """Training-step time of every method vs PEFT LoRA (r=8), merged inference vs base."""
-        from .bench_core import run
+        from lorakit.apps.cli.bench_core import run
 
         run(out, rounds=rounds, image=image, batch=batch, echo=typer.echo)
 

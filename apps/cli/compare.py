@@ -44,10 +44,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import logging
 
-        from .compare import make_plan, run_plan
+        from lorakit.apps.compare.run import make_plan, run_plan
 
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-run banners
-        from .compare_report import markdown, write_report
+        from lorakit.apps.compare.report import markdown, write_report
 
         try:
             plan = make_plan(

@@ -16,8 +16,8 @@ import gradio as gr
 import numpy as np
 import torch
 
-from .app_common import MODELS, check_image, folder_key, guarded
-from .prebuilt import pipeline_module
+from lorakit.apps.web.common import MODELS, check_image, folder_key, guarded
+from lorakit.apps.web.prebuilt import pipeline_module
 
 RUN_KEY = "cod-fora"
 # image inputs that hand the handlers the uploaded file's path, undecoded (image_mode=None:
@@ -64,7 +64,7 @@ def get_models(ctx, folder) -> tuple[tuple, threading.Lock]:
 def generated_scene(
     seed: int, size: int = 128, difficulty: float = 0.5, cue: str = "colour"
 ) -> Scene:
-    """A generated scene like the pre-made run's (colour-cued, see apps/prebuilt.py)."""
+    """A generated scene like the pre-made run's (colour-cued, see apps/web/prebuilt.py)."""
     from lorakit.data.camouflage import make_scribble, mask_box, render_scene
 
     rng = np.random.default_rng(int(seed))

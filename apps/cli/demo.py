@@ -50,8 +50,8 @@ def serve(
 ):
     """Build the context and page, launch it; returns the Blocks (``block=False``: running)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from .app_common import runs_root, served_paths, theme
-    from .app_hub import APPS, build_hub, build_single, make_context, needed_runs
+    from lorakit.apps.web.common import runs_root, served_paths, theme
+    from lorakit.apps.web.hub import APPS, build_hub, build_single, make_context, needed_runs
 
     check_name(name)
     root = runs_root(runs)

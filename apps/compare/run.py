@@ -30,12 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lorakit.apps.compare.pipelines import PIPELINES, PipelineSpec
 from lorakit.core.methods import METHODS
 from lorakit.data.runs import parse_value, read_json, set_dotted, write_json
+from lorakit.data.runtime.compare_probe import StepProbe
 from lorakit.data.vocabulary import load_pipeline_config
-
-from .compare_pipelines import PIPELINES, PipelineSpec
-from .compare_probe import StepProbe
 
 
 @dataclass

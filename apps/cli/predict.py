@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from .run_kind import check_run
+from lorakit.apps.run_kind import check_run
 
 
 def _fail(msg: str) -> None:

@@ -3,7 +3,7 @@
     lorakit reproduce clip-lora --data-root /data/coop --checkpoint /models/ViT-B-16.pt
     lorakit reproduce clip-lora --help          # the recipe's own options
 
-The recipe names and their modules are in ``apps/recipes.py``; everything after the
+The recipe names and their modules are in ``apps/cli/recipes.py``; everything after the
 recipe name is handed to the recipe's ``cli(argv)``, which checks its inputs up front.
 """
 
@@ -13,8 +13,8 @@ import importlib
 
 import typer
 
-from . import recipe_cli
-from .recipes import RECIPES
+from lorakit.apps.cli import recipe as recipe_cli
+from lorakit.apps.cli.recipes import RECIPES
 
 
 def register(app: typer.Typer) -> None:

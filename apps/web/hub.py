@@ -18,31 +18,31 @@ from pathlib import Path
 
 import gradio as gr
 
-from .app_common import DemoContext, guarded
-from .prebuilt import BuildStatus, ensure_runs, profile, start_background
+from lorakit.apps.web.common import DemoContext, guarded
+from lorakit.apps.web.prebuilt import BuildStatus, ensure_runs, profile, start_background
 
 # app name -> (module, tab title, pre-made run keys, one-line description)
 APPS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
     "clip": (
-        "lorakit.apps.app_clip",
+        "lorakit.apps.web.clip",
         "CLIP few-shot",
         ("clip-block_lora",),
         "train Block-/Comp-LoRA on a few images per class; adapted vs zero-shot top-k",
     ),
     "cod": (
-        "lorakit.apps.app_cod",
+        "lorakit.apps.web.cod",
         "Camouflage (SAM + FoRA)",
         ("cod-fora",),
         "point, box or scribble prompts; SAM zero-shot vs FoRA masks, S-measure and MAE",
     ),
     "asr": (
-        "lorakit.apps.app_asr",
+        "lorakit.apps.web.asr",
         "Child speech (Whisper + S2-LoRA)",
         ("asr-s2_lora",),
         "base vs adapted transcripts with word differences; make-it-child-like toggle",
     ),
     "ood": (
-        "lorakit.apps.app_ood",
+        "lorakit.apps.web.ood",
         "Robustness (LARGO)",
         ("ood-lora", "ood-largo"),
         "corrupt an image with a severity slider; base vs LoRA vs LARGO predictions",
