@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from pathlib import Path
 
 import typer
@@ -65,14 +66,30 @@ def serve(
     demo.launch(
         server_name=host,
         server_port=port,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         show_error=False,
         footer_links=["api", "gradio"],
         quiet=False,
         **served_paths(root, ctx.specs),
         theme=theme(),
     )
+    announce_when_ready(ctx.status, demo.local_url)
+    if block:
+        demo.block_thread()
     return demo
+
+
+def announce_when_ready(status, url: str, echo=typer.echo) -> threading.Thread:
+    """Once every pre-made run is built (or cached), print one line with the URL, so that
+    the URL is the terminal's last line and not buried under the build's lines."""
+
+    def wait() -> None:
+        status.done.wait()
+        echo(f"pre-made runs: {status.summary()}. The hub is ready at {url}")
+
+    thread = threading.Thread(target=wait, daemon=True, name="lorakit-ready")
+    thread.start()
+    return thread
 
 
 def register(app: typer.Typer) -> None:

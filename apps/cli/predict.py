@@ -56,73 +56,73 @@ RUN_HELP = "run folder from `lorakit train {}`"
 IMAGE_HELP = "image file (png/jpg); samples in demos/samples/"
 
 
+def predict_cod(
+    run: Path = typer.Option(..., "--run", "-r", help=RUN_HELP.format("cod")),
+    image: Path = typer.Option(..., "--image", "-i", help=IMAGE_HELP),
+    out: Path = typer.Option(Path("predictions"), "--out", "-o", help="output folder"),
+    point: list[str] = typer.Option([], "--point", help="foreground point x,y (repeatable)"),
+    bg_point: list[str] = typer.Option(
+        [], "--bg-point", help="background point x,y (repeatable)"
+    ),
+    box: str = typer.Option(
+        None, "--box", help="box x0,y0,x1,y1 (default: whole image if no points)"
+    ),
+) -> None:
+    """Segment the camouflaged object in one image; writes <stem>_mask.png and <stem>_overlay.png."""
+    points = [_point(p, 1) for p in point] + [_point(p, 0) for p in bg_point]
+    bx = _box(box)
+    _check(run, "cod", image)
+    from lorakit.vision.sam.predict import predict_file
+
+    try:
+        result = predict_file(run, image, out, points or None, bx)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(json.dumps(result, indent=2))
+
+def predict_clip(
+    run: Path = typer.Option(..., "--run", "-r", help=RUN_HELP.format("clip")),
+    image: Path = typer.Option(..., "--image", "-i", help=IMAGE_HELP),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="classes to show"),
+) -> None:
+    """Top-k classes of one image: the adapted run vs the zero-shot CLIP."""
+    _check(run, "clip", image)
+    from lorakit.vision.clip.predict import predict_file
+
+    try:
+        result = predict_file(run, image, top_k)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(json.dumps(result, indent=2))
+
+def predict_ood(
+    run: Path = typer.Option(..., "--run", "-r", help=RUN_HELP.format("ood")),
+    image: Path = typer.Option(..., "--image", "-i", help=IMAGE_HELP),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="classes to show"),
+    corruption: str = typer.Option(
+        None, help="corrupt the image first (gaussian_noise, fog, ...; see lorakit eval ood)"
+    ),
+    severity: int = typer.Option(0, min=0, max=5, help="corruption severity 1-5 (0: clean)"),
+) -> None:
+    """Top-k classes of one image: the fine-tuned run vs the pretrained model it started from."""
+    if severity and not corruption:
+        raise typer.BadParameter("--severity needs --corruption")
+    _check(run, "ood", image)
+    from lorakit.vision.ood.predict import predict_file
+
+    try:
+        result = predict_file(run, image, top_k, corruption, severity or 0)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(json.dumps(result, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     predict = typer.Typer(
         help="Use a trained run on one image: cod (mask), clip and ood (top-k classes).",
         no_args_is_help=True,
     )
-
-    @predict.command("cod")
-    def cod(
-        run: Path = typer.Option(..., "--run", "-r", help=RUN_HELP.format("cod")),
-        image: Path = typer.Option(..., "--image", "-i", help=IMAGE_HELP),
-        out: Path = typer.Option(Path("predictions"), "--out", "-o", help="output folder"),
-        point: list[str] = typer.Option([], "--point", help="foreground point x,y (repeatable)"),
-        bg_point: list[str] = typer.Option(
-            [], "--bg-point", help="background point x,y (repeatable)"
-        ),
-        box: str = typer.Option(
-            None, "--box", help="box x0,y0,x1,y1 (default: whole image if no points)"
-        ),
-    ) -> None:
-        """Segment the camouflaged object in one image; writes <stem>_mask.png and <stem>_overlay.png."""
-        points = [_point(p, 1) for p in point] + [_point(p, 0) for p in bg_point]
-        bx = _box(box)
-        _check(run, "cod", image)
-        from lorakit.vision.sam.predict import predict_file
-
-        try:
-            result = predict_file(run, image, out, points or None, bx)
-        except ValueError as e:
-            _fail(str(e))
-        typer.echo(json.dumps(result, indent=2))
-
-    @predict.command("clip")
-    def clip(
-        run: Path = typer.Option(..., "--run", "-r", help=RUN_HELP.format("clip")),
-        image: Path = typer.Option(..., "--image", "-i", help=IMAGE_HELP),
-        top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="classes to show"),
-    ) -> None:
-        """Top-k classes of one image: the adapted run vs the zero-shot CLIP."""
-        _check(run, "clip", image)
-        from lorakit.vision.clip.predict import predict_file
-
-        try:
-            result = predict_file(run, image, top_k)
-        except ValueError as e:
-            _fail(str(e))
-        typer.echo(json.dumps(result, indent=2))
-
-    @predict.command("ood")
-    def ood(
-        run: Path = typer.Option(..., "--run", "-r", help=RUN_HELP.format("ood")),
-        image: Path = typer.Option(..., "--image", "-i", help=IMAGE_HELP),
-        top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="classes to show"),
-        corruption: str = typer.Option(
-            None, help="corrupt the image first (gaussian_noise, fog, ...; see lorakit eval ood)"
-        ),
-        severity: int = typer.Option(0, min=0, max=5, help="corruption severity 1-5 (0: clean)"),
-    ) -> None:
-        """Top-k classes of one image: the fine-tuned run vs the pretrained model it started from."""
-        if severity and not corruption:
-            raise typer.BadParameter("--severity needs --corruption")
-        _check(run, "ood", image)
-        from lorakit.vision.ood.predict import predict_file
-
-        try:
-            result = predict_file(run, image, top_k, corruption, severity or 0)
-        except ValueError as e:
-            _fail(str(e))
-        typer.echo(json.dumps(result, indent=2))
-
+    predict.command("cod")(predict_cod)
+    predict.command("clip")(predict_clip)
+    predict.command("ood")(predict_ood)
     app.add_typer(predict, name="predict")

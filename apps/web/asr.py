@@ -208,6 +208,32 @@ def run_transcribe(ctx, folder, audio, childlike: bool, reference: str):
 # --------------------------------------------------------------------------- page
 
 
+def _output_column() -> tuple:
+    """What the model heard, both transcripts (errors marked), the WER line and the
+    S2-LoRA rank heatmap."""
+    heard = gr.Audio(label="what the model heard", interactive=False, elem_id="asr-heard")
+    colors = MARK_COLORS
+    base_out = gr.HighlightedText(
+        label="base Whisper",
+        color_map=colors,
+        show_legend=True,
+        show_inline_category=False,
+        elem_id="asr-base",
+    )
+    adapted_out = gr.HighlightedText(
+        label="Whisper + S2-LoRA",
+        color_map=colors,
+        show_legend=True,
+        show_inline_category=False,
+        elem_id="asr-adapted",
+    )
+    result = gr.Markdown(elem_id="asr-result")
+    heatmap = gr.Image(
+        label="S2-LoRA rank coefficients |lambda|", interactive=False, elem_id="asr-heatmap"
+    )
+    return heard, base_out, adapted_out, result, heatmap
+
+
 def build_tab(ctx) -> None:
     gr.Markdown("### Child speech: Whisper vs Whisper + S2-LoRA\n" + ctx.model_note(RUN_KEY))
     banner = ctx.banner("asr", [RUN_KEY])
@@ -238,26 +264,7 @@ def build_tab(ctx) -> None:
             )
             go = gr.Button("Transcribe", variant="primary", interactive=False, elem_id="asr-go")
         with gr.Column():
-            heard = gr.Audio(label="what the model heard", interactive=False, elem_id="asr-heard")
-            colors = MARK_COLORS
-            base_out = gr.HighlightedText(
-                label="base Whisper",
-                color_map=colors,
-                show_legend=True,
-                show_inline_category=False,
-                elem_id="asr-base",
-            )
-            adapted_out = gr.HighlightedText(
-                label="Whisper + S2-LoRA",
-                color_map=colors,
-                show_legend=True,
-                show_inline_category=False,
-                elem_id="asr-adapted",
-            )
-            result = gr.Markdown(elem_id="asr-result")
-            heatmap = gr.Image(
-                label="S2-LoRA rank coefficients |lambda|", interactive=False, elem_id="asr-heatmap"
-            )
+            outputs = _output_column()
 
     def on_speak(t):
         return save_wave(synthesize(t, 0), "tts"), t
@@ -269,7 +276,7 @@ def build_tab(ctx) -> None:
     go.click(
         guarded(on_go),
         [folder, audio, childlike, reference],
-        [heard, base_out, adapted_out, result, heatmap],
+        list(outputs),
         concurrency_id="infer",
     )
     ctx.gate(banner, [RUN_KEY], [go])

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -213,71 +214,74 @@ def example_set(cache: Path) -> tuple[list[str], list[list[str]]]:
 # --------------------------------------------------------------------------- page
 
 
-def build_tab(ctx) -> None:
-    """The CLIP app's widgets inside the current ``gr.Blocks`` (``ctx``: a DemoContext)."""
-    default_run = str(ctx.run_path(RUN_KEY))
-    run_state = gr.State(default_run)
-    example_files = gr.State(None)  # the generated example set: one list of paths per slot
-    gr.Markdown("### CLIP few-shot: adapted vs zero-shot\n" + ctx.model_note(RUN_KEY))
-    banner = ctx.banner("clip", [RUN_KEY])
-    loaded = gr.Markdown(elem_id="clip-loaded")
+def _train_panel(ui: SimpleNamespace) -> None:
+    """Step 1: class names and images per slot (or the generated set), method, steps, Train."""
     with gr.Accordion(
         "1. Train on your own few-shot images (or the generated example set)", open=False
     ):
-        names, files = [], []
+        ui.names, ui.files = [], []
         with gr.Row():
             for i in range(SLOTS):
                 with gr.Column(min_width=120):
-                    names.append(gr.Textbox(label=f"class {i + 1}", elem_id=f"clip-name-{i}"))
-                    files.append(
+                    ui.names.append(gr.Textbox(label=f"class {i + 1}", elem_id=f"clip-name-{i}"))
+                    ui.files.append(
                         gr.File(label="images", file_count="multiple", elem_id=f"clip-files-{i}")
                     )
         with gr.Row():
-            example = gr.Button("Use generated example set", elem_id="clip-example")
-            method = gr.Radio(
+            ui.example = gr.Button("Use generated example set", elem_id="clip-example")
+            ui.method = gr.Radio(
                 list(METHODS), value="block_lora", label="method", elem_id="clip-method"
             )
-            steps = gr.Slider(
+            ui.steps = gr.Slider(
                 4, 200, value=40, step=1, label="training steps", elem_id="clip-steps"
             )
-            train = gr.Button("Train", variant="primary", elem_id="clip-train")
-        gallery = gr.Gallery(
+            ui.train = gr.Button("Train", variant="primary", elem_id="clip-train")
+        ui.gallery = gr.Gallery(
             label="example set (used for slots without uploads)",
             visible=False,
             columns=8,
             height=140,
             elem_id="clip-gallery",
         )
-        train_msg = gr.Markdown(elem_id="clip-train-msg")
-        curve = gr.Plot(label="loss curve", elem_id="clip-curve")
+        ui.train_msg = gr.Markdown(elem_id="clip-train-msg")
+        ui.curve = gr.Plot(label="loss curve", elem_id="clip-curve")
+
+
+def _classify_panel(ui: SimpleNamespace, default_run: str) -> None:
+    """Step 2: load a run folder, pick an image, Classify; adapted and zero-shot top-k."""
     with gr.Row():
-        folder = gr.Textbox(
+        ui.folder = gr.Textbox(
             label="or load a run folder", value=default_run, scale=4, elem_id="clip-folder"
         )
-        load = gr.Button("Load run", scale=1, elem_id="clip-load")
+        ui.load = gr.Button("Load run", scale=1, elem_id="clip-load")
     with gr.Row():
-        image = gr.File(label="image to classify", elem_id="clip-image")
-        preview = gr.Image(
+        ui.image = gr.File(label="image to classify", elem_id="clip-image")
+        ui.preview = gr.Image(
             label="preview (shown enlarged)", interactive=False, height=200, elem_id="clip-preview"
         )
-    classify_btn = gr.Button(
+    ui.classify_btn = gr.Button(
         "Classify", variant="primary", interactive=False, elem_id="clip-classify"
     )
     with gr.Row():
-        adapted = gr.Label(num_top_classes=TOP_K, label="adapted model", elem_id="clip-adapted")
-        zero = gr.Label(num_top_classes=TOP_K, label="zero-shot model", elem_id="clip-zero")
+        ui.adapted = gr.Label(num_top_classes=TOP_K, label="adapted model", elem_id="clip-adapted")
+        ui.zero = gr.Label(num_top_classes=TOP_K, label="zero-shot model", elem_id="clip-zero")
+
+
+CLEARED = (None, None, None)  # preview and both label outputs: no stale result remains
+
+
+def _handlers(ctx) -> SimpleNamespace:
+    """The tab's event handlers (they read runs through ``ctx``'s roots and cache)."""
 
     def on_example():
         n, f = example_set(ctx.runs)
         shown = [(p, name) for name, group in zip(n, f, strict=True) for p in group]
         return *n, f, gr.Gallery(value=shown, visible=True)
 
-    cleared = (None, None, None)  # preview and both label outputs: no stale result remains
-
     def on_load(path):
         path = require_run(path, "clip", ctx.roots)
         run, _ = get_run(path, ctx.roots)
-        return str(path), describe(path, run.classnames), gr.update(interactive=True), *cleared
+        return str(path), describe(path, run.classnames), gr.update(interactive=True), *CLEARED
 
     def on_classify(run_folder, upload):
         img = check_image(upload)
@@ -295,39 +299,60 @@ def build_tab(ctx) -> None:
 
     def on_trained(path):
         if not path:
-            return gr.skip(), gr.skip(), *[gr.skip()] * len(cleared)
+            return gr.skip(), gr.skip(), *[gr.skip()] * len(CLEARED)
         run, _ = get_run(path, ctx.roots)
-        return describe(Path(path), run.classnames), gr.update(interactive=True), *cleared
+        return describe(Path(path), run.classnames), gr.update(interactive=True), *CLEARED
 
     def on_ready(path):
         path = require_run(path, "clip", ctx.roots)
         run, _ = get_run(path, ctx.roots)
         return describe(path, run.classnames)
 
-    example.click(guarded(on_example), None, [*names, example_files, gallery])
-    train.click(
-        guarded(on_train),
-        [*names, *files, example_files, method, steps],
-        [train_msg, curve, run_state],
+    return SimpleNamespace(**{k: v for k, v in locals().items() if k.startswith("on_")})
+
+
+def _wire(ui: SimpleNamespace, h: SimpleNamespace) -> None:
+    shown = [ui.preview, ui.adapted, ui.zero]
+    ui.example.click(guarded(h.on_example), None, [*ui.names, ui.example_files, ui.gallery])
+    ui.train.click(
+        guarded(h.on_train),
+        [*ui.names, *ui.files, ui.example_files, ui.method, ui.steps],
+        [ui.train_msg, ui.curve, ui.run_state],
         concurrency_limit=1,
         concurrency_id="train",
-    ).then(on_trained, run_state, [loaded, classify_btn, preview, adapted, zero])
-    load.click(
-        guarded(on_load),
-        folder,
-        [run_state, loaded, classify_btn, preview, adapted, zero],
+    ).then(h.on_trained, ui.run_state, [ui.loaded, ui.classify_btn, *shown])
+    ui.load.click(
+        guarded(h.on_load),
+        ui.folder,
+        [ui.run_state, ui.loaded, ui.classify_btn, *shown],
         concurrency_id="infer",
     )
-    classify_btn.click(
-        guarded(on_classify), [run_state, image], [preview, adapted, zero], concurrency_id="infer"
+    ui.classify_btn.click(
+        guarded(h.on_classify), [ui.run_state, ui.image], shown, concurrency_id="infer"
     )
+
+
+def build_tab(ctx) -> None:
+    """The CLIP app's widgets inside the current ``gr.Blocks`` (``ctx``: a DemoContext)."""
+    default_run = str(ctx.run_path(RUN_KEY))
+    ui = SimpleNamespace(
+        run_state=gr.State(default_run),
+        example_files=gr.State(None),  # the generated example set: one list of paths per slot
+    )
+    gr.Markdown("### CLIP few-shot: adapted vs zero-shot\n" + ctx.model_note(RUN_KEY))
+    banner = ctx.banner("clip", [RUN_KEY])
+    ui.loaded = gr.Markdown(elem_id="clip-loaded")
+    _train_panel(ui)
+    _classify_panel(ui, default_run)
+    h = _handlers(ctx)
+    _wire(ui, h)
     ctx.gate(
         banner,
         [RUN_KEY],
-        [classify_btn],
-        own_run=run_state,
+        [ui.classify_btn],
+        own_run=ui.run_state,
         default=default_run,
-        also=(on_ready, [loaded]),
+        also=(h.on_ready, [ui.loaded]),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import gradio as gr
@@ -311,60 +312,60 @@ def enlarge(img: np.ndarray, k: int) -> np.ndarray:
 # --------------------------------------------------------------------------- page
 
 
-def build_tab(ctx) -> None:
-    scene = gr.State(None)
-    gr.Markdown(
-        "### Camouflaged object detection: SAM zero-shot vs SAM + FoRA\n" + ctx.model_note(RUN_KEY)
-    )
-    banner = ctx.banner("cod", [RUN_KEY])
+def _input_panel(ui: SimpleNamespace) -> None:
+    """Scene seed and Generate, the image/ground-truth/scribble uploads, the click canvas."""
     with gr.Row():
         with gr.Column():
             with gr.Row():
-                seed = gr.Number(
+                ui.seed = gr.Number(
                     value=1, precision=0, label="scene seed", min_width=80, elem_id="cod-seed"
                 )
-                generate = gr.Button("Generate a camouflage scene", elem_id="cod-generate")
+                ui.generate = gr.Button("Generate a camouflage scene", elem_id="cod-generate")
             with gr.Row():
-                upload = gr.Image(label="image (or upload)", elem_id="cod-upload", **INPUT_IMAGE)
-                gt_upload = gr.Image(
+                ui.upload = gr.Image(
+                    label="image (or upload)", elem_id="cod-upload", **INPUT_IMAGE
+                )
+                ui.gt_upload = gr.Image(
                     label="ground truth (white = object)", elem_id="cod-gt", **INPUT_IMAGE
                 )
-                scribble_upload = gr.Image(
+                ui.scribble_upload = gr.Image(
                     label="scribble (red object, blue background)",
                     elem_id="cod-scribble",
                     **INPUT_IMAGE,
                 )
         with gr.Column():
             # default size: clicks map to image pixels through the <img> box
-            canvas = gr.Image(label="click to add points", interactive=False, elem_id="cod-canvas")
+            ui.canvas = gr.Image(
+                label="click to add points", interactive=False, elem_id="cod-canvas"
+            )
             with gr.Row():
-                label = gr.Radio(
+                ui.label = gr.Radio(
                     ["object", "background"],
                     value="object",
                     label="next click is",
                     elem_id="cod-label",
                 )
-                clear = gr.Button("Clear points", size="sm", elem_id="cod-clear")
+                ui.clear = gr.Button("Clear points", size="sm", elem_id="cod-clear")
+
+
+def _run_panel(ctx, ui: SimpleNamespace) -> None:
+    """Prompt mode, box and run folder, Segment, the two masks and the scores."""
     with gr.Row():
-        mode = gr.Radio(list(MODES), value="points", label="prompt", elem_id="cod-mode")
-        box = gr.Textbox(
+        ui.mode = gr.Radio(list(MODES), value="points", label="prompt", elem_id="cod-mode")
+        ui.box = gr.Textbox(
             label="box x0, y0, x1, y1 (empty: the scene's box, or the ground truth's)",
             elem_id="cod-box",
         )
-        folder = gr.Textbox(
+        ui.folder = gr.Textbox(
             label="run folder", value=str(ctx.run_path(RUN_KEY)), elem_id="cod-folder"
         )
-    go = gr.Button("Segment", variant="primary", interactive=False, elem_id="cod-segment")
+    ui.go = gr.Button("Segment", variant="primary", interactive=False, elem_id="cod-segment")
     with gr.Row():
-        base_out = gr.Image(
-            label="SAM zero-shot (red: its mask)",
-            interactive=False,
-            elem_id="cod-base",
+        ui.base_out = gr.Image(
+            label="SAM zero-shot (red: its mask)", interactive=False, elem_id="cod-base"
         )
-        adapted_out = gr.Image(
-            label="SAM + FoRA (green: its mask)",
-            interactive=False,
-            elem_id="cod-adapted",
+        ui.adapted_out = gr.Image(
+            label="SAM + FoRA (green: its mask)", interactive=False, elem_id="cod-adapted"
         )
     gr.Markdown(
         "Masks: the tint's strength is the model's object probability; the outline is the "
@@ -373,76 +374,92 @@ def build_tab(ctx) -> None:
         "box. In the prompt image, red marks object points and strokes, blue background ones.",
         elem_id="cod-legend",
     )
-    result = gr.Markdown(elem_id="cod-result")
+    ui.result = gr.Markdown(elem_id="cod-result")
 
-    def on_upload(f):
-        s = Scene(
-            np.asarray(check_image(f)),
-            name=f.split("/")[-1] if isinstance(f, str) else "upload",
-        )
-        return s, draw_prompts(s), None, None, "points", None, None, ""
 
-    def on_generate(n, m):
-        s = generated_scene(int(n or 0))
-        # no clicks yet: Segment uses the scene's scribble; a click switches to points
-        m = "scribble" if m == "points" else m
-        return (
-            s,
-            draw_prompts(s),
-            f"scene {int(n or 0)} generated with its ground truth and a scribble: "
-            f"Segment uses its {m}, or click the object to prompt with points",
-            m,
-            None,
-            None,
-            *scene_files(s),
-        )
+def on_upload(f):
+    s = Scene(np.asarray(check_image(f)), name=f.split("/")[-1] if isinstance(f, str) else "upload")
+    return s, draw_prompts(s), None, None, "points", None, None, ""
 
-    def on_gt(s, f):
-        if s is None:
-            raise ValueError("load an image before its ground-truth mask")
-        s.gt = read_mask(f, s.image.shape[:2], "ground-truth mask").max(axis=2) > 127
-        return s, "ground truth loaded"
 
-    def on_scribble(s, f):
-        if s is None:
-            raise ValueError("load an image before its scribble")
-        s.scribble = scribble_from(read_mask(f, s.image.shape[:2], "scribble"))
-        return s, draw_prompts(s)
+def on_generate(n, m):
+    s = generated_scene(int(n or 0))
+    # no clicks yet: Segment uses the scene's scribble; a click switches to points
+    m = "scribble" if m == "points" else m
+    note = (
+        f"scene {int(n or 0)} generated with its ground truth and a scribble: "
+        f"Segment uses its {m}, or click the object to prompt with points"
+    )
+    return (s, draw_prompts(s), note, m, None, None, *scene_files(s))
 
-    def on_click(s, which, evt: gr.SelectData):
-        if s is None:
-            raise ValueError("load an image first")
-        x, y = evt.index[:2]
-        s.points.append([int(x), int(y), 1 if which == "object" else 0])
-        return s, draw_prompts(s), "points"
 
-    def on_clear(s):
-        if s is None:
-            return s, None
-        s.points.clear()
-        return s, draw_prompts(s)
+def on_gt(s, f):
+    if s is None:
+        raise ValueError("load an image before its ground-truth mask")
+    s.gt = read_mask(f, s.image.shape[:2], "ground-truth mask").max(axis=2) > 127
+    return s, "ground truth loaded"
 
-    upload.upload(
+
+def on_scribble(s, f):
+    if s is None:
+        raise ValueError("load an image before its scribble")
+    s.scribble = scribble_from(read_mask(f, s.image.shape[:2], "scribble"))
+    return s, draw_prompts(s)
+
+
+def on_click(s, which, evt: gr.SelectData):
+    if s is None:
+        raise ValueError("load an image first")
+    x, y = evt.index[:2]
+    s.points.append([int(x), int(y), 1 if which == "object" else 0])
+    return s, draw_prompts(s), "points"
+
+
+def on_clear(s):
+    if s is None:
+        return s, None
+    s.points.clear()
+    return s, draw_prompts(s)
+
+
+def _wire(ctx, ui: SimpleNamespace) -> None:
+    """Every event of the tab: a new image or scene clears the old results first."""
+    outs = [ui.base_out, ui.adapted_out]
+    ui.upload.upload(
         guarded(on_upload),
-        upload,
-        [scene, canvas, gt_upload, scribble_upload, mode, base_out, adapted_out, result],
+        ui.upload,
+        [ui.scene, ui.canvas, ui.gt_upload, ui.scribble_upload, ui.mode, *outs, ui.result],
     )
-    generate.click(
+    ui.generate.click(
         guarded(on_generate),
-        [seed, mode],
-        [scene, canvas, result, mode, base_out, adapted_out, upload, gt_upload, scribble_upload],
+        [ui.seed, ui.mode],
+        [ui.scene, ui.canvas, ui.result, ui.mode, *outs,
+         ui.upload, ui.gt_upload, ui.scribble_upload],
     )
-    gt_upload.upload(guarded(on_gt), [scene, gt_upload], [scene, result])
-    scribble_upload.upload(guarded(on_scribble), [scene, scribble_upload], [scene, canvas])
-    canvas.select(guarded(on_click), [scene, label], [scene, canvas, mode])
-    clear.click(guarded(on_clear), scene, [scene, canvas])
-    go.click(lambda: (None, None, ""), None, [base_out, adapted_out, result]).then(
+    ui.gt_upload.upload(guarded(on_gt), [ui.scene, ui.gt_upload], [ui.scene, ui.result])
+    ui.scribble_upload.upload(
+        guarded(on_scribble), [ui.scene, ui.scribble_upload], [ui.scene, ui.canvas]
+    )
+    ui.canvas.select(guarded(on_click), [ui.scene, ui.label], [ui.scene, ui.canvas, ui.mode])
+    ui.clear.click(guarded(on_clear), ui.scene, [ui.scene, ui.canvas])
+    ui.go.click(lambda: (None, None, ""), None, [*outs, ui.result]).then(
         guarded(lambda f, s, m, b: run_both(ctx, f, s, m, b)),
-        [folder, scene, mode, box],
-        [base_out, adapted_out, result],
+        [ui.folder, ui.scene, ui.mode, ui.box],
+        [*outs, ui.result],
         concurrency_id="infer",
     )
-    ctx.gate(banner, [RUN_KEY], [go])
+
+
+def build_tab(ctx) -> None:
+    ui = SimpleNamespace(scene=gr.State(None))
+    gr.Markdown(
+        "### Camouflaged object detection: SAM zero-shot vs SAM + FoRA\n" + ctx.model_note(RUN_KEY)
+    )
+    banner = ctx.banner("cod", [RUN_KEY])
+    _input_panel(ui)
+    _run_panel(ctx, ui)
+    _wire(ctx, ui)
+    ctx.gate(banner, [RUN_KEY], [ui.go])
 
 
 def build_app(ctx) -> gr.Blocks:

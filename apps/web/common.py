@@ -271,22 +271,46 @@ def require_run(folder, pipeline: str, roots=None) -> Path:
     return path
 
 
-class StepProgress(L.Callback):
-    """Reports training progress: ``progress(step / max_steps)`` and ``losses`` [(step, loss)]."""
+def eta_text(seconds: float) -> str:
+    """``0:42`` or ``1:05:10``: the rest of a phase at the pace so far."""
+    s = max(0, round(seconds))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
-    def __init__(self, progress: Callable | None = None, desc: str = "training"):
+
+class StepProgress(L.Callback):
+    """Reports training progress: ``progress(step / max_steps, desc=...)`` with an ETA from
+    the pace since this process's first step (a resumed run counts from where it resumed),
+    and ``losses`` [(step, loss)]."""
+
+    def __init__(self, progress: Callable | None = None, desc: str = "training", clock=None):
         self.progress, self.desc = progress, desc
         self.losses: list[tuple[int, float]] = []
         self.step, self.total = 0, 0
+        self.clock = clock or time.monotonic
+        self._first: tuple[int, float] | None = None  # (step, time) of the first step seen
+
+    def eta(self) -> str | None:
+        """Time left at the pace so far, or None before two steps were seen."""
+        if self._first is None or self.step <= self._first[0] or not self.total:
+            return None
+        step0, t0 = self._first
+        per_step = (self.clock() - t0) / (self.step - step0)
+        return eta_text(per_step * (self.total - self.step))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.step, self.total = int(trainer.global_step), int(trainer.max_steps or 0)
+        if self._first is None:
+            self._first = (self.step, self.clock())
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is not None:
             self.losses.append((self.step, float(loss.detach())))
         if self.progress is not None and self.total:
+            eta = self.eta()
             self.progress(
-                self.step / self.total, desc=f"{self.desc}: step {self.step}/{self.total}"
+                self.step / self.total,
+                desc=f"{self.desc}: step {self.step}/{self.total}"
+                + (f", ETA {eta}" if eta else ""),
             )
 
 

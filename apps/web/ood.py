@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -125,42 +126,43 @@ def compare(ctx, folders: list[str], image, corruption: str, severity: int):
 # --------------------------------------------------------------------------- page
 
 
-def build_tab(ctx) -> None:
-    image = gr.State(None)
-    gr.Markdown(
-        "### Robustness under distribution shift: base vs LoRA vs LARGO\n"
-        + ctx.model_note(RUN_KEYS["LARGO"])
-    )
-    banner = ctx.banner("ood", list(RUN_KEYS.values()))
+def _input_panel(ui: SimpleNamespace) -> None:
+    """A test image by number or an upload, the corruption and its severity, the input shown."""
     with gr.Row():
         with gr.Column():
             with gr.Row():
-                index = gr.Number(
+                ui.index = gr.Number(
                     value=0, precision=0, label="test image #", min_width=80, elem_id="ood-index"
                 )
-                pick = gr.Button("Pick a test image", interactive=False, elem_id="ood-pick")
-            upload = gr.File(label="or upload an image", interactive=False, elem_id="ood-upload")
-            corruption = gr.Dropdown(
+                ui.pick = gr.Button("Pick a test image", interactive=False, elem_id="ood-pick")
+            ui.upload = gr.File(
+                label="or upload an image", interactive=False, elem_id="ood-upload"
+            )
+            ui.corruption = gr.Dropdown(
                 corruption_names(),
                 value="gaussian_noise",
                 label="corruption",
                 elem_id="ood-corruption",
             )
-            severity = gr.Slider(
+            ui.severity = gr.Slider(
                 0, 5, value=0, step=1, label="severity (0 = clean)", elem_id="ood-severity"
             )
-        shown = gr.Image(
+        ui.shown = gr.Image(
             label="model input (its own small size, shown enlarged)",
             interactive=False,
             elem_id="ood-shown",
         )
+
+
+def _result_panel(ctx, ui: SimpleNamespace) -> None:
+    """The three models' top-k, their run folders, the runs' summary table and plot."""
     with gr.Row():
-        outs = [
+        ui.outs = [
             gr.Label(num_top_classes=TOP_K, label=name, elem_id=f"ood-{name.lower()}")
             for name in ("base", "LoRA", "LARGO")
         ]
     with gr.Row():
-        folders = [
+        ui.folders = [
             gr.Textbox(
                 label=f"{name} run folder",
                 value=str(ctx.run_path(key)),
@@ -169,43 +171,57 @@ def build_tab(ctx) -> None:
             for name, key in RUN_KEYS.items()
         ]
     with gr.Row():
-        table = gr.Markdown(elem_id="ood-summary")
-        plot = gr.Image(
+        ui.table = gr.Markdown(elem_id="ood-summary")
+        ui.plot = gr.Image(
             label="ID vs OOD accuracy (LARGO run)",
             interactive=False,
             height=280,
             elem_id="ood-plot",
         )
-    message = gr.Markdown(elem_id="ood-message")
+    ui.message = gr.Markdown(elem_id="ood-message")
 
+
+def on_upload(f):
+    return np.asarray(check_image(f)), f"uploaded {Path(f).name}"
+
+
+def _wire(ctx, ui: SimpleNamespace) -> None:
     def on_pick(i, lora_f, largo_f):
         run, _ = get_run(ctx, largo_f, RUN_KEYS["LARGO"], base=True)
         img, cls = example_image(run, int(i or 0))
         return img, f"test image #{int(i or 0)}: a **{cls}** (ID style)"
 
-    def on_upload(f):
-        return np.asarray(check_image(f)), f"uploaded {Path(f).name}"
-
     def on_compare(img, c, s, *fs):
         return compare(ctx, list(fs), img, c, s)
-
-    outputs = [shown, *outs, table, plot]
-    inputs = [image, corruption, severity, *folders]
-    pick.click(guarded(on_pick), [index, *folders], [image, message]).success(
-        guarded(on_compare), inputs, outputs, concurrency_id="infer"
-    )
-    upload.upload(guarded(on_upload), upload, [image, message]).success(
-        guarded(on_compare), inputs, outputs, concurrency_id="infer"
-    )
 
     def on_change(img, c, s, *fs):
         return gr.skip() if img is None else compare(ctx, list(fs), img, c, s)
 
-    for widget in (corruption, severity):
+    outputs = [ui.shown, *ui.outs, ui.table, ui.plot]
+    inputs = [ui.image, ui.corruption, ui.severity, *ui.folders]
+    ui.pick.click(guarded(on_pick), [ui.index, *ui.folders], [ui.image, ui.message]).success(
+        guarded(on_compare), inputs, outputs, concurrency_id="infer"
+    )
+    ui.upload.upload(guarded(on_upload), ui.upload, [ui.image, ui.message]).success(
+        guarded(on_compare), inputs, outputs, concurrency_id="infer"
+    )
+    for widget in (ui.corruption, ui.severity):
         widget.change(
             guarded(on_change), inputs, outputs, concurrency_id="infer", trigger_mode="always_last"
         )
-    ctx.gate(banner, list(RUN_KEYS.values()), [pick, upload])
+
+
+def build_tab(ctx) -> None:
+    ui = SimpleNamespace(image=gr.State(None))
+    gr.Markdown(
+        "### Robustness under distribution shift: base vs LoRA vs LARGO\n"
+        + ctx.model_note(RUN_KEYS["LARGO"])
+    )
+    banner = ctx.banner("ood", list(RUN_KEYS.values()))
+    _input_panel(ui)
+    _result_panel(ctx, ui)
+    _wire(ctx, ui)
+    ctx.gate(banner, list(RUN_KEYS.values()), [ui.pick, ui.upload])
 
 
 def build_app(ctx) -> gr.Blocks:

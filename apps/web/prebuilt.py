@@ -256,12 +256,24 @@ class BuildStatus:
         assert state in self.STATES, state
         with self._lock:
             row = self._rows.setdefault(key, {})
+            changed = row.get("state") != state
             row.update(state=state, message=message, **extra)
             if fraction is not None:
                 row["fraction"] = fraction
             elif state == "ready":
                 row["fraction"] = 1.0
-        log.info("pre-made run %s: %s %s", key, state, message)
+        # the terminal gets one line per change of state; step-by-step progress (with its
+        # ETA) is on the page, and in the log at DEBUG
+        log.log(logging.INFO if changed else logging.DEBUG, "pre-made run %s: %s %s",
+                key, state, message)
+
+    def summary(self) -> str:
+        """``5 ready, 0 failed, 0 unavailable`` over the runs listed so far."""
+        rows = self.snapshot().values()
+        return ", ".join(
+            f"{sum(r.get('state') == s for r in rows)} {s}"
+            for s in ("ready", "failed", "unavailable")
+        )
 
     def get(self, key: str) -> dict:
         with self._lock:

@@ -47,3 +47,19 @@ def test_console_entry_point_and_compare_names():
         import lorakit.apps.cli as cli
 
         cli.no_such_name  # noqa: B018
+
+
+MAX_LINES = 60  # no function in apps/ longer than this (definition line to last line)
+
+
+def test_no_long_functions_in_apps():
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "apps").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, "\n".join(long)
