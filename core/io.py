@@ -109,9 +109,19 @@ def _entries(model: nn.Module, name: str) -> dict[str, tuple[nn.Module, str, Ten
     return out
 
 
+def from_base(owner: nn.Module, attr: str) -> bool:
+    """Whether ``owner.attr`` is a buffer the base weight determines (the method's
+    ``from_base``): recomputed at inject, so files and checkpoints leave it out."""
+    return attr in getattr(owner, "from_base", ())
+
+
 def adapter_state(model: nn.Module, name: str = "default") -> dict[str, Tensor]:
-    """Adapter ``name``'s tensors by file key (shared tensors once)."""
-    return {k: t for k, (_, _, t) in _entries(unwrap(model), name).items()}
+    """Adapter ``name``'s tensors by file key (shared tensors once), as a file holds them:
+    without the buffers the base determines."""
+    return {
+        k: t for k, (owner, attr, t) in _entries(unwrap(model), name).items()
+        if not from_base(owner, attr)
+    }
 
 
 def _config_dict(cfg) -> dict:
@@ -146,15 +156,13 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, name: str = "de
                 "host": h.kind,
                 "slots": {s: [m.d_out, m.d_in] for s, m in h.adapters[name].items()},
                 **_ranks_entry(h.adapters[name]),
+                **_digest_entry(h.adapters[name]),
             }
             for n, h in layers
         ],
         "modules_to_save": saved,
     }
-    tensors = {
-        k: t.detach().to("cpu").contiguous().clone()
-        for k, (_, _, t) in _entries(model, name).items()
-    }
+    tensors = {k: t.detach().to("cpu").contiguous().clone() for k, t in adapter_state(model, name).items()}
     directory = Path(directory)
     for name_ in (WEIGHTS_NAME, CONFIG_NAME):
         remove_stale_temps(directory / name_)
@@ -171,6 +179,31 @@ def _ranks_entry(slots) -> dict:
     if not any(m.rank_changing for m in slots.values()):
         return {}
     return {"ranks": {s: int(m.r) for s, m in slots.items()}}
+
+
+def _digest_entry(slots) -> dict:
+    """``{"base_sha256": {slot: digest}}`` for methods whose buffers the base determines
+    (``from_base``): the file leaves them out, and a load checks it rebuilt them from the
+    same W0."""
+    digests = {s: m.base_digest for s, m in slots.items() if m.from_base}
+    return {"base_sha256": digests} if digests else {}
+
+
+def _check_digests(model: nn.Module, meta: dict, name: str) -> None:
+    """Refuse a base whose W0 differs from the one the file's ``from_base`` buffers came
+    from (one line naming the first layer that differs)."""
+    for layer in meta["layers"]:
+        host = model.get_submodule(_resolve(model, layer["name"]))
+        for slot, want in layer.get("base_sha256", {}).items():
+            m = host.adapters[name][slot]
+            if m.base_digest != want:
+                where = layer["name"] if slot == "weight" else f"{layer['name']}:{slot}"
+                raise ValueError(
+                    f"adapter does not fit this model: the base weight of layer {where!r} is "
+                    f"not the one the adapter was trained on (sha256 {m.base_digest[:12]}, the "
+                    f"file says {want[:12]}); {m.name} rebuilds {sorted(m.from_base)} from it: "
+                    "load onto the base model it was trained on"
+                )
 
 
 def _apply_ranks(model: nn.Module, meta: dict, name: str) -> None:
@@ -220,6 +253,10 @@ def _check_meta(meta: dict, path: Path) -> None:
     if any(not isinstance(layer.get("ranks", {}), dict) for layer in meta["layers"]
            if isinstance(layer, dict)):  # fmt: skip
         raise ValueError(f"{path}: a layer's 'ranks' must map slots to ranks")
+    for layer in meta["layers"]:
+        digests = layer.get("base_sha256", {}) if isinstance(layer, dict) else {}
+        if not isinstance(digests, dict) or not all(isinstance(d, str) for d in digests.values()):
+            raise ValueError(f"{path}: a layer's 'base_sha256' must map slots to hex digests")
     for i, layer in enumerate(meta["layers"]):
         ok = isinstance(layer, dict) and isinstance(layer.get("name"), str)
         ok = ok and isinstance(layer.get("host"), str) and isinstance(layer.get("slots"), dict)
@@ -312,6 +349,7 @@ def load_adapter(
     report = inject(model, cfg, name, names=layers, saved=saved)
     try:
         _apply_ranks(model, meta, name)
+        _check_digests(model, meta, name)
         load_adapter_tensors(model, tensors, name, source=str(weights))
     except ValueError:
         delete_adapter(model, name)
@@ -334,6 +372,7 @@ def load_adapter_tensors(
         k
         for k in set(entries) - set(tensors)
         if entries[k][1] not in getattr(entries[k][0], "optional_state", ())
+        and not from_base(entries[k][0], entries[k][1])
     )
     unexpected = sorted(set(tensors) - set(entries))
     if missing or unexpected:
@@ -342,7 +381,7 @@ def load_adapter_tensors(
             f"unexpected {unexpected[:5]}"
         )
     for key, (owner, attr, target) in entries.items():
-        if key not in tensors:  # an optional_state buffer an older file lacks
+        if key not in tensors:  # recomputed from the base, or optional_state an older file lacks
             continue
         value = tensors[key]
         if value.shape != target.shape:

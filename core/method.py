@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import difflib
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,6 +128,15 @@ class ConvOps(HostOps):
 LINEAR_OPS = HostOps()
 
 
+def weight_digest(w: Tensor) -> str:
+    """sha256 of ``w``'s shape and float32 bytes (a bf16 or fp16 base gives the same digest
+    as its exact float32 copy): which base weight a ``from_base`` buffer was computed from."""
+    w = w.detach().float().contiguous().cpu()
+    h = hashlib.sha256("x".join(map(str, w.shape)).encode())
+    h.update(memoryview(w.numpy()).cast("B"))
+    return h.hexdigest()
+
+
 def kaiming_(t: Tensor) -> Tensor:
     """LoRA's A init: Kaiming-uniform with a = sqrt(5) (nn.Linear's default)."""
     return nn.init.kaiming_uniform_(t, a=math.sqrt(5))
@@ -181,6 +191,12 @@ class Method(nn.Module, abc.ABC):
     # buffers added after files were saved without them: absent in a file, they keep their
     # fresh values (training state that the output does not depend on)
     optional_state: ClassVar[frozenset[str]] = frozenset()
+    # buffers the base weight determines (an SVD basis of W0): recomputed from the base at
+    # inject, never written to adapter files or checkpoints. A file records the sha256 of
+    # each such slot's W0 (``base_digest``) instead, and a load onto another base is
+    # refused; a file that holds these buffers (written before) still loads them.
+    from_base: ClassVar[frozenset[str]] = frozenset()
+    base_digest: str = ""  # sha256 of W0, set at init when ``from_base`` is not empty
 
     # --- whole-model hooks (static: called once per method class in the model) ---------
     make_optimizer: ClassVar[Callable[..., torch.optim.Optimizer] | None] = None
@@ -204,6 +220,8 @@ class Method(nn.Module, abc.ABC):
         self.d_out, self.d_in, self.r = slot.d_out, slot.d_in, cfg.r
         self.s = cfg.scale()
         self.ops = slot.ops
+        if self.from_base:
+            self.base_digest = weight_digest(slot.weight)
         self.drop = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.check_rank(cfg.r, min(slot.d_out, slot.d_in), slot)
 

@@ -63,11 +63,15 @@ class MethodSpec:
     def merge_refusal(self) -> str:
         return self.layer.merge_refusal
 
-    def from_file(self, hosts: set[str]) -> bool:
+    def from_file(self, hosts: set[str], base_state: bool = False) -> bool:
         """Whether an adapter file of this method on layers of ``hosts`` kinds is enough
-        to rebuild each slot's update (``squeeze``)."""
+        to rebuild each slot's update (``squeeze``). A method with buffers the base
+        determines (``from_base``) needs a file that holds them (``base_state``: one
+        written before they were left out)."""
         refused = self.layer.not_from_file
-        return refused is not None and not (set(hosts) & refused)
+        if refused is None or set(hosts) & refused:
+            return False
+        return base_state or not self.layer.from_base
 
     def validate(self) -> None:
         if not (isinstance(self.config, type) and issubclass(self.config, AdapterConfig)):

@@ -9,8 +9,10 @@ tiny when the spectrum decays past ``k`` (checked against a full SVD in the test
 
 The adapter file alone is enough: each slot's method is rebuilt from the file (config,
 slot shapes, host kind, tensors) on a stand-in base weight, which works because every
-mergeable method keeps what its update depends on (SVD / LDU factors, radii, seeds) in the
-file; the tests check this per method against the real model.
+mergeable method keeps what its update depends on (LDU factors, radii, seeds) in the file;
+the tests check this per method against the real model. A method whose buffers the base
+determines (``from_base``: Comp-LoRA's SVD basis of W0) leaves them out of the file, so its
+deltas come from the adapted model itself (a run folder's base, rebuilt by its pipeline).
 """
 
 from __future__ import annotations
@@ -18,23 +20,42 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .io import CONFIG_NAME, FORMAT, SAVED_PREFIX, WEIGHTS_NAME, _config_dict, read_adapter_config
+from .adapters import named_methods
+from .io import (
+    CONFIG_NAME,
+    FORMAT,
+    SAVED_PREFIX,
+    WEIGHTS_NAME,
+    _config_dict,
+    clean_name,
+    read_adapter_config,
+    unwrap,
+)
 from .method import SlotInfo
 from .registry import METHODS, MethodSpec, make_config
 
 
-def _check_rebuildable(spec: MethodSpec, hosts: set[str]) -> None:
+def _check_rebuildable(spec: MethodSpec, hosts: set[str], tensors: dict[str, Tensor]) -> None:
     """Refuse what the file alone cannot rebuild (the method's ``not_from_file``: Uni-LoRA's
-    one projection spans the whole model; VeRA's conv bases follow the kernel geometry)."""
-    if spec.from_file(hosts):
+    one projection spans the whole model; VeRA's conv bases follow the kernel geometry; its
+    ``from_base`` buffers, unless the file is an older one that holds them)."""
+    base_state = any(k.rpartition(".")[2] in spec.layer.from_base for k in tensors)
+    if spec.from_file(hosts, base_state):
         return
     bad = spec.layer.not_from_file
+    if bad is not None and not hosts & bad:
+        raise ValueError(
+            f"squeeze: a {spec.name} adapter cannot be rebuilt from its file alone (it "
+            f"recomputes {sorted(spec.layer.from_base)} from the base weights, which the file "
+            "does not hold): squeeze its run folder, whose pipeline rebuilds the base"
+        )
     where = "" if bad is None else f" on {', '.join(sorted(hosts & bad))} layers"
     raise ValueError(
         f"squeeze: a {spec.name} adapter{where} cannot be rebuilt from its file alone "
@@ -58,8 +79,9 @@ def randomized_svd(m: Tensor, k: int, oversample: int = 8, n_iter: int = 4, seed
 
 def _fit_buffers(m: torch.nn.Module, own: dict[str, Tensor]) -> None:
     """Give ``m``'s buffers the shapes the file has: a buffer computed from the base weight
-    (Comp-LoRA's ``U_k``: its ``k`` follows an energy threshold of ``W0``) has another shape
-    on the stand-in base, and the file's value is the one the update uses."""
+    (a ``from_base`` basis whose size follows an energy threshold of ``W0``, in a file
+    written before such buffers were left out) has another shape on the stand-in base, and
+    the file's value is the one the update uses."""
     for key, value in own.items():
         *path, leaf = key.split(".")
         owner = m.get_submodule(".".join(path)) if path else m
@@ -68,8 +90,22 @@ def _fit_buffers(m: torch.nn.Module, own: dict[str, Tensor]) -> None:
             owner._buffers[leaf] = torch.empty_like(value, dtype=old.dtype)
 
 
-def adapter_deltas(directory: str | os.PathLike) -> tuple[dict, dict[str, Tensor], dict]:
-    """``(meta, {layer:slot -> dW}, tensors)`` of a saved adapter, from the file alone."""
+def _deltas_of(model: torch.nn.Module, name: str = "default") -> dict[str, Tensor]:
+    """``{layer:slot -> dW}`` of adapter ``name`` loaded in ``model``."""
+    with torch.no_grad():
+        return {
+            (clean_name(layer) if slot == "weight" else f"{clean_name(layer)}:{slot}"):
+            m.delta_weight().float().cpu()
+            for layer, slot, m in named_methods(unwrap(model), name)
+        }
+
+
+def adapter_deltas(
+    directory: str | os.PathLike, adapted: Callable[[], torch.nn.Module] | None = None
+) -> tuple[dict, dict[str, Tensor], dict]:
+    """``(meta, {layer:slot -> dW}, tensors)`` of a saved adapter, from the file alone, or,
+    for an adapter whose ``from_base`` buffers the file leaves out, from the model
+    ``adapted()`` returns (its base with this adapter loaded as ``default``)."""
     directory = Path(directory)
     meta = read_adapter_config(directory)
     method = meta["method"]
@@ -78,9 +114,14 @@ def adapter_deltas(directory: str | os.PathLike) -> tuple[dict, dict[str, Tensor
     cls = METHODS[method].layer
     if not cls.mergeable:
         raise ValueError(f"squeeze: {method} is not mergeable, so it has no B A to compress")
-    _check_rebuildable(METHODS[method], {layer["host"] for layer in meta["layers"]})
-    cfg = make_config(method, **meta["config"])
     tensors = load_file(str(directory / WEIGHTS_NAME))
+    hosts = {layer["host"] for layer in meta["layers"]}
+    if adapted is not None and not METHODS[method].from_file(hosts) and METHODS[method].from_file(
+        hosts, base_state=True
+    ):
+        return meta, _deltas_of(adapted()), tensors
+    _check_rebuildable(METHODS[method], hosts, tensors)
+    cfg = make_config(method, **meta["config"])
     context: dict = {}
     g = torch.Generator().manual_seed(0)
     deltas, used = {}, set()
@@ -104,16 +145,23 @@ def adapter_deltas(directory: str | os.PathLike) -> tuple[dict, dict[str, Tensor
     return meta, deltas, tensors
 
 
-def squeeze_adapter(src: str | os.PathLike, dst: str | os.PathLike, k: int, **rsvd) -> dict:
+def squeeze_adapter(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    k: int,
+    adapted: Callable[[], torch.nn.Module] | None = None,
+    **rsvd,
+) -> dict:
     """Write the rank-``k`` LoRA of adapter ``src`` to the new folder ``dst`` (atomically:
     built beside it, then renamed; ``dst`` must not exist). Returns a report with each
-    slot's relative Frobenius error ``||dW - dW_k|| / ||dW||``."""
+    slot's relative Frobenius error ``||dW - dW_k|| / ||dW||``. ``adapted``: see
+    ``adapter_deltas`` (called only when the file alone is not enough)."""
     dst = Path(dst)
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"squeeze: rank must be a positive integer, got {k!r}")
     if dst.exists():
         raise ValueError(f"squeeze: {dst} exists; choose another output")
-    meta, deltas, tensors = adapter_deltas(src)
+    meta, deltas, tensors = adapter_deltas(src, adapted)
     out, errors = {}, {}
     for layer in meta["layers"]:
         for slot in layer["slots"]:

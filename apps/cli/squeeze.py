@@ -7,6 +7,8 @@ original is never touched: the result is a new run folder (default ``RUN-r<k>``,
 run's ``config.yaml``, so ``lorakit eval <pipeline> --run RUN-r<k>`` evaluates it, and a
 ``squeeze.json`` report) or, for an adapter folder, a new adapter folder. Everything is
 built beside the target and renamed into place, so a failed squeeze leaves nothing.
+An adapter whose file leaves out what the base determines (Comp-LoRA's SVD basis) is read
+from the run's model, rebuilt by its pipeline (``adapted_model``), not from the file alone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,20 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _adapted(run: Path):
+    """A loader of the run's adapted model (its pipeline's ``adapted_model``), or None."""
+    import yaml
+
+    from .pipelines import pipeline_module
+    from .run_kind import run_kind
+
+    cfg_file = run / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else None
+    kind = run_kind(cfg) if isinstance(cfg, dict) else None
+    load = getattr(pipeline_module(kind), "adapted_model", None) if kind else None
+    return None if load is None else (lambda: load(run))
+
+
 def squeeze_run(run: Path, rank: int, out: Path | None = None) -> tuple[Path, dict]:
     """Compress ``run`` (a run or adapter folder) to rank ``rank``; returns (output, report)."""
     from lorakit.core.squeeze import squeeze_adapter
@@ -41,7 +57,7 @@ def squeeze_run(run: Path, rank: int, out: Path | None = None) -> tuple[Path, di
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        report = squeeze_adapter(run / "adapter", tmp / "adapter", rank)
+        report = squeeze_adapter(run / "adapter", tmp / "adapter", rank, _adapted(run))
         if (run / "config.yaml").is_file():
             shutil.copy2(run / "config.yaml", tmp / "config.yaml")
         report["source_run"] = str(run.resolve())

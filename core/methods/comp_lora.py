@@ -1,7 +1,9 @@
 """Comp-LoRA: LoRA confined to the complement of W0's principal subspace.
 
 ``W0 = U S V^T``; ``U_k`` (top-k left singular vectors; ``k`` given, or the smallest k
-holding ``energy`` of ``sum S^2``) is a frozen buffer saved with the adapter.
+holding ``energy`` of ``sum S^2``) is a frozen buffer that the base determines: computed at
+inject, never saved (``from_base``); the adapter file records a sha256 of each W0 instead,
+so a load recomputes it and refuses another base (older files that hold it still load).
 ``side="output"``: ``delta(x) = s (I - U_k U_k^T) B A x``, computed by projecting the
 small factor once per call, ``B' = B - U_k (U_k^T B)`` (cost ``O(d_out k r)``, independent
 of the number of tokens), then ``s B' (A x)``: LoRA's cost per token. The d_out x d_out
@@ -55,6 +57,7 @@ class CompLoRA(FactoredMethod):
     name = "comp_lora"
     test_hyper = {"k": 2}
     formula = "r*(d_in + d_out) per layer (as LoRA; U_k / V_k are frozen buffers)"
+    from_base = frozenset({"U_k", "V_k"})  # the SVD of W0: recomputed at load, not saved
 
     def __init__(self, cfg: CompLoRAConfig, slot: SlotInfo):
         super().__init__(cfg, slot)

@@ -18,7 +18,9 @@ one group of trainable tensors at ``lr``, ``param_groups()``. The base owns the 
   trainable tensors, the buffers of modules that own a trainable tensor, every tensor of
   the adapters (method state: LARGO's radius, LoCA's locations, LoRA-SB's factors) and of
   ``mirrors`` (an EMA copy such as ``{"teacher": "model"}`` keeps exactly the tensors whose
-  counterpart in the source is kept); never the frozen base. Optimizer, scheduler, loop and
+  counterpart in the source is kept); never the frozen base, nor a method's buffers that the
+  base determines (``from_base``: Comp-LoRA's SVD basis, recomputed when the run rebuilds
+  the model). Optimizer, scheduler, loop and
   data position are Lightning's and the sampler's as before.
 
 Loading checks that every tensor the checkpoint must hold is there (one line naming the
@@ -145,10 +147,11 @@ class AdapterModule(L.LightningModule):
             whole = id(m) in adapter_ids
             keep |= {prefix + n for n, p in params.items() if p.requires_grad or whole}
             if trains or whole:
+                rebuilt = getattr(m, "from_base", ())  # a method's buffers the base determines
                 keep |= {
                     prefix + n
                     for n, _ in m.named_buffers(recurse=False)
-                    if n not in m._non_persistent_buffers_set
+                    if n not in m._non_persistent_buffers_set and n not in rebuilt
                 }
         for copy, source in self.mirrors.items():
             keep = {k for k in keep if not k.startswith(f"{copy}.")}

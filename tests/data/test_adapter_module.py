@@ -99,6 +99,24 @@ def test_checkpoint_holds_what_trains_and_the_teachers_copies_only(tmp_path):
     assert teacher == {k.replace("model.", "teacher.", 1) for k in saved if k.startswith("model.")}
 
 
+def test_checkpoint_leaves_out_what_the_base_determines_and_resumes_exactly(tmp_path):
+    """Comp-LoRA's U_k (``from_base``) is rebuilt with the model, never checkpointed."""
+    hyper = {"method": "comp_lora", "k": 4, "side": "both"}
+    reference = _Student(**hyper)
+    _fit(tmp_path / "reference", reference, 4)
+    _fit(tmp_path / "killed", _Student(**hyper), 2)
+    saved = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)
+    keys = set(saved["state_dict"])
+    assert any(".adapters." in k and k.endswith(".A") for k in keys)
+    basis = {k for k in reference.state_dict() if k.endswith((".U_k", ".V_k"))}
+    assert basis and not basis & keys
+    resumed = _Student(**hyper)
+    _fit(tmp_path / "killed", resumed, 4)
+    want, got = reference.state_dict(), resumed.state_dict()
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+
+
 def test_resume_restores_student_teacher_and_optimizer_exactly(tmp_path):
     reference = _Student()
     _fit(tmp_path / "reference", reference, 4)

@@ -289,6 +289,14 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     return metrics
 
 
+def adapted_model(run: Path) -> torch.nn.Module:
+    """The module the run's adapter is loaded into (its CLIP model, base rebuilt from
+    ``config.yaml``): where ``lorakit squeeze`` reads an adapter that needs its base."""
+    from .predict import load_run
+
+    return load_run(run).model.clip
+
+
 def evaluate(run: Path, overrides: dict) -> dict:
     """Rebuild the backbone, load ``run/adapter`` and recompute the metrics (written to
     ``run/eval/all.json`` and, for one release, ``run/metrics_eval.json``). ``overrides`` are dotted config keys (``data.root``)."""

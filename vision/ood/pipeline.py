@@ -246,6 +246,14 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     return metrics
 
 
+def adapted_model(run: Path) -> torch.nn.Module:
+    """The run's classifier with its adapter loaded (base rebuilt from ``config.yaml``):
+    where ``lorakit squeeze`` reads an adapter that needs its base."""
+    from .predict import load_run
+
+    return load_run(run).model
+
+
 def evaluate(run: Path, overrides: dict) -> dict:
     """Recompute the metrics of a finished run from ``run/adapter`` (``suite`` picks a part:
     all, id, ood, corruptions, wise, one OOD set, a corruption or a family; ``data.*`` keys

@@ -277,6 +277,13 @@ def load_model(run: RunFolder, cfg: dict) -> SamCOD:
     return SamCOD.load(sam, spec, run.adapter)
 
 
+def adapted_model(run: Path) -> torch.nn.Module:
+    """The SAM the run's adapter is loaded into (base rebuilt from ``backbone:``): where
+    ``lorakit squeeze`` reads an adapter that needs its base."""
+    folder = RunFolder(run)
+    return load_model(folder, folder.read_config()).sam
+
+
 def evaluate(run: Path, overrides: dict) -> dict:
     """Recompute a run's metrics from its saved adapter; ``overrides`` are dotted keys
     (``data.test``, ``eval.zero_shot``, ``prompts.mode`` ...)."""
