@@ -17,6 +17,11 @@ The blocks (matched by class, so no backbone library is imported here):
     SAM            ``segment_anything.modeling.image_encoder.Block`` (image encoder)
     torchvision    ``vision_transformer.EncoderBlock`` (ViT encoder layers)
     whisper        ``whisper.model.ResidualAttentionBlock`` (encoder and decoder blocks)
+    ResNet         each stage (``layer1`` .. ``layer4``: an ``nn.Sequential`` of torchvision's
+                   ``BasicBlock`` / ``Bottleneck``), one checkpoint per stage
+BatchNorm in training mode (a ResNet fine-tuned whole) would update its running statistics
+a second time when the block recomputes; the recomputation restores them afterwards
+(``context_fn``), so a checkpointed step leaves the same statistics as a plain one.
 The wrap patches the instance's ``forward`` (a bound method, so ``copy.deepcopy`` of the
 model, e.g. an EMA teacher, wraps the copy's own block): parameter names, state dicts and
 adapter files are unchanged. Without gradients (evaluation, ``no_grad``) the block runs
@@ -25,6 +30,7 @@ plainly.
 
 from __future__ import annotations
 
+import contextlib
 import types
 
 import torch
@@ -40,19 +46,62 @@ BLOCKS = frozenset(
         "whisper.model.ResidualAttentionBlock",
     }
 )
+# a ResNet stage is a plain nn.Sequential: matched by what it holds
+RESNET_UNITS = frozenset(
+    {"torchvision.models.resnet.BasicBlock", "torchvision.models.resnet.Bottleneck"}
+)
+
+
+def _name(module: nn.Module) -> str:
+    cls = type(module)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def is_resnet_stage(module: nn.Module) -> bool:
+    """A torchvision ResNet stage: an ``nn.Sequential`` of ``BasicBlock``/``Bottleneck``."""
+    return (
+        type(module) is nn.Sequential
+        and len(module) > 0
+        and all(_name(child) in RESNET_UNITS for child in module)
+    )
 
 
 def is_block(module: nn.Module) -> bool:
-    """Whether ``module`` is one of the backbone blocks listed in ``BLOCKS``."""
-    cls = type(module)
-    return f"{cls.__module__}.{cls.__qualname__}" in BLOCKS
+    """Whether ``module`` is one of the backbone blocks listed in ``BLOCKS`` or a ResNet stage."""
+    return _name(module) in BLOCKS or is_resnet_stage(module)
+
+
+@contextlib.contextmanager
+def _keep_norm_statistics(module: nn.Module):
+    """Run the recomputation, then put back the BatchNorm running statistics it updated
+    (the forward pass already counted this batch once)."""
+    norms = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
+    saved = [[b.clone() for b in m.buffers(recurse=False)] for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, old in zip(norms, saved, strict=True):
+                for b, o in zip(m.buffers(recurse=False), old, strict=True):
+                    b.copy_(o)
 
 
 def _checkpointed_forward(self: nn.Module, *args, **kwargs):
     forward = type(self).forward
     if not torch.is_grad_enabled():
         return forward(self, *args, **kwargs)
-    return checkpoint(forward, self, *args, use_reentrant=False, **kwargs)
+    return checkpoint(
+        forward,
+        self,
+        *args,
+        use_reentrant=False,
+        context_fn=lambda: (contextlib.nullcontext(), _keep_norm_statistics(self)),
+        **kwargs,
+    )
 
 
 def is_checkpointed(module: nn.Module) -> bool:

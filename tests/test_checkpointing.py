@@ -50,13 +50,28 @@ def _whisper():
     return model, lambda m: m(mel, tokens).logsumexp(-1).sum(), 4  # 2 encoder + 2 decoder
 
 
-BACKBONES = {"open_clip": _clip, "sam": _sam, "torchvision_vit": _tv_vit, "whisper": _whisper}
+def _resnet():
+    import torchvision
+
+    net = torchvision.models.resnet18(num_classes=3)
+    x = torch.rand(2, 3, 32, 32)
+    return net, lambda m: m(x).logsumexp(-1).sum(), 4  # layer1 .. layer4
+
+
+BACKBONES = {
+    "open_clip": _clip,
+    "sam": _sam,
+    "torchvision_vit": _tv_vit,
+    "whisper": _whisper,
+    "resnet": _resnet,
+}
 # (method, hyper, the layers it adapts: a name suffix)
 CASES = {
     "open_clip": [("lora", {}, "mlp.c_fc"), ("largo", {}, "mlp.c_proj")],
     "sam": [("lora", {}, "attn.qkv"), ("fora", {}, "mlp.lin1")],
     "torchvision_vit": [("lora", {}, "mlp.0"), ("largo", {}, "mlp.3")],
     "whisper": [("lora", {}, "attn.query"), ("largo", {}, "mlp.0")],
+    "resnet": [("lora", {}, "conv2"), ("largo", {}, "0.conv1")],  # the OOD pipeline's targets
 }
 
 
@@ -113,6 +128,30 @@ def test_gradients_equal_with_checkpointing(kind, case):
         torch.testing.assert_close(g1, g0, rtol=1e-5, atol=1e-9)
     if method == "largo":
         assert plain_radius
+
+
+def test_resnet_in_training_mode_counts_each_batch_once_in_batchnorm():
+    """A ResNet fine-tuned whole keeps BatchNorm in training mode: with its stages
+    checkpointed, the gradients and the running statistics after one step equal the
+    plain model's (the recomputation does not update them a second time)."""
+    model, loss_fn, n = _adapted("resnet", "lora", {}, "conv2")
+    model.train()
+    start = copy.deepcopy(model.state_dict())
+    plain, _ = _grads(model, loss_fn)
+    plain_stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+    model.load_state_dict(start)
+    assert checkpoint_blocks(model) == n
+    assert [name for name, m in model.named_modules() if is_checkpointed(m)] == [
+        "layer1", "layer2", "layer3", "layer4"
+    ]
+    ckpt, _ = _grads(model, loss_fn)
+    for name, g in plain.items():
+        torch.testing.assert_close(ckpt[name], g, rtol=1e-5, atol=1e-7, msg=name)
+    stats = model.state_dict()
+    moved = [k for k in plain_stats if "running_mean" in k and not torch.equal(plain_stats[k], start[k])]
+    assert len(moved) >= 16  # every stage's norms saw the batch
+    for k, v in plain_stats.items():
+        torch.testing.assert_close(stats[k], v, rtol=1e-6, atol=1e-7, msg=k)
 
 
 def test_wrapping_keeps_names_and_deepcopies_to_the_copy():

@@ -24,4 +24,35 @@ def register(app: typer.Typer) -> None:
 
         run(out, rounds=rounds, image=image, batch=batch, echo=typer.echo)
 
+    @bench.command("size")
+    def size(
+        out: Path = typer.Option(
+            Path("runs/bench"), help="folder for bench_size_<device>.json/.md/.png"
+        ),
+        models: str = typer.Option(
+            "clip,sam,vit,whisper", help="comma-separated: clip, sam (1024 px), vit, whisper"
+        ),
+        batch: int = typer.Option(
+            0, help="batch size for every model (0: clip 8, sam 1, vit 8, whisper 4)"
+        ),
+        steps: int = typer.Option(
+            2, help="training steps per variant (time: median after the first)"
+        ),
+        rank: int = typer.Option(4, help="LoRA rank (alpha = rank), lorakit and PEFT alike"),
+        device: str = typer.Option("cpu", help="cpu or cuda[:N]"),
+        tiny: bool = typer.Option(
+            False, help="the same architectures at a tiny size: checks the command in seconds"
+        ),
+    ) -> None:
+        """One training step of each real-size model: peak memory and time, with and without
+        activation checkpointing, lorakit LoRA next to PEFT LoRA (one fresh process each)."""
+        from .bench_size import run
+
+        names = tuple(m.strip() for m in models.split(",") if m.strip())
+        try:
+            run(out, names, batch or None, steps, rank, tiny, device, echo=typer.echo)
+        except (ValueError, RuntimeError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
     app.add_typer(bench, name="bench")

@@ -25,6 +25,7 @@ class ActivationCheckpointing(L.Callback):
         if self.blocks == 0:
             raise ValueError(
                 "trainer.activation_checkpointing: this model has none of the blocks lorakit "
-                f"checkpoints ({sorted(b.rsplit('.', 1)[-1] for b in BLOCKS)}); set it to false"
+                f"checkpoints ({sorted(b.rsplit('.', 1)[-1] for b in BLOCKS)}, ResNet stages); "
+                "set it to false"
             )
         log.info("activation checkpointing: %d blocks", self.blocks)

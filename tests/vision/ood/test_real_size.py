@@ -89,3 +89,38 @@ def test_activation_checkpointing_flag_reaches_the_model(tiny_cfg, tmp_path):
     assert set(adapters[True]) == set(adapters[False])
     for k, v in adapters[False].items():
         torch.testing.assert_close(adapters[True][k], v, rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_resnet_stages_are_checkpointed_in_a_pipeline_run(tiny_cfg, tmp_path):
+    """``arch: resnet18`` with the flag: its four stages are wrapped, and LoRA trains to the
+    same adapter as without it (BatchNorm frozen in eval mode, as the pipeline keeps it)."""
+    import lightning as L
+    import torchvision
+    from safetensors.torch import load_file
+
+    from lorakit.core.checkpointing import is_checkpointed
+
+    weights = tmp_path / "r18.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+
+    class Names(L.Callback):
+        wrapped = None
+
+        def on_train_batch_start(self, trainer, pl_module, batch, i):
+            Names.wrapped = [n for n, m in pl_module.model.named_modules() if is_checkpointed(m)]
+
+    backbone = {"kind": "torchvision", "arch": "resnet18", "checkpoint": str(weights)}
+    fast = {"corruptions": [], "wise_alphas": []}
+    adapters = {}
+    for flag in (False, True):
+        trainer = {"max_steps": 2, "checkpoint_every": 2, "activation_checkpointing": flag}
+        cfg = tiny_cfg("lora", backbone=backbone, trainer=trainer, eval=fast)
+        cfg["backbone"]["image_size"] = 32
+        pipeline.train(cfg, tmp_path / str(flag), callbacks=[Names()])
+        stages = [f"features.layer{i}" for i in range(1, 5)]
+        assert Names.wrapped == (stages if flag else [])
+        adapters[flag] = load_file(tmp_path / str(flag) / "adapter" / "adapter.safetensors")
+    assert set(adapters[True]) == set(adapters[False])
+    for k, v in adapters[False].items():
+        torch.testing.assert_close(adapters[True][k], v, rtol=1e-4, atol=1e-6, msg=k)
