@@ -10,5 +10,6 @@ Other recipes register here with one line each.
 RECIPES: dict[str, str] = {
     "clip-lora": "lorakit.vision.clip.reproduce",
     "fcl-cod": "lorakit.vision.sam.reproduce",
+    "kids-asr": "lorakit.speech.whisper.reproduce",
     "ood-largo": "lorakit.vision.ood.reproduce",
 }

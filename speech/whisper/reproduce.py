@@ -1,0 +1,522 @@
+"""``lorakit reproduce kids-asr``: Whisper adapted to real child speech, MyST (LDC2021S05, "My
+Science Tutor Children's Conversational Speech") or CSLU OGI Kids' Speech (LDC2007S18), with
+the child-speech recipe; test WER before and after.
+
+    lorakit reproduce kids-asr --data-root /data/myst --out runs/kids-myst --opt corpus=myst
+    lorakit reproduce kids-asr --data-root /data/cslu_kids --opt corpus=cslu_ogi --check
+
+What it runs: reads the release as published, writes lorakit manifests
+(``<out>/manifests/{train,val,test}.jsonl`` and ``prep.json``: what each filter dropped),
+trains with ``lorakit train asr``'s recipe (demos/asr.yaml's adapter, lr and augmentation;
+``method`` lora | s2_lora), decodes the test split with and without the adapter and writes
+``results.json`` and ``results.md``. Every input is checked before any work (``--check`` only
+checks): the first missing or unreadable file is named in one line. A finished run
+(``metrics.json``) is kept and only its results are rewritten; an interrupted one resumes.
+
+MyST layout (``data_root`` holds ``myst_child_conv_speech/``, as the LDC release unpacks;
+ESPnet egs2/myst, SPAPL_KidsASR egs/MyST)::
+
+    myst_child_conv_speech/data/{train,development,test}/<student>/<session>/
+        <session>_<turn>.flac     one child turn, 16 kHz
+        <session>_<turn>.trn      its transcript (one line); a turn without one is untranscribed
+    e.g. data/train/002116/myst_002116_2014-02-27_09-29-01_LS_1.1/myst_002116_..._LS_1.1_001.flac
+
+The speaker is the student folder. The splits are the release's own folders (train ->
+train, development -> val, test -> test; ~55.7k / 9.0k / 10.1k turns after the benchmarks'
+filters). ``val_size`` development turns (seeded sample) are decoded for early stopping;
+the whole test split is scored (``test_size`` caps it for a quick look).
+
+CSLU OGI Kids' layout (``data_root`` is the release folder with ``docs/ speech/ trans/
+verify/``; ESPnet egs2/myst_ogi_cmu_kids, SPAPL_KidsASR egs/OGI)::
+
+    speech/scripted/<grade 00-10>/<block>/<speaker>/<id>.wav   prompted words and sentences
+    docs/all.map                     <PROMPT> "<text>" per line: the prompt each file read
+    docs/*verified.txt               "<path>/<id>.wav <1-4>": 1 good, 2 maybe (other junk),
+                                     3 bad (target not said), 4 good with an air puff
+    e.g. speech/scripted/01/3/ks112/ks1128j0.wav reads prompt 8J of docs/all.map
+
+A file id is ``ks`` + grade/gender code + speaker (2) + prompt (2) + ``0``; the prompt is
+``id[-3:-1]``, its text the all.map line. Only the scripted part is used, as the benchmarks
+do for OGI: the spontaneous files are one-minute monologues, past Whisper's 30 s window
+(ESPnet cuts them with CTC segmentation first). OGI has no official split: the common one
+(Fan et al. 2024, SPAPL_KidsASR ``ogi_data_prepare_spk.sh``) is speaker-disjoint, 70 % of
+the speakers for training and the other 30 % split 25/75 into dev and test (7.5 / 22.5 %;
+~50.4k / 5.5k / 16.1k files). Here the speaker list is sorted and shuffled with
+``split_seed``, so the split is the same on every machine (``ogi_split`` gives the fractions).
+``ogi_quality`` ``all`` keeps every scripted file (the benchmark's choice); a list such as
+``[1, 4]`` keeps only files verified with those marks in ``docs/*verified.txt``.
+
+Transcripts (``normalise``): MyST marks non-speech events as tags (``<noise>``,
+``<no_signal>``, ``<side_speech>``, ``<breath>``, ``<laugh>``, ``<cough>``, ``<sniff>``,
+``<silence>``, ``<echo>``, ``<discard>``), unintelligible stretches as ``(())`` or ``(*)``,
+a transcriber's uncertain guess as ``((words))``, filled pauses as ``(um)``/``um``,
+false starts / truncated words with a trailing hyphen (``th-``, ``wh-``), and uses ``+``,
+``*`` and ``[...]`` / ``{...}`` annotations. The recipe strips every tag and annotation,
+keeps the words of uncertain guesses and fillers (Whisper's English normaliser drops
+um/uh/hmm at scoring), drops false starts (``false_starts=drop``; ``keep`` leaves the
+fragment without its hyphen), maps curly quotes and non-breaking spaces, and (defaults)
+lower-cases and strips punctuation except apostrophes (``lowercase``,
+``strip_punctuation``): WER is scored after Whisper's English normaliser either way. OGI's
+prompts go through the same normaliser (commas dropped, as SPAPL's genText.py does).
+
+Filters (each a named option, counted per split in ``prep.json``): untranscribed turns
+(no .trn); noise-only turns (nothing left once tags are stripped); turns with an
+unintelligible mark (``drop_unintelligible``, default true: the reference lacks words the
+child said); turns longer than ``max_seconds`` (30 s, Whisper's window: Kid-Whisper and
+SPAPL drop them from train and dev and score test below 30 s) or shorter than
+``min_seconds`` (default 0: off; ESPnet's MyST lists drop < 0.5 s); references with fewer
+than ``min_words`` words (MyST 3, as Kid-Whisper / SPAPL / ESPnet; OGI 1, since most OGI
+prompts are single words). Not reproduced: the benchmarks also drop MyST turns that
+Whisper large-v2 transcribes with WER > 50 % (a check of the transcript against the
+audio that needs the large model).
+
+Sources: LDC catalogue pages LDC2021S05 and LDC2007S18; the OGI release readme (docs/,
+speech/, trans/, verify/); ESPnet egs2/myst and egs2/myst_ogi_cmu_kids (prepare_data.py,
+text_preprocess.py, whisper_filter.py, ogi_scripted_prepare.sh); SPAPL_KidsASR (Fan, Balaji
+Shankar, Alwan, "Benchmarking Children's ASR with Supervised and Self-supervised Speech
+Foundation Models", Interspeech 2024: myst_data_prepare.sh, myst_filter.py,
+ogi_data_prepare_spk.sh, genText.py); Attia et al., "Kid-Whisper" (arXiv 2309.07927).
+
+Options (``--opt key=value``): corpus (myst | cslu_ogi), model (a ``load_whisper`` name;
+default the embedded tiny.en), method (s2_lora | lora), steps, batch, lr, r, seed,
+val_every, sample_len, val_size, test_size, split_seed, ogi_split, ogi_quality,
+max_seconds, min_seconds, min_words, drop_unintelligible, false_starts, lowercase,
+strip_punctuation, overrides (dotted ``lorakit train asr`` keys, last word).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lorakit.data.manifest import Utterance, write_manifest
+from lorakit.data.runs import check_resume, load_config, read_json, write_json
+
+SUMMARY = "Whisper + S2-LoRA/LoRA on real child speech: MyST or CSLU OGI Kids, test WER"
+CORPORA = ("myst", "cslu_ogi")
+MYST_SPLITS = {"train": "train", "val": "development", "test": "test"}
+OGI_SPLIT = (0.7, 0.075, 0.225)  # SPAPL: 30 % of speakers held out, 25 % of those dev
+MIN_WORDS = {"myst": 3, "cslu_ogi": 1}
+DEFAULTS = {
+    "corpus": "myst",
+    "model": None,  # the embedded tiny.en (build.DEFAULT_MODEL)
+    "method": "s2_lora",
+    "steps": 2000,
+    "batch": 16,
+    "lr": None,  # the recipe's
+    "r": None,  # the recipe's
+    "seed": 0,
+    "val_every": 200,
+    "sample_len": 224,  # Whisper's own limit per 30 s window
+    "val_size": 200,
+    "test_size": 0,  # 0: the whole test split
+    "split_seed": 0,
+    "ogi_split": list(OGI_SPLIT),
+    "ogi_quality": "all",
+    "max_seconds": 30.0,
+    "min_seconds": 0.0,
+    "min_words": None,  # MIN_WORDS[corpus]
+    "drop_unintelligible": True,
+    "false_starts": "drop",
+    "lowercase": True,
+    "strip_punctuation": True,
+    "overrides": {},
+}
+# the keyword options of check() and run(): `lorakit reproduce kids-asr --opt key=value`
+OPTIONS = tuple(DEFAULTS)
+
+
+def _opts(opts: dict) -> dict:
+    unknown = sorted(set(opts) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"kids-asr: unknown option(s) {unknown}; valid: {', '.join(OPTIONS)}")
+    o = {k: (opts[k] if opts.get(k) is not None else v) for k, v in DEFAULTS.items()}
+    if o["corpus"] not in CORPORA:
+        raise ValueError(f"kids-asr: corpus must be one of {', '.join(CORPORA)}, got {o['corpus']!r}")
+    if o["method"] not in ("s2_lora", "lora"):
+        raise ValueError(f"kids-asr: method must be s2_lora or lora, got {o['method']!r}")
+    if o["false_starts"] not in ("drop", "keep"):
+        raise ValueError(f"kids-asr: false_starts must be drop or keep, got {o['false_starts']!r}")
+    if o["min_words"] is None:
+        o["min_words"] = MIN_WORDS[o["corpus"]]
+    split = [float(x) for x in o["ogi_split"]]
+    if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-6:
+        raise ValueError(f"kids-asr: ogi_split must be 3 fractions (train, val, test) summing to 1, got {split}")
+    o["ogi_split"] = split
+    return o
+
+
+# ---------------------------------------------------------------- transcripts
+
+UNINTELLIGIBLE = re.compile(r"\(\(\s*\)\)|\(\*\)")
+_TAG = re.compile(r"<[^<>]*>")
+_ANNOTATION = re.compile(r"\[[^\]]*\]|\{[^}]*\}")
+_PUNCT = re.compile(r"[^\w\s']")
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """How a raw transcript line becomes a training reference (see the module docstring)."""
+
+    false_starts: str = "drop"
+    lowercase: bool = True
+    strip_punctuation: bool = True
+
+    def __call__(self, raw: str) -> tuple[str, bool]:
+        """``(text, unintelligible)``: the cleaned reference (may be empty: noise only) and
+        whether the line marked an unintelligible stretch."""
+        text = raw.replace("\u00a0", " ").replace("\ufeff", "")
+        text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
+        unintelligible = bool(UNINTELLIGIBLE.search(text))
+        text = UNINTELLIGIBLE.sub(" ", text)
+        text = _TAG.sub(" ", text)  # <noise>, <no_signal>, <side_speech>, ...
+        text = _ANNOTATION.sub(" ", text)
+        text = re.sub(r"[()+*_/]", " ", text)  # ((guess)) / (um) keep their words
+        words = []
+        for word in text.split():
+            if word.endswith("-") and len(word.strip("-")) > 0:  # false start: "th-"
+                if self.false_starts == "drop":
+                    continue
+                word = word.rstrip("-")
+            words.append(word)
+        text = " ".join(words)
+        if self.strip_punctuation:
+            text = _PUNCT.sub(" ", text).replace(" '", " ").replace("' ", " ")
+            text = " ".join(w.strip("'") for w in text.split())
+        if self.lowercase:
+            text = text.lower()
+        return " ".join(text.split()), unintelligible
+
+
+@dataclass
+class Raw:
+    """One candidate utterance before the filters."""
+
+    id: str
+    audio: Path
+    speaker: str
+    transcript: str | None  # None: untranscribed
+    duration: float = 0.0
+
+
+@dataclass
+class Prep:
+    """The kept utterances of a split and what each filter dropped."""
+
+    kept: list[Utterance] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+def apply_filters(raws: list[Raw], o: dict) -> Prep:
+    """Normalise each transcript and keep what passes every filter (reasons counted)."""
+    norm = Normaliser(o["false_starts"], bool(o["lowercase"]), bool(o["strip_punctuation"]))
+    prep = Prep()
+    for r in raws:
+        if r.transcript is None:
+            prep.drop("untranscribed")
+            continue
+        text, unintelligible = norm(r.transcript)
+        if not text:
+            prep.drop("noise_only")
+        elif unintelligible and o["drop_unintelligible"]:
+            prep.drop("unintelligible")
+        elif r.duration > float(o["max_seconds"]):
+            prep.drop("too_long")
+        elif r.duration < float(o["min_seconds"]):
+            prep.drop("too_short")
+        elif len(text.split()) < int(o["min_words"]):
+            prep.drop("too_few_words")
+        else:
+            prep.kept.append(
+                Utterance(r.id, r.audio, text, speaker=r.speaker, group="child",
+                          duration=round(r.duration, 3))
+            )
+    return prep
+
+
+# ---------------------------------------------------------------- reading the releases
+
+
+def _duration(path: Path) -> float:
+    import soundfile as sf
+
+    try:
+        return float(sf.info(str(path)).duration)
+    except (RuntimeError, sf.LibsndfileError) as e:
+        raise ValueError(f"kids-asr: cannot read audio {path} ({str(e).splitlines()[0]})") from None
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise ValueError(f"kids-asr: {path} is missing")
+    return path
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig", errors="strict")
+    except UnicodeDecodeError:
+        try:
+            return path.read_text(encoding="latin-1")
+        except OSError as e:
+            raise ValueError(f"kids-asr: cannot read transcript {path} ({e})") from None
+    except OSError as e:
+        raise ValueError(f"kids-asr: cannot read transcript {path} ({e})") from None
+
+
+def myst_root(data_root: Path) -> Path:
+    """``.../myst_child_conv_speech/data`` (data_root may also be that folder or its parent)."""
+    for cand in (data_root / "myst_child_conv_speech" / "data", data_root / "data", data_root):
+        if (cand / "train").is_dir():
+            return cand
+    return _need(data_root / "myst_child_conv_speech" / "data")
+
+
+def read_myst(data_root: Path) -> dict[str, list[Raw]]:
+    """Every turn of the three release folders: ``{train, val, test}``. A .trn without its
+    .flac is an error naming the audio; a .flac without a .trn is untranscribed."""
+    data = myst_root(Path(data_root))
+    out = {}
+    for split, folder in MYST_SPLITS.items():
+        raws = []
+        for student in sorted(p for p in _need(data / folder).iterdir() if p.is_dir()):
+            for session in sorted(p for p in student.iterdir() if p.is_dir()):
+                stems = {p.stem for p in session.iterdir() if p.suffix.lower() in (".flac", ".trn", ".wav")}
+                for stem in sorted(stems):
+                    audio = next((session / f"{stem}{s}" for s in (".flac", ".wav")
+                                  if (session / f"{stem}{s}").is_file()), None)
+                    trn = session / f"{stem}.trn"
+                    if audio is None:
+                        raise ValueError(f"kids-asr: {session / (stem + '.flac')} is missing (its transcript {trn.name} is there)")
+                    text = None
+                    if trn.is_file():
+                        lines = _read_text(trn).strip().splitlines()
+                        text = lines[0] if lines else ""
+                    raws.append(Raw(stem, audio, student.name, text, _duration(audio)))
+        if not raws:
+            raise ValueError(f"kids-asr: {data / folder} has no turns (<student>/<session>/*.flac)")
+        out[split] = raws
+    return out
+
+
+_MAP_LINE = re.compile(r'^\s*([0-9A-Za-z]{2})\s+"(.*)"\s*$')
+
+
+def read_all_map(path: Path) -> dict[str, str]:
+    """``docs/all.map``: prompt id (lower case) -> prompt text."""
+    prompts = {}
+    for k, line in enumerate(_read_text(_need(path)).splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _MAP_LINE.match(line)
+        if m is None:
+            raise ValueError(f'kids-asr: {path}:{k}: expected \'<ID> "<text>"\', got {line!r}')
+        prompts[m.group(1).lower()] = m.group(2)
+    return prompts
+
+
+def read_verified(docs: Path) -> dict[str, int]:
+    """File id -> verification mark (1-4) from ``docs/*verified.txt``."""
+    lists = sorted(docs.glob("*verified.txt"))
+    if not lists:
+        raise ValueError(f"kids-asr: {docs}/*verified.txt is missing (needed by ogi_quality)")
+    marks = {}
+    for lst in lists:
+        for k, line in enumerate(_read_text(lst).splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2 or not parts[-1].isdigit():
+                raise ValueError(f"kids-asr: {lst}:{k}: expected '<path>.wav <1-4>', got {line!r}")
+            listed = (lst.parent / parts[0]) if parts[0].startswith(".") else None
+            if listed is not None and not listed.is_file():
+                raise ValueError(f"kids-asr: {listed.resolve()} (listed in {lst.name}:{k}) is missing")
+            marks[Path(parts[0]).stem.lower()] = int(parts[-1])
+    return marks
+
+
+def read_ogi(data_root: Path, o: dict) -> list[Raw]:
+    """Every scripted file with its prompt text (None when the prompt is not in all.map)."""
+    root = Path(data_root)
+    prompts = read_all_map(root / "docs" / "all.map")
+    scripted = _need(root / "speech" / "scripted")
+    quality = o["ogi_quality"]
+    marks = None if quality == "all" else read_verified(root / "docs")
+    raws = []
+    for wav in sorted(p for p in scripted.rglob("*") if p.suffix.lower() == ".wav"):
+        uid = wav.stem.lower()
+        if marks is not None and marks.get(uid) not in set(int(q) for q in quality):
+            continue
+        text = prompts.get(uid[-3:-1])
+        raws.append(Raw(uid, wav, wav.parent.name.lower(), text, _duration(wav)))
+    if not raws:
+        raise ValueError(f"kids-asr: {scripted} has no <grade>/<block>/<speaker>/*.wav files")
+    return raws
+
+
+def speaker_split(speakers: list[str], fractions, seed: int) -> dict[str, set[str]]:
+    """Speaker-disjoint ``{train, val, test}``: the sorted speakers shuffled with ``seed``;
+    val and test get at least one speaker each when there are three or more."""
+    spk = sorted(set(speakers))
+    random.Random(seed).shuffle(spk)
+    n = len(spk)
+    n_val = round(fractions[1] * n)
+    n_test = round(fractions[2] * n)
+    if n >= 3:
+        n_val, n_test = max(1, n_val), max(1, n_test)
+    n_train = n - n_val - n_test
+    return {
+        "train": set(spk[:n_train]),
+        "val": set(spk[n_train:n_train + n_val]),
+        "test": set(spk[n_train + n_val:]),
+    }
+
+
+def read_corpus(data_root, o: dict) -> dict[str, list[Raw]]:
+    """``{train, val, test}`` candidate utterances of the chosen corpus (every file checked)."""
+    root = Path(data_root)
+    _need(root)
+    if o["corpus"] == "myst":
+        return read_myst(root)
+    raws = read_ogi(root, o)
+    parts = speaker_split([r.speaker for r in raws], o["ogi_split"], int(o["split_seed"]))
+    return {s: [r for r in raws if r.speaker in parts[s]] for s in ("train", "val", "test")}
+
+
+def _sample(utts: list[Utterance], n: int, seed: int) -> list[Utterance]:
+    if not n or n >= len(utts):
+        return utts
+    keep = set(random.Random(seed).sample(range(len(utts)), n))
+    return [u for k, u in enumerate(utts) if k in keep]
+
+
+def prepare(data_root, out, **opts) -> dict:
+    """Read, filter and write ``<out>/manifests/{train,val,test}.jsonl`` and ``prep.json``;
+    returns the prep summary (kept and dropped per split, speakers per split)."""
+    o = _opts(opts)
+    raws = read_corpus(data_root, o)
+    folder = Path(out) / "manifests"
+    summary = {"corpus": o["corpus"], "splits": {}}
+    for split, rows in raws.items():
+        prep = apply_filters(rows, o)
+        kept = prep.kept
+        if split == "val":
+            kept = _sample(kept, int(o["val_size"]), int(o["split_seed"]))
+        if split == "test":
+            kept = _sample(kept, int(o["test_size"]), int(o["split_seed"]))
+        if not kept:
+            raise ValueError(f"kids-asr: no {split} utterance is left after the filters ({prep.dropped})")
+        write_manifest(folder / f"{split}.jsonl", kept)
+        summary["splits"][split] = {
+            "candidates": len(rows),
+            "kept": len(kept),
+            "dropped": dict(sorted(prep.dropped.items())),
+            "speakers": len({u.speaker for u in kept}),
+            "hours": round(sum(u.duration or 0 for u in kept) / 3600, 3),
+        }
+    write_json(folder / "prep.json", summary)
+    return summary
+
+
+# ---------------------------------------------------------------- recipe entry points
+
+
+def check(data_root, **opts) -> None:
+    """Raise ``ValueError`` naming the first missing or unreadable input (one line); else None."""
+    o = _opts(opts)
+    raws = read_corpus(data_root, o)
+    for split, rows in raws.items():
+        if not apply_filters(rows, o).kept:
+            raise ValueError(f"kids-asr: no {split} utterance of {data_root} passes the filters")
+
+
+def config(out, **opts) -> dict:
+    """The ``lorakit train asr`` config: the validated recipe on the written manifests."""
+    from . import pipeline
+
+    o = _opts(opts)
+    m = Path(out) / "manifests"
+    cfg = load_config(None, [], pipeline.DEFAULTS)
+    if o["model"] is not None:
+        cfg["backbone"]["name"] = o["model"]
+    cfg["data"].update(train=str(m / "train.jsonl"), val=str(m / "val.jsonl"),
+                       test=str(m / "test.jsonl"), heldout=None,
+                       max_duration=float(o["max_seconds"]))
+    cfg["adapter"]["method"] = o["method"]
+    if o["r"] is not None:
+        cfg["adapter"].update(r=int(o["r"]), alpha=2.0 * int(o["r"]))
+    cfg["optim"].update(batch_size=int(o["batch"]), val_every=int(o["val_every"]))
+    if o["lr"] is not None:
+        cfg["optim"]["lr"] = float(o["lr"])
+    cfg["eval"].update(sets=["test"], sample_len=int(o["sample_len"]))
+    cfg["trainer"].update(max_steps=int(o["steps"]), seed=int(o["seed"]), progress=False,
+                          checkpoint_every=int(o["val_every"]))
+    for key, value in (o["overrides"] or {}).items():
+        section, _, name = key.partition(".")
+        cfg.setdefault(section, {})[name] = value
+    return cfg
+
+
+def run(data_root, out, **opts) -> dict:
+    """Check, write the manifests, train and evaluate (a finished run is kept); write
+    ``results.json`` and ``results.md``; returns the results."""
+    from . import pipeline
+
+    out = Path(out)
+    o = _opts(opts)
+    done = out / "metrics.json"
+    if done.is_file() and (out / "manifests" / "prep.json").is_file():
+        check_resume(out, config(out, **opts))  # a changed option is refused, not ignored
+        prep = read_json(out / "manifests" / "prep.json", "prep summary")
+        metrics = read_json(done, "metrics")
+    else:
+        prep = prepare(data_root, out, **opts)
+        metrics = pipeline.train(config(out, **opts), out)
+    results = {
+        "corpus": o["corpus"],
+        "model": metrics.get("model"),
+        "method": metrics.get("method", o["method"]),
+        "test_wer": metrics.get("wer"),
+        "test_wer_ci": metrics.get("wer_child_ci"),
+        "baseline_test_wer": metrics.get("baseline_wer"),
+        "baseline_test_wer_ci": metrics.get("baseline_wer_child_ci"),
+        "test_cer": metrics.get("cer"),
+        "val_wer": metrics.get("val_wer"),
+        "trainable_parameters": metrics.get("trainable_parameters"),
+        "train_steps": metrics.get("train_steps"),
+        "data": prep,
+        "options": {k: v for k, v in o.items() if k != "overrides"},
+    }
+    write_json(out / "results.json", results)
+    (out / "results.md").write_text(table(results))
+    return results
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _ci(ci) -> str:
+    return "" if not ci else f" [{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
+def table(r: dict) -> str:
+    """``results.md``: test WER before/after, then what the filters kept per split."""
+    lines = [
+        f"# kids-asr on {r['corpus']} ({r['model']}, {r['method']})", "",
+        "| model | test WER % [95 % interval] |", "|---|---|",
+        f"| base model | {_pct(r['baseline_test_wer'])}{_ci(r['baseline_test_wer_ci'])} |",
+        f"| {r['method']} ({r['trainable_parameters']} trainable, {r['train_steps']} steps) "
+        f"| {_pct(r['test_wer'])}{_ci(r['test_wer_ci'])} |", "",
+        "| split | candidates | kept | speakers | hours | dropped |", "|---|---|---|---|---|---|",
+    ]
+    for split, s in r["data"]["splits"].items():
+        dropped = ", ".join(f"{k} {v}" for k, v in s["dropped"].items()) or "-"
+        lines.append(f"| {split} | {s['candidates']} | {s['kept']} | {s['speakers']} | "
+                     f"{s['hours']} | {dropped} |")
+    return "\n".join(lines) + "\n"
