@@ -419,6 +419,7 @@ def prepare(data_root, out, **opts) -> dict:
             "speakers": len({u.speaker for u in kept}),
             "hours": round(sum(u.duration or 0 for u in kept) / 3600, 3),
         }
+    summary["options"] = _prep_options(data_root, o)
     write_json(folder / "prep.json", summary)
     return summary
 
@@ -462,21 +463,52 @@ def config(out, **opts) -> dict:
     return cfg
 
 
+PREP_KEYS = ("corpus", "val_size", "test_size", "split_seed", "ogi_split", "ogi_quality",
+             "max_seconds", "min_seconds", "min_words", "drop_unintelligible", "false_starts",
+             "lowercase", "strip_punctuation")
+
+
+def _check_same_prep(data_root, out: Path, o: dict) -> None:
+    """Refuse to reuse ``out`` with other data options (the manifests would change)."""
+    path = out / "manifests" / "prep.json"
+    if not path.is_file():
+        return
+    saved = read_json(path, "prep summary").get("options", {})
+    now = _prep_options(data_root, o)
+    diff = sorted(k for k in now if saved.get(k) != now[k])
+    if diff:
+        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {now[k]!r})" for k in diff)
+        raise ValueError(f"kids-asr: {out} was prepared with other data options: {shown}; "
+                         "choose another --out")
+
+
+def _prep_options(data_root, o: dict) -> dict:
+    return {"data_root": str(Path(data_root).resolve()), **{k: o[k] for k in PREP_KEYS}}
+
+
 def run(data_root, out, **opts) -> dict:
-    """Check, write the manifests, train and evaluate (a finished run is kept); write
-    ``results.json`` and ``results.md``; returns the results."""
+    """Check, write the manifests, train and evaluate (a finished run with the same config
+    is kept; a longer ``steps`` trains on from its last checkpoint); write ``results.json``
+    and ``results.md``; returns the results."""
+    import yaml
+
     from . import pipeline
 
     out = Path(out)
     o = _opts(opts)
-    done = out / "metrics.json"
-    if done.is_file() and (out / "manifests" / "prep.json").is_file():
-        check_resume(out, config(out, **opts))  # a changed option is refused, not ignored
+    cfg = config(out, **opts)
+    check_resume(out, cfg)  # another training config is refused before anything is written
+    _check_same_prep(data_root, out, o)
+    saved = out / "config.yaml"
+    finished = (out / "metrics.json").is_file() and (out / "manifests" / "prep.json").is_file()
+    if finished and saved.is_file() and yaml.safe_load(saved.read_text()) == yaml.safe_load(
+        yaml.safe_dump(cfg, sort_keys=False)
+    ):
         prep = read_json(out / "manifests" / "prep.json", "prep summary")
-        metrics = read_json(done, "metrics")
+        metrics = read_json(out / "metrics.json", "metrics")
     else:
         prep = prepare(data_root, out, **opts)
-        metrics = pipeline.train(config(out, **opts), out)
+        metrics = pipeline.train(cfg, out)
     results = {
         "corpus": o["corpus"],
         "model": metrics.get("model"),
