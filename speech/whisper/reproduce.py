@@ -60,7 +60,7 @@ lower-cases and strips punctuation except apostrophes (``lowercase``,
 prompts go through the same normaliser (commas dropped, as SPAPL's genText.py does).
 
 Filters (each a named option, counted per split in ``prep.json``): untranscribed turns
-(no .trn); noise-only turns (nothing left once tags are stripped); turns with an
+(MyST: no .trn; OGI: a prompt id missing from all.map); noise-only turns (nothing left once tags are stripped); turns with an
 unintelligible mark (``drop_unintelligible``, default true: the reference lacks words the
 child said); turns longer than ``max_seconds`` (30 s, Whisper's window: Kid-Whisper and
 SPAPL drop them from train and dev and score test below 30 s) or shorter than
@@ -145,6 +145,12 @@ def _opts(opts: dict) -> dict:
     if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-6:
         raise ValueError(f"kids-asr: ogi_split must be 3 fractions (train, val, test) summing to 1, got {split}")
     o["ogi_split"] = split
+    quality = o["ogi_quality"]
+    if quality != "all":
+        quality = quality if isinstance(quality, list) else [quality]
+        if not quality or any(q not in (1, 2, 3, 4) for q in quality):
+            raise ValueError(f"kids-asr: ogi_quality must be all or a list of marks 1-4, got {o['ogi_quality']!r}")
+        o["ogi_quality"] = sorted(quality)
     return o
 
 
@@ -350,7 +356,7 @@ def read_ogi(data_root: Path, o: dict) -> list[Raw]:
     raws = []
     for wav in sorted(p for p in scripted.rglob("*") if p.suffix.lower() == ".wav"):
         uid = wav.stem.lower()
-        if marks is not None and marks.get(uid) not in set(int(q) for q in quality):
+        if marks is not None and marks.get(uid) not in quality:
             continue
         text = prompts.get(uid[-3:-1])
         raws.append(Raw(uid, wav, wav.parent.name.lower(), text, _duration(wav)))

@@ -125,6 +125,15 @@ def test_filters_drop_each_kind_and_count_them():
     assert apply_filters([_raw("abc", 0.2)], reproduce._opts({"min_seconds": 0.5, "min_words": 1})).dropped == {"too_short": 1}
 
 
+def test_bad_options_are_named():
+    assert reproduce._opts({"ogi_quality": 1})["ogi_quality"] == [1]
+    for bad, key in (({"ogi_quality": [5]}, "ogi_quality"), ({"corpus": "cmu"}, "corpus"),
+                     ({"ogi_split": [0.5, 0.5, 0.5]}, "ogi_split"), ({"method": "dora"}, "method"),
+                     ({"false_starts": "x"}, "false_starts")):
+        with pytest.raises(ValueError, match=key):
+            reproduce._opts(bad)
+
+
 def test_ogi_split_is_speaker_disjoint_and_seeded():
     speakers = [f"ks{k:03d}" for k in range(40)]
     a = speaker_split(speakers, reproduce.OGI_SPLIT, 0)
