@@ -64,9 +64,10 @@ Filters (each a named option, counted per split in ``prep.json``): untranscribed
 unintelligible mark (``drop_unintelligible``, default true: the reference lacks words the
 child said); turns longer than ``max_seconds`` (30 s, Whisper's window: Kid-Whisper and
 SPAPL drop them from train and dev and score test below 30 s) or shorter than
-``min_seconds`` (default 0: off; ESPnet's MyST lists drop < 0.5 s); references with fewer
-than ``min_words`` words (MyST 3, as Kid-Whisper / SPAPL / ESPnet; OGI 1, since most OGI
-prompts are single words). Not reproduced: the benchmarks also drop MyST turns that
+``min_seconds`` (default 0: off; ESPnet's MyST lists drop < 0.5 s); references with
+fewer than ``min_words`` words once Whisper's English normaliser has run (MyST 3, as
+Kid-Whisper / SPAPL / ESPnet count them; OGI 1, since most OGI prompts are single words),
+and so filler-only turns ("um uh hmm": nothing left to score). Not reproduced: the benchmarks also drop MyST turns that
 Whisper large-v2 transcribes with WER > 50 % (a check of the transcript against the
 audio that needs the large model).
 
@@ -220,22 +221,28 @@ class Prep:
 
 def apply_filters(raws: list[Raw], o: dict) -> Prep:
     """Normalise each transcript and keep what passes every filter (reasons counted)."""
+    from whisper.normalizers import EnglishTextNormalizer  # what WER is scored after
+
     norm = Normaliser(o["false_starts"], bool(o["lowercase"]), bool(o["strip_punctuation"]))
+    scored = EnglishTextNormalizer()
     prep = Prep()
     for r in raws:
         if r.transcript is None:
             prep.drop("untranscribed")
             continue
         text, unintelligible = norm(r.transcript)
+        words = scored(text).split()  # fillers (um, uh, hmm) are not scored
         if not text:
             prep.drop("noise_only")
+        elif not words:
+            prep.drop("fillers_only")
         elif unintelligible and o["drop_unintelligible"]:
             prep.drop("unintelligible")
         elif r.duration > float(o["max_seconds"]):
             prep.drop("too_long")
         elif r.duration < float(o["min_seconds"]):
             prep.drop("too_short")
-        elif len(text.split()) < int(o["min_words"]):
+        elif len(words) < int(o["min_words"]):
             prep.drop("too_few_words")
         else:
             prep.kept.append(

@@ -40,6 +40,8 @@ MYST_TURNS = [
     ("yes", 0.6),  # fewer than three words: dropped
     ("<side_speech> I think it's the battery", 0.7),  # kept
     ("((because)) the Metal conducts electricity.", 0.8),  # kept
+    ("um (uh) hmm", 0.6),  # fillers only: nothing to score, dropped
+    ("uh the magnet um", 0.6),  # two scored words: dropped
 ]
 
 
@@ -117,10 +119,11 @@ def test_filters_drop_each_kind_and_count_them():
         "the the water evaporated", "i think it's the battery", "because the metal conducts electricity"
     ]
     assert prep.dropped == {"unintelligible": 1, "noise_only": 1, "untranscribed": 1,
-                            "too_long": 1, "too_few_words": 1}
+                            "too_long": 1, "too_few_words": 2, "fillers_only": 1}
     kept = apply_filters(raws, reproduce._opts({"drop_unintelligible": False, "max_seconds": 40,
                                                 "min_words": 1}))
-    assert len(kept.kept) == 6 and kept.dropped == {"noise_only": 1, "untranscribed": 1}
+    assert len(kept.kept) == 7
+    assert kept.dropped == {"noise_only": 1, "untranscribed": 1, "fillers_only": 1}
     assert reproduce._opts({"corpus": "cslu_ogi"})["min_words"] == 1  # OGI prompts: single words
     assert apply_filters([_raw("abc", 0.2)], reproduce._opts({"min_seconds": 0.5, "min_words": 1})).dropped == {"too_short": 1}
 
