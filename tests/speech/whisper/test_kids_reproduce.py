@@ -228,3 +228,21 @@ def test_ogi_end_to_end(tmp_path):
     speakers = {s: {u.speaker for u in read_manifest(out / "manifests" / f"{s}.jsonl")}
                 for s in ("train", "val", "test")}
     assert not (speakers["train"] & speakers["test"]) and speakers["val"]
+
+
+def test_whisper_wer_filter_drops_turns_the_judge_gets_wrong(tmp_path, monkeypatch):
+    from lorakit.speech.whisper import evaluate
+
+    def judge(model, utts, cfg):  # the judge hears only the turns about water
+        return [u.text if "water" in u.text else "completely different words here" for u in utts]
+
+    monkeypatch.setattr(evaluate, "transcribe_utterances", judge)
+    root = myst_tree(tmp_path / "myst")
+    prep = reproduce.prepare(root, tmp_path / "out", wer_filter_model="tiny-random")
+    train = prep["splits"]["train"]
+    assert train["kept"] == 2 and train["dropped"]["whisper_wer"] == 4
+    assert {u.text for u in read_manifest(tmp_path / "out/manifests/train.jsonl")} == {
+        "the the water evaporated"}
+    kept = reproduce.prepare(root, tmp_path / "out2", wer_filter_model="tiny-random",
+                             wer_filter_max=1.0)  # "different words" vs 3-6 word refs: WER <= 1
+    assert "whisper_wer" not in kept["splits"]["train"]["dropped"]
