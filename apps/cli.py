@@ -189,7 +189,8 @@ def evaluate(
 
 def _register_extras() -> None:
     """Pipeline-specific verbs (transcribe, predict, demo, bench) live in their own modules."""
-    extras = ("cli_asr", "cli_predict", "cli_demo", "cli_bench", "cli_reproduce", "cli_squeeze", "cli_compare")
+    extras = ("cli_asr", "cli_predict", "cli_demo", "cli_bench", "cli_reproduce", "cli_squeeze", "cli_compare",
+              "cli_generate")
     for name in extras:
         try:
             mod = importlib.import_module(f"lorakit.apps.{name}")
