@@ -87,8 +87,6 @@ def test_killed_bank_keeps_finished_adapters_and_resumes(bank):
 def test_train_adapter_report_end_to_end(bank, tmp_path):
     from lorakit.core import load_adapter
     from lorakit.vision.clip import pipeline
-    from lorakit.vision.clip.adapter_bank import load_bank
-
     root, _, _ = bank
     trained = _cli("generate", "train", "--bank", root, "--steps", "600")
     assert trained.exit_code == 0, trained.output
@@ -100,14 +98,13 @@ def test_train_adapter_report_end_to_end(bank, tmp_path):
                 "red hexagon, blue cross in dark style", "--out", out)  # fmt: skip
     assert made.exit_code == 0, made.output
     # the generated adapter loads into the stand-in CLIP and changes what it computes
-    cfg = load_bank(root).spec
     model, bb = pipeline.build_classifier(pipeline.DEFAULTS, ["red hexagon", "blue cross"])
     x = torch.randn(2, 3, bb.image_size, bb.image_size)
     with torch.no_grad():
         before = model(x)
         load_adapter(model.clip, out / "adapter")
         after = model(x)
-    assert (after - before).abs().max() > 1e-3, cfg
+    assert (after - before).abs().max() > 1e-3
     scored = _cli("eval", "clip", "--run", out)  # OUT is a clip run folder too
     assert scored.exit_code == 0, scored.output
     assert 0.0 <= json.loads(scored.output)["accuracy"] <= 1.0

@@ -71,6 +71,13 @@ def parse_task(text: str) -> ClipTask:
     """The task a description names: ``<colour> <shape>`` pairs and one style (default
     ``plain``); other words may only be ``FILLER``. Anything else is a one-line error."""
     words = re.findall(r"[a-z]+|[^a-z\s,;.]+", text.lower())
+    unknown = [w for w in words if w not in (*COLOURS, *SHAPES, *STYLES, *FILLER)]
+    if unknown:
+        raise ValueError(
+            f"task description {text!r}: unknown word {unknown[0]!r}; use colours "
+            f"({', '.join(COLOURS)}), shapes ({', '.join(SHAPES)}), styles "
+            f"({', '.join(STYLES)})"
+        )
     pairs, styles, i = [], [], 0
     while i < len(words):
         w = words[i]
@@ -83,12 +90,6 @@ def parse_task(text: str) -> ClipTask:
         elif w in COLOURS or w in SHAPES:
             raise ValueError(f"task description {text!r}: {w!r} is not part of a "
                              "'<colour> <shape>' class such as 'red circle'")  # fmt: skip
-        elif w not in FILLER:
-            raise ValueError(
-                f"task description {text!r}: unknown word {w!r}; use colours "
-                f"({', '.join(COLOURS)}), shapes ({', '.join(SHAPES)}), styles "
-                f"({', '.join(STYLES)})"
-            )
         i += 1
     if len(pairs) < 2:
         raise ValueError(f"task description {text!r}: name at least 2 classes such as "
@@ -170,7 +171,8 @@ def task_config(spec: BankSpec, task: ClipTask, data_root: Path | None) -> dict:
     cfg["adapter"].update(r=spec.rank, alpha=float(spec.rank), dropout=0.0)
     cfg["optim"].update(lr=spec.lr, batch_size=24)
     cfg["trainer"] = {"max_steps": spec.steps, "seed": spec.seed, "accelerator": "cpu",
-                      "progress": False, "log_every": 10, "checkpoint_every": 20}  # fmt: skip
+                      "progress": False, "log_every": min(10, spec.steps),
+                      "checkpoint_every": 20}  # fmt: skip
     cfg["runtime"] = {"threads": 1}
     return cfg
 
