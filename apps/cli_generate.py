@@ -51,8 +51,10 @@ def register(app: typer.Typer) -> None:
         lr: float = typer.Option(1e-2, help="adapter learning rate"),
         rank: int = typer.Option(2, help="LoRA rank"),
     ) -> None:
-        """Train one CLIP adapter per generated task (a few colour-shape pairs in one style,
-        on the pretrained stand-in); a killed run continues, finished adapters are kept."""
+        """Train one CLIP adapter per generated task; re-run to resume.
+
+        A task is a few colour-shape pairs in one style, on the pretrained stand-in; a
+        killed run continues, finished adapters are kept."""
         _quiet()
         from lorakit.vision.clip.adapter_bank import BankSpec, build_bank
 
@@ -93,9 +95,10 @@ def register(app: typer.Typer) -> None:
                                  help="e.g. 'red hexagon, blue cross in sketch style'"),
         out: Path = typer.Option(..., "--out", "-o", help="folder to write (OUT/adapter/)"),
     ) -> None:
-        """Generate the adapter of a described task, with no training. OUT/adapter is an
-        adapter folder (lorakit.core.load_adapter); OUT is a clip run folder
-        (`lorakit eval clip --run OUT` scores it on the task's generated data)."""
+        """Generate the adapter of a described task, with no training.
+
+        OUT/adapter is an adapter folder (lorakit.core.load_adapter); OUT is a clip run
+        folder (`lorakit eval clip --run OUT` scores it on the task's generated data)."""
         from lorakit.vision.clip.adapter_bank import generate_adapter
 
         try:
@@ -108,9 +111,11 @@ def register(app: typer.Typer) -> None:
     def report(
         bank: Path = typer.Option(..., "--bank", "-b", help="folder of `generate bank`"),
     ) -> None:
-        """On the bank's held-out tasks: accuracy of the generated adapter against zero-shot,
-        the bank mean, the nearest bank adapter and an adapter trained on the task (95 %
-        intervals over tasks); BANK/report/report.{json,md,png}."""
+        """Compare generated adapters with their baselines on the held-out tasks.
+
+        Accuracy of the generated adapter against zero-shot, the bank mean, the nearest
+        bank adapter and an adapter trained on the task (95 % intervals over tasks);
+        writes BANK/report/report.{json,md,png}."""
         _quiet()
         from lorakit.vision.clip.adapter_bank import report as make_report
 
