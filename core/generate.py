@@ -209,3 +209,56 @@ def fit_generator(folders: Sequence[str | Path], descriptions: Sequence[str], *,
         opt.step()
     return AdapterGenerator(cvae.eval(), layout, embed)
 
+
+
+GENERATOR_FILE = "generator.safetensors"
+TEMPLATE_DIR = "template"
+
+
+def save_generator(gen: AdapterGenerator, directory: str | Path, meta: dict | None = None) -> Path:
+    """Write ``gen`` to ``directory``: ``generator.safetensors`` (the CVAE's tensors, never
+    pickle; its sizes, the layout and ``meta`` as JSON metadata) and ``template/`` (a copy
+    of the layout's template adapter folder), so the folder alone can generate adapters."""
+    import json
+
+    directory = Path(directory)
+    template = directory / TEMPLATE_DIR
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        data = (gen.layout.template / name).read_bytes()
+        atomic_write(template / name, lambda p, d=data: Path(p).write_bytes(d))
+    cvae = gen.cvae
+    header = {
+        "dim": gen.layout.size, "cond": cvae.enc[0].in_features - gen.layout.size,
+        "latent": cvae.latent, "hidden": cvae.enc[0].out_features,
+        "keys": list(gen.layout.keys), "shapes": [list(s) for s in gen.layout.shapes],
+        "meta": meta or {},
+    }  # fmt: skip
+    tensors = {k: v.detach().contiguous() for k, v in cvae.state_dict().items()}
+    atomic_write(directory / GENERATOR_FILE,
+                 lambda p: save_file(tensors, p, metadata={"lorakit_generator": json.dumps(header)}))  # fmt: skip
+    return directory
+
+
+def load_generator(directory: str | Path, embed: Callable[[str], Tensor] = embed_description
+                   ) -> tuple[AdapterGenerator, dict]:  # fmt: skip
+    """``(generator, meta)`` from a folder ``save_generator`` wrote; a folder that is not
+    one (or a damaged file) is a one-line ``ValueError`` naming it."""
+    import json
+
+    from safetensors import safe_open
+
+    directory = Path(directory)
+    path = directory / GENERATOR_FILE
+    if not path.is_file():
+        raise ValueError(f"no generator at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = json.loads((f.metadata() or {})["lorakit_generator"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iter
+        cvae = CVAE(header["dim"], header["cond"], header["latent"], header["hidden"])
+        cvae.load_state_dict(tensors)
+    except Exception as e:  # noqa: BLE001 - any damage is the same one-line message
+        raise ValueError(f"{path} is not a readable lorakit generator ({type(e).__name__})") from None
+    layout = AdapterLayout(tuple(header["keys"]), tuple(tuple(s) for s in header["shapes"]),
+                           directory / TEMPLATE_DIR)  # fmt: skip
+    return AdapterGenerator(cvae.eval(), layout, embed), header["meta"]

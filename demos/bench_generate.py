@@ -9,7 +9,9 @@ Per seed: a bank of LoRA adapters (r=2 on fc1, one shared A initialisation, Adam
 drawn uniformly in (0, 2); the generator trained on the bank. For each held-out task, the
 test MSE (fresh inputs) of: the base model (no adapter), the bank adapter whose number is
 nearest, the generated adapter, and an adapter trained on that task with the bank's
-budget. Prints a Markdown table: mean and 95 % t-interval over (seed, task) pairs.
+budget. Prints a Markdown table (``lorakit.data.generation_report``, shared with
+``lorakit generate report``): mean and 95 % t-interval over (seed, task) pairs, and the
+paired difference generated - other.
 
     .venv/bin/python demos/bench_generate.py --seeds 0 1 2
 """
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -26,8 +27,8 @@ import torch
 
 from lorakit.core import inject, load_adapter, make_config, save_adapter, zoo
 from lorakit.core.generate import fit_generator
-
-T95 = {4: 2.776, 9: 2.262, 11: 2.228, 14: 2.160, 19: 2.093, 24: 2.064, 29: 2.045}
+from lorakit.data.generation_report import markdown, summarise
+from lorakit.data.intervals import mean_ci
 
 
 def teacher_fn(seed: int, gain: float):
@@ -101,14 +102,6 @@ def run_seed(seed, args, root: Path) -> list[dict]:
     return rows
 
 
-def interval(values: list[float]) -> str:
-    m = statistics.mean(values)
-    if len(values) < 2:
-        return f"{m:.4f}"
-    half = T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
-    return f"{m:.4f} ± {half:.4f}"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -127,19 +120,14 @@ def main() -> None:
             rows += run_seed(seed, args, Path(tmp) / str(seed))
     print(f"{len(args.seeds)} seeds x {args.held} held-out tasks, bank {args.bank}, "
           f"{args.train_steps} Adam steps per adapter\n")
-    print("| adapter | test MSE (mean ± 95 %) | MSE / none (mean ± 95 %) |")
-    print("|---|---|---|")
-    for k in rows[0]:
-        ratio = [r[k] / r["none"] for r in rows]
-        print(f"| {k} | {interval([r[k] for r in rows])} | {interval(ratio)} |")
-    wins = sum(r["generated"] < r["nearest bank"] for r in rows)
-    logs = [math.log(r["generated"] / r["nearest bank"]) for r in rows]
-    m = statistics.mean(logs)
-    half = T95.get(len(logs) - 1, 1.96) * statistics.stdev(logs) / len(logs) ** 0.5
-    print(f"\ngenerated < nearest bank on {wins} of {len(rows)} held-out tasks; paired "
-          f"geometric-mean MSE ratio generated / nearest {math.exp(m):.2f} "
+    columns = ["none", "nearest bank", "generated", "trained"]
+    print(markdown(summarise(rows, columns, higher_is_better=False), "test MSE", digits=4))
+    ratio = [{k: r[k] / r["none"] for k in columns} for r in rows]
+    print()
+    print(markdown(summarise(ratio, columns, higher_is_better=False), "MSE / none", digits=4))
+    m, half = mean_ci([math.log(r["generated"] / r["nearest bank"]) for r in rows])
+    print(f"\npaired geometric-mean MSE ratio generated / nearest {math.exp(m):.2f} "
           f"[{math.exp(m - half):.2f}, {math.exp(m + half):.2f}]")
-
 
 if __name__ == "__main__":
     main()

@@ -189,7 +189,7 @@ def evaluate(
 
 def _register_extras() -> None:
     """Pipeline-specific verbs (transcribe, predict, demo, bench) live in their own modules."""
-    extras = ("asr", "predict", "demo", "bench", "reproduce", "squeeze", "compare")
+    extras = ("asr", "predict", "demo", "bench", "reproduce", "squeeze", "compare", "generate")
     for name in extras:
         try:
             mod = importlib.import_module(f"lorakit.apps.cli.{name}")

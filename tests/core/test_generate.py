@@ -145,3 +145,22 @@ def test_bank_with_another_layout_is_one_clear_error(bank, tmp_path):
         fit_generator([folders[0], odd], ["a 1", "a 2"], steps=1)
     with pytest.raises(ValueError, match="at least 2 folders"):
         fit_generator([folders[0]], ["a 1"], steps=1)
+
+
+def test_saved_generator_generates_the_same_adapter_and_needs_no_bank(bank, tmp_path):
+    from lorakit.core.generate import GENERATOR_FILE, load_generator, save_generator
+
+    _, _, gen, _ = bank
+    saved = save_generator(gen, tmp_path / "gen", {"note": "toy"})
+    assert not list(saved.rglob("*.pt")) and not list(saved.rglob("*.pkl"))
+    again, meta = load_generator(saved)
+    assert meta == {"note": "toy"}
+    assert again.layout.template == saved / "template"  # self-contained: no path into the bank
+    assert torch.equal(again.vector(_desc(HELD_OUT)), gen.vector(_desc(HELD_OUT)))
+    out = again.generate(_desc(HELD_OUT), tmp_path / "out")
+    assert torch.equal(gen.layout.read(out), gen.vector(_desc(HELD_OUT)))
+    (saved / GENERATOR_FILE).write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable lorakit generator"):
+        load_generator(saved)
+    with pytest.raises(ValueError, match="no generator at"):
+        load_generator(tmp_path / "nothing")

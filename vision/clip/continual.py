@@ -3,7 +3,8 @@ few-shot classification datasets, each with its own classes, plus zero-shot rete
 a held-out dataset (how much of the starting model's zero-shot accuracy survives).
 
 Built-in tasks are generated shapes datasets (``GENERATED``: disjoint class sets, each in
-its own rendering style), so the whole sequence runs offline; a user's own tasks are
+its own rendering style; the ``unseen_*`` ones use only pairs the pretrained stand-in never
+saw), so the whole sequence runs offline; a user's own tasks are
 ImageFolder trees (``folders: {name: root}`` with ``train/`` and ``test/``) or CoOp splits
 (``folders: {name: {split_file, image_root}}``). The K shots per class come from the
 training split; the rest of ``train/`` (a CoOp file: its ``val``) is the validation split
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lorakit.data import fewshot
+from lorakit.data import captions, fewshot
 from lorakit.data.continual.domain import check_tasks
 from lorakit.data.runs import dataclass_from
 
@@ -37,6 +38,16 @@ GENERATED = {
     "dark": (["white circle", "black square", "pink triangle", "cyan star"], "dark"),
 }
 HELDOUT = (["red hexagon", "blue cross", "yellow diamond", "green ring"], "plain")
+# Tasks for the pretrained stand-in (clip.backbone.pretrained: lorakit-shapes): classes from
+# the colour-shape pairs its pretraining never showed, in styles it never saw; the held-out
+# dataset's pairs are all pretraining pairs, so its zero-shot accuracy is what it knows.
+_UNSEEN = [captions.classname(p) for p in captions.COMBOS.task + captions.COMBOS.val]
+GENERATED |= {
+    "unseen_sketch": (_UNSEEN[0:4], "sketch"),
+    "unseen_noisy": (_UNSEEN[4:8], "noisy"),
+    "unseen_dark": (_UNSEEN[8:12], "dark"),
+    "unseen_sketch2": (_UNSEEN[12:16], "sketch"),
+}
 
 DEFAULTS = {
     "backbone": dataclasses.asdict(BackboneConfig()),

@@ -15,7 +15,7 @@ tiny size, for a quick check of the command):
     whisper  Whisper base (``base-ct2``, the ``whisper-base`` extra; 30 s of mel frames and
              32 tokens); LoRA on query/key/value/out of every encoder and decoder attention
 
-Variants, each measured in its own fresh process (``python -m lorakit.apps.bench_size
+Variants, each measured in its own fresh process (``python -m lorakit.apps.cli.bench_size
 --one ...``), one after another in one run: ``lorakit`` (``inject`` LoRA), ``lorakit+ckpt``
 (and ``checkpoint_blocks``), ``peft`` (``peft.get_peft_model`` with LoRA on the same layers,
 rank and alpha), ``peft+ckpt`` (lorakit's ``checkpoint_blocks`` on the PEFT model: its
@@ -244,7 +244,7 @@ def measure(
 
 def _one_in_subprocess(model_name, variant, batch, steps, rank, tiny, device) -> dict:
     cmd = [
-        sys.executable, "-m", "lorakit.apps.bench_size", "--one", model_name, variant,
+        sys.executable, "-m", "lorakit.apps.cli.bench_size", "--one", model_name, variant,
         str(batch), str(steps), str(rank), "1" if tiny else "0", device,
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -378,7 +378,7 @@ def main(argv: list[str]) -> None:
     """``--one MODEL VARIANT BATCH STEPS RANK TINY DEVICE``: one JSON line on stdout."""
     if len(argv) != 8 or argv[0] != "--one":
         raise SystemExit(
-            "usage: python -m lorakit.apps.bench_size --one MODEL VARIANT BATCH STEPS RANK TINY DEVICE"
+            "usage: python -m lorakit.apps.cli.bench_size --one MODEL VARIANT BATCH STEPS RANK TINY DEVICE"
         )
     model, variant, batch, steps, rank, tiny, device = argv[1:]
     row = measure(model, variant, int(batch), int(steps), int(rank), tiny == "1", device)
