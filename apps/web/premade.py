@@ -280,6 +280,70 @@ def write_manifest(entries: dict, dest: Path = SHIPPED) -> None:
     (Path(dest) / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+# --------------------------------------------------------------------------- compare
+
+TOLERANCE = 0.02  # metrics of a rebuild vs the shipped run, where the build is not bit-exact
+TIMING = ("seconds", "_ms", "_s", "time")  # metric keys that measure the machine, not the run
+
+
+def _numbers(value, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of a metrics dict, by dotted path (timings left out)."""
+    if isinstance(value, dict):
+        return {
+            k: v
+            for key, sub in value.items()
+            if not str(key).endswith(TIMING)
+            for k, v in _numbers(sub, f"{prefix}{key}.").items()
+        }
+    if isinstance(value, list):
+        return {
+            k: v for i, sub in enumerate(value) for k, v in _numbers(sub, f"{prefix}{i}.").items()
+        }
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return {}
+    return {prefix.rstrip("."): float(value)}
+
+
+def compare(shipped: Path, rebuilt: Path, key: str, tol: float = TOLERANCE) -> dict:
+    """How the rebuilt run ``key`` (an export in ``rebuilt``) differs from the shipped one:
+    ``identical`` files (same sha256), ``differ`` (files other than metrics, plots and the
+    marker's timings that are not identical), ``metrics_off`` ({metric: (shipped, rebuilt)}
+    further apart than ``tol``), ``missing`` / ``extra`` files. Plots are drawn from the
+    metrics, so they are only counted."""
+    a, b = read_manifest(shipped)["runs"][key], read_manifest(rebuilt)["runs"][key]
+    out = {"identical": [], "differ": [], "metrics_off": {}, "fingerprint": a["fingerprint"]}
+    out["missing"] = sorted(set(a["files"]) - set(b["files"]))
+    out["extra"] = sorted(set(b["files"]) - set(a["files"]))
+    out["same_fingerprint"] = a["fingerprint"] == b["fingerprint"]
+    for rel in sorted(set(a["files"]) & set(b["files"])):
+        if a["files"][rel] == b["files"][rel]:
+            out["identical"].append(rel)
+        elif not rel.endswith((".png", "metrics.json", "prebuilt.json")):
+            out["differ"].append(rel)
+    ma = _numbers(json.loads((Path(shipped) / key / "metrics.json").read_text()))
+    mb = _numbers(json.loads((Path(rebuilt) / key / "metrics.json").read_text()))
+    for name in sorted(set(ma) | set(mb)):
+        va, vb = ma.get(name), mb.get(name)
+        if va is None or vb is None or abs(va - vb) > tol * max(1.0, abs(va)):
+            out["metrics_off"][name] = (va, vb)
+    return out
+
+
+def check(keys: list[str] | None = None, echo=print) -> bool:
+    """Rebuild ``keys`` into a temp folder and compare each with the shipped run."""
+    dest = Path(tempfile.mkdtemp(prefix="lorakit-premade-check-"))
+    ok = True
+    for key in build(keys, dest, echo=echo):
+        d = compare(SHIPPED, dest, key)
+        same = d["same_fingerprint"] and not (d["differ"] or d["metrics_off"] or d["missing"])
+        ok &= same
+        echo(
+            f"{key}: {'matches' if same else 'DIFFERS'}: {len(d['identical'])} files identical, "
+            f"differ {d['differ']}, metrics off by more than {TOLERANCE:.0%} {d['metrics_off']}"
+        )
+    return ok
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -315,7 +379,7 @@ def build(
         for i, spec in enumerate(specs):
             echo(f"[{i + 1}/{len(specs)}] {spec.key}: building in {work}")
             t0 = time.perf_counter()
-            build_one(spec, work, status, rebuild=True, shipped=dest)
+            build_one(spec, work, status, rebuild=True, shipped=SHIPPED)  # its ETAs
             if status.get(spec.key)["state"] != "ready":
                 raise RuntimeError(f"{spec.key}: {status.get(spec.key).get('message')}")
             entries[spec.key] = export(spec, resolve(spec), work, dest)
@@ -333,13 +397,19 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m lorakit.apps.web.premade")
-    parser.add_argument("command", choices=("build",), help="build: retrain and export")
+    parser.add_argument(
+        "command",
+        choices=("build", "check"),
+        help="build: retrain and export; check: retrain aside and compare with the shipped runs",
+    )
     parser.add_argument("keys", nargs="*", help="run keys (default: all of the demo profile)")
     parser.add_argument("--dest", type=Path, default=SHIPPED, help="shipped runs folder")
     parser.add_argument("--work", type=Path, default=None, help="where to train (temp)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
+        if args.command == "check":
+            return 0 if check(args.keys or None) else 1
         build(args.keys or None, args.dest, args.work)
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
