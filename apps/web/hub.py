@@ -124,7 +124,9 @@ def status_table(ctx: DemoContext) -> str:
         state = row.get("state", "pending")
         if state == "building":
             if row.get("steps_known", True):
-                state = f"building {row.get('fraction', 0.0):.0%}"
+                # the phase (pretrain, train, evaluate) with its ETA, from prebuilt.BuildPhases
+                phase = f" ({row['message']})" if row.get("phase") else ""
+                state = f"building {row.get('fraction', 0.0):.0%}{phase}"
             else:
                 state = f"building ({time.time() - row.get('started', time.time()):.0f} s so far)"
         elif state in ("failed", "unavailable"):

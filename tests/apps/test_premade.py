@@ -8,6 +8,7 @@ group: .venv/bin/python -m pytest -m slow tests/apps/test_premade.py
 from __future__ import annotations
 
 import json
+import logging
 import time
 from types import SimpleNamespace
 
@@ -57,14 +58,17 @@ def test_the_vision_runs_are_shipped_as_safetensors_and_small(tmp_path):
         } <= set(MANIFEST["runs"][key]["files"])
 
 
-def test_the_hub_is_ready_from_the_shipped_runs_without_training(tmp_path, monkeypatch):
+def test_the_hub_is_ready_from_the_shipped_runs_without_training(tmp_path, monkeypatch, caplog):
     from lorakit.apps.web import clip, cod, ood
     from lorakit.apps.web.hub import _headline, make_context
 
     no_training(monkeypatch)
     t0 = time.perf_counter()
-    ctx = make_context(tmp_path, "demo", background=False, keys=set(SHIPPED))
+    with caplog.at_level(logging.INFO, logger="lorakit.apps.web.prebuilt"):
+        ctx = make_context(tmp_path, "demo", background=False, keys=set(SHIPPED))
     took = time.perf_counter() - t0
+    terminal = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert terminal == [f"pre-made run {k}: ready shipped with lorakit" for k in ctx.specs]
     rows = ctx.status.snapshot()
     assert {k: r["state"] for k, r in rows.items()} == dict.fromkeys(SHIPPED, "ready"), rows
     assert {r["message"] for r in rows.values()} == {"shipped with lorakit"}
