@@ -126,6 +126,22 @@ def test_a_changed_config_or_a_damaged_file_is_trained_not_installed(tmp_path, m
     build_one(spec, tmp_path, status, shipped=damaged)
     assert calls, "a damaged shipped run must be trained"
     assert premade.install(spec, cfg, tmp_path / "ok")  # the package's own copy is whole
+    calls.clear()
+    build_one(spec, tmp_path / "ok", status)  # installed: kept
+    assert not calls and status.get(spec.key)["message"] == "cached"
+    build_one(spec, tmp_path / "ok", status, rebuild=True)  # lorakit demo --rebuild
+    assert len(calls) == 1
+    marker = json.loads((tmp_path / "ok" / spec.key / "prebuilt.json").read_text())
+    assert marker["source"] == "built" and set(marker["phases"]) == {"pretrain"}
+
+
+def test_demo_has_a_rebuild_option():
+    from typer.testing import CliRunner
+
+    from lorakit.apps.cli.commands import app
+
+    out = CliRunner().invoke(app, ["demo", "--help"], env={"COLUMNS": "200"}).output
+    assert "--rebuild" in out
 
 
 def test_checkpoints_round_trip_through_safetensors(tmp_path):
