@@ -133,9 +133,9 @@ def _flatten(obj, prefix: str, tensors: dict, other: dict) -> None:
         other[prefix] = obj
 
 
-def checkpoint_to_safetensors(src: Path, dst: Path) -> None:
+def checkpoint_to_safetensors(src: Path, dst: Path, convert=lambda v: v) -> None:
     """A torch checkpoint (a dict of tensors, nested dicts and JSON values) as safetensors:
-    tensors under ``a/b`` keys, the rest as JSON in the metadata."""
+    tensors under ``a/b`` keys, the rest as JSON in the metadata (through ``convert``)."""
     import torch
     from safetensors.torch import save_file
 
@@ -143,16 +143,18 @@ def checkpoint_to_safetensors(src: Path, dst: Path) -> None:
     tensors, other = {}, {}
     _flatten(state, "", tensors, other)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(dst), metadata={NON_TENSOR: json.dumps(other, sort_keys=True)})
+    meta = json.dumps(convert(other), sort_keys=True)
+    save_file(tensors, str(dst), metadata={NON_TENSOR: meta})
 
 
-def safetensors_to_state(src: Path) -> dict:
-    """The checkpoint dict ``checkpoint_to_safetensors`` wrote."""
+def safetensors_to_state(src: Path, convert=lambda v: v) -> dict:
+    """The checkpoint dict ``checkpoint_to_safetensors`` wrote (its non-tensor values
+    through ``convert``)."""
     from safetensors import safe_open
 
     with safe_open(str(src), framework="pt") as f:
         flat = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items
-        other = json.loads((f.metadata() or {}).get(NON_TENSOR, "{}"))
+        other = convert(json.loads((f.metadata() or {}).get(NON_TENSOR, "{}")))
     state: dict = {}
     for key, value in [*flat.items(), *other.items()]:
         *parents, leaf = key.split("/")
@@ -173,12 +175,13 @@ def _same_state(a, b) -> bool:
     return a == b
 
 
-def install_backbone(src: Path, dst: Path) -> bool:
-    """Write the checkpoint ``dst`` from the shipped ``src`` unless ``dst`` already holds the
-    same tensors; returns whether it was written (atomically, tensors only)."""
+def install_backbone(src: Path, dst: Path, root: Path | None = None) -> bool:
+    """Write the checkpoint ``dst`` from the shipped ``src`` (its paths under the runs
+    ``root``) unless ``dst`` already holds the same; returns whether it was written
+    (atomically, tensors only)."""
     import torch
 
-    state = safetensors_to_state(src)
+    state = safetensors_to_state(src, lambda v: v if root is None else localised(v, root))
     if dst.is_file():
         try:
             if _same_state(torch.load(dst, map_location="cpu", weights_only=True), state):
@@ -225,7 +228,7 @@ def install(spec, cfg: dict, root: Path, shipped: Path = SHIPPED) -> bool:
             log.warning("shipped run %s: %s is missing or changed; training it", spec.key, rel)
             return False
     for rel in entry.get("backbones", []):
-        install_backbone(shipped / BACKBONES / f"{rel}.safetensors", root / rel)
+        install_backbone(shipped / BACKBONES / f"{rel}.safetensors", root / rel, root)
     folder = root / spec.key
     tmp = root / f".{spec.key}.{os.getpid()}.installing"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -262,7 +265,9 @@ def export(spec, cfg: dict, root: Path, dest: Path = SHIPPED) -> dict:
         files[rel] = sha256(out / rel)
     backbones = backbone_files(spec, cfg, root)
     for rel in backbones:
-        checkpoint_to_safetensors(root / rel, dest / BACKBONES / f"{rel}.safetensors")
+        checkpoint_to_safetensors(
+            root / rel, dest / BACKBONES / f"{rel}.safetensors", lambda v: portable(v, root)
+        )
     marker = json.loads((folder / MARKER).read_text())
     return {
         "fingerprint": portable_fingerprint(cfg, root),
