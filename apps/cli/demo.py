@@ -122,6 +122,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start the Gradio demo hub (or one app) on the pre-made runs shipped with lorakit."""
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        for noisy in ("httpx", "matplotlib"):  # gradio's own requests, a first font cache
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
             check_host(host, share_lan)
             check_name(name)
