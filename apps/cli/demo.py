@@ -1,6 +1,7 @@
 """``lorakit demo [clip|cod|asr|ood]``: start the hub (or one app) on this machine.
 
-lorakit demo                      # hub on http://127.0.0.1:7860, pre-made runs built on first start
+lorakit demo                      # hub on http://127.0.0.1:7860; the pre-made runs ship with lorakit
+lorakit demo --rebuild            # train the pre-made runs again (progress and ETA per phase)
 lorakit demo asr --port 7861      # one app
 lorakit demo --host 0.0.0.0 --share-lan   # reachable from the local network (explicit opt-in)
 """
@@ -47,7 +48,13 @@ def check_host(host: str, share_lan: bool) -> None:
 
 
 def serve(
-    name: str | None, host: str, port: int, runs: Path | None, profile_name: str, block: bool = True
+    name: str | None,
+    host: str,
+    port: int,
+    runs: Path | None,
+    profile_name: str,
+    block: bool = True,
+    rebuild: bool = False,
 ):
     """Build the context and page, launch it; returns the Blocks (``block=False``: running)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -57,11 +64,13 @@ def serve(
     check_name(name)
     root = runs_root(runs)
     keys = needed_runs([name] if name else list(APPS))
-    ctx = make_context(root, profile_name, background=True, keys=keys)
+    ctx = make_context(root, profile_name, background=True, keys=keys, rebuild=rebuild)
     demo = build_single(ctx, name) if name else build_hub(ctx)
     demo.queue(default_concurrency_limit=2)
     typer.echo(
-        f"pre-made runs: {root} (built in the background on first start; progress on the page)"
+        f"pre-made runs: {root} ("
+        + ("trained again in the background" if rebuild else "installed from lorakit's own")
+        + "; one line per run below, the URL last)"
     )
     demo.launch(
         server_name=host,
@@ -105,16 +114,23 @@ def register(app: typer.Typer) -> None:
             None, help="pre-made runs folder (default ~/.cache/lorakit/runs)"
         ),
         profile: str = typer.Option("demo", help="pre-made run sizes: demo | tiny"),
+        rebuild: bool = typer.Option(
+            False,
+            "--rebuild",
+            help="train the pre-made runs again instead of using the ones lorakit ships",
+        ),
     ) -> None:
-        """Start the Gradio demo hub (or one app); pre-made small runs are built on first start."""
+        """Start the Gradio demo hub (or one app) on the pre-made runs shipped with lorakit."""
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+        for noisy in ("httpx", "matplotlib"):  # gradio's own requests, a first font cache
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
             check_host(host, share_lan)
             check_name(name)
             free = free_port(host, port)
             if free != port:
                 typer.echo(f"port {port} is busy; using {free}")
-            serve(name, host, free, runs, profile)
+            serve(name, host, free, runs, profile, rebuild=rebuild)
         except ValueError as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None

@@ -77,13 +77,20 @@ HEADLINES = {
 
 
 def make_context(
-    runs: Path, profile_name: str = "demo", background: bool = True, keys: set[str] | None = None
+    runs: Path,
+    profile_name: str = "demo",
+    background: bool = True,
+    keys: set[str] | None = None,
+    rebuild: bool = False,
 ) -> DemoContext:
-    """Specs of ``profile_name`` (only ``keys`` when given) with their build started (in a
-    thread when ``background``, else before returning)."""
+    """Specs of ``profile_name`` (only ``keys`` when given) made ready (in a thread when
+    ``background``, else before returning): kept, installed from the runs shipped with
+    lorakit, or trained (``rebuild``: all trained again)."""
     specs = [s for s in profile(profile_name, runs) if keys is None or s.key in keys]
     status = (
-        start_background(runs, specs) if background else ensure_runs(runs, specs, BuildStatus())
+        start_background(runs, specs, rebuild)
+        if background
+        else ensure_runs(runs, specs, BuildStatus(), rebuild)
     )
     return DemoContext(runs, specs, status)
 
@@ -117,7 +124,9 @@ def status_table(ctx: DemoContext) -> str:
         state = row.get("state", "pending")
         if state == "building":
             if row.get("steps_known", True):
-                state = f"building {row.get('fraction', 0.0):.0%}"
+                # the phase (pretrain, train, evaluate) with its ETA, from prebuilt.BuildPhases
+                phase = f" ({row['message']})" if row.get("phase") else ""
+                state = f"building {row.get('fraction', 0.0):.0%}{phase}"
             else:
                 state = f"building ({time.time() - row.get('started', time.time()):.0f} s so far)"
         elif state in ("failed", "unavailable"):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lorakit.apps.pipelines import PIPELINES, SINGLE_TASK
 from lorakit.apps.pipelines import pipeline_module as registry_module
+from lorakit.apps.web import premade
 
 log = logging.getLogger("lorakit.apps.web.prebuilt")
 
@@ -220,10 +221,11 @@ def profile(name: str, cache: str | Path) -> list[RunSpec]:
     cache = Path(cache)
     if name == "demo":
         shift, backbone = str(cache / "data" / "ood-shift"), str(cache / "data" / "ood-backbone.pt")
+        # quickest first: a rebuild makes the tabs ready in that order
         return [
             _clip(60, 12),
-            *(_ood(method, 200, 80, shift, backbone, 800) for method in ("lora", "largo")),
             _cod(40, 16, str(cache / "data" / "cod"), pretrain_steps=150),
+            *(_ood(method, 200, 80, shift, backbone, 800) for method in ("lora", "largo")),
             _asr("tiny.en-ct2", 24, 12, str(cache / "data" / "asr-speech")),
         ]
     if name == "tiny":
@@ -256,16 +258,26 @@ class BuildStatus:
         assert state in self.STATES, state
         with self._lock:
             row = self._rows.setdefault(key, {})
-            changed = row.get("state") != state
+            # a new state, or a new phase of a build (pretrain, train, evaluate); "pending"
+            # is the start, not news: each run's first terminal line is its real state
+            changed = state != "pending" and (
+                row.get("state") != state
+                or row.get("phase") != extra.get("phase", row.get("phase"))
+            )
             row.update(state=state, message=message, **extra)
             if fraction is not None:
                 row["fraction"] = fraction
             elif state == "ready":
                 row["fraction"] = 1.0
-        # the terminal gets one line per change of state; step-by-step progress (with its
-        # ETA) is on the page, and in the log at DEBUG
-        log.log(logging.INFO if changed else logging.DEBUG, "pre-made run %s: %s %s",
-                key, state, message)
+        # the terminal gets one line per change of state or phase; step-by-step progress
+        # (with its ETA) is on the page, and in the log at DEBUG
+        log.log(
+            logging.INFO if changed else logging.DEBUG,
+            "pre-made run %s: %s %s",
+            key,
+            state,
+            message,
+        )
 
     def summary(self) -> str:
         """``5 ready, 0 failed, 0 unavailable`` over the runs listed so far."""
@@ -313,9 +325,16 @@ def is_ready(folder: Path, cfg: dict) -> bool:
 
 
 def build_one(
-    spec: RunSpec, root: Path, status: BuildStatus, callbacks: list | None = None
+    spec: RunSpec,
+    root: Path,
+    status: BuildStatus,
+    callbacks: list | None = None,
+    rebuild: bool = False,
+    shipped: Path | None = premade.SHIPPED,
 ) -> Path:
-    """Train ``spec`` into ``root/spec.key`` unless it is already there; returns the folder."""
+    """Make ``root/spec.key`` ready: kept when already built from the same config, else
+    installed from the runs shipped in the package (``shipped``; None: never), else trained.
+    ``rebuild`` trains it whatever is there. Returns the folder."""
     folder = root / spec.key
     info = {
         "title": spec.title,
@@ -330,32 +349,66 @@ def build_one(
     except ValueError as e:
         status.set(spec.key, "unavailable", str(e), **info)
         return folder
-    if is_ready(folder, cfg):
+    if not rebuild and is_ready(folder, cfg):
         status.set(spec.key, "ready", "cached", **info)
+        return folder
+    if not rebuild and shipped is not None and premade.install(spec, cfg, root, shipped):
+        status.set(spec.key, "ready", "shipped with lorakit", **info)
         return folder
     if folder.exists():  # a stale or half-built pre-made run: start again
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     t0 = time.perf_counter()
-    kwargs = (
-        {"callbacks": callbacks}
-        if callbacks and "callbacks" in inspect.signature(mod.train).parameters
-        else {}
-    )
-    # pipelines that take no callbacks report no steps: the page then shows elapsed time
+    seconds = train_with_phases(mod, spec, cfg, folder, status, info, callbacks, shipped)
+    marker = {"fingerprint": fingerprint(cfg), **info, "source": "built", "phases": seconds}
+    (folder / MARKER).write_text(json.dumps(marker, indent=2))
+    status.set(spec.key, "ready", f"built in {time.perf_counter() - t0:.0f} s", **info)
+    return folder
+
+
+def train_with_phases(mod, spec, cfg, folder, status, info, callbacks, shipped) -> dict:
+    """``mod.train`` with the build's phase, progress and ETA in ``status`` (every 2 s);
+    returns the seconds each phase took."""
+    from lorakit.apps.web.phases import BuildPhases
+
+    expected = premade.read_manifest(shipped or premade.SHIPPED)["runs"].get(spec.key, {})
+    phases = BuildPhases(expected.get("phases"))
+    takes = "callbacks" in inspect.signature(mod.train).parameters
+    stop = threading.Event()
+
+    def tick() -> None:
+        while True:
+            status.set(
+                spec.key,
+                "building",
+                phases.message(),
+                phases.fraction(),
+                phase=phases.phase,
+                steps_known=takes,
+                **info,
+            )
+            if stop.wait(2.0):
+                return
+
     status.set(
         spec.key,
         "building",
-        f"training {spec.title}",
+        phases.message(),
         0.0,
         started=time.time(),
-        steps_known=bool(kwargs),
+        phase=phases.phase,
+        steps_known=takes,
         **info,
     )
-    mod.train(copy.deepcopy(cfg), folder, **kwargs)
-    (folder / MARKER).write_text(json.dumps({"fingerprint": fingerprint(cfg), **info}, indent=2))
-    status.set(spec.key, "ready", f"built in {time.perf_counter() - t0:.0f} s", **info)
-    return folder
+    ticker = threading.Thread(target=tick, daemon=True, name=f"lorakit-phases-{spec.key}")
+    ticker.start()
+    try:
+        kwargs = {"callbacks": [phases, *(callbacks or [])]} if takes else {}
+        mod.train(copy.deepcopy(cfg), folder, **kwargs)
+    finally:
+        stop.set()
+        ticker.join()
+    return phases.finish()
 
 
 def mark_pending(status: BuildStatus, root: Path, specs: list[RunSpec]) -> None:
@@ -374,9 +427,12 @@ def mark_pending(status: BuildStatus, root: Path, specs: list[RunSpec]) -> None:
         )
 
 
-def ensure_runs(root: Path, specs: list[RunSpec], status: BuildStatus | None = None) -> BuildStatus:
-    """Build every missing run of ``specs`` in turn (a failure is recorded, not raised)."""
-    from lorakit.apps.web.common import TRAIN_LOCK, StepProgress
+def ensure_runs(
+    root: Path, specs: list[RunSpec], status: BuildStatus | None = None, rebuild: bool = False
+) -> BuildStatus:
+    """Make every run of ``specs`` ready in turn: kept, installed from the shipped runs, or
+    trained (``rebuild``: all trained); a failure is recorded, not raised."""
+    from lorakit.apps.web.common import TRAIN_LOCK
 
     status = status or BuildStatus()
     root = Path(root)
@@ -384,14 +440,10 @@ def ensure_runs(root: Path, specs: list[RunSpec], status: BuildStatus | None = N
     known = status.snapshot()  # start_background listed them already: list each once
     mark_pending(status, root, [s for s in specs if s.key not in known])
     for i, spec in enumerate(specs):
-
-        def report(frac, desc="", _key=spec.key):
-            status.set(_key, "building", desc, frac)
-
-        log.info("[%d/%d] pre-made run %s", i + 1, len(specs), spec.key)
+        log.debug("[%d/%d] pre-made run %s", i + 1, len(specs), spec.key)
         try:
             with TRAIN_LOCK:
-                build_one(spec, root, status, [StepProgress(report, "training")])
+                build_one(spec, root, status, rebuild=rebuild)
         except Exception as e:  # noqa: BLE001 - one broken pipeline must not stop the others
             log.exception("pre-made run %s failed", spec.key)
             status.set(spec.key, "failed", f"{e.__class__.__name__}: {e}")
@@ -399,11 +451,14 @@ def ensure_runs(root: Path, specs: list[RunSpec], status: BuildStatus | None = N
     return status
 
 
-def start_background(root: Path, specs: list[RunSpec]) -> BuildStatus:
+def start_background(root: Path, specs: list[RunSpec], rebuild: bool = False) -> BuildStatus:
     """``ensure_runs`` in a daemon thread; the returned status fills in as runs finish."""
     status = BuildStatus()
     mark_pending(status, root, specs)
     threading.Thread(
-        target=ensure_runs, args=(root, specs, status), daemon=True, name="lorakit-prebuilt"
+        target=ensure_runs,
+        args=(root, specs, status, rebuild),
+        daemon=True,
+        name="lorakit-prebuilt",
     ).start()
     return status

@@ -38,14 +38,20 @@ def test_build_status_logs_one_line_per_state_change(caplog):
     status = BuildStatus()
     with caplog.at_level(logging.INFO, logger="lorakit.apps.web.prebuilt"):
         status.set("clip", "pending", "waiting", 0.0)
+        status.set("clip", "building", "pretrain: 0:00 so far", 0.0, phase="pretrain")
         for i in range(20):
-            status.set("clip", "building", f"training: step {i}/20", i / 20)
+            status.set("clip", "building", f"train: step {i}/20", i / 20, phase="train")
+        status.set("clip", "building", "evaluate: 0:00 so far", 1.0, phase="evaluate")
         status.set("clip", "ready", "built in 3 s")
+        status.set("cod", "pending", "waiting", 0.0)
+        status.set("cod", "ready", "shipped with lorakit")
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
-    assert lines == [
-        "pre-made run clip: pending waiting",
-        "pre-made run clip: building training: step 0/20",
+    assert lines == [  # pending is the start, not news; a shipped run gets one line
+        "pre-made run clip: building pretrain: 0:00 so far",
+        "pre-made run clip: building train: step 0/20",
+        "pre-made run clip: building evaluate: 0:00 so far",
         "pre-made run clip: ready built in 3 s",
+        "pre-made run cod: ready shipped with lorakit",
     ]
     assert status.get("clip")["fraction"] == 1.0
 
