@@ -56,21 +56,25 @@ def hooked_methods(model: nn.Module) -> list[str]:
     return sorted(names)
 
 
-def unshard(root: nn.Module) -> nn.Module:
+def unshard(root: nn.Module, params: list[tuple[nn.Module, str, nn.Parameter]]) -> nn.Module:
     """The module inside the FSDP ``root``, every parameter whole again and every nested
-    FSDP unit replaced by the module it wraps (a collective: every rank calls it)."""
+    FSDP unit replaced by the module it wraps (a collective: every rank calls it).
+
+    ``params``: ``(module, name, parameter)`` of every parameter before wrapping. Outside a
+    forward FSDP leaves a unit's parameters as shards, or as plain tensor attributes (the
+    root unit after backward); each goes back to its module as the same ``Parameter``."""
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-    params = list(dict.fromkeys(p for m in root.modules() if not isinstance(m, FSDP)
-                                for p in m.parameters(recurse=False)))
     with FSDP.summon_full_params(root, writeback=False, recurse=True):
-        whole = [p.detach().clone() for p in params]
+        whole = [getattr(m, n).detach().clone() for m, n, _ in params]
     for m in list(root.modules()):
         for name, child in list(m.named_children()):
             if isinstance(child, FSDP) and m is not root:
                 setattr(m, name, child.module)
-    for p, w in zip(params, whole, strict=True):
+    for (m, n, p), w in zip(params, whole, strict=True):
+        m.__dict__.pop(n, None)
         p.data, p.grad = w, None
+        m._parameters[n] = p
     return root.module
 
 
@@ -100,6 +104,8 @@ class AdapterFSDP(FSDPStrategy):
                 f"trainer.strategy fsdp: FSDP cannot shard the trainable scalar {trained[0]}; "
                 "use --strategy ddp"
             )
+        self._params = [(m, n, p) for m in model.modules()
+                        for n, p in m.named_parameters(recurse=False)]
         device = self.root_device
         return FSDP(
             module=model,
@@ -118,7 +124,7 @@ class AdapterFSDP(FSDPStrategy):
 
         super().on_train_end()
         if isinstance(self.model, FSDP):
-            self.model = unshard(self.model)
+            self.model = unshard(self.model, self._params)
 
 
 def _block_policy(module: nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
