@@ -26,10 +26,18 @@ def tiny_vit():
 
 def test_fsdp_is_lorakits_strategy_on_the_cpu(tmp_path):
     """Lightning alone refuses ``fsdp`` without a GPU; the runtime's own strategy does not."""
-    opts = trainer_options({"strategy": "fsdp", "accelerator": "cpu", "progress": False})
+    opts = trainer_options({"strategy": "fsdp", "devices": 2, "accelerator": "cpu",
+                            "progress": False})
     trainer, _ = build_trainer(opts, RunFolder(tmp_path))
     assert isinstance(trainer.strategy, AdapterFSDP)
     assert trainer.strategy.kwargs["use_orig_params"] is True
+
+
+def test_one_process_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="fsdp shards the model across processes") as e:
+        trainer_options({"strategy": "fsdp", "devices": 1})
+    assert "\n" not in str(e.value)
+    trainer_options({"strategy": "fsdp", "devices": 2, "accelerator": "cpu"})
 
 
 def test_each_backbone_block_is_its_own_unit():
