@@ -196,7 +196,7 @@ def _check_digests(model: nn.Module, meta: dict, name: str) -> None:
         host = model.get_submodule(_resolve(model, layer["name"]))
         for slot, want in layer.get("base_sha256", {}).items():
             m = host.adapters[name][slot]
-            if m.base_digest != want:
+            if m.from_base and m.base_digest != want:
                 where = layer["name"] if slot == "weight" else f"{layer['name']}:{slot}"
                 raise ValueError(
                     f"adapter does not fit this model: the base weight of layer {where!r} is "

@@ -182,7 +182,10 @@ def squeeze_adapter(
     new_meta = {
         "format": FORMAT, "version": meta.get("version", 2), "method": "lora",
         "config": _config_dict(cfg),
-        "layers": [{key: v for key, v in layer.items() if key != "ranks"} for layer in meta["layers"]],
+        "layers": [
+            {key: v for key, v in layer.items() if key not in ("ranks", "base_sha256")}
+            for layer in meta["layers"]
+        ],
         "modules_to_save": meta.get("modules_to_save", []),
         "squeezed": {"from_method": meta["method"], "rank": k},
     }

@@ -10,6 +10,7 @@
     methods.py    ``check_method_supported``: refuse methods whose optimizer trains base weights
     prepare.py    ``PrepareMethods``: the protocol's prepare step (LoRA-SB) on a fresh run
     trainer.py    ``build_trainer``: the Trainer, the resume checkpoint, quieter Lightning
+    fsdp.py       ``AdapterFSDP``: ``--strategy fsdp`` for adapters on a sharded frozen base
 
 Exact resume rests on one rule: every random draw is a function of ``(seed, position)``,
 never of a generator's history. Data order and augmentation come from ``StepSampler``

@@ -39,6 +39,13 @@ from torch import Tensor, nn
 
 from lorakit.core import Host, SavedModule, protocol, regularization_loss
 
+FSDP_WRAPPED = "_fsdp_wrapped_module"  # the module name FSDP units add (not in state dicts)
+
+
+def _oversized(t: Tensor) -> bool:
+    """Whether ``torch.save(t)`` would write more than ``t``: a view of a larger storage."""
+    return t.untyped_storage().nbytes() > t.numel() * t.element_size()
+
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     """Multiplier of the base lr at ``step``: linear warmup ``(step + 1) / warmup`` for
@@ -129,6 +136,19 @@ class AdapterModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: schedule.factor(step))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """Clip by norm; under FSDP through its root, whose norm spans every rank's shards
+        (Lightning's FSDP precision plugin refuses to clip by norm)."""
+        from .fsdp import fsdp_root
+
+        root = fsdp_root(self.trainer.model)
+        if root is not None and gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            root.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     # --- checkpoint contents ----------------------------------------------------------------
 
     def checkpoint_keys(self) -> set[str]:
@@ -141,6 +161,7 @@ class AdapterModule(L.LightningModule):
                 adapter_ids |= {id(x) for x in m.copies.modules()}
         keep = set()
         for name, m in self.named_modules():
+            name = ".".join(p for p in name.split(".") if p != FSDP_WRAPPED)  # state-dict names
             prefix = f"{name}." if name else ""
             params = dict(m.named_parameters(recurse=False))
             trains = any(p.requires_grad for p in params.values())
@@ -161,6 +182,11 @@ class AdapterModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         keep = self.checkpoint_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        for opt in checkpoint.get("optimizer_states", []):
+            for state in opt.get("state", {}).values() if isinstance(opt, dict) else ():
+                for k, v in state.items():  # a view into a larger buffer (FSDP's gathered
+                    if isinstance(v, Tensor) and _oversized(v):  # state) saves the buffer
+                        state[k] = v.clone()
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         missing = sorted(self.checkpoint_keys() - set(state_dict))

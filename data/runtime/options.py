@@ -106,6 +106,12 @@ class TrainerOptions:
     def _check_strategy(self) -> None:
         from lightning.pytorch.strategies import StrategyRegistry
 
+        if self.strategy == "fsdp" and self.devices == 1 and self.nodes == 1:
+            raise ValueError(
+                "trainer.strategy fsdp shards the model across processes, and this run has "
+                "one: set trainer.devices >= 2, or use strategy auto"
+            )
+
         valid = ["auto", *StrategyRegistry.available_strategies()]
         if self.strategy not in valid:
             names = [s for s in valid if "_" not in s or s.startswith("ddp_")][:12]

@@ -28,6 +28,7 @@ from .callbacks import (
     StepSeed,
 )
 from .checkpointing import ActivationCheckpointing
+from .fsdp import AdapterFSDP
 from .logs import ContinuedCSVLogger, LogTail
 from .options import TrainerOptions
 from .precision_probe import PrecisionProbe
@@ -163,7 +164,7 @@ def build_trainer(
             max_epochs=-1,
             devices=opts.devices,
             num_nodes=opts.nodes,
-            strategy=opts.strategy,
+            strategy=AdapterFSDP() if opts.strategy == "fsdp" else opts.strategy,
             accelerator=opts.accelerator,
             precision=opts.precision,
             accumulate_grad_batches=opts.accumulate,

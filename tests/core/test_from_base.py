@@ -120,4 +120,10 @@ def test_squeeze_reads_old_files_alone_and_new_ones_from_the_model(tmp_path):
     report = squeeze_adapter(new, tmp_path / "r2", 2, adapted=lambda: lin)
     _, deltas, _ = adapter_deltas(new, adapted=lambda: lin)
     assert torch.allclose(deltas["0"], m.delta_weight().detach(), atol=1e-6)
-    assert report["rank"] == 2 and (tmp_path / "r2" / "adapter.safetensors").is_file()
+    assert report["rank"] == 2
+    assert "base_sha256" not in json.loads((tmp_path / "r2" / "adapter_config.json").read_text())[
+        "layers"][0]
+    fresh = nn.Sequential(nn.Linear(32, 24))
+    fresh.load_state_dict({k.replace(".base", ""): v for k, v in lin.state_dict().items()
+                           if ".adapters." not in k})
+    load_adapter(fresh, tmp_path / "r2")  # a plain LoRA: no checksum to trip over

@@ -292,9 +292,11 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
 def adapted_model(run: Path) -> torch.nn.Module:
     """The module the run's adapter is loaded into (its CLIP model, base rebuilt from
     ``config.yaml``): where ``lorakit squeeze`` reads an adapter that needs its base."""
-    from .predict import load_run
-
-    return load_run(run).model.clip
+    folder = RunFolder(run)
+    cfg = folder.read_config()
+    model, _ = build_classifier(cfg, load_data(cfg["data"]).train.classnames)
+    load_adapter(model.clip, folder.adapter)
+    return model.clip
 
 
 def evaluate(run: Path, overrides: dict) -> dict:

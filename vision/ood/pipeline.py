@@ -249,9 +249,11 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
 def adapted_model(run: Path) -> torch.nn.Module:
     """The run's classifier with its adapter loaded (base rebuilt from ``config.yaml``):
     where ``lorakit squeeze`` reads an adapter that needs its base."""
-    from .predict import load_run
-
-    return load_run(run).model
+    folder = RunFolder(run)
+    cfg = folder.read_config()
+    built = build_model(cfg, resolve_data(cfg["data"]))
+    load_weights(built.model, folder.adapter)
+    return built.model
 
 
 def evaluate(run: Path, overrides: dict) -> dict:

@@ -142,3 +142,22 @@ def test_demo_config_runs_end_to_end(tmp_path):
     assert {"accuracy", "zero_shot_accuracy", "zero_shot_retention"} <= set(m)
     assert (tmp_path / "plots" / "comp_lora_spectrum.png").is_file()
     assert pipeline.evaluate(tmp_path, {})["accuracy"] == pytest.approx(m["accuracy"])
+
+
+def test_comp_lora_run_squeezes_through_its_rebuilt_base(run_cfg, tmp_path):
+    """A Comp-LoRA adapter file holds no U_k (the base determines it), so ``lorakit squeeze``
+    on the run folder reads each dW from the run's model, rebuilt by the pipeline."""
+    from lorakit.apps.cli_squeeze import squeeze_run
+    from lorakit.core.squeeze import adapter_deltas
+
+    run = tmp_path / "run"
+    pipeline.train(run_cfg("adapter.method=comp_lora", "trainer.max_steps=3"), run)
+    assert not [k for k in load_file(run / "adapter" / "adapter.safetensors") if "U_k" in k]
+    with pytest.raises(ValueError, match="squeeze its run folder"):
+        adapter_deltas(run / "adapter")
+    out, report = squeeze_run(run, 1)
+    _, want, _ = adapter_deltas(run / "adapter", lambda: pipeline.adapted_model(run))
+    assert report["from_method"] == "comp_lora" and set(report["relative_error"]) == set(want)
+    assert all(0 <= e < 1 for e in report["relative_error"].values())
+    again = pipeline.evaluate(out, {})
+    assert 0 <= again["accuracy"] <= 1

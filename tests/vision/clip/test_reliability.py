@@ -43,6 +43,30 @@ def test_two_ddp_processes_match_one(setup, runs):
     runs.close(where / "ddp", where / "reference", 1e-3, ("accuracy",), 0.03)
 
 
+def test_two_fsdp_processes_match_one(setup, runs):
+    """FSDP on the CPU (gloo): each backbone block its own unit, frozen base and adapters
+    side by side (``use_orig_params``); the same global batch as the one-process reference,
+    so the saved adapter (gathered whole after the last step) and accuracy match it within
+    the DDP test's tolerances."""
+    args, where = setup
+    fsdp = ["--devices", "2", "--strategy", "fsdp", "--accelerator", "cpu"]
+    runs.train(args + fsdp, where / "fsdp")
+    log = (where / "fsdp.log").read_text()
+    assert "MEMBER: 2/2" in log, "rank 1 never started"
+    for rank in (0, 1):
+        seen = runs.seen(where / "fsdp", rank)
+        assert (seen["world_size"], seen["global_rank"]) == (2, rank), seen
+    runs.close(where / "fsdp", where / "reference", 1e-3, ("accuracy",), 0.03)
+    # the checkpoint holds what one process's does: the adapter, whole, not the base
+    got, want = (torch.load(where / r / "checkpoints" / "last.ckpt", weights_only=True)
+                 for r in ("fsdp", "reference"))
+    assert got["state_dict"].keys() == want["state_dict"].keys() and want["state_dict"]
+    for k, v in want["state_dict"].items():
+        assert got["state_dict"][k].shape == v.shape, k
+    size = {r: (where / r / "checkpoints" / "last.ckpt").stat().st_size for r in ("fsdp", "reference")}
+    assert size["fsdp"] < 1.2 * size["reference"], size  # no gathered buffer behind a view
+
+
 def test_bf16_mixed_in_effect_with_finite_loss_and_fp32_adapters(run_cfg, tmp_path, runs):
     cfg = run_cfg("trainer.max_steps=3", "trainer.precision=bf16-mixed", "trainer.log_every=1")
     m = pipeline.train(cfg, tmp_path)
