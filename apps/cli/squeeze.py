@@ -31,8 +31,8 @@ def _adapted(run: Path):
     """A loader of the run's adapted model (its pipeline's ``adapted_model``), or None."""
     import yaml
 
-    from .pipelines import pipeline_module
-    from .run_kind import run_kind
+    from lorakit.apps.pipelines import pipeline_module
+    from lorakit.apps.run_kind import run_kind
 
     cfg_file = run / "config.yaml"
     cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else None

@@ -14,7 +14,6 @@ tiny.en for speech); the ``tiny`` profile is the smallest that still trains, for
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
 import json
 import logging
@@ -26,12 +25,12 @@ from pathlib import Path
 
 from lorakit.apps.pipelines import PIPELINES, SINGLE_TASK
 from lorakit.apps.pipelines import pipeline_module as registry_module
-from lorakit.apps.web import premade
+from lorakit.apps.web import shipped as premade
+from lorakit.apps.web.shipped import MARKER, fingerprint
 
 log = logging.getLogger("lorakit.apps.web.prebuilt")
 
 PIPELINE_MODULES = {name: PIPELINES[name].module for name in SINGLE_TASK}  # the one registry
-MARKER = "prebuilt.json"
 
 
 @dataclass(frozen=True)
@@ -312,9 +311,6 @@ def resolve(spec: RunSpec) -> dict:
     overrides = [f"{k}={json.dumps(v)}" for k, v in spec.overrides.items()]
     return load_config(None, overrides, copy.deepcopy(mod.DEFAULTS))
 
-
-def fingerprint(cfg: dict) -> str:
-    return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def is_ready(folder: Path, cfg: dict) -> bool:
