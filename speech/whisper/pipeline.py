@@ -22,7 +22,6 @@ from whisper.model import Whisper
 
 from lorakit.core import disable, enable, load_adapter, make_config, save_adapter
 from lorakit.core.quant.options import (
-    QUANT_DEFAULTS,
     quant_metrics,
     quant_options,
     quantize_and_inject,
@@ -38,16 +37,30 @@ from lorakit.data.runs import RunFolder, dataclass_from, open_run
 from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
-    TrainerOptions,
     build_trainer,
     check_method_supported,
     resumed_from_step,
     trainer_options,
 )
 from lorakit.data.speech import SplitSpec, generate_corpus
-from lorakit.data.vocabulary import Rename, upgrade_config, upgrade_run_folder
+from lorakit.data.vocabulary import upgrade_config, upgrade_run_folder
 
-from .build import DEFAULT_MODEL, load_whisper
+from .build import load_whisper
+from .config import (  # noqa: F401  (DEFAULTS, RECIPE_*, ...: the old import path)
+    DECODER_ATTN,
+    DEFAULTS,
+    ENCODER_ATTN,
+    ENCODER_MLP,
+    GENERATE_KEYS,
+    RECIPE_ADAPTER,
+    RECIPE_AUGMENT,
+    RECIPE_TRAIN,
+    RECIPE_TRAINER,
+    RENAMED,
+    check,
+    decode_config,
+)
+from .config import check_data as _check_data
 from .evaluate import (
     Scored,
     decode_features,
@@ -61,73 +74,9 @@ from .evaluate import (
 from .export import export_run
 from .features import SpeechDataset, make_collate
 from .train import TrainConfig, WhisperAdapterModule, encoder_is_adapted
-from .transcribe import DecodeConfig
 from .validate import ValidationWER, group_intervals
 
 log = logging.getLogger(__name__)
-
-
-def _plain(d: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-# The recipe chosen on the validation split (demos/recipe_asr.py; README "child speech"):
-# S2-LoRA on the encoder's attention and MLP (child speech is an acoustic shift), the
-# proximal step on (xi 0.5 of the coefficients' lr, which is 10x the pair's), augmentation
-# on, early stopping on validation WER.
-ENCODER_ATTN = r"encoder\.blocks\.\d+\.attn\.(query|key|value|out)"
-ENCODER_MLP = r"encoder\.blocks\.\d+\.mlp\.(0|2)"
-DECODER_ATTN = r"decoder\.blocks\.\d+\.(attn|cross_attn)\.(query|key|value|out)"
-RECIPE_ADAPTER = {
-    "method": "s2_lora",
-    "r": 8,
-    "alpha": 16.0,
-    "beta": 1e-4,
-    "prox_threshold": 0.5,
-    "lam_lr_scale": 10.0,
-    "targets": [ENCODER_ATTN, ENCODER_MLP],
-}
-RECIPE_TRAIN = {"batch_size": 4, "lr": 2e-3, "warmup_steps": 5, "val_every": 20, "patience": 3}
-RECIPE_AUGMENT = {"pitch_p": 0.5, "formant_p": 0.5, "tempo_p": 0.3, "specaug_p": 0.5}
-RECIPE_TRAINER = {"max_steps": 200, "checkpoint_every": 20}
-# headline metrics for the hub: held-out child / adult WER (another TTS engine)
-HEADLINE = ("wer_heldout_child", "wer_heldout_adult")
-
-
-DEFAULTS: dict = {
-    "backbone": {"name": DEFAULT_MODEL, "language": "en", "quantize": dict(QUANT_DEFAULTS)},
-    "data": {
-        "train": None,
-        "val": None,
-        "test": None,
-        "heldout": None,
-        "max_duration": 30.0,
-        "generate": {
-            "dir": "cache/asr-speech",
-            "train_sentences": 290,
-            "val_sentences": 32,
-            "test_sentences": 48,
-            "train_groups": ["adult", "child"],
-            "train_versions": 1,
-            "test_groups": ["adult", "child"],
-            "heldout_dir": None,  # None: <dir>/heldout
-            "seed": 0,
-        },
-    },
-    "adapter": {**RECIPE_ADAPTER},
-    "optim": {**dataclasses.asdict(TrainConfig()), **RECIPE_TRAIN},
-    "augment": {**_plain(dataclasses.asdict(AugmentConfig())), **RECIPE_AUGMENT},
-    "eval": {
-        **dataclasses.asdict(DecodeConfig()),
-        "baseline": True,
-        "export": [],
-        "sets": ["test", "heldout"],
-    },
-    "trainer": dataclasses.asdict(TrainerOptions(**RECIPE_TRAINER)),
-}
-GENERATE_KEYS = set(DEFAULTS["data"]["generate"])
-# the old section names, read for one release (see lorakit.data.vocabulary)
-RENAMED = (Rename("model", "backbone"), Rename("train", "optim"))
 
 
 def _section(cfg: dict, name: str) -> dict:
@@ -135,19 +84,6 @@ def _section(cfg: dict, name: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"config section {name!r} must be a mapping")
     return dict(value)
-
-
-def _check_data(cfg: dict) -> tuple[dict, dict]:
-    """The ``data:`` section and its ``generate:`` part, unknown keys named."""
-    data = _section(cfg, "data")
-    unknown = sorted(set(data) - set(DEFAULTS["data"]))
-    if unknown:
-        raise ValueError(f"data: unknown key(s) {unknown}; valid: {sorted(DEFAULTS['data'])}")
-    gen = {**DEFAULTS["data"]["generate"], **(data.get("generate") or {})}
-    bad = sorted(set(gen) - GENERATE_KEYS)
-    if bad:
-        raise ValueError(f"data.generate: unknown key(s) {bad}; valid: {sorted(GENERATE_KEYS)}")
-    return data, gen
 
 
 def resolve_data(cfg: dict) -> dict[str, Path | None]:
@@ -200,17 +136,6 @@ def config_fields(method: str) -> list[str]:
     from lorakit.core.methods import METHODS
 
     return [f.name for f in fields(METHODS[method][0])] if method in METHODS else []
-
-
-def decode_config(cfg: dict) -> tuple[DecodeConfig, dict]:
-    section = _section(cfg, "eval")
-    extra = {k: section.pop(k) for k in ("baseline", "export", "sets") if k in section}
-    bad = sorted(set(extra.get("sets", [])) - {"test", "heldout"})
-    if bad or extra.get("sets") == []:
-        raise ValueError(f"eval.sets: choose from test, heldout (got {extra.get('sets')})")
-    section.setdefault("language", _section(cfg, "backbone").get("language", "en"))
-    section.setdefault("max_duration", _section(cfg, "data").get("max_duration", 30.0))
-    return dataclass_from(DecodeConfig, section, "eval"), extra
 
 
 def evaluate_utterances(

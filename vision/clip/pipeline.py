@@ -32,46 +32,13 @@ from lorakit.data.runtime import (
 
 from .build import BackboneConfig, load_backbone
 from .classifier import ClipClassifier
+from .config import DATA_KEYS, DEFAULTS, check  # noqa: F401  (DEFAULTS: the old import path)
 from .datasets import Normalize, StepBatches, load_all
 from .evaluate import adapters_off, evaluate_split, harmonic_mean
 from .plots import per_class_plot, spectrum_plot
 from .prompts import resolve_templates
 from .train import FewShotModule, OptimConfig, adapter_config
 
-DEFAULTS: dict = {
-    "backbone": asdict(BackboneConfig()),
-    "data": {
-        "root": None,  # ImageFolder root holding train/ and test/ class folders
-        "split_file": None,  # or a CoOp split_*.json (+ image_root)
-        "image_root": None,
-        "generate": None,  # a ShapesSpec dict: generate the dataset into root first
-        "shots": 4,
-        "seed": 1,
-        "base_novel": False,  # train on the first half of the classes, test base and novel
-        "heldout": None,  # {root | generate}: a second dataset for zero-shot retention
-        "workers": 0,
-    },
-    "head": {"templates": "clip", "logit_scale": None},  # None: the model's own scale
-    "adapter": {
-        "method": "lora",
-        "r": 2,
-        "alpha": 1.0,
-        "dropout": 0.25,
-        "towers": "both",
-        "modules": ["q", "k", "v"],
-    },
-    "optim": {
-        "lr": 2e-4,
-        "weight_decay": 1e-2,
-        "batch_size": 32,
-        "warmup_steps": 0,
-        "schedule": "cosine",
-    },
-    "trainer": {"max_steps": None},  # None: CLIP-LoRA's 500 x shots
-    "eval": {"batch_size": 64},
-    "runtime": {"threads": None},  # torch CPU threads (1 is steadiest on a shared small machine)
-}
-DATA_KEYS = tuple(DEFAULTS["data"])
 
 
 @dataclass

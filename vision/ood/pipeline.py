@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,10 +32,11 @@ from lorakit.data.runtime import (
     trainer_options,
 )
 from lorakit.data.shift import ShiftTask, write_shift_task
-from lorakit.data.vocabulary import Rename, upgrade_config, upgrade_run_folder
+from lorakit.data.vocabulary import upgrade_config, upgrade_run_folder
 
 from . import plots
 from .build import BackboneConfig, build_backbone, init_head
+from .config import DEFAULTS, RENAMED, DataConfig, check  # noqa: F401  (old names)
 from .data import EvalSet, ImageFolderSet
 from .evaluate import EvalConfig, Suite, evaluate_model, parts_for
 from .methods import MethodConfig, load_weights, plain_state, prepare, save_weights, wise_model
@@ -51,33 +51,6 @@ from .train import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DataConfig:
-    """The ``data:`` section (``shift`` holds ``lorakit.data.shift.ShiftTask`` fields)."""
-
-    kind: str = "shift"
-    root: str = "cache/lorakit/ood-shift"
-    shift: dict = field(default_factory=dict)
-    id_train: str | None = None
-    id_test: str | None = None
-    ood: list = field(default_factory=list)
-    classes: list[str] | None = None
-
-
-DEFAULTS: dict = {
-    "data": asdict(DataConfig()),
-    "backbone": asdict(BackboneConfig()),
-    "adapter": asdict(MethodConfig()),
-    "optim": asdict(OptimConfig()),
-    "eval": asdict(EvalConfig()),
-    "trainer": {"max_steps": 200, "log_every": 10, "checkpoint_every": 100},
-    "runtime": {"threads": None},  # torch CPU threads (null: torch's default), as clip and cod
-}
-
-# the old section name, read for one release (see lorakit.data.vocabulary)
-RENAMED = (Rename("method", "adapter", {"name": "method"}),)
 
 
 def set_threads(cfg: dict) -> None:

@@ -20,7 +20,6 @@ test sets under ``distilled`` (``distill.py``).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -36,7 +35,6 @@ from lorakit.data.runs import RunFolder, dataclass_from, open_run, set_dotted
 from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
-    TrainerOptions,
     build_trainer,
     check_method_supported,
     resumed_from_step,
@@ -44,6 +42,7 @@ from lorakit.data.runtime import (
 )
 
 from .build import BackboneConfig, build_sam
+from .config import DATA_DEFAULTS, DEFAULTS, EVAL_DEFAULTS, check  # noqa: F401  (old names)
 from .dataset import CODTrainSet
 from .distill import DistillConfig, evaluate_student, save_student, train_student
 from .evaluate import evaluate_folder, overlay_grid
@@ -51,32 +50,6 @@ from .model import AdapterSpec, SamCOD
 from .prompts import PromptOptions
 from .selftrain import SelfTrainConfig, pseudo_labels, run_rounds, teacher_of
 from .train import CODModule, LossConfig, OptimConfig
-
-DATA_DEFAULTS = {
-    "train": None,  # COD folder; null = generate
-    "test": {},  # name -> COD folder; empty = generate one set named "synthetic"
-    "cache": "runs/_cache/cod",  # where generated scenes go (reused when the settings match)
-    "n_train": 64,
-    "n_test": 32,
-    "size": 128,
-    "difficulty": 0.5,
-    "cue": "texture",  # texture: colour-matched, texture scale/orientation differs; colour: earlier scenes
-    "seed": 0,
-}
-EVAL_DEFAULTS = {"zero_shot": True, "seed": 0, "grid": 6, "progress": True}
-DEFAULTS = {
-    "data": DATA_DEFAULTS,
-    "backbone": {**asdict(BackboneConfig()), "pretrain_steps": 150},
-    "adapter": asdict(AdapterSpec()),
-    "prompts": asdict(PromptOptions()),
-    "loss": asdict(LossConfig()),
-    "optim": {**asdict(OptimConfig()), "lr": 3e-3},
-    "eval": EVAL_DEFAULTS,
-    "selftrain": asdict(SelfTrainConfig()),
-    "distill": asdict(DistillConfig()),
-    "trainer": {**asdict(TrainerOptions()), "max_steps": 100},
-    "runtime": {"threads": None},  # torch CPU threads (null: torch's default)
-}
 
 
 def _apply_runtime(cfg: dict) -> None:
