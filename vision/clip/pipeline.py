@@ -40,7 +40,6 @@ from .prompts import resolve_templates
 from .train import FewShotModule, OptimConfig, adapter_config
 
 
-
 @dataclass
 class FewShotData:
     """The resolved data of a run: few-shot train items, test split, class lists."""
