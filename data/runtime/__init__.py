@@ -10,6 +10,8 @@
     methods.py    ``check_method_supported``: refuse methods whose optimizer trains base weights
     prepare.py    ``PrepareMethods``: the protocol's prepare step (LoRA-SB) on a fresh run
     trainer.py    ``build_trainer``: the Trainer, the resume checkpoint, quieter Lightning
+    pipeline.py   ``Pipeline`` hooks, ``run_training`` and ``run_eval``: one run and one
+                  evaluation for every pipeline
 
 Exact resume rests on one rule: every random draw is a function of ``(seed, position)``,
 never of a generator's history. Data order and augmentation come from ``StepSampler``
