@@ -14,6 +14,8 @@ from lorakit.data.runtime.options import TrainerOptions
 from lorakit.data.sections import RuntimeConfig, check_sections, typed_section
 from lorakit.data.vocabulary import Rename
 
+WHOLE_MODEL_METHODS = ("linear_probe", "full")  # beside the registry's adapter methods
+
 KINDS = ("tiny_vit", "torchvision", "open_clip")
 
 
@@ -83,10 +85,11 @@ class MethodConfig:
             raise ValueError(f"adapter.method must be a method name, got {self.method!r}")
 
     def validate(self) -> None:
-        from .methods import METHODS  # the method registry imports torch
+        from lorakit.core import list_methods  # the method registry imports torch
 
-        if self.method not in METHODS:
-            raise ValueError(f"adapter.method must be one of {METHODS}, got {self.method!r}")
+        methods = (*WHOLE_MODEL_METHODS, *list_methods())
+        if self.method not in methods:
+            raise ValueError(f"adapter.method must be one of {methods}, got {self.method!r}")
 
 
 @dataclass

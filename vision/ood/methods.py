@@ -40,10 +40,10 @@ from lorakit.core import (
 
 # every lorakit adapter method (the registry: LARGO, LoRA, and the catalogues) trains here;
 # GORP, which also trains base weights, is refused by check_method_supported
-from .config import MethodConfig  # noqa: E402, F401  (the section's old home)
+from .config import WHOLE_MODEL_METHODS, MethodConfig  # noqa: E402, F401  (old home)
 
 ADAPTER_METHODS = tuple(list_methods())
-METHODS = ("linear_probe", "full", *ADAPTER_METHODS)
+METHODS = (*WHOLE_MODEL_METHODS, *ADAPTER_METHODS)
 
 
 def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...]) -> str:
