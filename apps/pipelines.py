@@ -1,7 +1,9 @@
 """The one pipeline registry: pipeline name -> the module that runs it, with what the apps
 need to know about it without importing torch.
 
-A pipeline module exposes ``DEFAULTS`` (its config, in the one vocabulary: see
+A pipeline's light config module (``config``: no torch) exposes ``DEFAULTS``, ``check(cfg)``
+and optionally ``RENAMED``; the CLI checks a config with it before the pipeline module (and
+torch) is imported. A pipeline module exposes ``DEFAULTS`` (its config, in the one vocabulary: see
 ``lorakit.data.vocabulary``), ``train(cfg, out, callbacks=None) -> metrics`` and
 ``evaluate(run, overrides) -> metrics`` (``eval/<suite>.json``), and optionally ``RENAMED``
 (old config section names still read). The CLI (``lorakit train/eval``), the pre-made
@@ -22,15 +24,20 @@ class Pipeline:
     signature: str  # config section (or "section.key") no other pipeline's config has
     demo: str  # the example config the README and error hints point to
     single_task: bool = True  # False: a loop over tasks (continual), not a pre-made run
+    config: str | None = None  # the light config module (DEFAULTS, check); None: ``module``
 
 
 PIPELINES: dict[str, Pipeline] = {
     p.name: p
     for p in (
-        Pipeline("clip", "lorakit.vision.clip.pipeline", "head", "demos/clip.yaml"),
-        Pipeline("cod", "lorakit.vision.sam.pipeline", "prompts", "demos/cod.yaml"),
-        Pipeline("asr", "lorakit.speech.whisper.pipeline", "augment", "demos/asr.yaml"),
-        Pipeline("ood", "lorakit.vision.ood.pipeline", "data.shift", "demos/ood.yaml"),
+        Pipeline("clip", "lorakit.vision.clip.pipeline", "head", "demos/clip.yaml",
+                 config="lorakit.vision.clip.config"),
+        Pipeline("cod", "lorakit.vision.sam.pipeline", "prompts", "demos/cod.yaml",
+                 config="lorakit.vision.sam.config"),
+        Pipeline("asr", "lorakit.speech.whisper.pipeline", "augment", "demos/asr.yaml",
+                 config="lorakit.speech.whisper.config"),
+        Pipeline("ood", "lorakit.vision.ood.pipeline", "data.shift", "demos/ood.yaml",
+                 config="lorakit.vision.ood.config"),
         # a task sequence (CLIP or Whisper), GORP + baselines
         Pipeline("continual", "lorakit.apps.continual", "continual", "demos/continual.yaml",
                  single_task=False),
@@ -55,3 +62,12 @@ def pipeline_module(name: str):
     if missing:
         raise ValueError(f"the {name} pipeline is incomplete: {path} lacks {missing}")
     return mod
+
+
+def pipeline_config(name: str):
+    """The pipeline's light config module (``DEFAULTS``, ``check``, ``RENAMED``): importing
+    it imports no torch. A pipeline without one answers with its full module."""
+    if name not in PIPELINES:
+        raise ValueError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINES)}")
+    path = PIPELINES[name].config
+    return importlib.import_module(path) if path else pipeline_module(name)

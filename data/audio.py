@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import random
 import subprocess
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +19,8 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 from torch import Tensor
+
+from .audio_config import AugmentConfig  # noqa: F401  (the section's old home)
 
 SAMPLE_RATE = 16000
 N_FFT, HOP = 512, 128
@@ -223,38 +224,6 @@ def _fit_length(wave: Tensor, length: int) -> Tensor:
     if wave.numel() >= length:
         return wave[:length]
     return torch.nn.functional.pad(wave, (0, length - wave.numel()))
-
-
-@dataclass
-class AugmentConfig:
-    """Child-speech augmentation: each transform fires with its probability ``*_p`` and
-    draws its amount uniformly from its range."""
-
-    pitch_p: float = 0.0
-    pitch_semitones: tuple[float, float] = (2.0, 6.0)
-    formant_p: float = 0.0
-    formant_alpha: tuple[float, float] = (1.05, 1.25)
-    tempo_p: float = 0.0
-    tempo_rate: tuple[float, float] = (0.85, 1.15)
-    speed_p: float = 0.0
-    speed_factor: tuple[float, float] = (0.9, 1.1)
-    specaug_p: float = 0.0
-    freq_masks: int = 2
-    freq_width: int = 10
-    time_masks: int = 2
-    time_width: int = 40
-
-    def __post_init__(self):
-        for name in ("pitch_semitones", "formant_alpha", "tempo_rate", "speed_factor"):
-            value = tuple(getattr(self, name))
-            if len(value) != 2 or value[0] > value[1]:
-                raise ValueError(f"augment.{name} must be [low, high], got {value}")
-            setattr(self, name, value)
-        for name in ("pitch_p", "formant_p", "tempo_p", "speed_p", "specaug_p"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"augment.{name} must be a probability in [0, 1]")
-        if min(self.formant_alpha) <= 0 or min(self.tempo_rate) <= 0 or min(self.speed_factor) <= 0:
-            raise ValueError("augment: formant_alpha, tempo_rate and speed_factor must be > 0")
 
 
 def augment_wave(

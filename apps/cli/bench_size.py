@@ -186,7 +186,7 @@ def measure(
     model_name: str, variant: str, batch: int, steps: int, rank: int, tiny: bool, device: str
 ) -> dict:
     """One variant in this process: build, adapt, train ``steps`` steps; time and peak."""
-    from .compare_probe import _reset_hwm, _status_kb, _trim_heap
+    from lorakit.data.runtime.compare_probe import _reset_hwm, _status_kb, _trim_heap
 
     torch.manual_seed(0)
     setup = BUILDERS[model_name](tiny)

@@ -11,7 +11,7 @@ import typer
 
 from lorakit.apps.cli.help import TRAIN_EPILOG
 from lorakit.apps.pipelines import PIPELINES as REGISTRY
-from lorakit.apps.pipelines import pipeline_module
+from lorakit.apps.pipelines import pipeline_config, pipeline_module
 
 app = typer.Typer(
     add_completion=False,
@@ -131,22 +131,35 @@ def train(
     except ValueError as e:
         _fail(str(e))
 
-    mod = _pipeline(pipeline)
     existed = out.exists()
     try:
         overrides = list(set_) + _trainer_overrides(
             accelerator, devices, nodes, strategy, precision, max_steps
         )
-        from lorakit.data.vocabulary import load_pipeline_config
-
-        # old section names (asr: model, train; ood: method) are read with a one-line notice
-        cfg = load_pipeline_config(config, overrides, mod.DEFAULTS, getattr(mod, "RENAMED", ()))
+        cfg = _checked_config(pipeline, config, overrides)
+        mod = _pipeline(pipeline)  # torch and the pipeline load only for a valid config
         metrics = mod.train(cfg, out)
     except (ValueError, OSError) as e:
         if not existed and out.is_dir() and not (out / "checkpoints").is_dir():
             shutil.rmtree(out, ignore_errors=True)  # a rejected run leaves nothing behind
         _fail(_one_line(e, out))
     typer.echo(json.dumps(metrics, indent=2, default=str))
+
+
+def _checked_config(pipeline: str, config: Path | None, overrides: list[str]) -> dict:
+    """Defaults < file < overrides, checked by the pipeline's light config module (no torch):
+    a bad section, key or value is refused within a second of starting."""
+    from lorakit.data.vocabulary import load_pipeline_config
+
+    try:
+        conf = pipeline_config(pipeline)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    # old section names (asr: model, train; ood: method) are read with a one-line notice
+    cfg = load_pipeline_config(config, overrides, conf.DEFAULTS, getattr(conf, "RENAMED", ()))
+    if hasattr(conf, "check"):
+        conf.check(cfg)
+    return cfg
 
 
 def _one_line(e: Exception, out: Path, kept: str = "the last good checkpoint, if any,") -> str:

@@ -182,58 +182,37 @@ def _cod_hosts(name: str) -> str | None:
     return None
 
 
-def _clip_check(cfg: dict) -> None:
-    from lorakit.vision.clip.train import adapter_config
+def _check(name: str) -> Callable[[dict], None]:
+    """The pipeline's own config checks (``Pipeline.check``: every section, the method
+    against the registry), writing nothing."""
 
-    _core_hosts_raise(adapter_config(cfg["adapter"]).method)
+    def check(cfg: dict) -> None:
+        importlib.import_module(REGISTRY[name].module).PIPELINE.check(copy.deepcopy(cfg))
 
-
-def _ood_check(cfg: dict) -> None:
-    from lorakit.vision.ood.pipeline import _check
-
-    _check(cfg)
-
-
-def _cod_check(cfg: dict) -> None:
-    from lorakit.vision.sam.pipeline import _check
-
-    _check(cfg)
-
-
-def _asr_check(cfg: dict) -> None:
-    from lorakit.speech.whisper.pipeline import adapter_config, decode_config
-
-    adapter_config(cfg)
-    decode_config(cfg)
-
-
-def _core_hosts_raise(name: str) -> None:
-    why = _core_hosts(name)
-    if why is not None:
-        raise ValueError(why)
+    return check
 
 
 PIPELINES: dict[str, PipelineSpec] = {
     "clip": PipelineSpec(
         "clip", REGISTRY["clip"].module, "adapter", "method", ("towers", "modules"),
         "optim.lr", "accuracy", True, ("zero_shot_accuracy",), None, (),
-        _clip_validation, _core_hosts, _clip_check,
+        _clip_validation, _core_hosts, _check("clip"),
     ),
     "ood": PipelineSpec(
         "ood", REGISTRY["ood"].module, "adapter", "method",
         ("targets", "slices", "train_head"), "optim.lr", "ood_accuracy", True,
         ("id_accuracy",), "hyper", ("r", "alpha", "dropout"), _ood_validation, _core_hosts,
-        _ood_check,
+        _check("ood"),
     ),
     "cod": PipelineSpec(
         "cod", REGISTRY["cod"].module, "adapter", "method",
         ("decoder", "fusion", "fusion_scales"), "optim.lr", "s_measure", True, ("mae",),
         None, ("r", "alpha", "dropout", "n_bands"), _cod_validation, _cod_hosts,
-        _cod_check,
+        _check("cod"),
     ),
     "asr": PipelineSpec(
         "asr", REGISTRY["asr"].module, "adapter", "method", ("targets",),
         "optim.lr", "wer", False, ("cer",), None, (), _asr_validation, _core_hosts,
-        _asr_check,
+        _check("asr"),
     ),
 }

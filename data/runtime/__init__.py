@@ -11,6 +11,8 @@
     prepare.py    ``PrepareMethods``: the protocol's prepare step (LoRA-SB) on a fresh run
     trainer.py    ``build_trainer``: the Trainer, the resume checkpoint, quieter Lightning
     fsdp.py       ``AdapterFSDP``: ``--strategy fsdp`` for adapters on a sharded frozen base
+    pipeline.py   ``Pipeline`` hooks, ``run_training`` and ``run_eval``: one run and one
+                  evaluation for every pipeline
 
 Exact resume rests on one rule: every random draw is a function of ``(seed, position)``,
 never of a generator's history. Data order and augmentation come from ``StepSampler``
@@ -19,13 +21,39 @@ never of a generator's history. Data order and augmentation come from ``StepSamp
 Adam moments, S2-LoRA state, an EMA teacher) lives in the module's state dict.
 """
 
-from .callbacks import AdapterHooks, AtomicCheckpointIO, NonFiniteGuard, NonFiniteLoss, StepSeed
-from .methods import check_method_supported
-from .module import AdapterModule, Schedule, lr_factor
-from .options import TrainerOptions, trainer_options
-from .prepare import PrepareMethods
-from .sampler import SeededItems, StepSampler, seeded
-from .trainer import build_trainer, resumed_from_step
+# Names -> the submodule defining them, imported on first use (PEP 562): the light
+# ``options`` module (the ``trainer:`` section) is read by the CLI's config check without
+# importing torch or Lightning.
+_HOMES = {
+    "AdapterHooks": "callbacks",
+    "AtomicCheckpointIO": "callbacks",
+    "NonFiniteGuard": "callbacks",
+    "NonFiniteLoss": "callbacks",
+    "StepSeed": "callbacks",
+    "check_method_supported": "methods",
+    "AdapterModule": "module",
+    "Schedule": "module",
+    "lr_factor": "module",
+    "TrainerOptions": "options",
+    "trainer_options": "options",
+    "PrepareMethods": "prepare",
+    "SeededItems": "sampler",
+    "StepSampler": "sampler",
+    "seeded": "sampler",
+    "build_trainer": "trainer",
+    "resumed_from_step": "trainer",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AdapterHooks",

@@ -18,7 +18,7 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 class TrainerOptions:
     """The ``trainer:`` section of every pipeline config."""
 
-    max_steps: int = 100  # optimizer steps
+    max_steps: int | None = 100  # optimizer steps (a pipeline may fill in None)
     devices: int | str = 1  # processes per node (int) or "auto"
     nodes: int = 1
     strategy: str = "auto"  # auto | ddp | fsdp | ... (Lightning's names)
@@ -35,6 +35,13 @@ class TrainerOptions:
 
     def validate(self) -> None:
         """Coerce YAML values and reject what Lightning would choke on later."""
+        self.validate_light()
+        self._check_devices()
+        self._check_strategy()
+
+    def validate_light(self) -> None:
+        """The checks that need neither torch nor Lightning (run by the CLI before the
+        pipeline is imported): integers, precision, accelerator, device count, flags."""
         for name in ("max_steps", "nodes", "accumulate", "log_every", "checkpoint_every", "seed"):
             value = getattr(self, name)
             if value is None and name == "max_steps":
@@ -60,8 +67,7 @@ class TrainerOptions:
                 f"trainer.accelerator {self.accelerator!r} is unknown; "
                 f"choose from {list(ACCELERATORS)}"
             )
-        self._check_devices()
-        self._check_strategy()
+        self.devices = self._device_count()
         if self.grad_clip is not None:
             try:
                 self.grad_clip = float(self.grad_clip)
@@ -78,15 +84,18 @@ class TrainerOptions:
             return True
         return self.accelerator == "auto" and torch.cuda.is_available()
 
-    def _check_devices(self) -> None:
-        import torch
-
+    def _device_count(self) -> int | str:
         d = self.devices
         if isinstance(d, str) and d.strip().lstrip("-").isdigit():
             d = int(d)
         if d != "auto" and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
             raise ValueError(f"trainer.devices must be a positive integer or 'auto', got {d!r}")
-        self.devices = d
+        return d
+
+    def _check_devices(self) -> None:
+        import torch
+
+        d = self.devices
         if self.accelerator in ("gpu", "cuda"):
             n = torch.cuda.device_count()
             if n == 0:

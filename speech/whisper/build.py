@@ -19,9 +19,9 @@ import whisper
 from whisper.model import ModelDimensions, Whisper
 
 from .base_model import BASE_MODEL, base_model_dir
+from .config import DEFAULT_MODEL
 from .ct2_convert import import_ct2
 
-DEFAULT_MODEL = "tiny.en-ct2"
 # Tiny random architectures of the real Whisper classes (unit tests, smoke runs).
 TINY_CONFIGS: dict[str, dict] = {
     "tiny-random": dict(

@@ -22,32 +22,41 @@ from whisper.model import Whisper
 
 from lorakit.core import disable, enable, load_adapter, make_config, save_adapter
 from lorakit.core.quant.options import (
-    QUANT_DEFAULTS,
     quant_metrics,
     quant_options,
     quantize_and_inject,
     restore_run_base,
     save_run_base,
 )
-from lorakit.data.audio import AugmentConfig
 from lorakit.data.heldout import generate_heldout
 from lorakit.data.manifest import Utterance, read_manifest
-from lorakit.data.plots import plot_training_curve
-from lorakit.data.results import write_eval
-from lorakit.data.runs import RunFolder, dataclass_from, open_run
+from lorakit.data.runs import RunFolder
 from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
-    TrainerOptions,
-    build_trainer,
     check_method_supported,
-    resumed_from_step,
-    trainer_options,
 )
+from lorakit.data.runtime.pipeline import Fit, Pipeline, run_eval, run_training
 from lorakit.data.speech import SplitSpec, generate_corpus
-from lorakit.data.vocabulary import Rename, upgrade_config, upgrade_run_folder
 
-from .build import DEFAULT_MODEL, load_whisper
+from . import config
+from .build import load_whisper
+from .config import (  # noqa: F401  (DEFAULTS, RECIPE_*, ...: the old import path)
+    DECODER_ATTN,
+    DEFAULT_MODEL,
+    DEFAULTS,
+    ENCODER_ATTN,
+    ENCODER_MLP,
+    GENERATE_KEYS,
+    RECIPE_ADAPTER,
+    RECIPE_AUGMENT,
+    RECIPE_TRAIN,
+    RECIPE_TRAINER,
+    RENAMED,
+    check,
+    decode_config,
+)
+from .config import check_data as _check_data
 from .evaluate import (
     Scored,
     decode_features,
@@ -60,74 +69,10 @@ from .evaluate import (
 )
 from .export import export_run
 from .features import SpeechDataset, make_collate
-from .train import TrainConfig, WhisperAdapterModule, encoder_is_adapted
-from .transcribe import DecodeConfig
+from .train import WhisperAdapterModule, encoder_is_adapted
 from .validate import ValidationWER, group_intervals
 
 log = logging.getLogger(__name__)
-
-
-def _plain(d: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-# The recipe chosen on the validation split (demos/recipe_asr.py; README "child speech"):
-# S2-LoRA on the encoder's attention and MLP (child speech is an acoustic shift), the
-# proximal step on (xi 0.5 of the coefficients' lr, which is 10x the pair's), augmentation
-# on, early stopping on validation WER.
-ENCODER_ATTN = r"encoder\.blocks\.\d+\.attn\.(query|key|value|out)"
-ENCODER_MLP = r"encoder\.blocks\.\d+\.mlp\.(0|2)"
-DECODER_ATTN = r"decoder\.blocks\.\d+\.(attn|cross_attn)\.(query|key|value|out)"
-RECIPE_ADAPTER = {
-    "method": "s2_lora",
-    "r": 8,
-    "alpha": 16.0,
-    "beta": 1e-4,
-    "prox_threshold": 0.5,
-    "lam_lr_scale": 10.0,
-    "targets": [ENCODER_ATTN, ENCODER_MLP],
-}
-RECIPE_TRAIN = {"batch_size": 4, "lr": 2e-3, "warmup_steps": 5, "val_every": 20, "patience": 3}
-RECIPE_AUGMENT = {"pitch_p": 0.5, "formant_p": 0.5, "tempo_p": 0.3, "specaug_p": 0.5}
-RECIPE_TRAINER = {"max_steps": 200, "checkpoint_every": 20}
-# headline metrics for the hub: held-out child / adult WER (another TTS engine)
-HEADLINE = ("wer_heldout_child", "wer_heldout_adult")
-
-
-DEFAULTS: dict = {
-    "backbone": {"name": DEFAULT_MODEL, "language": "en", "quantize": dict(QUANT_DEFAULTS)},
-    "data": {
-        "train": None,
-        "val": None,
-        "test": None,
-        "heldout": None,
-        "max_duration": 30.0,
-        "generate": {
-            "dir": "cache/asr-speech",
-            "train_sentences": 290,
-            "val_sentences": 32,
-            "test_sentences": 48,
-            "train_groups": ["adult", "child"],
-            "train_versions": 1,
-            "test_groups": ["adult", "child"],
-            "heldout_dir": None,  # None: <dir>/heldout
-            "seed": 0,
-        },
-    },
-    "adapter": {**RECIPE_ADAPTER},
-    "optim": {**dataclasses.asdict(TrainConfig()), **RECIPE_TRAIN},
-    "augment": {**_plain(dataclasses.asdict(AugmentConfig())), **RECIPE_AUGMENT},
-    "eval": {
-        **dataclasses.asdict(DecodeConfig()),
-        "baseline": True,
-        "export": [],
-        "sets": ["test", "heldout"],
-    },
-    "trainer": dataclasses.asdict(TrainerOptions(**RECIPE_TRAINER)),
-}
-GENERATE_KEYS = set(DEFAULTS["data"]["generate"])
-# the old section names, read for one release (see lorakit.data.vocabulary)
-RENAMED = (Rename("model", "backbone"), Rename("train", "optim"))
 
 
 def _section(cfg: dict, name: str) -> dict:
@@ -135,19 +80,6 @@ def _section(cfg: dict, name: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"config section {name!r} must be a mapping")
     return dict(value)
-
-
-def _check_data(cfg: dict) -> tuple[dict, dict]:
-    """The ``data:`` section and its ``generate:`` part, unknown keys named."""
-    data = _section(cfg, "data")
-    unknown = sorted(set(data) - set(DEFAULTS["data"]))
-    if unknown:
-        raise ValueError(f"data: unknown key(s) {unknown}; valid: {sorted(DEFAULTS['data'])}")
-    gen = {**DEFAULTS["data"]["generate"], **(data.get("generate") or {})}
-    bad = sorted(set(gen) - GENERATE_KEYS)
-    if bad:
-        raise ValueError(f"data.generate: unknown key(s) {bad}; valid: {sorted(GENERATE_KEYS)}")
-    return data, gen
 
 
 def resolve_data(cfg: dict) -> dict[str, Path | None]:
@@ -200,17 +132,6 @@ def config_fields(method: str) -> list[str]:
     from lorakit.core.methods import METHODS
 
     return [f.name for f in fields(METHODS[method][0])] if method in METHODS else []
-
-
-def decode_config(cfg: dict) -> tuple[DecodeConfig, dict]:
-    section = _section(cfg, "eval")
-    extra = {k: section.pop(k) for k in ("baseline", "export", "sets") if k in section}
-    bad = sorted(set(extra.get("sets", [])) - {"test", "heldout"})
-    if bad or extra.get("sets") == []:
-        raise ValueError(f"eval.sets: choose from test, heldout (got {extra.get('sets')})")
-    section.setdefault("language", _section(cfg, "backbone").get("language", "en"))
-    section.setdefault("max_duration", _section(cfg, "data").get("max_duration", 30.0))
-    return dataclass_from(DecodeConfig, section, "eval"), extra
 
 
 def evaluate_utterances(
@@ -275,6 +196,139 @@ def evaluate_model(model: Whisper, utts: list[Utterance], cfg: dict, run: RunFol
     return metrics
 
 
+class ASRPipeline(Pipeline):
+    """Whisper on child speech: the hooks of the shared run (``lorakit.data.runtime.pipeline``);
+    a quantized base (``backbone.quantize``) and exports (``eval.export``) are its own."""
+
+    name, config, renamed = "asr", config, RENAMED
+    curve_keys = ("train_loss", "train_ce")
+
+    def check(self, cfg: dict) -> dict:
+        sections = super().check(cfg)
+        sections["adapter"] = adapter_config(cfg)
+        sections["quantize"] = quant_options(
+            _section(cfg, "backbone").get("quantize"), "backbone.quantize"
+        )
+        return sections
+
+    def data(self, cfg: dict, run: RunFolder, sections: dict) -> dict:
+        return resolve_data(cfg)
+
+    def build(self, cfg: dict, run: RunFolder, sections: dict, data: dict) -> Fit:
+        opts, tcfg, acfg = sections["trainer"], sections["optim"], sections["adapter"]
+        dcfg, extra = decode_config(cfg)
+        sets = tuple(extra.get("sets", ("test", "heldout")))
+        train_utts, test_utts = read_manifest(data["train"]), evaluate_utterances(data, sets)
+        backbone = _section(cfg, "backbone")
+        model = load_whisper(backbone.get("name"))
+        torch.manual_seed(opts.seed)  # the adapter init: the same in every run of this config
+        report, qreport = quantize_and_inject(model, sections["quantize"], acfg)
+        log.info("%s", report)
+        if qreport is not None:
+            log.info("%s", qreport)
+            save_run_base(model, run.path, acfg.method)
+        max_duration = float(_section(cfg, "data").get("max_duration", 30.0))
+        dataset = SpeechDataset(
+            train_utts, model, backbone.get("language", "en"), sections["augment"], max_duration,
+            opts.seed,
+        )
+        sampler = StepSampler(
+            len(dataset), tcfg.batch_size, opts.max_steps * opts.accumulate, opts.seed
+        )
+        loader = DataLoader(
+            SeededItems(dataset),
+            batch_sampler=sampler,
+            num_workers=tcfg.num_workers,
+            collate_fn=make_collate(dataset.prompt_len, dataset.tokenizer.eot),
+        )
+        val = (
+            ValidationWER(read_manifest(data["val"]), dcfg, tcfg.val_every, tcfg.patience)
+            if data["val"]
+            else None
+        )
+        return Fit(
+            method=acfg.method,
+            module=WhisperAdapterModule(model, tcfg, cache_ok=dataset.deterministic),
+            loader=loader,
+            sampler=sampler,
+            callbacks=[val] if val else [],
+            trainable_parameters=report.trainable,
+            adapted_layers=len(report.layers),
+            state={"model": model, "report": report, "qreport": qreport, "val": val,
+                   "test": test_utts},
+        )
+
+    def save(self, fit: Fit, run: RunFolder) -> None:
+        save_adapter(fit.state["model"], run.adapter)
+
+    def metrics(self, cfg: dict, run: RunFolder, fit: Fit, sections: dict) -> dict:
+        s = fit.state
+        model, val = s["model"], s["val"]
+        metrics = evaluate_model(model, s["test"], cfg, run)
+        metrics.update(
+            {
+                "total_parameters": s["report"].total,
+                "train_steps": fit.steps,  # the old name of steps
+                "train_seconds": round(fit.train_seconds, 1),
+                "seconds_per_step": round(fit.train_seconds / max(fit.steps, 1), 3),
+                "model": _section(cfg, "backbone").get("name"),
+                "peak_rss_mb": peak_rss_mb(),
+            }
+        )
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            metrics["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        if s["qreport"] is not None:
+            metrics["quantized"] = quant_metrics(model, s["qreport"])
+        if val is not None:
+            metrics.update(
+                val_wer=val.best,
+                best_val_step=val.best_step,
+                val_history=[list(h) for h in val.history],
+            )
+        _, extra = decode_config(cfg)
+        if extra.get("export"):
+            written = export_run(model, run.path / "export", tuple(extra["export"]))
+            metrics["exported"] = {k: str(v) for k, v in written.items()}
+            if "quantized" in written:
+                errors = json.loads(
+                    (written["quantized"].parent / "quantized_merge_error.json").read_text()
+                )
+                metrics["quantized_merge_error_max"] = round(errors["max"], 6)
+        return metrics
+
+    def needs_adapter(self, cfg: dict) -> bool:
+        return True
+
+    def eval_config(self, cfg: dict, overrides: dict) -> tuple[dict, str]:
+        """Eval keys (``beam_size=5``) or dotted config keys (``data.test=other.jsonl``)."""
+        for key, value in overrides.items():
+            section, _, name = key.rpartition(".")
+            section = {r.old: r.new for r in RENAMED}.get(section, section or "eval")
+            if section not in DEFAULTS:
+                raise ValueError(f"--set {key}: unknown config section {section!r}")
+            cfg.setdefault(section, {})[name] = value
+        return cfg, "all"
+
+    def evaluate(self, cfg: dict, run: RunFolder, suite: str) -> dict:
+        data = resolve_data(cfg)
+        model = load_whisper(_section(cfg, "backbone").get("name"))
+        restore_run_base(
+            model,
+            run.path,
+            quant_options(_section(cfg, "backbone").get("quantize"), "backbone.quantize"),
+        )
+        load_adapter(model, run.adapter)
+        sets = tuple(decode_config(cfg)[1].get("sets", ("test", "heldout")))
+        utts = evaluate_utterances(data, sets)
+        return {**run.read_metrics(), **evaluate_model(model, utts, cfg, run)}
+
+    def old_eval(self, run: RunFolder, metrics: dict, suite: str) -> None:
+        run.write_metrics(metrics)  # the old place, kept for one release
+
+
+PIPELINE = ASRPipeline()
+
+
 def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     """Inject the adapter, train with Lightning, save, evaluate; returns the metrics.
 
@@ -282,98 +336,7 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     Re-running the same command after a crash resumes from ``checkpoints/last.ckpt`` and
     ends where an uninterrupted run ends (``resumed_from_step`` records where it picked up).
     """
-    cfg = upgrade_config(cfg, RENAMED)
-    opts = trainer_options(cfg.get("trainer"))
-    tcfg = dataclass_from(TrainConfig, _section(cfg, "optim"), "optim")
-    aug = dataclass_from(AugmentConfig, _section(cfg, "augment"), "augment")
-    acfg = adapter_config(cfg)
-    qopts = quant_options(_section(cfg, "backbone").get("quantize"), "backbone.quantize")
-    dcfg, extra = decode_config(cfg)  # validate the eval section before spending time on training
-    if "quantized" in extra.get("export", []) and qopts is None:
-        raise ValueError("eval.export: 'quantized' needs a quantized base (backbone.quantize.bits)")
-    _check_data(cfg)
-    upgrade_run_folder(out, RENAMED)  # a run started before the renames resumes
-    run = open_run(out, cfg, opts.resume)  # a changed config is refused before any write
-    run.write_config(cfg)
-    data = resolve_data(cfg)
-    sets = tuple(extra.get("sets", ("test", "heldout")))
-    train_utts, test_utts = read_manifest(data["train"]), evaluate_utterances(data, sets)
-    model_section = _section(cfg, "backbone")
-    model = load_whisper(model_section.get("name"))
-    torch.manual_seed(opts.seed)  # the adapter init: the same in every run of this config
-    report, qreport = quantize_and_inject(model, qopts, acfg)
-    log.info("%s", report)
-    if qreport is not None:
-        log.info("%s", qreport)
-        save_run_base(model, run.path, acfg.method)
-    max_duration = float(_section(cfg, "data").get("max_duration", 30.0))
-    dataset = SpeechDataset(
-        train_utts, model, model_section.get("language", "en"), aug, max_duration, opts.seed
-    )
-    sampler = StepSampler(
-        len(dataset), tcfg.batch_size, opts.max_steps * opts.accumulate, opts.seed
-    )
-    loader = DataLoader(
-        SeededItems(dataset),
-        batch_sampler=sampler,
-        num_workers=tcfg.num_workers,
-        collate_fn=make_collate(dataset.prompt_len, dataset.tokenizer.eot),
-    )
-    module = WhisperAdapterModule(model, tcfg, cache_ok=dataset.deterministic)
-    val = (
-        ValidationWER(read_manifest(data["val"]), dcfg, tcfg.val_every, tcfg.patience)
-        if data["val"]
-        else None
-    )
-    trainer, ckpt = build_trainer(
-        opts, run, ([val] if val else []) + list(callbacks or []), sampler=sampler
-    )
-    start = time.time()
-    trainer.fit(module, loader, ckpt_path=ckpt)
-    train_seconds = time.time() - start
-    if not trainer.is_global_zero:
-        return {}
-    save_adapter(model, run.adapter)
-    plot_training_curve(
-        run.logs / "metrics.csv", run.plots / "training_curve.png", keys=("train_loss", "train_ce")
-    )
-    metrics = evaluate_model(model, test_utts, cfg, run)
-    steps = max(trainer.global_step, 1)
-    metrics.update(
-        {
-            "method": acfg.method,
-            "trainable_parameters": report.trainable,
-            "total_parameters": report.total,
-            "adapted_layers": len(report.layers),
-            "train_steps": trainer.global_step,
-            "resumed_from_step": resumed_from_step(trainer),
-            "train_seconds": round(train_seconds, 1),
-            "seconds_per_step": round(train_seconds / steps, 3),
-            "model": model_section.get("name"),
-            "peak_rss_mb": peak_rss_mb(),
-        }
-    )
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        metrics["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    if qreport is not None:
-        metrics["quantized"] = quant_metrics(model, qreport)
-    if val is not None:
-        metrics.update(
-            val_wer=val.best,
-            best_val_step=val.best_step,
-            val_history=[list(h) for h in val.history],
-        )
-    _, extra = decode_config(cfg)
-    if extra.get("export"):
-        written = export_run(model, run.path / "export", tuple(extra["export"]))
-        metrics["exported"] = {k: str(v) for k, v in written.items()}
-        if "quantized" in written:
-            errors = json.loads(
-                (written["quantized"].parent / "quantized_merge_error.json").read_text()
-            )
-            metrics["quantized_merge_error_max"] = round(errors["max"], 6)
-    run.write_metrics(metrics)
-    return metrics
+    return run_training(PIPELINE, cfg, out, callbacks)
 
 
 def peak_rss_mb() -> float:
@@ -386,27 +349,4 @@ def peak_rss_mb() -> float:
 def evaluate(run_dir: Path, overrides: dict) -> dict:
     """Recompute a run's metrics from its saved adapter. ``overrides``: eval keys
     (``beam_size=5``) or dotted config keys (``data.test=other.jsonl``)."""
-    run = RunFolder(run_dir)
-    cfg = upgrade_config(run.read_config(), RENAMED, str(run.path / "config.yaml"))
-    for key, value in overrides.items():
-        section, _, name = key.rpartition(".")
-        section = {r.old: r.new for r in RENAMED}.get(section, section or "eval")
-        if section not in DEFAULTS:
-            raise ValueError(f"--set {key}: unknown config section {section!r}")
-        cfg.setdefault(section, {})[name] = value
-    if not (run.adapter / "adapter_config.json").is_file():
-        raise ValueError(f"{run.path} has no adapter/ folder: train the run first")
-    data = resolve_data(cfg)
-    model = load_whisper(_section(cfg, "backbone").get("name"))
-    restore_run_base(
-        model,
-        run.path,
-        quant_options(_section(cfg, "backbone").get("quantize"), "backbone.quantize"),
-    )
-    load_adapter(model, run.adapter)
-    sets = tuple(decode_config(cfg)[1].get("sets", ("test", "heldout")))
-    utts = evaluate_utterances(data, sets)
-    metrics = {**run.read_metrics(), **evaluate_model(model, utts, cfg, run)}
-    run.write_metrics(metrics)  # the old place, kept for one release
-    write_eval(run.path, metrics)
-    return metrics
+    return run_eval(PIPELINE, run_dir, overrides)

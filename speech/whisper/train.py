@@ -9,8 +9,6 @@ encoder runs once per utterance and its output ``(n_audio_ctx, d)`` is cached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -20,27 +18,8 @@ from whisper.model import Whisper
 from lorakit.core import named_hosts, regularization_loss
 from lorakit.data.runtime import AdapterModule, Schedule
 
+from .config import TrainConfig
 from .features import IGNORE
-
-
-@dataclass
-class TrainConfig:
-    """The ``train:`` section."""
-
-    batch_size: int = 4
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    cache_encoder: bool = True  # reuse frozen-encoder outputs (only when valid)
-    num_workers: int = 0
-    val_every: int = 20  # validation WER every N steps (early stopping; needs a val split)
-    patience: int = 3  # stop after this many validations without a better WER
-
-    def __post_init__(self):
-        if self.batch_size < 1 or self.lr <= 0 or self.warmup_steps < 0:
-            raise ValueError("train: batch_size >= 1, lr > 0 and warmup_steps >= 0 are required")
-        if self.val_every < 1 or self.patience < 1:
-            raise ValueError("train: val_every >= 1 and patience >= 1 are required")
 
 
 def encoder_is_adapted(model: Whisper) -> bool:

@@ -11,7 +11,6 @@ encoder's context (30 s for real models; longer audio is refused, naming the fil
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,52 +20,11 @@ from whisper.model import Whisper
 
 from lorakit.data.audio import SAMPLE_RATE, load_audio
 
-from .fallback import Attempt, FallbackRule, decode_with_fallback
+from .config import DecodeConfig
+from .fallback import Attempt, decode_with_fallback
 from .features import log_mel
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    """The ``eval:`` decoding options. ``beam_size`` None = greedy."""
-
-    beam_size: int | None = None
-    batch_size: int = 8
-    sample_len: int | None = 96  # max tokens per utterance (Whisper's default: 224)
-    language: str = "en"
-    max_duration: float = 30.0
-    # temperature fallback (fallback.py): re-decode when the text loops or is unsure
-    fallback: bool = True
-    compression_ratio_threshold: float | None = 2.4
-    logprob_threshold: float | None = -1.0
-    temperature_step: float = 0.2
-    best_of: int = 5  # samples per fallback temperature, the most likely kept
-    seed: int = 0  # of the fallback's sampling
-
-    def rule(self) -> FallbackRule | None:
-        """The fallback rule, or None when ``fallback`` is off."""
-        if not self.fallback:
-            return None
-        if self.best_of < 1:
-            raise ValueError(f"eval.best_of must be >= 1, got {self.best_of}")
-        return FallbackRule(
-            self.compression_ratio_threshold, self.logprob_threshold, self.temperature_step
-        )
-
-    def options(self, model: Whisper, temperature: float = 0.0) -> whisper.DecodingOptions:
-        """Greedy / beam search at ``temperature`` 0, else sampling (one draw per row)."""
-        if self.beam_size is not None and self.beam_size < 1:
-            raise ValueError(f"eval.beam_size must be >= 1 or null (greedy), got {self.beam_size}")
-        sample_len = min(self.sample_len or model.dims.n_text_ctx // 2, model.dims.n_text_ctx // 2)
-        return whisper.DecodingOptions(
-            language=self.language if model.is_multilingual else "en",
-            without_timestamps=True,
-            fp16=False,
-            temperature=temperature,
-            beam_size=self.beam_size if temperature == 0 else None,
-            sample_len=sample_len,
-        )
 
 
 def max_seconds(model: Whisper, cfg: DecodeConfig) -> float:

@@ -11,7 +11,9 @@ Python API (the CLI ``lorakit train clip`` / ``lorakit eval clip`` calls the sam
 Modules: ``build`` (backbone loading), ``prompts`` (templates, zero-shot head),
 ``classifier`` (CLIP as a classifier), ``datasets`` (image tensors, seeded step batches),
 ``train`` (adapter config, LightningModule), ``evaluate`` (accuracy), ``plots``,
-``pipeline`` (run folders, CLI entry points), ``standin`` (the offline pretrained tiny CLIP,
+``config`` (the config sections, ``DEFAULTS`` and ``check``: no torch, so the CLI
+checks a config at once), ``pipeline`` (the hooks of the shared run
+``lorakit.data.runtime.pipeline``, CLI entry points), ``standin`` (the offline pretrained tiny CLIP,
 ``lorakit-shapes``), ``reproduce`` (``lorakit reproduce clip-lora``: the paper recipe on
 CoOp's 11 datasets).
 """

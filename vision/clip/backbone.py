@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import BackboneConfig
+
 # Architectures as data (open_clip model-config JSON), registered by an explicit call.
 TINY_CONFIGS: dict[str, dict] = {
     "lorakit-tiny-vit": {
@@ -55,27 +57,6 @@ TINY_CONFIGS: dict[str, dict] = {
 }
 _registered: Path | None = None
 _REGISTER_LOCK = threading.Lock()
-
-
-@dataclass
-class BackboneConfig:
-    """The ``backbone:`` config section.
-
-    name: open_clip architecture (``ViT-B-16``) or a ``TINY_CONFIGS`` key.
-    pretrained: open_clip pretrained tag (``openai``, ``laion2b_s34b_b88k``), None (random),
-        or ``lorakit-shapes`` (the default: the offline stand-in of ``standin.py``, for
-        ``lorakit-tiny-vit`` only).
-    checkpoint: local weights file (open_clip/OpenAI state_dict, .bin/.pt/.safetensors);
-        takes precedence over ``pretrained``.
-    offline: ``"auto"`` (probe the hub for 2 s), true or false.
-    """
-
-    name: str = "lorakit-tiny-vit"
-    pretrained: str | None = "lorakit-shapes"
-    checkpoint: str | None = None
-    precision: str = "fp32"
-    cache_dir: str | None = None
-    offline: bool | str = "auto"
 
 
 @dataclass

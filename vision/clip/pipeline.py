@@ -20,58 +20,24 @@ import torch
 from lorakit.core import inject as inject_adapter
 from lorakit.core import load_adapter, save_adapter, trainable_parameters
 from lorakit.data import fewshot
-from lorakit.data.plots import plot_training_curve
-from lorakit.data.results import write_eval
-from lorakit.data.runs import RunFolder, dataclass_from, open_run, set_dotted, write_json
-from lorakit.data.runtime import (
-    build_trainer,
-    check_method_supported,
-    resumed_from_step,
-    trainer_options,
+from lorakit.data.runs import RunFolder, dataclass_from, write_json
+from lorakit.data.runtime.pipeline import (
+    Fit,
+    Pipeline,
+    run_eval,
+    run_training,
+    set_threads,  # noqa: F401  (an old name)
 )
 
+from . import config
 from .build import BackboneConfig, load_backbone
 from .classifier import ClipClassifier
+from .config import DATA_KEYS, DEFAULTS, check  # noqa: F401  (DEFAULTS: the old import path)
 from .datasets import Normalize, StepBatches, load_all
 from .evaluate import adapters_off, evaluate_split, harmonic_mean
 from .plots import per_class_plot, spectrum_plot
 from .prompts import resolve_templates
-from .train import FewShotModule, OptimConfig, adapter_config
-
-DEFAULTS: dict = {
-    "backbone": asdict(BackboneConfig()),
-    "data": {
-        "root": None,  # ImageFolder root holding train/ and test/ class folders
-        "split_file": None,  # or a CoOp split_*.json (+ image_root)
-        "image_root": None,
-        "generate": None,  # a ShapesSpec dict: generate the dataset into root first
-        "shots": 4,
-        "seed": 1,
-        "base_novel": False,  # train on the first half of the classes, test base and novel
-        "heldout": None,  # {root | generate}: a second dataset for zero-shot retention
-        "workers": 0,
-    },
-    "head": {"templates": "clip", "logit_scale": None},  # None: the model's own scale
-    "adapter": {
-        "method": "lora",
-        "r": 2,
-        "alpha": 1.0,
-        "dropout": 0.25,
-        "towers": "both",
-        "modules": ["q", "k", "v"],
-    },
-    "optim": {
-        "lr": 2e-4,
-        "weight_decay": 1e-2,
-        "batch_size": 32,
-        "warmup_steps": 0,
-        "schedule": "cosine",
-    },
-    "trainer": {"max_steps": None},  # None: CLIP-LoRA's 500 x shots
-    "eval": {"batch_size": 64},
-    "runtime": {"threads": None},  # torch CPU threads (1 is steadiest on a shared small machine)
-}
-DATA_KEYS = tuple(DEFAULTS["data"])
+from .train import FewShotModule, adapter_config
 
 
 @dataclass
@@ -225,68 +191,81 @@ def write_outputs(
 # --------------------------------------------------------------------------- entry points
 
 
-def set_threads(cfg: dict) -> None:
-    threads = (cfg.get("runtime") or {}).get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
+class ClipPipeline(Pipeline):
+    """Few-shot CLIP: the hooks of the shared run (``lorakit.data.runtime.pipeline``)."""
+
+    name, config = "clip", config
+
+    def check(self, cfg: dict) -> dict:
+        sections = super().check(cfg)
+        sections["adapter"] = adapter_config(cfg["adapter"])
+        return sections
+
+    def resolve(self, cfg: dict, out: Path, sections: dict) -> dict:
+        cfg = copy.deepcopy(cfg)
+        opts = sections["trainer"]
+        if opts.max_steps is None:
+            opts.max_steps = 500 * int(cfg["data"]["shots"])
+        cfg["data"] = data_roots(cfg["data"], out)
+        cfg["trainer"] = asdict(opts)
+        return cfg
+
+    def data(self, cfg: dict, run: RunFolder, sections: dict) -> FewShotData:
+        resolve_data(cfg["data"], run.path)
+        return load_data(cfg["data"])
+
+    def build(self, cfg: dict, run: RunFolder, sections: dict, data: FewShotData) -> Fit:
+        opts, optim, acfg = sections["trainer"], sections["optim"], sections["adapter"]
+        model, bb = build_classifier(cfg, data.train.classnames)
+        report = inject_adapter(model.clip, acfg)
+        images, labels = load_all(data.train, bb.image_size, int(cfg["data"]["workers"]))
+        batches = StepBatches(
+            images,
+            labels,
+            optim.batch_size,
+            opts.max_steps * opts.accumulate,
+            opts.seed,
+            Normalize(bb.mean, bb.std),
+        )
+        model.train()  # adapter dropout on (open_clip builds in eval mode)
+        return Fit(
+            method=acfg.method,
+            module=FewShotModule(model, batches, optim, opts.max_steps, opts.seed),
+            sampler=batches,
+            trainable_parameters=trainable_parameters(model.clip).numel,
+            adapted_layers=len(report.layers),
+            state={"model": model, "bb": bb, "data": data},
+        )
+
+    def save(self, fit: Fit, run: RunFolder) -> None:
+        fit.state["model"].eval()
+        save_adapter(fit.state["model"].clip, run.adapter)
+
+    def metrics(self, cfg: dict, run: RunFolder, fit: Fit, sections: dict) -> dict:
+        s = fit.state
+        s["metrics"], s["table"] = compute_metrics(s["model"], s["bb"], s["data"], cfg)
+        return {**s["metrics"], "shots": int(cfg["data"]["shots"])}
+
+    def outputs(self, run: RunFolder, fit: Fit, metrics: dict) -> None:
+        write_outputs(run, fit.state["model"], metrics, fit.state["table"])
+
+    def evaluate(self, cfg: dict, run: RunFolder, suite: str) -> dict:
+        cfg["data"] = resolve_data(cfg["data"], run.path)
+        data = load_data(cfg["data"])
+        model, bb = build_classifier(cfg, data.train.classnames)
+        load_adapter(model.clip, run.adapter)
+        model.to("cuda" if torch.cuda.is_available() else "cpu")
+        metrics, table = compute_metrics(model, bb, data, cfg)
+        write_outputs(run, model, metrics, table, suffix="_eval")  # metrics_eval.json: old name
+        return metrics
+
+
+PIPELINE = ClipPipeline()
 
 
 def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     """Train an adapter as ``cfg`` says, write the run folder ``out``; return the metrics."""
-    cfg = copy.deepcopy(cfg)
-    opts = trainer_options(cfg["trainer"])
-    if opts.max_steps is None:
-        opts.max_steps = 500 * int(cfg["data"]["shots"])
-    optim = dataclass_from(OptimConfig, dict(cfg["optim"]), "optim")
-    optim.validate()
-    acfg = adapter_config(cfg["adapter"])
-    check_method_supported(acfg)
-    dataclass_from(BackboneConfig, dict(cfg["backbone"]), "backbone")
-    for name, valid in (("data", DATA_KEYS), ("head", ("logit_scale", "templates"))):
-        unknown = sorted(set(cfg[name]) - set(valid))
-        if unknown:
-            raise ValueError(f"{name}: unknown key(s) {unknown}; valid: {sorted(valid)}")
-    if optim.batch_size < 1:
-        raise ValueError(f"optim.batch_size must be positive, got {optim.batch_size}")
-    set_threads(cfg)
-    cfg["data"] = data_roots(cfg["data"], Path(out))
-    cfg["trainer"] = asdict(opts)
-    run = open_run(out, cfg, opts.resume)  # a changed config is refused before any write
-    resolve_data(cfg["data"], run.path)
-    data = load_data(cfg["data"])
-    run.write_config(cfg)
-
-    model, bb = build_classifier(cfg, data.train.classnames)
-    report = inject_adapter(model.clip, acfg)
-    images, labels = load_all(data.train, bb.image_size, int(cfg["data"]["workers"]))
-    batches = StepBatches(
-        images,
-        labels,
-        optim.batch_size,
-        opts.max_steps * opts.accumulate,
-        opts.seed,
-        Normalize(bb.mean, bb.std),
-    )
-    module = FewShotModule(model, batches, optim, opts.max_steps, opts.seed)
-    trainer, ckpt = build_trainer(opts, run, callbacks, sampler=batches)
-    model.train()  # adapter dropout on (open_clip builds in eval mode)
-    trainer.fit(module, ckpt_path=ckpt)
-    if not trainer.is_global_zero:
-        return {}
-    model.eval()
-    save_adapter(model.clip, run.adapter)
-    metrics, table = compute_metrics(model, bb, data, cfg)
-    metrics |= {
-        "method": acfg.method,
-        "shots": int(cfg["data"]["shots"]),
-        "steps": int(trainer.global_step),
-        "resumed_from_step": resumed_from_step(trainer),
-        "trainable_parameters": trainable_parameters(model.clip).numel,
-        "adapted_layers": len(report.layers),
-    }
-    write_outputs(run, model, metrics, table)
-    plot_training_curve(run.path / "logs" / "metrics.csv", run.plots / "training_curve.png")
-    return metrics
+    return run_training(PIPELINE, cfg, out, callbacks)
 
 
 def adapted_model(run: Path) -> torch.nn.Module:
@@ -301,22 +280,6 @@ def adapted_model(run: Path) -> torch.nn.Module:
 
 def evaluate(run: Path, overrides: dict) -> dict:
     """Rebuild the backbone, load ``run/adapter`` and recompute the metrics (written to
-    ``run/eval/all.json`` and, for one release, ``run/metrics_eval.json``). ``overrides`` are dotted config keys (``data.root``)."""
-    folder = RunFolder(run)
-    cfg = folder.read_config()
-    for key, value in overrides.items():
-        set_dotted(cfg, key, value)
-    set_threads(cfg)
-    if not (folder.adapter / "adapter_config.json").is_file():
-        raise ValueError(
-            f"{run} has no adapter/ folder: train first (lorakit train clip ... --out {run})"
-        )
-    cfg["data"] = resolve_data(cfg["data"], folder.path)
-    data = load_data(cfg["data"])
-    model, bb = build_classifier(cfg, data.train.classnames)
-    load_adapter(model.clip, folder.adapter)
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
-    metrics, table = compute_metrics(model, bb, data, cfg)
-    write_outputs(folder, model, metrics, table, suffix="_eval")
-    write_eval(folder.path, metrics)  # eval/all.json (metrics_eval.json: the old name)
-    return metrics
+    ``run/eval/all.json`` and, for one release, ``run/metrics_eval.json``). ``overrides``
+    are dotted config keys (``data.root``)."""
+    return run_eval(PIPELINE, run, overrides)

@@ -10,14 +10,13 @@ lives in the runtime and is re-exported here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch.nn.functional as F
 
 from lorakit.core import AdapterConfig, make_config
 from lorakit.data.runtime import AdapterModule, Schedule, lr_factor
 
 from .classifier import ClipClassifier
+from .config import MODULES, OptimConfig
 from .datasets import StepBatches
 
 TOWERS = {
@@ -30,7 +29,6 @@ TOWERS = {
         r"transformer\.resblocks\.\d+\.mlp\.(c_fc|c_proj)",
     ),
 }
-MODULES = ("q", "k", "v", "o", "mlp")
 
 
 def adapter_config(section: dict) -> AdapterConfig:
@@ -60,38 +58,6 @@ def adapter_config(section: dict) -> AdapterConfig:
         targets += [attn] if slices else []
         targets += [mlp] if "mlp" in modules else []
     return make_config(method, targets=tuple(targets), slices=slices or ("q", "k", "v"), **section)
-
-
-@dataclass
-class OptimConfig:
-    """The ``optim:`` section. ``batch_size`` is the global batch (split across DDP ranks)."""
-
-    lr: float = 2e-4
-    weight_decay: float = 1e-2
-    betas: tuple[float, float] = (0.9, 0.999)
-    batch_size: int = 32
-    warmup_steps: int = 0
-    schedule: str = "cosine"  # or "constant"
-
-    def validate(self) -> None:
-        # YAML reads "1e-3" (no dot) as a string: coerce, naming the field when it fails
-        for name, kind in (
-            ("lr", float),
-            ("weight_decay", float),
-            ("batch_size", int),
-            ("warmup_steps", int),
-        ):
-            try:
-                setattr(self, name, kind(getattr(self, name)))
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"optim.{name} must be a number, got {getattr(self, name)!r}"
-                ) from None
-        self.betas = tuple(float(b) for b in self.betas)
-        if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"optim.schedule must be cosine or constant, got {self.schedule!r}")
-        if self.lr <= 0:
-            raise ValueError(f"optim.lr must be positive, got {self.lr}")
 
 
 class FewShotModule(AdapterModule):

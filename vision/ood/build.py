@@ -16,16 +16,15 @@ as float (N, 3, H, W) in [0, 1]; normalisation is part of the model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from .config import KINDS, TINY_IMAGE_SIZE, BackboneConfig  # noqa: F401  (old names)
 from .tiny import tiny_vit
 
-KINDS = ("tiny_vit", "torchvision", "open_clip")
-TINY_IMAGE_SIZE = 32
 CNN_IMAGE_SIZE = 224  # torchvision CNNs take any size; 224 is what their weights were trained at
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
@@ -40,45 +39,6 @@ CLIP_TARGETS = (
     r"features\.transformer\.resblocks\.\d+\.attn",
     r"features\.transformer\.resblocks\.\d+\.mlp\.(c_fc|c_proj)",
 )
-
-
-@dataclass
-class BackboneConfig:
-    """The ``backbone:`` config section (see the module docstring for ``kind``).
-
-    checkpoint: local weights (tiny_vit: a lorakit checkpoint; torchvision: a state_dict;
-        open_clip: an open_clip state_dict). pretrain_if_missing (tiny_vit only): build
-        the checkpoint with ``pretrain_tiny`` when the file does not exist yet.
-    head_init: ``auto`` | ``keep`` (checkpoint head, classes must match) | ``zeroshot``
-        (open_clip text head) | ``prototype`` (normalised ID class means) | ``zero``.
-    """
-
-    kind: str = "tiny_vit"
-    arch: str = "resnet18"
-    model: str = "lorakit-tiny-vit"
-    pretrained: str | None = None
-    checkpoint: str | None = None
-    pretrain_if_missing: bool = False
-    pretrain_steps: int = 400
-    head_init: str = "auto"
-    seed: int = 0  # random init (tiny configs, fresh heads) is reproducible: eval rebuilds it
-    image_size: int | None = None  # tiny_vit: 32; torchvision/open_clip: the architecture's
-    patch_size: int = 4
-    width: int = 64
-    depth: int = 4
-    heads: int = 4
-    conv_stem: bool = False
-    templates: list[str] = field(default_factory=lambda: ["a photo of a {}.", "a drawing of a {}."])
-
-    def __post_init__(self) -> None:
-        if self.kind == "tiny_vit" and self.image_size is None:
-            self.image_size = TINY_IMAGE_SIZE
-
-    def validate(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"backbone.kind must be one of {KINDS}, got {self.kind!r}")
-        if self.head_init not in ("auto", "keep", "zeroshot", "prototype", "zero"):
-            raise ValueError(f"backbone.head_init: unknown value {self.head_init!r}")
 
 
 class Classifier(nn.Module):

@@ -9,44 +9,18 @@ Headline metrics (``metrics.json``): ``id_accuracy`` (also ``accuracy``), ``ood_
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from lorakit.data.corruptions import SEVERITIES, resolve
+from lorakit.data.corruptions import resolve
 
+from .config import SUITES, EvalConfig  # noqa: F401  (old names)
 from .data import EvalSet, ImageFolderSet, cached
 
 log = logging.getLogger(__name__)
-SUITES = ("all", "id", "ood", "corruptions", "wise")
-
-
-@dataclass
-class EvalConfig:
-    """The ``eval:`` section.
-
-    ood: extra OOD sets ``[{name, root, class_map}]`` (added to the generated ones).
-    corruptions: names / families / ``all``; ``[]`` turns the corruption suite off.
-    corruption_per_class: ID test images per class that get corrupted (None: all).
-    wise_alphas: WiSE-FT mixing weights evaluated after training (ID + OOD sets).
-    baselines: points for the effective-robustness line: run folders (their metrics.json)
-        or ``{name, id_accuracy, ood_accuracy}`` dicts.
-    """
-
-    batch_size: int = 256
-    ood: list = field(default_factory=list)
-    corruptions: str | list = "all"
-    severities: list[int] = field(default_factory=lambda: list(SEVERITIES))
-    corruption_seed: int = 0
-    corruption_per_class: int | None = 20
-    wise_alphas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
-    baselines: list = field(default_factory=list)
-    suite: str = "all"
-
-
 @torch.no_grad()
 def accuracy(
     model: nn.Module, dataset: Dataset, restrict: list[int] | None = None, batch_size: int = 256

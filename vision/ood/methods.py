@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,28 +40,10 @@ from lorakit.core import (
 
 # every lorakit adapter method (the registry: LARGO, LoRA, and the catalogues) trains here;
 # GORP, which also trains base weights, is refused by check_method_supported
+from .config import WHOLE_MODEL_METHODS, MethodConfig  # noqa: E402, F401  (old home)
+
 ADAPTER_METHODS = tuple(list_methods())
-METHODS = ("linear_probe", "full", *ADAPTER_METHODS)
-
-
-@dataclass
-class MethodConfig:
-    """The ``adapter:`` section (``method:`` before, whose ``name`` is now ``method``).
-    ``hyper`` holds extra fields of the lorakit method config (e.g. largo's ``gamma_rel``,
-    ``mu``, ``component``); ``targets: auto`` uses the backbone's default targets."""
-
-    method: str = "largo"
-    r: int = 4
-    alpha: float = 4.0
-    dropout: float = 0.0
-    targets: str | list[str] = "auto"
-    slices: list[str] = field(default_factory=lambda: ["q", "k", "v"])
-    train_head: bool = True
-    hyper: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"adapter.method must be one of {METHODS}, got {self.method!r}")
+METHODS = (*WHOLE_MODEL_METHODS, *ADAPTER_METHODS)
 
 
 def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...]) -> str:

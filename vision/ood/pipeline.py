@@ -15,75 +15,42 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from lorakit.data.plots import plot_training_curve
-from lorakit.data.results import write_eval
-from lorakit.data.runs import RunFolder, dataclass_from, open_run, set_dotted, write_json
+from lorakit.core import named_hosts, trainable_parameters
+from lorakit.data.runs import RunFolder, dataclass_from, set_dotted, write_json
 from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
-    build_trainer,
-    check_method_supported,
-    resumed_from_step,
-    trainer_options,
+)
+from lorakit.data.runtime.pipeline import (
+    Fit,
+    Pipeline,
+    run_eval,
+    run_training,
+    set_threads,  # noqa: F401  (an old name)
 )
 from lorakit.data.shift import ShiftTask, write_shift_task
-from lorakit.data.vocabulary import Rename, upgrade_config, upgrade_run_folder
 
-from . import plots
+from . import config, plots
 from .build import BackboneConfig, build_backbone, init_head
+from .config import DEFAULTS, RENAMED, DataConfig, check  # noqa: F401  (old names)
 from .data import EvalSet, ImageFolderSet
 from .evaluate import EvalConfig, Suite, evaluate_model, parts_for
-from .methods import MethodConfig, load_weights, plain_state, prepare, save_weights, wise_model
+from .methods import load_weights, plain_state, prepare, save_weights, wise_model
 from .robustness import baseline_points, effective_robustness, fit_line
 from .train import (
     LargoMonitor,
     OODModule,
-    OptimConfig,
     RandomFlip,
     largo_summary,
     read_largo_csv,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DataConfig:
-    """The ``data:`` section (``shift`` holds ``lorakit.data.shift.ShiftTask`` fields)."""
-
-    kind: str = "shift"
-    root: str = "cache/lorakit/ood-shift"
-    shift: dict = field(default_factory=dict)
-    id_train: str | None = None
-    id_test: str | None = None
-    ood: list = field(default_factory=list)
-    classes: list[str] | None = None
-
-
-DEFAULTS: dict = {
-    "data": asdict(DataConfig()),
-    "backbone": asdict(BackboneConfig()),
-    "adapter": asdict(MethodConfig()),
-    "optim": asdict(OptimConfig()),
-    "eval": asdict(EvalConfig()),
-    "trainer": {"max_steps": 200, "log_every": 10, "checkpoint_every": 100},
-    "runtime": {"threads": None},  # torch CPU threads (null: torch's default), as clip and cod
-}
-
-# the old section name, read for one release (see lorakit.data.vocabulary)
-RENAMED = (Rename("method", "adapter", {"name": "method"}),)
-
-
-def set_threads(cfg: dict) -> None:
-    threads = (cfg.get("runtime") or {}).get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
 
 
 def resolve_data(section: dict) -> dict:
@@ -167,23 +134,112 @@ def _robustness(metrics: dict, wise: list[dict], baselines: list, run: RunFolder
         )
 
 
+class OODPipeline(Pipeline):
+    """Fine-tune on ID data, measure under shift: the hooks of the shared run
+    (``lorakit.data.runtime.pipeline``)."""
+
+    name, config, renamed = "ood", config, RENAMED
+    curve_file = "training.png"
+    adapter_file = "ood_method.json"  # save_weights: adapters, a linear probe or all weights
+
+    def data(self, cfg: dict, run: RunFolder, sections: dict) -> dict:
+        return resolve_data(cfg["data"])
+
+    def build(self, cfg: dict, run: RunFolder, sections: dict, desc: dict) -> Fit:
+        opts, mcfg, ocfg = sections["trainer"], sections["adapter"], sections["optim"]
+        torch.manual_seed(opts.seed)
+        built = build_model(cfg, desc, sections["eval"].batch_size)
+        model = built.model
+        pretrained = copy.deepcopy(model)
+        summary = prepare(model, mcfg, built.targets)
+        log.info("%s", summary)
+        train_set = ImageFolderSet(desc["id_train"], desc["classes"], built.image_size)
+        sampler = StepSampler(
+            len(train_set), ocfg.batch_size, opts.max_steps * opts.accumulate, opts.seed
+        )
+        loader = DataLoader(
+            SeededItems(RandomFlip(train_set, ocfg.flip)),
+            batch_sampler=sampler,
+            num_workers=ocfg.num_workers,
+        )
+        monitor = LargoMonitor(run.logs / "largo.csv")
+        return Fit(
+            method=mcfg.method,
+            module=OODModule(model, ocfg, opts.max_steps, full=mcfg.method == "full"),
+            loader=loader,
+            sampler=sampler,
+            callbacks=[monitor],
+            trainable_parameters=trainable_parameters(model).numel,
+            adapted_layers=len(named_hosts(model)),
+            state={"built": built, "pretrained": pretrained, "desc": desc, "summary": summary,
+                   "monitor": monitor},
+        )
+
+    def save(self, fit: Fit, run: RunFolder) -> None:
+        save_weights(fit.state["built"].model, fit.method, run.adapter)
+
+    def metrics(self, cfg: dict, run: RunFolder, fit: Fit, sections: dict) -> dict:
+        s, ecfg = fit.state, sections["eval"]
+        model = s["built"].model
+        suite = make_suite(s["desc"], s["built"].image_size, ecfg)
+        metrics = {"trainable": s["summary"], **evaluate_model(model, suite)}
+        metrics["wise"] = (
+            wise_sweep(s["pretrained"], model, suite, ecfg.wise_alphas) if ecfg.wise_alphas else []
+        )
+        _robustness(metrics, metrics["wise"], ecfg.baselines, run)
+        curves = read_largo_csv(run.logs / "largo.csv")
+        if curves:
+            metrics["largo"] = largo_summary(run.logs / "largo.csv", s["monitor"].tol)
+            plots.largo_curves(curves, run.plots / "largo_gamma_dw.png")
+        if "corruptions" in metrics:
+            plots.severity_curves(
+                metrics["corruptions"], run.plots / "severity.png", metrics["id_accuracy"]
+            )
+        return metrics
+
+    def needs_adapter(self, cfg: dict) -> bool:
+        return True  # every method saves its weights, the linear probe and full included
+
+    def eval_config(self, cfg: dict, overrides: dict) -> tuple[dict, str]:
+        """``data.*`` keys point the evaluation at other data; ``suite`` picks a part; the
+        rest are ``eval:`` keys."""
+        for key in [k for k in overrides if k.startswith("data.")]:  # another data split
+            set_dotted(cfg, key, overrides.pop(key))
+        suite = str(overrides.pop("suite", cfg["eval"].get("suite", "all")))
+        cfg["eval"] = {**cfg["eval"], **overrides}
+        return cfg, suite
+
+    def evaluate(self, cfg: dict, run: RunFolder, suite_name: str) -> dict:
+        ecfg = dataclass_from(EvalConfig, cfg["eval"], "eval (--set)")
+        desc = resolve_data(cfg["data"])
+        built = build_model(cfg, desc, ecfg.batch_size)
+        pretrained = copy.deepcopy(built.model)
+        method = load_weights(built.model, run.adapter)
+        parts, suite = parts_for(suite_name, make_suite(desc, built.image_size, ecfg))
+        metrics = {"method": method, "suite": suite_name, **evaluate_model(built.model, suite, parts)}
+        if suite_name in ("all", "wise") and ecfg.wise_alphas:
+            metrics["wise"] = wise_sweep(pretrained, built.model, suite, ecfg.wise_alphas)
+            if suite_name == "all":
+                base = baseline_points(ecfg.baselines)
+                line = fit_line([(i, o) for _, i, o in base])
+                if "ood_accuracy" in metrics:
+                    metrics["effective_robustness"] = effective_robustness(
+                        line, metrics["id_accuracy"], metrics["ood_accuracy"]
+                    )
+        return metrics
+
+    def old_eval(self, run: RunFolder, metrics: dict, suite: str) -> None:
+        write_json(run.path / f"eval_{suite}.json", metrics)  # the old name, one release
+
+
+PIPELINE = OODPipeline()
+
+
 def _check(cfg: dict) -> tuple:
-    """Every section validated before any data is generated or folder made."""
-    opts = trainer_options(cfg["trainer"])
-    mcfg = dataclass_from(MethodConfig, cfg["adapter"], "adapter")
-    ocfg = dataclass_from(OptimConfig, cfg["optim"], "optim")
-    ecfg = dataclass_from(EvalConfig, cfg["eval"], "eval")
-    dcfg = dataclass_from(DataConfig, cfg["data"], "data")
-    dataclass_from(BackboneConfig, cfg["backbone"], "backbone")
-    mcfg.validate()
-    check_method_supported(mcfg.method)
-    if dcfg.kind not in ("shift", "folders"):
-        raise ValueError(f"data.kind must be 'shift' or 'folders', got {dcfg.kind!r}")
-    if dcfg.kind == "shift":
-        dataclass_from(ShiftTask, dcfg.shift, "data.shift")
-    if int(ocfg.batch_size) < 1:
-        raise ValueError(f"optim.batch_size must be positive, got {ocfg.batch_size}")
-    return opts, mcfg, ocfg, ecfg
+    """The typed sections ``(trainer, adapter, optim, eval)``, every section validated
+    before any data is generated or folder made."""
+    s = PIPELINE.check(cfg)
+    return s["trainer"], s["adapter"], s["optim"], s["eval"]
 
 
 def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
@@ -192,58 +248,7 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     Re-running the same command after a crash resumes from ``checkpoints/last.ckpt`` and
     ends where an uninterrupted run ends (``resumed_from_step`` records where it picked up).
     """
-    cfg = upgrade_config(cfg, RENAMED)
-    opts, mcfg, ocfg, ecfg = _check(cfg)
-    set_threads(cfg)
-    upgrade_run_folder(out, RENAMED)  # a run started before the renames resumes
-    run = open_run(out, cfg, opts.resume)  # a changed config is refused before any write
-    run.write_config(cfg)
-    torch.manual_seed(opts.seed)
-    desc = resolve_data(cfg["data"])
-    built = build_model(cfg, desc, ecfg.batch_size)
-    model = built.model
-    pretrained = copy.deepcopy(model)
-    summary = prepare(model, mcfg, built.targets)
-    log.info("%s", summary)
-    train_set = ImageFolderSet(desc["id_train"], desc["classes"], built.image_size)
-    sampler = StepSampler(
-        len(train_set), ocfg.batch_size, opts.max_steps * opts.accumulate, opts.seed
-    )
-    loader = DataLoader(
-        SeededItems(RandomFlip(train_set, ocfg.flip)),
-        batch_sampler=sampler,
-        num_workers=ocfg.num_workers,
-    )
-    monitor = LargoMonitor(run.logs / "largo.csv")
-    trainer, ckpt = build_trainer(opts, run, [monitor, *(callbacks or [])], sampler=sampler)
-    module = OODModule(model, ocfg, opts.max_steps, full=mcfg.method == "full")
-    trainer.fit(module, loader, ckpt_path=ckpt)
-    if not trainer.is_global_zero:
-        return {}
-    save_weights(model, mcfg.method, run.adapter)
-    suite = make_suite(desc, built.image_size, ecfg)
-    metrics = {
-        "method": mcfg.method,
-        "steps": int(trainer.global_step),
-        "resumed_from_step": resumed_from_step(trainer),
-        "trainable": summary,
-    }
-    metrics.update(evaluate_model(model, suite))
-    metrics["wise"] = (
-        wise_sweep(pretrained, model, suite, ecfg.wise_alphas) if ecfg.wise_alphas else []
-    )
-    _robustness(metrics, metrics["wise"], ecfg.baselines, run)
-    curves = read_largo_csv(run.logs / "largo.csv")
-    if curves:
-        metrics["largo"] = largo_summary(run.logs / "largo.csv", monitor.tol)
-        plots.largo_curves(curves, run.plots / "largo_gamma_dw.png")
-    if "corruptions" in metrics:
-        plots.severity_curves(
-            metrics["corruptions"], run.plots / "severity.png", metrics["id_accuracy"]
-        )
-    plot_training_curve(run.logs / "metrics.csv", run.plots / "training.png")
-    run.write_metrics(metrics)
-    return metrics
+    return run_training(PIPELINE, cfg, out, callbacks)
 
 
 def adapted_model(run: Path) -> torch.nn.Module:
@@ -260,29 +265,4 @@ def evaluate(run: Path, overrides: dict) -> dict:
     """Recompute the metrics of a finished run from ``run/adapter`` (``suite`` picks a part:
     all, id, ood, corruptions, wise, one OOD set, a corruption or a family; ``data.*`` keys
     point the evaluation at other data, e.g. a validation draw of the shift task)."""
-    folder = RunFolder(run)
-    cfg = folder.read_config()
-    set_threads(cfg)
-    overrides = dict(overrides)
-    for key in [k for k in overrides if k.startswith("data.")]:  # another data split
-        set_dotted(cfg, key, overrides.pop(key))
-    suite_name = str(overrides.pop("suite", cfg["eval"].get("suite", "all")))
-    ecfg = dataclass_from(EvalConfig, {**cfg["eval"], **overrides}, "eval (--set)")
-    desc = resolve_data(cfg["data"])
-    built = build_model(cfg, desc, ecfg.batch_size)
-    pretrained = copy.deepcopy(built.model)
-    method = load_weights(built.model, folder.adapter)
-    parts, suite = parts_for(suite_name, make_suite(desc, built.image_size, ecfg))
-    metrics = {"method": method, "suite": suite_name, **evaluate_model(built.model, suite, parts)}
-    if suite_name in ("all", "wise") and ecfg.wise_alphas:
-        metrics["wise"] = wise_sweep(pretrained, built.model, suite, ecfg.wise_alphas)
-        if suite_name == "all":
-            base = baseline_points(ecfg.baselines)
-            line = fit_line([(i, o) for _, i, o in base])
-            if "ood_accuracy" in metrics:
-                metrics["effective_robustness"] = effective_robustness(
-                    line, metrics["id_accuracy"], metrics["ood_accuracy"]
-                )
-    write_json(folder.path / f"eval_{suite_name}.json", metrics)  # the old name, one release
-    write_eval(folder.path, metrics, suite_name)
-    return metrics
+    return run_eval(PIPELINE, run, overrides)

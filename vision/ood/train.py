@@ -11,7 +11,6 @@ do not drift through running stats.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -23,18 +22,7 @@ from torch.utils.data import Dataset
 from lorakit.core import LARGO, named_methods
 from lorakit.data.runtime import AdapterModule, Schedule
 
-
-@dataclass
-class OptimConfig:
-    """The ``optim:`` section: AdamW, warm-up fraction, batch size, flips as augmentation."""
-
-    lr: float = 1e-3
-    head_lr: float | None = None  # default: lr
-    weight_decay: float = 0.0
-    batch_size: int = 64
-    warmup: float = 0.1
-    flip: bool = True
-    num_workers: int = 0
+from .config import OptimConfig
 
 
 class RandomFlip(Dataset):

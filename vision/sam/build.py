@@ -8,7 +8,6 @@ return a ``segment_anything.modeling.Sam``. Checkpoints are read with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from segment_anything.modeling import (
 )
 from torch import nn
 
+from .config import BackboneConfig
+
 CHECKPOINT_URLS = {
     "vit_b": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
     "vit_l": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
@@ -33,31 +34,6 @@ VIT_SIZES = {
     "vit_l": (1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": (1280, 32, 16, (7, 15, 23, 31)),
 }
-
-
-@dataclass
-class BackboneConfig:
-    """The ``backbone:`` section. ``name``: tiny | vit_b | vit_l | vit_h.
-
-    tiny: ``img_size`` (multiple of 16), ``embed_dim``, ``depth``, ``heads``, ``window``
-    (local attention window; the last block is global), ``dim`` (prompt/decoder width),
-    ``seed`` (the random weights are rebuilt identically from it), ``pretrain_steps``
-    (> 0: first train it on obvious generated objects, see ``pretrain.py``; the checkpoint
-    is cached under ``cache``). vit_*: ``checkpoint``.
-    """
-
-    name: str = "tiny"
-    checkpoint: str | None = None
-    img_size: int = 128
-    embed_dim: int = 64
-    depth: int = 2
-    heads: int = 2
-    window: int = 4
-    dim: int = 64
-    seed: int = 0
-    pretrain_steps: int = 0
-    pretrain_cue: str = "colour"  # the scenes of the stand-in pretraining (see data.camouflage)
-    cache: str | None = None
 
 
 def _assemble(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -32,34 +32,11 @@ from torch import Tensor, nn
 from lorakit.data.cod import CODFolder
 from lorakit.data.runs import write_json
 
+from .config import DistillConfig
 from .evaluate import SODScores
 from .losses import partial_bce
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-@dataclass
-class DistillConfig:
-    """The ``distill:`` section (``enabled: false`` skips the stage)."""
-
-    enabled: bool = False
-    arch: str = "lraspp_mobilenet_v3_large"
-    size: int = 128  # the student's square input
-    steps: int = 200
-    lr: float = 1e-2  # random init learns slowly at 2e-3 (measured: S 0.46 vs 0.56 after 60 steps)
-    batch_size: int = 8
-    seed: int = 0
-    checkpoint: str | None = None  # optional local state dict for the student's backbone
-
-    def validate(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"distill.arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        if self.size < 32 or self.size % 16:
-            raise ValueError(f"distill.size must be a multiple of 16 and >= 32, got {self.size}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(
-                f"distill: steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}"
-            )
 
 
 def _lraspp(backbone: nn.Module) -> nn.Module:

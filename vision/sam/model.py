@@ -12,7 +12,7 @@ file). Everything else stays frozen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,13 +23,13 @@ from torch import Tensor, nn
 
 from lorakit.core import (
     inject,
-    list_methods,
     load_adapter,
     make_config,
     read_adapter_config,
     save_adapter,
 )
 
+from .config import AdapterSpec
 from .fusion import FrequencyFusion, FusedUpscaling
 
 # decoder layers that see the image token grid (FoRA needs a grid; LoRA uses the same set)
@@ -40,29 +40,6 @@ DECODER_GRID_LAYERS = (
 )
 FUSION_MODULE = "mask_decoder.output_upscaling.fusion"  # inside ``sam``, where we inject
 LEGACY_FUSION_FILE = "fusion.safetensors"  # the head beside the adapter, before modules_to_save
-
-
-@dataclass
-class AdapterSpec:
-    """The ``adapter:`` section. method: fora (default), lora, any other lorakit method
-    (``hyper``: its extra config fields), or none (SAM zero-shot)."""
-
-    method: str = "fora"
-    r: int = 4
-    alpha: float = 4.0
-    dropout: float = 0.0
-    n_bands: int = 8
-    decoder: bool = True  # also adapt the decoder's image-side attention projections
-    fusion: bool = True  # the multi-scale frequency-aware fusion in the mask head
-    fusion_scales: list[int] = field(default_factory=lambda: [1, 2, 4])
-    hyper: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if self.method != "none" and self.method not in list_methods():
-            raise ValueError(
-                f"adapter.method must be none or a lorakit method ({', '.join(list_methods())}), "
-                f"got {self.method!r}"
-            )
 
 
 @dataclass

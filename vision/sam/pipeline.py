@@ -20,69 +20,32 @@ test sets under ``distilled`` (``distill.py``).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from lorakit.core import trainable_parameters
-from lorakit.data.camouflage import CUES, CamouflageSpec, ensure_cod
+from lorakit.core import named_hosts, trainable_parameters
+from lorakit.data.camouflage import CamouflageSpec, ensure_cod
 from lorakit.data.cod import CODFolder
-from lorakit.data.plots import plot_training_curve
-from lorakit.data.results import write_eval
-from lorakit.data.runs import RunFolder, dataclass_from, open_run, set_dotted
+from lorakit.data.runs import RunFolder, dataclass_from, set_dotted
 from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
-    TrainerOptions,
-    build_trainer,
-    check_method_supported,
-    resumed_from_step,
-    trainer_options,
 )
+from lorakit.data.runtime.pipeline import Fit, Pipeline, run_eval, run_training
 
+from . import config
 from .build import BackboneConfig, build_sam
+from .config import DATA_DEFAULTS, DEFAULTS, EVAL_DEFAULTS, check  # noqa: F401  (old names)
 from .dataset import CODTrainSet
-from .distill import DistillConfig, evaluate_student, save_student, train_student
+from .distill import evaluate_student, save_student, train_student
 from .evaluate import evaluate_folder, overlay_grid
 from .model import AdapterSpec, SamCOD
 from .prompts import PromptOptions
-from .selftrain import SelfTrainConfig, pseudo_labels, run_rounds, teacher_of
-from .train import CODModule, LossConfig, OptimConfig
-
-DATA_DEFAULTS = {
-    "train": None,  # COD folder; null = generate
-    "test": {},  # name -> COD folder; empty = generate one set named "synthetic"
-    "cache": "runs/_cache/cod",  # where generated scenes go (reused when the settings match)
-    "n_train": 64,
-    "n_test": 32,
-    "size": 128,
-    "difficulty": 0.5,
-    "cue": "texture",  # texture: colour-matched, texture scale/orientation differs; colour: earlier scenes
-    "seed": 0,
-}
-EVAL_DEFAULTS = {"zero_shot": True, "seed": 0, "grid": 6, "progress": True}
-DEFAULTS = {
-    "data": DATA_DEFAULTS,
-    "backbone": {**asdict(BackboneConfig()), "pretrain_steps": 150},
-    "adapter": asdict(AdapterSpec()),
-    "prompts": asdict(PromptOptions()),
-    "loss": asdict(LossConfig()),
-    "optim": {**asdict(OptimConfig()), "lr": 3e-3},
-    "eval": EVAL_DEFAULTS,
-    "selftrain": asdict(SelfTrainConfig()),
-    "distill": asdict(DistillConfig()),
-    "trainer": {**asdict(TrainerOptions()), "max_steps": 100},
-    "runtime": {"threads": None},  # torch CPU threads (null: torch's default)
-}
-
-
-def _apply_runtime(cfg: dict) -> None:
-    threads = (cfg.get("runtime") or {}).get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
+from .selftrain import pseudo_labels, run_rounds, teacher_of
+from .train import CODModule
 
 
 def _section(cfg: dict, name: str, cls):
@@ -161,37 +124,111 @@ def _zero_shot(cfg: dict, folders, prompts, ev, plots) -> dict:
     return {k: v for k, v in res.items()}
 
 
+class CodPipeline(Pipeline):
+    """SAM + FoRA on camouflage: the hooks of the shared run
+    (``lorakit.data.runtime.pipeline``); self-training rounds and distillation follow the
+    weakly supervised fit."""
+
+    name, config = "cod", config
+    curve_keys = ("train_loss", "train_pbce", "train_contrastive", "train_consistency")
+
+    def check(self, cfg: dict) -> dict:
+        sections = super().check(cfg)
+        backbone_config(cfg)
+        return sections
+
+    def data(self, cfg: dict, run: RunFolder, sections: dict) -> dict[str, CODFolder]:
+        return test_folders(cfg, sections["prompts"])
+
+    def build(self, cfg: dict, run: RunFolder, sections: dict, folders) -> Fit:
+        prompts, spec, opts = sections["prompts"], sections["adapter"], sections["trainer"]
+        optim, ev = sections["optim"], {**config.EVAL_DEFAULTS, **(cfg.get("eval") or {})}
+        L.seed_everything(opts.seed, verbose=False)
+        model = SamCOD(build_sam(backbone_config(cfg)), spec)
+        state = {"model": model, "folders": folders, "ev": ev}
+        if spec.method == "none":
+            return Fit(method="none", state=state)
+        folder = train_folder(cfg, prompts)
+        data = CODTrainSet(folder, prompts, model.size, augment=True, seed=opts.seed)
+        sampler = StepSampler(
+            len(data), optim.batch_size, opts.max_steps * opts.accumulate, opts.seed
+        )
+        module = CODModule(
+            model, sections["loss"], optim, prompts.mode, box_labels=prompts.labels == "box"
+        )
+        return Fit(
+            method=spec.method,
+            module=module,
+            loader=DataLoader(SeededItems(data), batch_sampler=sampler, num_workers=0),
+            sampler=sampler,
+            trainable_parameters=trainable_parameters(model).numel,
+            adapted_layers=len(named_hosts(model)),
+            state=state | {"train": folder},
+        )
+
+    def after_fit(self, fit: Fit, run: RunFolder, trainer, sections: dict) -> dict:
+        """Self-training rounds (``selftrain.rounds``): more steps, on pseudo-labels."""
+        st = sections["selftrain"]
+        if not st.rounds:
+            return {"train_seconds": round(fit.train_seconds, 2)}
+        t0 = time.perf_counter()
+        fit.module, rounds = run_rounds(
+            fit.module, fit.state["train"], sections["prompts"], st, sections["trainer"],
+            run.path / "rounds", sections["loss"], sections["optim"],
+        )
+        fit.steps += sum(r["steps"] for r in rounds)
+        seconds = fit.train_seconds + time.perf_counter() - t0
+        return {"selftrain": rounds, "train_seconds": round(seconds, 2)}
+
+    def save(self, fit: Fit, run: RunFolder) -> None:
+        fit.state["model"].float().save(run.adapter)
+
+    def metrics(self, cfg: dict, run: RunFolder, fit: Fit, sections: dict) -> dict:
+        prompts, s = sections["prompts"], fit.state
+        metrics = evaluate_all(s["model"].cpu(), s["folders"], prompts, s["ev"], run.plots, "")
+        if fit.module is None:
+            return metrics
+        dist = sections["distill"]
+        if dist.enabled:
+            metrics["distilled"] = distil_stage(
+                teacher_of(fit.module).cpu(), s["train"], s["folders"], prompts,
+                sections["selftrain"], dist, run,
+            )
+        if s["ev"]["zero_shot"]:
+            metrics["zero_shot"] = _zero_shot(cfg, s["folders"], prompts, s["ev"], run.plots)
+        return metrics
+
+    def eval_config(self, cfg: dict, overrides: dict) -> tuple[dict, str]:
+        cfg.setdefault("data", {}).setdefault("cue", "colour")  # runs before data.cue: colour
+        for key, value in overrides.items():
+            set_dotted(cfg, key if "." in key else f"eval.{key}", value)
+        return cfg, "all"
+
+    def evaluate(self, cfg: dict, run: RunFolder, suite: str) -> dict:
+        prompts = _section(cfg, "prompts", PromptOptions)
+        ev = {**config.EVAL_DEFAULTS, **(cfg.get("eval") or {})}
+        folders = test_folders(cfg, prompts)
+        model = load_model(run, cfg)
+        kept = ("trainable_parameters", "adapted_layers", "steps", "train_seconds")
+        metrics = {k: v for k, v in run.read_metrics().items() if k in kept}
+        metrics["method"] = model.spec.method
+        metrics.update(evaluate_all(model, folders, prompts, ev, run.plots, ""))
+        if ev["zero_shot"] and model.spec.method != "none":
+            metrics["zero_shot"] = _zero_shot(cfg, folders, prompts, ev, run.plots)
+        return metrics
+
+    def old_eval(self, run: RunFolder, metrics: dict, suite: str) -> None:
+        run.write_metrics(metrics)  # the old place, kept for one release
+
+
+PIPELINE = CodPipeline()
+
+
 def _check(cfg: dict) -> tuple:
-    """Every section validated before any data is generated or folder made."""
-    prompts = _section(cfg, "prompts", PromptOptions)
-    spec = _section(cfg, "adapter", AdapterSpec)
-    check_method_supported(spec.method)
-    losses = _section(cfg, "loss", LossConfig)
-    optim = _section(cfg, "optim", OptimConfig)
-    opts = trainer_options(cfg.get("trainer"))
-    st = _section(cfg, "selftrain", SelfTrainConfig)
-    _section(cfg, "distill", DistillConfig)
-    if st.rounds and (str(opts.devices) != "1" or opts.nodes != 1):
-        raise ValueError(
-            "selftrain.rounds run in one process (the pseudo-labels are made between fits): "
-            f"set trainer.devices=1 and trainer.nodes=1, got {opts.devices} x {opts.nodes}"
-        )
-    backbone_config(cfg)
-    unknown = sorted(set(cfg.get("data") or {}) - set(DATA_DEFAULTS))
-    if unknown:
-        raise ValueError(f"data: unknown key(s) {unknown}; valid: {sorted(DATA_DEFAULTS)}")
-    if cfg["data"].get("cue", "texture") not in CUES:
-        raise ValueError(f"data.cue must be one of {', '.join(CUES)}, got {cfg['data']['cue']!r}")
-    if cfg["data"].get("test") and not isinstance(cfg["data"]["test"], dict):
-        raise ValueError(
-            f"data.test must map set names to COD folders, got {cfg['data']['test']!r}"
-        )
-    unknown = sorted(set(cfg.get("eval") or {}) - set(EVAL_DEFAULTS))
-    if unknown:
-        raise ValueError(f"eval: unknown key(s) {unknown}; valid: {sorted(EVAL_DEFAULTS)}")
-    if int(optim.batch_size) < 1:
-        raise ValueError(f"optim.batch_size must be positive, got {optim.batch_size}")
-    return prompts, spec, losses, optim, opts
+    """The typed sections ``(prompts, adapter, loss, optim, trainer)``, every section
+    validated before any data is generated or folder made."""
+    s = PIPELINE.check(cfg)
+    return s["prompts"], s["adapter"], s["loss"], s["optim"], s["trainer"]
 
 
 def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
@@ -200,58 +237,7 @@ def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     Re-running the same command after a crash resumes from ``checkpoints/last.ckpt`` and
     ends where an uninterrupted run ends (``resumed_from_step`` records where it picked up).
     """
-    prompts, spec, losses, optim, opts = _check(cfg)
-    _apply_runtime(cfg)
-    ev = {**EVAL_DEFAULTS, **(cfg.get("eval") or {})}
-    run = open_run(out, cfg, opts.resume)  # a changed config is refused before any write
-    folders = test_folders(cfg, prompts)
-    run.write_config(cfg)
-    L.seed_everything(opts.seed, verbose=False)
-    model = SamCOD(build_sam(backbone_config(cfg)), spec)
-    metrics: dict = {"method": spec.method}
-    if spec.method == "none":
-        metrics.update(evaluate_all(model, folders, prompts, ev, run.plots, ""))
-        run.write_metrics(metrics)
-        return metrics
-    folder = train_folder(cfg, prompts)
-    data = CODTrainSet(folder, prompts, model.size, augment=True, seed=opts.seed)
-    sampler = StepSampler(len(data), optim.batch_size, opts.max_steps * opts.accumulate, opts.seed)
-    loader = DataLoader(SeededItems(data), batch_sampler=sampler, num_workers=0)
-    module = CODModule(model, losses, optim, prompts.mode, box_labels=prompts.labels == "box")
-    trainer, ckpt = build_trainer(opts, run, callbacks, sampler=sampler)
-    t0 = time.perf_counter()
-    trainer.fit(module, loader, ckpt_path=ckpt)
-    if trainer.global_rank != 0:
-        return {}
-    steps = int(trainer.global_step)
-    st = _section(cfg, "selftrain", SelfTrainConfig)
-    if st.rounds:
-        module, metrics["selftrain"] = run_rounds(
-            module, folder, prompts, st, opts, run.path / "rounds", losses, optim
-        )
-        steps += sum(r["steps"] for r in metrics["selftrain"])
-    model.float().save(run.adapter)
-    metrics.update(
-        trainable_parameters=trainable_parameters(model).numel,
-        steps=steps,
-        resumed_from_step=resumed_from_step(trainer),
-        train_seconds=round(time.perf_counter() - t0, 2),
-    )
-    metrics.update(evaluate_all(model.cpu(), folders, prompts, ev, run.plots, ""))
-    dist = _section(cfg, "distill", DistillConfig)
-    if dist.enabled:
-        metrics["distilled"] = distil_stage(
-            teacher_of(module).cpu(), folder, folders, prompts, st, dist, run
-        )
-    if ev["zero_shot"]:
-        metrics["zero_shot"] = _zero_shot(cfg, folders, prompts, ev, run.plots)
-    plot_training_curve(
-        run.logs / "metrics.csv",
-        run.plots / "training_curve.png",
-        keys=("train_loss", "train_pbce", "train_contrastive", "train_consistency"),
-    )
-    run.write_metrics(metrics)
-    return metrics
+    return run_training(PIPELINE, cfg, out, callbacks)
 
 
 def distil_stage(teacher, folder, folders, prompts, st, dist, run: RunFolder) -> dict:
@@ -287,25 +273,4 @@ def adapted_model(run: Path) -> torch.nn.Module:
 def evaluate(run: Path, overrides: dict) -> dict:
     """Recompute a run's metrics from its saved adapter; ``overrides`` are dotted keys
     (``data.test``, ``eval.zero_shot``, ``prompts.mode`` ...)."""
-    folder = RunFolder(run)
-    cfg = folder.read_config()
-    cfg.setdefault("data", {}).setdefault("cue", "colour")  # runs before data.cue: colour scenes
-    for key, value in overrides.items():
-        set_dotted(cfg, key if "." in key else f"eval.{key}", value)
-    _apply_runtime(cfg)
-    prompts = _section(cfg, "prompts", PromptOptions)
-    ev = {**EVAL_DEFAULTS, **(cfg.get("eval") or {})}
-    folders = test_folders(cfg, prompts)
-    model = load_model(folder, cfg)
-    metrics = {
-        k: v
-        for k, v in folder.read_metrics().items()
-        if k in ("trainable_parameters", "steps", "train_seconds")
-    }
-    metrics["method"] = model.spec.method
-    metrics.update(evaluate_all(model, folders, prompts, ev, folder.plots, ""))
-    if ev["zero_shot"] and model.spec.method != "none":
-        metrics["zero_shot"] = _zero_shot(cfg, folders, prompts, ev, folder.plots)
-    folder.write_metrics(metrics)  # the old place, kept for one release
-    write_eval(folder.path, metrics)
-    return metrics
+    return run_eval(PIPELINE, run, overrides)

@@ -9,51 +9,12 @@ are ``[x, y]`` image pixels; ``resize_prompt`` maps them to the model's square i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
 from lorakit.data.cod import CODSample
 
-PROMPT_MODES = ("points", "box", "points+box")
-LABEL_SOURCES = ("scribble", "points", "box")
-
-
-@dataclass
-class PromptOptions:
-    """The ``prompts:`` section. mode: points | box | points+box; labels: the weak labels
-    that supervise training and give the points (scribble | points | box; box labels
-    give no points, so they need ``mode: box``)."""
-
-    mode: str = "points"
-    labels: str = "scribble"
-    n_fg: int = 3
-    n_bg: int = 3
-
-    def validate(self) -> None:
-        if self.mode not in PROMPT_MODES:
-            raise ValueError(
-                f"prompts.mode must be one of {', '.join(PROMPT_MODES)}, got {self.mode!r}"
-            )
-        if self.labels not in LABEL_SOURCES:
-            raise ValueError(
-                f"prompts.labels must be one of {', '.join(LABEL_SOURCES)}, got {self.labels!r}"
-            )
-        if self.labels == "box" and self.mode != "box":
-            raise ValueError(
-                f"prompts.labels box gives no points: set prompts.mode to box (got {self.mode!r})"
-            )
-        if self.n_fg < 1 or self.n_bg < 0:
-            raise ValueError(f"prompts: need n_fg >= 1 and n_bg >= 0, got {self.n_fg}, {self.n_bg}")
-
-    @property
-    def weak(self) -> tuple[str, ...]:
-        """The weak-label files a COD folder must provide for these options."""
-        kinds = [self.labels]
-        if "box" in self.mode:
-            kinds.append("box")
-        return tuple(dict.fromkeys(kinds))
+from .config import LABEL_SOURCES, PROMPT_MODES, PromptOptions  # noqa: F401  (old names)
 
 
 def points_from_scribble(

@@ -20,7 +20,7 @@ killed run picks up at the round it was in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,32 +30,12 @@ from lorakit.data.cod import CODFolder
 from lorakit.data.runs import RunFolder
 from lorakit.data.runtime import SeededItems, StepSampler, TrainerOptions, build_trainer
 
+from .config import SelfTrainConfig
 from .dataset import CODTrainSet
 from .evaluate import predict_folder
 from .model import SamCOD
 from .prompts import PromptOptions, label_map
 from .train import CODModule, LossConfig, OptimConfig
-
-
-@dataclass
-class SelfTrainConfig:
-    """The ``selftrain:`` section. ``rounds`` 0 switches self-training off; ``steps`` per
-    round (null: ``trainer.max_steps``); ``fg``/``bg`` the teacher-probability thresholds."""
-
-    rounds: int = 0
-    steps: int | None = None
-    # a weakly trained teacher is rarely sure: at 0.7 / 0.3 the foreground labels covered
-    # 15 % of the objects on generated training scenes, at 0.5 / 0.2 35 %, as accurate
-    fg: float = 0.5
-    bg: float = 0.2
-
-    def validate(self) -> None:
-        if self.rounds < 0:
-            raise ValueError(f"selftrain.rounds must be >= 0, got {self.rounds}")
-        if not 0.0 <= self.bg < self.fg <= 1.0:
-            raise ValueError(f"selftrain: need 0 <= bg < fg <= 1, got bg={self.bg}, fg={self.fg}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"selftrain.steps must be >= 1 (or null), got {self.steps}")
 
 
 def constrain(prob: np.ndarray, weak: np.ndarray, box, labels: str, fg: float, bg: float):

@@ -11,12 +11,12 @@ step (not every micro-batch); checkpoints hold those tensors of it, not its froz
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 
 from lorakit.data.runtime import AdapterModule
 
+from .config import LossConfig, OptimConfig
 from .dataset import prompt_of
 from .losses import (
     box_projection,
@@ -26,39 +26,6 @@ from .losses import (
     partial_bce,
 )
 from .model import SamCOD
-
-
-@dataclass
-class LossConfig:
-    """The ``loss:`` section; a weight of 0 (or ``pbce: false``) switches a loss off."""
-
-    pbce: bool = True
-    balanced: bool = True  # partial BCE: foreground and background pixels weigh the same
-    contrastive: float = 0.1
-    consistency: float = 1.0
-    tau: float = 0.1
-    grad_beta: float = 4.0
-    ema_decay: float = 0.99
-    box_projection: float = 1.0  # weight; used only under box supervision (prompts.labels box)
-
-    def validate(self) -> None:
-        if not (self.pbce or self.contrastive > 0 or self.consistency > 0):
-            raise ValueError(
-                "loss: every loss is switched off (pbce false, contrastive 0, consistency 0)"
-            )
-        if self.box_projection < 0:
-            raise ValueError(f"loss.box_projection must be >= 0, got {self.box_projection}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"loss.ema_decay must be in [0, 1), got {self.ema_decay}")
-
-
-@dataclass
-class OptimConfig:
-    """The ``optim:`` section."""
-
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    batch_size: int = 4
 
 
 class CODModule(AdapterModule):

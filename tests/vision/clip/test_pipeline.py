@@ -147,7 +147,7 @@ def test_demo_config_runs_end_to_end(tmp_path):
 def test_comp_lora_run_squeezes_through_its_rebuilt_base(run_cfg, tmp_path):
     """A Comp-LoRA adapter file holds no U_k (the base determines it), so ``lorakit squeeze``
     on the run folder reads each dW from the run's model, rebuilt by the pipeline."""
-    from lorakit.apps.cli_squeeze import squeeze_run
+    from lorakit.apps.cli.squeeze import squeeze_run
     from lorakit.core.squeeze import adapter_deltas
 
     run = tmp_path / "run"
