@@ -36,6 +36,9 @@ def test_command_writes_json_table_and_plot(tmp_path):
     rows = {r["variant"]: r for r in data["rows"]}
     assert list(rows) == list(bench_size.VARIANTS) and data["steps"] == 2
     assert all(len(r["step_times_s"]) == 2 and r["batch"] == 8 for r in rows.values())
+    # each variant measured in its own process, large blocks handed back when freed
+    assert {r["malloc_mmap_threshold"] for r in rows.values()} == {"131072"}
+    assert data["malloc"] == "MALLOC_MMAP_THRESHOLD_=131072"
     ckpt = rows["lorakit+ckpt"]
     assert ckpt["memory_vs_no_ckpt"] == pytest.approx(ckpt["peak_mb"] / rows["lorakit"]["peak_mb"])
     assert ckpt["time_vs_peft"] == pytest.approx(ckpt["step_s"] / rows["peft+ckpt"]["step_s"])
@@ -48,7 +51,7 @@ def test_command_writes_json_table_and_plot(tmp_path):
 def test_without_peft_one_line_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setattr(bench_size, "peft_available", lambda: False)
     monkeypatch.setattr(
-        bench_size, "_one_in_subprocess", lambda *a: bench_size.measure(*a)
+        bench_size, "_one_in_subprocess", lambda *a: bench_size.measure(*a[:7])
     )  # in this process: the subprocess path is the test above
     lines = []
     rows = bench_size.run(tmp_path, ("sam",), batch=1, steps=1, tiny=True, echo=lines.append)
