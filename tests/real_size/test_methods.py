@@ -70,6 +70,10 @@ def _timed(kind: str, method: str, fn):
     return out
 
 
+def _grid(method: str) -> dict:
+    return {"grid": (14, 14)} if method == "fora" else {}
+
+
 def _adapted_and_trainable(model: torch.nn.Module, n_layers: int) -> None:
     hosts = list(named_hosts(model))
     assert len(hosts) == n_layers, [n for n, _ in hosts][:4]
@@ -82,7 +86,9 @@ def test_every_clip_method_injects_into_vit_b_16(clip_b16, method):
     from lorakit.vision.clip.train import adapter_config
 
     base, tokens = clip_b16
-    acfg = adapter_config({"method": method, "r": 4, "alpha": 4.0})  # q, k, v of both towers
+    # q, k, v of both towers; FoRA is told the 14 x 14 patch grid (the class token and, in
+    # the text tower, the non-grid tokens are left out), as a user sets adapter.grid
+    acfg = adapter_config({"method": method, "r": 4, "alpha": 4.0, **_grid(method)})
     if _trains_base(method):
         return
     model = copy.deepcopy(base)
@@ -104,7 +110,7 @@ def test_every_ood_method_injects_into_torchvision_vit_b_16(tv_vit_b16, method):
         return
     model = copy.deepcopy(tv_vit_b16)
     _timed("torchvision vit_b_16", method,
-           lambda: prepare(model, MethodConfig(method=method, r=4, alpha=4.0), VIT_TARGETS))  # fmt: skip
+           lambda: prepare(model, MethodConfig(method=method, r=4, alpha=4.0, hyper=_grid(method)), VIT_TARGETS))  # fmt: skip
     _adapted_and_trainable(model, 36)  # 12 x (self_attention, mlp.0, mlp.3)
     with torch.no_grad():
         logits = model.eval()(torch.rand(1, 3, 224, 224))
