@@ -86,14 +86,16 @@ def test_every_clip_method_injects_into_vit_b_16(clip_b16, method):
     from lorakit.vision.clip.train import adapter_config
 
     base, tokens = clip_b16
-    # q, k, v of both towers; FoRA is told the 14 x 14 patch grid (the class token and, in
-    # the text tower, the non-grid tokens are left out), as a user sets adapter.grid
-    acfg = adapter_config({"method": method, "r": 4, "alpha": 4.0, **_grid(method)})
+    # q, k, v of both towers; FoRA is told the 14 x 14 patch grid, as a user sets
+    # adapter.grid, and adapts the image tower only (the text tower's 77 tokens are no grid)
+    towers = "vision" if method == "fora" else "both"
+    section = {"method": method, "r": 4, "alpha": 4.0, "towers": towers, **_grid(method)}
+    acfg = adapter_config(section)
     if _trains_base(method):
         return
     model = copy.deepcopy(base)
     _timed("clip ViT-B-16", method, lambda: inject(model, acfg))
-    _adapted_and_trainable(model, 24)
+    _adapted_and_trainable(model, 12 if towers == "vision" else 24)
     with torch.no_grad():
         img = model.encode_image(torch.rand(1, 3, 224, 224))
         txt = model.encode_text(tokens)
