@@ -43,6 +43,12 @@ def register(app: typer.Typer) -> None:
         tiny: bool = typer.Option(
             False, help="the same architectures at a tiny size: checks the command in seconds"
         ),
+        malloc_default: bool = typer.Option(
+            False,
+            "--malloc-default",
+            help="CPU: keep glibc's growing mmap threshold (peak RSS then includes freed "
+            "blocks the heap keeps); default: a fixed 128 KiB threshold",
+        ),
     ) -> None:
         """One training step of each real-size model: peak memory and time, with and without
         activation checkpointing, lorakit LoRA next to PEFT LoRA (one fresh process each)."""
@@ -50,7 +56,7 @@ def register(app: typer.Typer) -> None:
 
         names = tuple(m.strip() for m in models.split(",") if m.strip())
         try:
-            run(out, names, batch or None, steps, rank, tiny, device, echo=typer.echo)
+            run(out, names, batch or None, steps, rank, tiny, device, typer.echo, malloc_default)
         except (ValueError, RuntimeError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
