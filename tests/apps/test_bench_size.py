@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from lorakit.apps import bench_size
+from lorakit.apps.cli import bench_size
 from lorakit.apps.cli import app
 
 
