@@ -7,8 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from lorakit.apps.cli import bench_size
-from lorakit.apps.cli import app
+from lorakit.apps.cli import app, bench_size
 
 
 @pytest.mark.parametrize("model", bench_size.MODELS)
