@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,13 +43,30 @@ def remove_stale(root: str | os.PathLike) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+_GUARD = threading.Lock()
+_ROOT_LOCKS: dict[str, threading.Lock] = {}
+
+
+def _root_lock(root: Path) -> threading.Lock:
+    """One lock per data folder in this process: two threads (two web requests) building the
+    same folder at once would share its ``.<name>.<pid>.tmp`` and remove each other's."""
+    with _GUARD:
+        return _ROOT_LOCKS.setdefault(str(root.resolve()), threading.Lock())
+
+
 def install(root: str | os.PathLike, build: Callable[[Path], object], stamp: str) -> Path:
     """Build a data set in a temporary folder, then move it into ``root``, ``stamp`` last.
 
     ``build(tmp)`` must write ``tmp/<stamp>``; its return value is ignored (paths it returns
-    would point into ``tmp``). Returns ``root``.
+    would point into ``tmp``). Returns ``root``. Calls for the same ``root`` from several
+    threads of one process run one after another.
     """
     root = Path(root)
+    with _root_lock(root):
+        return _install(root, build, stamp)
+
+
+def _install(root: Path, build: Callable[[Path], object], stamp: str) -> Path:
     remove_stale(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.{os.getpid()}.tmp"

@@ -197,12 +197,16 @@ def train_stream(names, files, method, steps, progress):
     yield msg, loss_figure(cb.losses, f"{method} training loss"), str(session / "run")
 
 
+EXAMPLE_LOCK = threading.Lock()
+
+
 def example_set(cache: Path) -> tuple[list[str], list[list[str]]]:
     """Generate (once) the shapes example set; returns slot names and image paths."""
     from lorakit.data.fewshot import ShapesSpec, generate_shapes_dataset
 
     spec = ShapesSpec(train_per_class=4, test_per_class=2, size=64, seed=3)
-    root = generate_shapes_dataset(cache / "data" / "clip-example", spec)
+    with EXAMPLE_LOCK:  # two clicks at once: the second finds the set the first made
+        root = generate_shapes_dataset(cache / "data" / "clip-example", spec)
     names, files = [], []
     for c in spec.classes[:SLOTS]:
         folder = root / "train" / c.replace(" ", "_")
