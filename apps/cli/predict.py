@@ -56,6 +56,15 @@ RUN_HELP = "run folder from `lorakit train {}`"
 IMAGE_HELP = "image file (png/jpg); samples in demos/samples/"
 
 
+def _print(predict_file, *args) -> None:
+    """Run one pipeline's ``predict_file`` and print its result as JSON; one line on error."""
+    try:
+        result = predict_file(*args)
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(json.dumps(result, indent=2))
+
+
 def predict_cod(
     run: Path = typer.Option(..., "--run", "-r", help=RUN_HELP.format("cod")),
     image: Path = typer.Option(..., "--image", "-i", help=IMAGE_HELP),
@@ -74,11 +83,8 @@ def predict_cod(
     _check(run, "cod", image)
     from lorakit.vision.sam.predict import predict_file
 
-    try:
-        result = predict_file(run, image, out, points or None, bx)
-    except ValueError as e:
-        _fail(str(e))
-    typer.echo(json.dumps(result, indent=2))
+    _print(predict_file, run, image, out, points or None, bx)
+
 
 def predict_clip(
     run: Path = typer.Option(..., "--run", "-r", help=RUN_HELP.format("clip")),
@@ -89,11 +95,8 @@ def predict_clip(
     _check(run, "clip", image)
     from lorakit.vision.clip.predict import predict_file
 
-    try:
-        result = predict_file(run, image, top_k)
-    except ValueError as e:
-        _fail(str(e))
-    typer.echo(json.dumps(result, indent=2))
+    _print(predict_file, run, image, top_k)
+
 
 def predict_ood(
     run: Path = typer.Option(..., "--run", "-r", help=RUN_HELP.format("ood")),
@@ -110,11 +113,7 @@ def predict_ood(
     _check(run, "ood", image)
     from lorakit.vision.ood.predict import predict_file
 
-    try:
-        result = predict_file(run, image, top_k, corruption, severity or 0)
-    except ValueError as e:
-        _fail(str(e))
-    typer.echo(json.dumps(result, indent=2))
+    _print(predict_file, run, image, top_k, corruption, severity or 0)
 
 
 def register(app: typer.Typer) -> None:
