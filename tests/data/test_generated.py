@@ -141,3 +141,33 @@ def test_a_kill_during_generation_then_the_same_call(tmp_path, monkeypatch, gene
     assert set(half) <= {fewshot.GENERATING}, "a half data set was written in place"
     assert tree(generate(root)) == reference
     assert leftovers(root) == []
+
+
+def test_two_threads_installing_one_folder_do_not_share_its_temp_folder(tmp_path):
+    import threading
+    import time as _time
+
+    from lorakit.data.generated import install
+
+    root, errors, started = tmp_path / "set", [], threading.Barrier(2)
+
+    def build(tmp):
+        _time.sleep(0.3)  # both threads are inside install at once
+        (tmp / "data.txt").write_text("x")
+        (tmp / "spec.json").write_text("{}")
+
+    def worker():
+        started.wait()
+        try:
+            install(root, build, "spec.json")
+        except Exception as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == []
+    assert (root / "spec.json").is_file() and (root / "data.txt").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no temp folder left
