@@ -43,6 +43,9 @@ def register(app: typer.Typer) -> None:
         tiny: bool = typer.Option(
             False, help="the same architectures at a tiny size: checks the command in seconds"
         ),
+        precision: str = typer.Option(
+            "32", help="32, or bf16-mixed (the forward pass under bfloat16 autocast)"
+        ),
         malloc_default: bool = typer.Option(
             False,
             "--malloc-default",
@@ -56,7 +59,10 @@ def register(app: typer.Typer) -> None:
 
         names = tuple(m.strip() for m in models.split(",") if m.strip())
         try:
-            run(out, names, batch or None, steps, rank, tiny, device, typer.echo, malloc_default)
+            run(
+                out, names, batch or None, steps, rank, tiny, device, typer.echo,
+                malloc_default, precision,
+            )  # fmt: skip
         except (ValueError, RuntimeError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None

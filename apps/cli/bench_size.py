@@ -138,10 +138,34 @@ def build_vit(tiny: bool) -> Setup:
     )
 
 
+# Whisper base's architecture (openai-whisper's ``base``): random weights of it stand in
+# where the ``whisper-base`` extra is not installed (a GPU machine with no package index).
+BASE_DIMS = dict(
+    n_mels=80, n_vocab=51865, n_audio_ctx=1500, n_audio_state=512, n_audio_head=8,
+    n_audio_layer=6, n_text_ctx=448, n_text_state=512, n_text_head=8, n_text_layer=6,
+)  # fmt: skip
+
+
+def _whisper_base(load_whisper, tiny_whisper):
+    """The real Whisper base from the extra; else random weights of its architecture (the
+    step's time and memory do not depend on the values). ``WEIGHTS`` records which."""
+    try:
+        model = load_whisper("base-ct2")
+        WEIGHTS["whisper"] = "base-ct2 (real weights)"
+    except ValueError as e:  # the extra is missing: its one line says so
+        print(f"bench size: {e}; measuring random weights of Whisper base", file=sys.stderr)
+        model = tiny_whisper(BASE_DIMS)
+        WEIGHTS["whisper"] = "random (Whisper base dims; extra not installed)"
+    return model
+
+
+WEIGHTS: dict[str, str] = {}
+
+
 def build_whisper(tiny: bool) -> Setup:
     from lorakit.speech.whisper.build import load_whisper, n_frames, tiny_whisper
 
-    model = tiny_whisper() if tiny else load_whisper("base-ct2")
+    model = tiny_whisper() if tiny else _whisper_base(load_whisper, tiny_whisper)
     frames, n_tokens = n_frames(model), 8 if tiny else 32
 
     def make_input(b: int) -> tuple:
@@ -192,10 +216,22 @@ def adapt(setup: Setup, variant: str, rank: int) -> tuple[nn.Module, int]:
     return model, blocks
 
 
+PRECISIONS = ("32", "bf16-mixed")
+
+
 def measure(
-    model_name: str, variant: str, batch: int, steps: int, rank: int, tiny: bool, device: str
+    model_name: str,
+    variant: str,
+    batch: int,
+    steps: int,
+    rank: int,
+    tiny: bool,
+    device: str,
+    precision: str = "32",
 ) -> dict:
-    """One variant in this process: build, adapt, train ``steps`` steps; time and peak."""
+    """One variant in this process: build, adapt, train ``steps`` steps; time and peak.
+    ``precision="bf16-mixed"``: the forward pass under ``torch.autocast`` in bfloat16 (as
+    Lightning's ``bf16-mixed``); weights, gradients and AdamW's state stay float32."""
     from lorakit.data.runtime.compare_probe import _reset_hwm, _status_kb, _trim_heap
 
     torch.manual_seed(0)
@@ -217,10 +253,13 @@ def measure(
         _trim_heap()
         kind = "cpu peak RSS (VmHWM)" if _reset_hwm() else "cpu peak RSS (ru_maxrss)"
         base = (_status_kb("VmRSS") or 0) * 1024
-    times = []
+    times, seen = [], set()
     for _ in range(steps):
         t0 = time.perf_counter()
-        loss = setup.loss(model(*inputs))
+        with _autocast(device, precision):
+            out = model(*inputs)
+            seen.add(str(_first_tensor(out).dtype).removeprefix("torch."))
+            loss = setup.loss(out)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -243,6 +282,9 @@ def measure(
         "tiny": tiny,
         "device": device,
         "memory": kind,
+        "precision": precision,
+        "output_dtype": sorted(seen),
+        "weights": WEIGHTS.get(model_name, "random"),
         "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
         "trainable": sum(p.numel() for p in params),
         "adapted_layers": len(setup.names),
@@ -253,15 +295,31 @@ def measure(
     }
 
 
+def _autocast(device: str, precision: str):
+    import contextlib
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"bench size: --precision {precision!r}; choose from {PRECISIONS}")
+    if precision == "32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+
+
+def _first_tensor(out) -> torch.Tensor:
+    while not isinstance(out, torch.Tensor):
+        out = out[0] if isinstance(out, (tuple, list)) else next(iter(out.values()))
+    return out
+
+
 def _one_in_subprocess(
-    model_name, variant, batch, steps, rank, tiny, device, malloc_default=False
+    model_name, variant, batch, steps, rank, tiny, device, malloc_default=False, precision="32"
 ) -> dict:
     env = dict(os.environ)
     if not malloc_default:
         env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
     cmd = [
         sys.executable, "-m", "lorakit.apps.cli.bench_size", "--one", model_name, variant,
-        str(batch), str(steps), str(rank), "1" if tiny else "0", device,
+        str(batch), str(steps), str(rank), "1" if tiny else "0", device, precision,
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -351,6 +409,7 @@ def run(
     device: str = "cpu",
     echo=print,
     malloc_default: bool = False,
+    precision: str = "32",
 ) -> list[dict]:
     """Every variant of every model in ``models``, one fresh process each; writes
     ``bench_size_<device>.json``, ``.md`` and ``.png`` into ``out`` and returns the rows."""
@@ -361,6 +420,7 @@ def run(
         )
     if steps < 1:
         raise ValueError("bench size: --steps must be at least 1")
+    _autocast(device, precision)  # a bad --precision fails before any model is built
     variants = VARIANTS
     if not peft_available():
         echo(f"PEFT is not installed, so only lorakit is measured; for the comparison: {EXTRA}")
@@ -370,7 +430,9 @@ def run(
         b = batch or DEFAULT_BATCH[m]
         for v in variants:
             t0 = time.perf_counter()
-            rows.append(_one_in_subprocess(m, v, b, steps, rank, tiny, device, malloc_default))
+            rows.append(
+                _one_in_subprocess(m, v, b, steps, rank, tiny, device, malloc_default, precision)
+            )
             echo(
                 f"[{m}/{v}] batch {b}: peak {rows[-1]['peak_mb']:.0f} MB, "
                 f"step {rows[-1]['step_s']:.2f} s ({time.perf_counter() - t0:.0f} s in all)"
@@ -378,13 +440,17 @@ def run(
     add_ratios(rows)
     out.mkdir(parents=True, exist_ok=True)
     dev = device.split(":")[0]
-    stem = out / f"bench_size_{dev}{'_tiny' if tiny else ''}"
+    bf16 = "_bf16" if precision == "bf16-mixed" else ""
+    stem = out / f"bench_size_{dev}{bf16}{'_tiny' if tiny else ''}"
     size = "tiny stand-ins" if tiny else "real-size models, random weights"
-    title = f"lorakit bench size: one LoRA training step (r={rank}), {size}, {dev}"
+    title = f"lorakit bench size: one LoRA training step (r={rank}), {size}, {dev}" + (
+        ", bf16-mixed" if bf16 else ""
+    )
     malloc = "glibc default" if malloc_default else f"MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}"
     info = {
         "title": title,
         "steps": steps,
+        "precision": precision,
         "malloc": malloc if dev == "cpu" else None,
         "models": {m: LABELS[m] for m in models},
     }
@@ -398,13 +464,15 @@ def run(
 
 
 def main(argv: list[str]) -> None:
-    """``--one MODEL VARIANT BATCH STEPS RANK TINY DEVICE``: one JSON line on stdout."""
-    if len(argv) != 8 or argv[0] != "--one":
+    """``--one MODEL VARIANT BATCH STEPS RANK TINY DEVICE [PRECISION]``: one JSON line."""
+    if len(argv) not in (8, 9) or argv[0] != "--one":
         raise SystemExit(
-            "usage: python -m lorakit.apps.cli.bench_size --one MODEL VARIANT BATCH STEPS RANK TINY DEVICE"
+            "usage: python -m lorakit.apps.cli.bench_size --one MODEL VARIANT BATCH STEPS RANK "
+            "TINY DEVICE [PRECISION]"
         )
-    model, variant, batch, steps, rank, tiny, device = argv[1:]
-    row = measure(model, variant, int(batch), int(steps), int(rank), tiny == "1", device)
+    model, variant, batch, steps, rank, tiny, device = argv[1:8]
+    precision = argv[8] if len(argv) == 9 else "32"
+    row = measure(model, variant, int(batch), int(steps), int(rank), tiny == "1", device, precision)
     print(json.dumps(row))
 
 

@@ -69,3 +69,47 @@ def test_unknown_model_is_one_line():
     assert result.output.strip() == (
         "error: bench size: unknown model 'resnet'; choose from clip, sam, vit, whisper"
     )
+
+
+def test_bf16_mixed_runs_the_forward_in_bfloat16_and_keeps_float32_weights(monkeypatch, tmp_path):
+    seen = {}
+    real = bench_size.measure
+
+    def spy(*a):
+        row = real(*a[:7], a[8])
+        seen[row["variant"]] = row
+        return row
+
+    monkeypatch.setattr(bench_size, "_one_in_subprocess", spy)
+    rows = bench_size.run(
+        tmp_path, ("vit",), batch=2, steps=1, tiny=True, echo=lambda _: None,
+        precision="bf16-mixed",
+    )  # fmt: skip
+    assert {r["precision"] for r in rows} == {"bf16-mixed"}
+    assert all(r["output_dtype"] == ["bfloat16"] for r in rows)
+    data = json.loads((tmp_path / "bench_size_cpu_bf16_tiny.json").read_text())
+    assert data["precision"] == "bf16-mixed" and "bf16-mixed" in data["title"]
+    fp32 = bench_size.measure("vit", "lorakit", 2, 1, 4, True, "cpu")
+    assert fp32["precision"] == "32" and fp32["output_dtype"] == ["float32"]
+
+
+def test_bad_precision_is_one_line():
+    args = ["bench", "size", "--tiny", "--models", "vit", "--precision", "fp8"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "error: bench size: --precision 'fp8'; choose from ('32', 'bf16-mixed')"
+    )
+
+
+def test_whisper_without_the_extra_measures_random_base_weights(monkeypatch):
+    from lorakit.speech.whisper.build import tiny_whisper
+
+    def missing(spec):
+        raise ValueError(f"model {spec!r} needs the optional extra")
+
+    monkeypatch.setattr(bench_size, "WEIGHTS", {})
+    model = bench_size._whisper_base(missing, tiny_whisper)
+    assert bench_size.WEIGHTS["whisper"].startswith("random")
+    assert model.dims.n_audio_state == 512 and model.dims.n_text_layer == 6
+    assert sum(p.numel() for p in model.parameters()) == 71_825_920  # openai-whisper base: 74 M with its buffers
