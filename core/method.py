@@ -137,6 +137,17 @@ def weight_digest(w: Tensor) -> str:
     return h.hexdigest()
 
 
+def thin_svd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``torch.linalg.svd(w, full_matrices=False)``, computed on the tall side: LAPACK's
+    SVD of a wide matrix took twice as long as that of its transpose on the CPU (768 x 3072:
+    3.75 s against 1.94 s on one thread), so a wide ``w`` is decomposed as ``w.T`` and the
+    factors swapped back. Same factorisation (up to the sign of each singular pair)."""
+    if w.shape[-2] >= w.shape[-1]:
+        return torch.linalg.svd(w, full_matrices=False)
+    v, s, uh = torch.linalg.svd(w.mT, full_matrices=False)
+    return uh.mT, s, v.mT
+
+
 def kaiming_(t: Tensor) -> Tensor:
     """LoRA's A init: Kaiming-uniform with a = sqrt(5) (nn.Linear's default)."""
     return nn.init.kaiming_uniform_(t, a=math.sqrt(5))

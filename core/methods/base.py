@@ -11,6 +11,7 @@ from ..method import (
     Method,
     SlotInfo,
     kaiming_,
+    thin_svd,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "Method",
     "SlotInfo",
     "kaiming_",
+    "thin_svd",
 ]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import AdapterConfig, FactoredMethod, SlotInfo, kaiming_
+from .base import AdapterConfig, FactoredMethod, SlotInfo, kaiming_, thin_svd
 
 SIDES = ("output", "input", "both")
 
@@ -62,7 +62,7 @@ class CompLoRA(FactoredMethod):
     def __init__(self, cfg: CompLoRAConfig, slot: SlotInfo):
         super().__init__(cfg, slot)
         self.side = cfg.side
-        u, s, vh = torch.linalg.svd(slot.weight.float(), full_matrices=False)
+        u, s, vh = thin_svd(slot.weight.float())
         k = protected_rank(s, cfg.k, cfg.energy)
         if k >= min(slot.d_out, slot.d_in):
             raise ValueError(

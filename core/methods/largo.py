@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import AdapterConfig, Method, SlotInfo
+from .base import AdapterConfig, Method, SlotInfo, thin_svd
 
 COMPONENTS = ("minor", "principal")
 
@@ -62,7 +62,7 @@ class LARGO(Method):
     def __init__(self, cfg: LARGOConfig, slot: SlotInfo):
         super().__init__(cfg, slot)
         w0 = slot.weight.float()
-        u, s, vh = torch.linalg.svd(w0, full_matrices=False)
+        u, s, vh = thin_svd(w0)
         idx = slice(-self.r, None) if cfg.component == "minor" else slice(0, self.r)
         root = s[idx].sqrt()
         b0, a0 = u[:, idx] * root, root[:, None] * vh[idx]

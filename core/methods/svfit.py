@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import AdapterConfig, Method, SlotInfo
+from .base import AdapterConfig, Method, SlotInfo, thin_svd
 
 
 @dataclass
@@ -30,7 +30,7 @@ class SVFit(Method):
     def __init__(self, cfg: SVFitConfig, slot: SlotInfo):
         super().__init__(cfg, slot)
         self.s = 1.0
-        u, s, vh = torch.linalg.svd(slot.weight.float(), full_matrices=False)
+        u, s, vh = thin_svd(slot.weight.float())
         r = self.r
         self.register_buffer("U_r", u[:, :r].contiguous())
         self.register_buffer("S_r", s[:r].contiguous())

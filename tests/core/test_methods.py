@@ -68,15 +68,15 @@ def test_comp_lora_never_moves_principal_directions(side):
     inject(model, make_config("comp_lora", r=4, k=5, side=side, targets=("0", "2")))
     perturb(model)
     for m in methods(model):
-        u, s, vh = torch.linalg.svd(m_weight(model, m), full_matrices=False)
-        dw = m.delta_weight()
+        u, s, vh = torch.linalg.svd(m_weight(model, m).double(), full_matrices=False)
+        dw = m.delta_weight().double()
         assert dw.abs().max() > 1e-3
         if side in ("output", "both"):
-            assert (u[:, :5].T @ dw).abs().max() < 1e-5  # U_k^T dW = 0
+            assert (u[:, :5].T @ dw).abs().max() < 3e-5  # U_k^T dW = 0 (float32 SVD vs a float64 one; unprojected: ~1e-1)
         if side in ("input", "both"):
-            assert (dw @ vh[:5].T).abs().max() < 1e-5  # dW V_k = 0
+            assert (dw @ vh[:5].T).abs().max() < 3e-5  # dW V_k = 0
         x = torch.randn(3, m.d_in)
-        torch.testing.assert_close(m.delta(x), x @ dw.T, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(m.delta(x), x @ dw.float().T, rtol=1e-4, atol=1e-5)
 
 
 def m_weight(model, m):
@@ -467,3 +467,18 @@ def test_mha_cross_attention_matches_merged_weights(batch_first):
     out, _ = holder.attn(q, kv, kv, need_weights=False)
     ref_out, _ = ref(q, kv, kv, need_weights=False)
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(12, 40), (40, 12), (16, 16)])
+def test_thin_svd_is_the_thin_svd_of_wide_and_tall_matrices(shape):
+    from lorakit.core.method import thin_svd
+
+    w = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    u, s, vh = thin_svd(w)
+    k = min(shape)
+    assert u.shape == (shape[0], k) and s.shape == (k,) and vh.shape == (k, shape[1])
+    torch.testing.assert_close(u @ torch.diag(s) @ vh, w)
+    torch.testing.assert_close(u.T @ u, torch.eye(k, dtype=w.dtype))
+    torch.testing.assert_close(vh @ vh.T, torch.eye(k, dtype=w.dtype))
+    torch.testing.assert_close(s, torch.linalg.svdvals(w))
+    assert bool((s[:-1] >= s[1:]).all())
