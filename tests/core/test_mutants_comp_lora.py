@@ -4,9 +4,8 @@ layer whose singular values are all below 1, and which side keeps protected dire
 
 import pytest
 import torch
-from torch import nn
 
-from lorakit.core import inject, make_config, methods
+from lorakit.core import make_config
 from lorakit.core.methods.comp_lora import protected_rank
 
 
@@ -26,9 +25,6 @@ def test_protected_rank_of_small_singular_values():
 
 
 @pytest.mark.parametrize("side, widths", [("output", (2, 0)), ("input", (0, 2)), ("both", (2, 2))])
-def test_only_the_chosen_side_keeps_protected_directions(side, widths):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 5))
-    inject(model, make_config("comp_lora", r=2, k=2, side=side, targets=("0",)))
-    m = methods(model)[0]
+def test_only_the_chosen_side_keeps_protected_directions(side, widths, one_layer):
+    m = one_layer("comp_lora", r=2, k=2, side=side).m
     assert (m.U_k.shape, m.V_k.shape) == ((5, widths[0]), (6, widths[1]))

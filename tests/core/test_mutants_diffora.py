@@ -4,18 +4,12 @@ its search like any other (kept, its gate folded into ``B``, the output continuo
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from lorakit.core import inject, make_config, methods, protocol
+from lorakit.core import protocol
 
 
-def test_a_single_candidate_is_kept_with_its_gate_folded_in():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 4))
-    w, b = model[0].weight.detach().clone(), model[0].bias.detach().clone()
-    inject(model, make_config("diffora", r=2, alpha=2.0, search_steps=2, keep=0.5,
-                              targets=("0",)))
-    m = methods(model)[0]
+def test_a_single_candidate_is_kept_with_its_gate_folded_in(one_layer):
+    model, m, w, b = one_layer("diffora", 5, 4, r=2, alpha=2.0, search_steps=2, keep=0.5)
     x, y = torch.randn(8, 5), torch.randn(8, 4)
     opt = torch.optim.Adam(protocol.param_groups(model, 0.05), lr=0.05)
     for step in range(3):

@@ -33,12 +33,8 @@ def _random(m):
         m.M.copy_(torch.randn_like(m.M))
 
 
-def test_a_class_token_before_the_grid_gets_the_plain_lora_path():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 5))
-    w, b = model[0].weight.detach().clone(), model[0].bias.detach().clone()
-    inject(model, make_config("fora", r=2, n_bands=3, grid=(2, 3), targets=("0",)))
-    m = methods(model)[0]
+def test_a_class_token_before_the_grid_gets_the_plain_lora_path(one_layer):
+    model, m, w, b = one_layer("fora", r=2, n_bands=3, grid=(2, 3))
     _random(m)
     x = torch.randn(2, 7, 6)  # 1 + 2 * 3 tokens: the first is not on the grid
     z = x @ m.A.T.detach()
@@ -66,12 +62,8 @@ def test_a_conv_feature_map_is_filtered_on_its_own_grid():
     torch.testing.assert_close(model(x), want, rtol=1e-5, atol=1e-5)
 
 
-def test_one_band_is_allowed_and_scales_every_frequency():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 5))
-    w, b = model[0].weight.detach().clone(), model[0].bias.detach().clone()
-    inject(model, make_config("fora", r=2, n_bands=1, targets=("0",)))
-    m = methods(model)[0]
+def test_one_band_is_allowed_and_scales_every_frequency(one_layer):
+    model, m, w, b = one_layer("fora", r=2, n_bands=1)
     _random(m)
     x = torch.randn(1, 2, 3, 6)
     z = x @ m.A.T.detach()

@@ -19,15 +19,10 @@ def test_defaults_and_init_lr_limit():
             make_config("lora_sb", init_lr=bad)
 
 
-def test_distributed_prepare_names_the_layer_without_a_gradient(monkeypatch):
+def test_distributed_prepare_names_the_layer_without_a_gradient(second_rank):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 5), nn.Linear(6, 5))
     inject(model, make_config("lora_sb", r=2, targets=("0", "1")))
-    dist = torch.distributed  # a stand-in second rank, as in test_mutants_protocol.py
-    monkeypatch.setattr(dist, "is_available", lambda: True)
-    monkeypatch.setattr(dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    monkeypatch.setattr(dist, "all_reduce", lambda t: t.add_(3.0))
     x = torch.randn(4, 6)
     loss_fn = lambda mod, _b: mod[0](x).pow(2).sum()  # noqa: E731  (layer "1" unused)
     with pytest.raises(ValueError, match="got no gradient in prepare"):

@@ -7,21 +7,13 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
-from lorakit.core import inject, make_config, methods
-
-
-def _nola(k, r=2, d_in=12, d_out=8):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(d_in, d_out))
-    inject(model, make_config("nola", r=r, k=k, targets=("0",)))
-    return methods(model)[0]
+from lorakit.core import make_config
 
 
-def test_coefficients_start_with_variance_one_over_k_and_b_at_zero():
+def test_coefficients_start_with_variance_one_over_k_and_b_at_zero(one_layer):
     k = 4096
-    m = _nola(k)
+    m = one_layer("nola", 12, 8, r=2, k=k).m
     std = float(m.c_a.detach().std())
     # the sample std of 4096 standard normals is within 5 % of 1 with overwhelming odds
     assert abs(std * math.sqrt(k) - 1.0) < 0.05
@@ -29,8 +21,8 @@ def test_coefficients_start_with_variance_one_over_k_and_b_at_zero():
     assert torch.equal(m.c_b.detach(), torch.zeros(k))
 
 
-def test_bases_are_kaiming_uniform_of_their_own_fan_in():
-    m = _nola(k=64, r=3, d_in=12, d_out=8)
+def test_bases_are_kaiming_uniform_of_their_own_fan_in(one_layer):
+    m = one_layer("nola", 12, 8, r=3, k=64).m
     a, b = m.bases.A, m.bases.B
     assert a.shape == (64, 3, 12) and b.shape == (64, 8, 3)
     for bases, fan_in in ((a, 12), (b, 3)):

@@ -200,14 +200,9 @@ def test_the_misfit_message_names_at_most_five_keys_each_way():
     assert have[5] not in msg and "0.x5" not in msg
 
 
-def test_prepare_averages_the_gradients_over_the_ranks_of_a_distributed_run(monkeypatch):
+def test_prepare_averages_the_gradients_over_the_ranks_of_a_distributed_run(second_rank):
     """``_all_reduce_mean`` sums each tensor over the ranks and divides by their number; here
     a stand-in second rank contributes 3.0 to every entry."""
-    dist = torch.distributed
-    monkeypatch.setattr(dist, "is_available", lambda: True)
-    monkeypatch.setattr(dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    monkeypatch.setattr(dist, "all_reduce", lambda t: t.add_(3.0))
     a, b = torch.tensor([1.0, 5.0]), torch.tensor([[-3.0]])
     protocol._all_reduce_mean([a, b])
     assert torch.equal(a, torch.tensor([2.0, 4.0])) and torch.equal(b, torch.tensor([[0.0]]))

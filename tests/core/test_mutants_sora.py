@@ -5,21 +5,12 @@ config limits. Expected values are computed by hand from the formula in the modu
 
 import pytest
 import torch
-from torch import nn
 
-from lorakit.core import inject, make_config, methods, protocol
-
-
-def _sora(**kw):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 5))
-    _sora.base = (model[0].weight.detach().clone(), model[0].bias.detach().clone())
-    inject(model, make_config("sora", **{"r": 3, "targets": ("0",), **kw}))
-    return model, methods(model)[0]
+from lorakit.core import make_config, protocol
 
 
-def test_threshold_ramps_linearly_over_xi_ramp_steps_then_stays():
-    model, m = _sora(xi=2.0, xi_ramp=4)
+def test_threshold_ramps_linearly_over_xi_ramp_steps_then_stays(one_layer):
+    model, m, _, _ = one_layer("sora", r=3, xi=2.0, xi_ramp=4)
     opt = torch.optim.SGD([m.g], lr=0.05)
     with torch.no_grad():
         m.g.copy_(torch.tensor([1.0, -1.0, 0.3]))
@@ -37,29 +28,28 @@ def test_threshold_ramps_linearly_over_xi_ramp_steps_then_stays():
     assert m.active_rank() == 2
 
 
-def test_without_an_optimizer_the_threshold_uses_prox_lr():
-    model, m = _sora(xi=1.0, xi_ramp=2, prox_lr=0.2)
+def test_without_an_optimizer_the_threshold_uses_prox_lr(one_layer):
+    model, m, _, _ = one_layer("sora", r=3, xi=1.0, xi_ramp=2, prox_lr=0.2)
     assert m.threshold() == pytest.approx(0.2 * 1.0 * 0.5)  # t = 0: (0 + 1) / 2
     protocol.after_step(model)
     torch.testing.assert_close(m.g.detach(), torch.full((3,), 0.9))
     assert m.threshold() == pytest.approx(0.2)  # t = 1: min(1, 2 / 2)
 
 
-def test_the_gate_scales_each_rank_of_the_update():
+def test_the_gate_scales_each_rank_of_the_update(one_layer):
     """``delta(x) = s B diag(g) A x`` with s = alpha / r."""
-    model, m = _sora(alpha=6.0)
+    model, m, w, b = one_layer("sora", r=3, alpha=6.0)
     with torch.no_grad():
         m.B.copy_(torch.randn(5, 3))
         m.g.copy_(torch.tensor([2.0, 0.0, -0.5]))
     x = torch.randn(4, 6)
-    w, b = _sora.base
     want = (m.B * m.g) @ m.A * (6.0 / 3)
     torch.testing.assert_close(m.delta_weight(), want)
     torch.testing.assert_close(model(x), x @ (w + want).T + b)
 
 
-def test_after_finish_the_gate_no_longer_moves_and_the_update_is_kept():
-    model, m = _sora(xi=1.0, xi_ramp=1)
+def test_after_finish_the_gate_no_longer_moves_and_the_update_is_kept(one_layer):
+    model, m, _, _ = one_layer("sora", r=3, xi=1.0, xi_ramp=1)
     with torch.no_grad():
         m.B.copy_(torch.randn(5, 3))
         m.g.copy_(torch.tensor([0.5, 0.0, -2.0]))
@@ -73,8 +63,8 @@ def test_after_finish_the_gate_no_longer_moves_and_the_update_is_kept():
     assert torch.equal(m.g, torch.ones(2)) and int(m.steps) == steps
 
 
-def test_every_rank_pruned_leaves_an_exact_zero_update():
-    model, m = _sora()
+def test_every_rank_pruned_leaves_an_exact_zero_update(one_layer):
+    model, m, _, _ = one_layer("sora", r=3)
     with torch.no_grad():
         m.B.copy_(torch.randn(5, 3))
         m.g.zero_()

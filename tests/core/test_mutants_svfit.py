@@ -3,17 +3,10 @@ core/methods/svfit.py``) found it untested: ``alpha`` is ignored (no scaling, an
 reports ``s=1``, the scale it applies), checked against the SVD of ``W0`` by hand."""
 
 import torch
-from torch import nn
-
-from lorakit.core import inject, make_config, methods
 
 
-def test_alpha_is_ignored_and_the_reported_scale_is_the_applied_one():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 5))
-    w0, b0 = model[0].weight.detach().clone(), model[0].bias.detach().clone()
-    inject(model, make_config("svfit", r=2, alpha=16.0, targets=("0",)))
-    m = methods(model)[0]
+def test_alpha_is_ignored_and_the_reported_scale_is_the_applied_one(one_layer):
+    model, m, w0, b0 = one_layer("svfit", r=2, alpha=16.0)
     with torch.no_grad():
         m.delta_s.copy_(torch.tensor([0.5, -0.25]))
     u, s, vh = torch.linalg.svd(w0.double(), full_matrices=False)
