@@ -187,7 +187,8 @@ def base_state(model: nn.Module) -> dict[str, torch.Tensor]:
     for key, t in sd.items():
         if any(key.startswith(d) for d in drop):
             continue
-        out[base_name(model, key.rpartition(".")[0]) + "." + key.rpartition(".")[2]] = t
+        owner, _, leaf = key.rpartition(".")
+        out[f"{base_name(model, owner)}.{leaf}" if owner else leaf] = t  # top-level: no dot
     return out
 
 
