@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lorakit.core.quant import quant_layers
 from lorakit.core.quant import options as quant_opts
+from lorakit.core.quant import quant_layers
 from lorakit.core.quant.options import BASE_FILE
 from lorakit.data.runs import deep_update, load_config
 
