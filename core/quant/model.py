@@ -90,12 +90,15 @@ def quantize(
     targets=(),
     adapter=None,
     adapter_name: str = "default",
+    fisher: dict | None = None,
 ) -> QuantReport:
     """Replace the target Linear layers by ``QuantLinear`` (in place); see the module doc.
 
     ``targets``: name patterns or presets as in ``make_config`` (empty: every Linear).
     ``adapter``: an ``AdapterConfig`` injected (under ``adapter_name``) right after; a method
-    with an ``absorb`` classmethod initialises itself from the float weights."""
+    with an ``absorb`` classmethod initialises itself from the float weights.
+    ``fisher``: ``{layer name: diagonal Fisher of its weight}`` (``fisher_diagonal``) for a
+    method that weights its decomposition by it (``lq_lora`` with ``fisher: true``)."""
     check_spec(bits, scheme, group_size)
     if adapter_names(model):
         raise ValueError(
@@ -107,7 +110,9 @@ def quantize(
     if adapter is not None:
 
         return quantize_with_adapter(model, layers, bits, scheme, group_size, adapter,
-                                     adapter_name, report)
+                                     adapter_name, report, fisher)
+    if fisher is not None:
+        raise ValueError("quantize: fisher= needs adapter= (a method that reads it: lq_lora)")
     for name, lin in layers:
         w = lin.weight.detach().float()
         q = QuantLinear.from_linear(lin, bits, scheme, group_size).to(w.device)
