@@ -84,7 +84,7 @@ class QuantizedBase:
             return
         opts = QuantOptions(**{**self.opts.__dict__, "targets": list(self._targets(model))})
         self.report = quantize(model, opts.bits, opts.scheme, opts.group_size,
-                               tuple(opts.targets))
+                               tuple(opts.targets), backend=opts.backend)
         self._keep_codes(model)
 
     def _keep_codes(self, model: nn.Module) -> None:
