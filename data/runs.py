@@ -148,6 +148,8 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
 RESUME_MAY_DIFFER = ("trainer.resume", "trainer.progress", "trainer.max_steps")
 # recomputing activations changes memory, not results; runs saved before the key resume too
 RESUME_MAY_DIFFER += ("trainer.activation_checkpointing",)
+# the quantized base's matmul kernel (torch or bitsandbytes) multiplies by the same codes
+RESUME_MAY_DIFFER += ("backbone.quantize.backend",)
 
 
 def _flat(cfg, prefix: str = "") -> dict:

@@ -8,6 +8,7 @@ See ``codes.py`` (the number formats), ``layer.py`` (``QuantLinear``), ``model.p
 """
 
 from .codes import QTensor, QuantSpec, fake_quantize, nf_table, pack, quantize_rows, unpack
+from .fisher import fisher_diagonal
 from .layer import QuantLinear
 from .model import (
     QuantReport,
@@ -28,6 +29,7 @@ __all__ = [
     "QuantReport",
     "dequantize",
     "fake_quantize",
+    "fisher_diagonal",
     "load_quantized",
     "merge_quantized",
     "merged_quantized_copy",

@@ -35,6 +35,7 @@ class LayerWeights:
     name: str
     weight: Tensor  # (d_out, d_in) float32
     slots: dict[str, slice]  # adapted row blocks by slot name ({} when not adapted)
+    fisher: Tensor | None = None  # the weight's diagonal Fisher (LQ-LoRA's ``fisher``)
 
 
 def slot_rows(name: str, lin: nn.Linear, kind: str, cfg) -> dict[str, slice]:
@@ -61,7 +62,31 @@ def assemble(w: Tensor, blocks: dict[int, QTensor], spec: QuantSpec) -> QTensor:
     return cat_rows(parts)
 
 
-def quantize_with_adapter(model, layers, bits, scheme, group_size, cfg, name, report):
+def check_fisher(cfg, fisher: dict | None, items: list[LayerWeights]) -> None:
+    """A Fisher estimate is given exactly when the method asks for one (``fisher: true``),
+    covering every absorbed layer with the weight's shape; else one ``ValueError`` line."""
+    wants = bool(getattr(cfg, "fisher", False))
+    if fisher is not None and not wants:
+        raise ValueError(f"quantize: fisher= is read by lq_lora with fisher: true, not by "
+                         f"{cfg.method} (fisher: {getattr(cfg, 'fisher', 'no such field')})")
+    if not wants:
+        return
+    if fisher is None:
+        raise ValueError(f"{cfg.method}: fisher: true needs a Fisher estimate: quantize(model, "
+                         "..., adapter=cfg, fisher=fisher_diagonal(model, batches, loss_fn))")
+    for item in items:
+        if not item.slots:
+            continue
+        f = fisher.get(item.name)
+        if f is None or tuple(f.shape) != tuple(item.weight.shape):
+            got = "nothing" if f is None else tuple(f.shape)
+            raise ValueError(f"{cfg.method}: the Fisher estimate has {got} for layer "
+                             f"{item.name}, expected {tuple(item.weight.shape)}")
+        item.fisher = f.detach().float().to(item.weight.device)
+
+
+def quantize_with_adapter(model, layers, bits, scheme, group_size, cfg, name, report,
+                          fisher: dict | None = None):
 
     cfg.validate()
     cls = METHODS[cfg.method][1]
@@ -76,6 +101,7 @@ def quantize_with_adapter(model, layers, bits, scheme, group_size, cfg, name, re
         )
         for n, lin in layers
     ]
+    check_fisher(cfg, fisher, items)
     base = QuantSpec(bits, scheme, group_size)
     plan, notes = cls.plan_bits(items, base, cfg) if hasattr(cls, "plan_bits") else ({}, [])
     report.notes += notes
@@ -84,7 +110,8 @@ def quantize_with_adapter(model, layers, bits, scheme, group_size, cfg, name, re
         spec = replace(base, bits=plan.get(lname, bits))
         blocks = {}
         for slot, rows in item.slots.items():
-            q, state = cls.absorb(item.weight[rows], spec, layer_config(cfg, lname))
+            extra = {} if item.fisher is None else {"fisher": item.fisher[rows]}
+            q, state = cls.absorb(item.weight[rows], spec, layer_config(cfg, lname), **extra)
             blocks[rows.start] = q
             init[(lname, slot)] = state
         q = QuantLinear(assemble(item.weight, blocks, spec), lin.out_features, lin.bias)

@@ -10,6 +10,9 @@ an autograd function that saves nothing but the input's shape: the backward pass
 blocks again, so training never holds a float copy of the base weight (QLoRA's trade:
 memory for a second dequantization).
 
+The kernel (``backend``, see ``backends.py``): pure torch as above, or bitsandbytes'
+4-bit matmul on the same codes when it is installed and the input is on CUDA.
+
 Merging an adapter into a quantized layer (``lorakit.core.merge`` calls ``begin_merge`` /
 ``end_merge`` through the host): ``merge_mode="dequantize"`` (default) keeps a float32
 copy ``W_hat + dW`` while merged (exact, the memory of a float layer); ``"requantize"``
@@ -26,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .backends import bnb_matmul, select_backend
 from .codes import QTensor, check_spec, dequantize_rows, nf_table, quantize_rows
 
 BLOCK_ELEMENTS = 1 << 21  # dequantize at most ~2M weights (8 MB float32) at once
@@ -73,6 +77,8 @@ class QuantLinear(nn.Linear):
         self.block_rows = max(1, BLOCK_ELEMENTS // max(q.d_in, 1))
         self.merge_mode = "dequantize"
         self.merge_error: float | None = None
+        self.backend = "auto"  # backends.py: auto | torch | bitsandbytes
+        self.active_backend: str | None = None  # the kernel of the last forward
         self._saved: tuple | None = None  # original codes while merged
 
     @classmethod
@@ -115,7 +121,12 @@ class QuantLinear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         if self.dense is not None:
             return F.linear(x, self.dense.to(x.dtype), self.bias)
-        out = _QuantMatmul.apply(x, self)
+        self.active_backend = select_backend(self.backend, x.device, self.bits, self.scheme,
+                                             self.group_size, self.in_features)
+        if self.active_backend == "bitsandbytes":
+            out = bnb_matmul(self, x)
+        else:
+            out = _QuantMatmul.apply(x, self)
         return out if self.bias is None else out + self.bias.to(out.dtype)
 
     # -- merging (called by lorakit's hosts) ------------------------------------------

@@ -28,6 +28,7 @@ from ..adapters import adapter_names, named_adapted, named_hosts
 from ..hosts import Host
 from ..inject import name_matches, resolve_targets
 from .absorb import quantize_with_adapter
+from .backends import check_backend
 from .codes import QTensor, check_spec, stored_bits
 from .layer import QuantLayer, QuantLinear, set_module
 
@@ -90,13 +91,19 @@ def quantize(
     targets=(),
     adapter=None,
     adapter_name: str = "default",
+    fisher: dict | None = None,
+    backend: str = "auto",
 ) -> QuantReport:
     """Replace the target Linear layers by ``QuantLinear`` (in place); see the module doc.
 
     ``targets``: name patterns or presets as in ``make_config`` (empty: every Linear).
     ``adapter``: an ``AdapterConfig`` injected (under ``adapter_name``) right after; a method
-    with an ``absorb`` classmethod initialises itself from the float weights."""
+    with an ``absorb`` classmethod initialises itself from the float weights.
+    ``fisher``: ``{layer name: diagonal Fisher of its weight}`` (``fisher_diagonal``) for a
+    method that weights its decomposition by it (``lq_lora`` with ``fisher: true``).
+    ``backend``: the matmul kernel (``auto``, ``torch``, ``bitsandbytes``; ``backends.py``)."""
     check_spec(bits, scheme, group_size)
+    check_backend(backend)
     if adapter_names(model):
         raise ValueError(
             "quantize: the model already has adapters "
@@ -106,15 +113,28 @@ def quantize(
     report = QuantReport(scheme, group_size)
     if adapter is not None:
 
-        return quantize_with_adapter(model, layers, bits, scheme, group_size, adapter,
-                                     adapter_name, report)
+        quantize_with_adapter(model, layers, bits, scheme, group_size, adapter,
+                              adapter_name, report, fisher)
+        set_backend(model, backend)
+        return report
+    if fisher is not None:
+        raise ValueError("quantize: fisher= needs adapter= (a method that reads it: lq_lora)")
     for name, lin in layers:
         w = lin.weight.detach().float()
         q = QuantLinear.from_linear(lin, bits, scheme, group_size).to(w.device)
         q.train(lin.training)
         report.layers.append(layer_entry(name, w, q))
         set_module(model, name, q)
+    set_backend(model, backend)
     return report
+
+
+def set_backend(model: nn.Module, backend: str) -> None:
+    """Every quantized layer of ``model`` multiplies with ``backend`` (``backends.py``)."""
+    check_backend(backend)
+    for m in model.modules():
+        if isinstance(m, QuantLinear):
+            m.backend = backend
 
 
 def layer_entry(name: str, w: torch.Tensor, q: QuantLinear) -> QuantLayer:
@@ -187,7 +207,8 @@ def base_state(model: nn.Module) -> dict[str, torch.Tensor]:
     for key, t in sd.items():
         if any(key.startswith(d) for d in drop):
             continue
-        out[base_name(model, key.rpartition(".")[0]) + "." + key.rpartition(".")[2]] = t
+        owner, _, leaf = key.rpartition(".")
+        out[f"{base_name(model, owner)}.{leaf}" if owner else leaf] = t  # top-level: no dot
     return out
 
 
@@ -206,7 +227,7 @@ def save_quantized(model: nn.Module, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_quantized(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+def load_quantized(model: nn.Module, path: str | os.PathLike, backend: str = "auto") -> nn.Module:
     """Turn a float model of the same architecture into the saved quantized base (in place):
     the listed Linear layers become ``QuantLinear`` with the stored codes, then every base
     tensor is loaded (strict: a missing or unexpected tensor is an error naming it)."""
@@ -238,6 +259,7 @@ def load_quantized(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             f"load_quantized: {path} does not fit the model: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
+    set_backend(model, backend)
     return model
 
 

@@ -1,7 +1,7 @@
 """A pipeline's ``backbone.quantize`` config section: train on a quantized base from the CLI.
 
     lorakit train asr --config demos/asr.yaml --set backbone.quantize.bits=4
-    model: {quantize: {bits: 4, scheme: nf, group_size: 64, targets: []}}   # in a config
+    model: {quantize: {bits: 4, scheme: nf, group_size: 64, targets: [], backend: auto}}
 
 ``bits`` null (the default) keeps the float base. Otherwise ``quantize_and_inject`` replaces
 the chosen Linear layers (``targets``: name patterns or presets; empty: every Linear) by
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from torch import nn
 
+from .backends import check_backend
 from .codes import check_spec
 from .model import QuantReport, load_quantized, model_bytes, quantize, save_quantized
 
@@ -30,6 +31,7 @@ class QuantOptions:
     scheme: str = "nf"
     group_size: int = 64
     targets: list[str] = field(default_factory=list)  # empty: every nn.Linear
+    backend: str = "auto"  # the matmul kernel: auto | torch | bitsandbytes (backends.py)
 
 
 QUANT_DEFAULTS = asdict(QuantOptions())
@@ -57,6 +59,7 @@ def quant_options(section, where: str = "backbone.quantize") -> QuantOptions | N
     opts.targets = list(targets)
     try:
         check_spec(opts.bits, opts.scheme, opts.group_size)
+        check_backend(opts.backend)
     except ValueError as e:
         raise ValueError(f"{where}: {str(e).removeprefix('quantize: ')}") from None
     return opts
@@ -70,7 +73,7 @@ def quantize_and_inject(model: nn.Module, opts: QuantOptions | None, adapter_cfg
     if opts is None:
         return inject(model, adapter_cfg, name), None
     report = quantize(model, opts.bits, opts.scheme, opts.group_size, tuple(opts.targets),
-                      adapter=adapter_cfg, adapter_name=name)
+                      adapter=adapter_cfg, adapter_name=name, backend=opts.backend)
     return report.adapter, report
 
 
@@ -97,9 +100,10 @@ def restore_run_base(model: nn.Module, run_dir: Path, opts: QuantOptions | None)
         return
     saved = Path(run_dir) / BASE_FILE
     if saved.is_file():
-        load_quantized(model, saved)
+        load_quantized(model, saved, opts.backend)
     else:
-        quantize(model, opts.bits, opts.scheme, opts.group_size, tuple(opts.targets))
+        quantize(model, opts.bits, opts.scheme, opts.group_size, tuple(opts.targets),
+                 backend=opts.backend)
 
 
 def quant_metrics(model: nn.Module, report: QuantReport) -> dict:

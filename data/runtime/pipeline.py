@@ -14,6 +14,7 @@ same shape)::
     save(fit, run)         the adapter into run/adapter
     metrics(cfg, run, fit, s)         the evaluation after training (the headline metrics)
     outputs(run, fit, metrics)        further files: per-class tables, plots
+    quant_keep             modules never quantized (a head that trains in full)
 
     eval_config(cfg, overrides)       ``lorakit eval --set``: the config to evaluate, suite
     evaluate(cfg, run, suite)         the metrics of a trained run folder
@@ -24,7 +25,15 @@ threads, open the run (a changed config is refused before anything is written), 
 config.yaml, build, Lightning fit with exact resume (``build_trainer``: DDP, precision,
 checkpoints), return ``{}`` on ranks other than 0, save the adapter, write ``metrics.json``
 with the common keys (``method``, ``steps``, ``resumed_from_step``, ``trainable_parameters``,
-``adapted_layers``) and the training curve. ``run_eval`` reads the stored config, applies the
+``adapted_layers``) and the training curve.
+
+A quantized base (``backbone.quantize``, the same spec in every pipeline) is the shared
+run's too: ``check`` validates the spec, ``build`` finds a ``QuantizedBase`` in
+``sections["base"]`` and injects through it (``base.inject(model, adapter_cfg)``, or
+``base.quantize(model)`` with no adapter), the run keeps the codes in
+``base_quantized.safetensors`` and metrics.json records them under ``quantized``;
+``evaluate`` (and ``predict``) turn the rebuilt float model back into that base with
+``quantized_base(cfg, run).restore(model)`` before loading the adapter. ``run_eval`` reads the stored config, applies the
 overrides, checks that the adapter is there and writes ``eval/<suite>.json``.
 """
 
@@ -42,6 +51,7 @@ from lorakit.data.runs import RunFolder, open_run, set_dotted
 from lorakit.data.vocabulary import upgrade_config, upgrade_run_folder
 
 from .options import trainer_options
+from .quantized import QuantizedBase, backbone_quant_options
 from .trainer import build_trainer, resumed_from_step
 
 COMMON_KEYS = ("method", "steps", "resumed_from_step", "trainable_parameters", "adapted_layers")
@@ -73,6 +83,7 @@ class Pipeline:
     curve_file: str = "training_curve.png"
     curve_keys: tuple[str, ...] | None = None  # None: plot_training_curve's default
     adapter_file: str = "adapter_config.json"  # present in run/adapter once trained
+    quant_keep: tuple[str, ...] = ()  # modules a quantized base leaves float (they train)
     # --------------------------------------------------------------- training
 
     def check(self, cfg: dict) -> dict:
@@ -86,6 +97,7 @@ class Pipeline:
         method = (cfg.get("adapter") or {}).get("method")
         if method is not None and method != "none":
             check_method_supported(method)
+        sections["quantize"] = backbone_quant_options(cfg)
         return sections
 
     def resolve(self, cfg: dict, out: Path, sections: dict) -> dict:
@@ -116,6 +128,12 @@ class Pipeline:
         for key, value in overrides.items():
             set_dotted(cfg, key, value)
         return cfg, "all"
+
+    def quantized_base(self, cfg: dict, run: RunFolder | Path) -> QuantizedBase:
+        """The run's quantized base as ``evaluate`` / ``predict`` restore it (a no-op for a
+        float run)."""
+        path = run.path if isinstance(run, RunFolder) else Path(run)
+        return QuantizedBase(backbone_quant_options(cfg), path, self.quant_keep)
 
     def needs_adapter(self, cfg: dict) -> bool:
         return (cfg.get("adapter") or {}).get("method") != "none"
@@ -152,7 +170,11 @@ def run_training(pipeline: Pipeline, cfg: dict, out: str | Path, callbacks=None)
     run = open_run(out, cfg, opts.resume)  # a changed config is refused before any write
     data = pipeline.data(cfg, run, sections)
     run.write_config(cfg)
+    base = sections["base"] = QuantizedBase(sections["quantize"], run.path, pipeline.quant_keep)
     fit = pipeline.build(cfg, run, sections, data)
+    if base.enabled and base.report is None:
+        raise ValueError(f"backbone.quantize: the {pipeline.name} pipeline did not quantize "
+                         f"its base for adapter.method {fit.method!r}")
     common = {"method": fit.method}
     if fit.module is not None:
         trainer, ckpt = build_trainer(
@@ -173,7 +195,7 @@ def run_training(pipeline: Pipeline, cfg: dict, out: str | Path, callbacks=None)
             "adapted_layers": fit.adapted_layers,
             **extra,
         }
-    metrics = {**common, **pipeline.metrics(cfg, run, fit, sections)}
+    metrics = {**common, **base.metrics(), **pipeline.metrics(cfg, run, fit, sections)}
     pipeline.outputs(run, fit, metrics)
     if fit.module is not None:
         plot_training_curve(

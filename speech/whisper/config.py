@@ -93,7 +93,7 @@ DEFAULT_MODEL = "tiny.en-ct2"
 
 # backbone.quantize: lorakit.core.quant.options.QUANT_DEFAULTS (that module imports torch;
 # a test keeps the two equal)
-QUANT_DEFAULTS = {"bits": None, "scheme": "nf", "group_size": 64, "targets": []}
+QUANT_DEFAULTS = {"bits": None, "scheme": "nf", "group_size": 64, "targets": [], "backend": "auto"}
 
 
 def _plain(d: dict) -> dict:

@@ -21,13 +21,6 @@ from torch.utils.data import DataLoader
 from whisper.model import Whisper
 
 from lorakit.core import disable, enable, load_adapter, make_config, save_adapter
-from lorakit.core.quant.options import (
-    quant_metrics,
-    quant_options,
-    quantize_and_inject,
-    restore_run_base,
-    save_run_base,
-)
 from lorakit.data.heldout import generate_heldout
 from lorakit.data.manifest import Utterance, read_manifest
 from lorakit.data.runs import RunFolder
@@ -197,8 +190,9 @@ def evaluate_model(model: Whisper, utts: list[Utterance], cfg: dict, run: RunFol
 
 
 class ASRPipeline(Pipeline):
-    """Whisper on child speech: the hooks of the shared run (``lorakit.data.runtime.pipeline``);
-    a quantized base (``backbone.quantize``) and exports (``eval.export``) are its own."""
+    """Whisper on child speech: the hooks of the shared run (``lorakit.data.runtime.pipeline``,
+    which also owns the quantized base, ``backbone.quantize``); exports (``eval.export``)
+    are its own."""
 
     name, config, renamed = "asr", config, RENAMED
     curve_keys = ("train_loss", "train_ce")
@@ -206,9 +200,6 @@ class ASRPipeline(Pipeline):
     def check(self, cfg: dict) -> dict:
         sections = super().check(cfg)
         sections["adapter"] = adapter_config(cfg)
-        sections["quantize"] = quant_options(
-            _section(cfg, "backbone").get("quantize"), "backbone.quantize"
-        )
         return sections
 
     def data(self, cfg: dict, run: RunFolder, sections: dict) -> dict:
@@ -222,11 +213,11 @@ class ASRPipeline(Pipeline):
         backbone = _section(cfg, "backbone")
         model = load_whisper(backbone.get("name"))
         torch.manual_seed(opts.seed)  # the adapter init: the same in every run of this config
-        report, qreport = quantize_and_inject(model, sections["quantize"], acfg)
+        report = sections["base"].inject(model, acfg)  # quantized first (backbone.quantize)
+        qreport = sections["base"].report
         log.info("%s", report)
         if qreport is not None:
             log.info("%s", qreport)
-            save_run_base(model, run.path, acfg.method)
         max_duration = float(_section(cfg, "data").get("max_duration", 30.0))
         dataset = SpeechDataset(
             train_utts, model, backbone.get("language", "en"), sections["augment"], max_duration,
@@ -277,8 +268,6 @@ class ASRPipeline(Pipeline):
         )
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             metrics["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        if s["qreport"] is not None:
-            metrics["quantized"] = quant_metrics(model, s["qreport"])
         if val is not None:
             metrics.update(
                 val_wer=val.best,
@@ -312,11 +301,7 @@ class ASRPipeline(Pipeline):
     def evaluate(self, cfg: dict, run: RunFolder, suite: str) -> dict:
         data = resolve_data(cfg)
         model = load_whisper(_section(cfg, "backbone").get("name"))
-        restore_run_base(
-            model,
-            run.path,
-            quant_options(_section(cfg, "backbone").get("quantize"), "backbone.quantize"),
-        )
+        self.quantized_base(cfg, run).restore(model)
         load_adapter(model, run.adapter)
         sets = tuple(decode_config(cfg)[1].get("sets", ("test", "heldout")))
         utts = evaluate_utterances(data, sets)

@@ -134,6 +134,18 @@ def test_save_load_quantized_base(tmp_path):
         load_quantized(other, path)
 
 
+def test_save_load_keeps_top_level_tensors(tmp_path):
+    """A model's own parameters (CLIP's ``logit_scale``) are saved under their plain name."""
+    model, x, _, _ = build("linear")
+    model.scale = nn.Parameter(torch.tensor(2.5))
+    quantize(model, bits=4, group_size=16)
+    path = save_quantized(model, tmp_path / "base.safetensors")
+    fresh, _, _, _ = build("linear", seed=5)
+    fresh.scale = nn.Parameter(torch.tensor(0.0))
+    load_quantized(fresh, path)
+    assert float(fresh.scale) == 2.5 and torch.equal(fresh(x), model(x))
+
+
 def test_merge_into_dense_copy_and_requantized_codes():
     model, x, targets, slices = build("fused_qkv")
     quantize(model, bits=4, group_size=16)

@@ -8,7 +8,7 @@ registry (the adapter method's own fields) is checked there, after the heavy imp
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from lorakit.data.runtime.options import TrainerOptions
 from lorakit.data.sections import RuntimeConfig, check_sections, typed_section
@@ -33,6 +33,8 @@ class BackboneConfig:
     precision: str = "fp32"
     cache_dir: str | None = None
     offline: bool | str = "auto"
+    # a quantized base: {bits, scheme, group_size, targets} as in every pipeline ({}: float)
+    quantize: dict | None = field(default_factory=dict)
 
 
 @dataclass

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-from lorakit.core import inject as inject_adapter
 from lorakit.core import load_adapter, save_adapter, trainable_parameters
 from lorakit.data import fewshot
 from lorakit.data.runs import RunFolder, dataclass_from, write_json
@@ -217,7 +216,7 @@ class ClipPipeline(Pipeline):
     def build(self, cfg: dict, run: RunFolder, sections: dict, data: FewShotData) -> Fit:
         opts, optim, acfg = sections["trainer"], sections["optim"], sections["adapter"]
         model, bb = build_classifier(cfg, data.train.classnames)
-        report = inject_adapter(model.clip, acfg)
+        report = sections["base"].inject(model.clip, acfg)  # quantized first (backbone.quantize)
         images, labels = load_all(data.train, bb.image_size, int(cfg["data"]["workers"]))
         batches = StepBatches(
             images,
@@ -253,6 +252,7 @@ class ClipPipeline(Pipeline):
         cfg["data"] = resolve_data(cfg["data"], run.path)
         data = load_data(cfg["data"])
         model, bb = build_classifier(cfg, data.train.classnames)
+        self.quantized_base(cfg, run).restore(model.clip)
         load_adapter(model.clip, run.adapter)
         model.to("cuda" if torch.cuda.is_available() else "cpu")
         metrics, table = compute_metrics(model, bb, data, cfg)
@@ -274,6 +274,7 @@ def adapted_model(run: Path) -> torch.nn.Module:
     folder = RunFolder(run)
     cfg = folder.read_config()
     model, _ = build_classifier(cfg, load_data(cfg["data"]).train.classnames)
+    PIPELINE.quantized_base(cfg, folder).restore(model.clip)
     load_adapter(model.clip, folder.adapter)
     return model.clip
 

@@ -18,7 +18,7 @@ from lorakit.data.runs import RunFolder
 
 from .datasets import Normalize, preprocess
 from .evaluate import adapters_off
-from .pipeline import build_classifier, load_data
+from .pipeline import PIPELINE, build_classifier, load_data
 
 
 @dataclass
@@ -41,6 +41,7 @@ def load_run(folder: str | Path) -> ClipRun:
         )
     classnames = load_data(cfg["data"]).train.classnames
     model, bb = build_classifier(cfg, classnames)
+    PIPELINE.quantized_base(cfg, folder).restore(model.clip)  # a quantized run's codes
     load_adapter(model.clip, folder / "adapter")
     return ClipRun(model.eval(), bb, classnames, str(cfg["adapter"].get("method", "lora")))
 

@@ -51,6 +51,8 @@ class BackboneConfig:
     heads: int = 4
     conv_stem: bool = False
     templates: list[str] = field(default_factory=lambda: ["a photo of a {}.", "a drawing of a {}."])
+    # a quantized base: {bits, scheme, group_size, targets} as in every pipeline ({}: float)
+    quantize: dict | None = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind == "tiny_vit" and self.image_size is None:

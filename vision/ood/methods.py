@@ -46,8 +46,11 @@ ADAPTER_METHODS = tuple(list_methods())
 METHODS = (*WHOLE_MODEL_METHODS, *ADAPTER_METHODS)
 
 
-def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...]) -> str:
-    """Set what trains (in place); returns a one-line description (the inject report head)."""
+def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...],
+            inject_fn=inject) -> str:
+    """Set what trains (in place); returns a one-line description (the inject report head).
+    ``inject_fn(model, adapter_config)``: how the adapter goes in (the shared run's
+    ``QuantizedBase.inject`` quantizes the base first)."""
     cfg.validate()
     if cfg.method == "full":
         for p in model.parameters():
@@ -75,7 +78,7 @@ def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...
         **cfg.hyper,
     )
     # the head, when trained, gets a trainable copy (a SavedModule) that save_adapter carries
-    report = inject(model, acfg)
+    report = inject_fn(model, acfg)
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return str(report).splitlines()[0] + f"; with head: {n:,} trainable"
 

@@ -141,6 +141,14 @@ class OODPipeline(Pipeline):
     name, config, renamed = "ood", config, RENAMED
     curve_file = "training.png"
     adapter_file = "ood_method.json"  # save_weights: adapters, a linear probe or all weights
+    quant_keep = ("head",)  # the class head trains (linear probe, train_head): kept float
+
+    def check(self, cfg: dict) -> dict:
+        sections = super().check(cfg)
+        if sections["quantize"] is not None and sections["adapter"].method == "full":
+            raise ValueError("backbone.quantize: adapter.method full trains every weight, and "
+                             "quantized codes are frozen; choose an adapter method or linear_probe")
+        return sections
 
     def data(self, cfg: dict, run: RunFolder, sections: dict) -> dict:
         return resolve_data(cfg["data"])
@@ -150,8 +158,12 @@ class OODPipeline(Pipeline):
         torch.manual_seed(opts.seed)
         built = build_model(cfg, desc, sections["eval"].batch_size)
         model = built.model
-        pretrained = copy.deepcopy(model)
-        summary = prepare(model, mcfg, built.targets)
+        base = sections["base"]
+        # WiSE-FT interpolates float weights: a quantized base (frozen codes) has no sweep
+        pretrained = None if base.enabled else copy.deepcopy(model)
+        if mcfg.method == "linear_probe":
+            base.quantize(model)
+        summary = prepare(model, mcfg, built.targets, inject_fn=base.inject)
         log.info("%s", summary)
         train_set = ImageFolderSet(desc["id_train"], desc["classes"], built.image_size)
         sampler = StepSampler(
@@ -183,9 +195,8 @@ class OODPipeline(Pipeline):
         model = s["built"].model
         suite = make_suite(s["desc"], s["built"].image_size, ecfg)
         metrics = {"trainable": s["summary"], **evaluate_model(model, suite)}
-        metrics["wise"] = (
-            wise_sweep(s["pretrained"], model, suite, ecfg.wise_alphas) if ecfg.wise_alphas else []
-        )
+        sweep = ecfg.wise_alphas and s["pretrained"] is not None
+        metrics["wise"] = wise_sweep(s["pretrained"], model, suite, ecfg.wise_alphas) if sweep else []
         _robustness(metrics, metrics["wise"], ecfg.baselines, run)
         curves = read_largo_csv(run.logs / "largo.csv")
         if curves:
@@ -213,11 +224,13 @@ class OODPipeline(Pipeline):
         ecfg = dataclass_from(EvalConfig, cfg["eval"], "eval (--set)")
         desc = resolve_data(cfg["data"])
         built = build_model(cfg, desc, ecfg.batch_size)
-        pretrained = copy.deepcopy(built.model)
+        base = self.quantized_base(cfg, run)
+        pretrained = None if base.enabled else copy.deepcopy(built.model)
+        base.restore(built.model)  # a quantized run's codes (a no-op otherwise)
         method = load_weights(built.model, run.adapter)
         parts, suite = parts_for(suite_name, make_suite(desc, built.image_size, ecfg))
         metrics = {"method": method, "suite": suite_name, **evaluate_model(built.model, suite, parts)}
-        if suite_name in ("all", "wise") and ecfg.wise_alphas:
+        if suite_name in ("all", "wise") and ecfg.wise_alphas and pretrained is not None:
             metrics["wise"] = wise_sweep(pretrained, built.model, suite, ecfg.wise_alphas)
             if suite_name == "all":
                 base = baseline_points(ecfg.baselines)
@@ -257,6 +270,7 @@ def adapted_model(run: Path) -> torch.nn.Module:
     folder = RunFolder(run)
     cfg = folder.read_config()
     built = build_model(cfg, resolve_data(cfg["data"]))
+    PIPELINE.quantized_base(cfg, folder).restore(built.model)
     load_weights(built.model, folder.adapter)
     return built.model
 

@@ -17,7 +17,7 @@ from PIL import Image
 from lorakit.data.runs import RunFolder
 
 from .methods import load_weights
-from .pipeline import build_model, resolve_data
+from .pipeline import PIPELINE, build_model, resolve_data
 
 
 @dataclass
@@ -38,6 +38,7 @@ def load_run(folder: str | Path, base: bool = False) -> OODRun:
     cfg = run.read_config()
     desc = resolve_data(cfg["data"])
     built = build_model(cfg, desc)
+    PIPELINE.quantized_base(cfg, run).restore(built.model)  # a quantized run's codes
     method = "base" if base else load_weights(built.model, run.adapter)
     return OODRun(
         built.model.eval(),

@@ -40,6 +40,8 @@ class BackboneConfig:
     pretrain_steps: int = 0
     pretrain_cue: str = "colour"  # the scenes of the stand-in pretraining (see data.camouflage)
     cache: str | None = None
+    # a quantized base: {bits, scheme, group_size, targets} as in every pipeline ({}: float)
+    quantize: dict | None = field(default_factory=dict)
 
 
 @dataclass

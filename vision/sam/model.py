@@ -53,7 +53,9 @@ class Prompt:
 class SamCOD(nn.Module):
     """forward(images (B, 3, S, S) in 0-255, prompts) -> (logits (B, 1, S, S), features (B, C, S/4, S/4))."""
 
-    def __init__(self, sam: Sam, spec: AdapterSpec):
+    def __init__(self, sam: Sam, spec: AdapterSpec, inject_fn=inject):
+        """``inject_fn(sam, adapter_config)``: how the adapter goes in (the shared run's
+        ``QuantizedBase.inject`` quantizes the base first)."""
         super().__init__()
         spec.validate()
         self.sam, self.spec = sam, spec
@@ -65,7 +67,7 @@ class SamCOD(nn.Module):
                 fusion = FrequencyFusion(decoder.transformer_dim // 8, tuple(spec.fusion_scales))
         decoder.output_upscaling = FusedUpscaling(decoder.output_upscaling, fusion)
         if spec.method != "none":  # after the fusion exists: it is one of modules_to_save
-            self.report = inject(sam, self._config())
+            self.report = inject_fn(sam, self._config())
             if fusion is not None:  # drawn after the adapters, as before (same runs per seed)
                 init = FrequencyFusion(decoder.transformer_dim // 8, tuple(spec.fusion_scales))
                 saved = decoder.output_upscaling.fusion
@@ -140,8 +142,10 @@ class SamCOD(nn.Module):
         return save_adapter(self.sam, directory)
 
     @classmethod
-    def load(cls, sam: Sam, spec: AdapterSpec, directory: str | Path) -> SamCOD:
-        """Rebuild the adapted model from a frozen ``sam`` and a saved adapter folder.
+    def load(cls, sam: Sam, spec: AdapterSpec, directory: str | Path, restore=None) -> SamCOD:
+        """Rebuild the adapted model from a frozen ``sam`` and a saved adapter folder;
+        ``restore(sam)`` (a quantized run's base) runs once the modules are those training
+        saw, before the adapter is loaded.
 
         Legacy folders (no ``modules_to_save`` in adapter_config.json) keep the fusion head
         in ``fusion.safetensors`` beside the adapter; that file is read for them.
@@ -161,6 +165,8 @@ class SamCOD(nn.Module):
         if spec.fusion:
             fusion = FrequencyFusion(dec.transformer_dim // 8, tuple(spec.fusion_scales))
         dec.output_upscaling = FusedUpscaling(dec.output_upscaling.upscaling, fusion)
+        if restore is not None:
+            restore(model.sam)
         load_adapter(model.sam, directory)  # wraps and loads the fusion when it is saved
         model.spec = spec
         if legacy:

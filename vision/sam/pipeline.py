@@ -144,9 +144,11 @@ class CodPipeline(Pipeline):
         prompts, spec, opts = sections["prompts"], sections["adapter"], sections["trainer"]
         optim, ev = sections["optim"], {**config.EVAL_DEFAULTS, **(cfg.get("eval") or {})}
         L.seed_everything(opts.seed, verbose=False)
-        model = SamCOD(build_sam(backbone_config(cfg)), spec)
+        base = sections["base"]  # backbone.quantize: the adapter goes in on quantized codes
+        model = SamCOD(build_sam(backbone_config(cfg)), spec, inject_fn=base.inject)
         state = {"model": model, "folders": folders, "ev": ev}
         if spec.method == "none":
+            base.quantize(model.sam)  # zero-shot on the quantized base
             return Fit(method="none", state=state)
         folder = train_folder(cfg, prompts)
         data = CODTrainSet(folder, prompts, model.size, augment=True, seed=opts.seed)
@@ -256,11 +258,14 @@ def load_model(run: RunFolder, cfg: dict) -> SamCOD:
     """The trained model of a run folder (base rebuilt from ``backbone:``, adapter loaded)."""
     spec = _section(cfg, "adapter", AdapterSpec)
     sam = build_sam(backbone_config(cfg))
+    base = PIPELINE.quantized_base(cfg, run)  # a quantized run's codes (a no-op otherwise)
     if spec.method == "none":
-        return SamCOD(sam, spec)
+        model = SamCOD(sam, spec)
+        base.restore(model.sam)
+        return model
     if not (run.adapter / "adapter_config.json").is_file():
         raise ValueError(f"run folder {run.path} has no trained adapter ({run.adapter} is missing)")
-    return SamCOD.load(sam, spec, run.adapter)
+    return SamCOD.load(sam, spec, run.adapter, restore=base.restore)
 
 
 def adapted_model(run: Path) -> torch.nn.Module:

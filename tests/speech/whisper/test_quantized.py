@@ -61,7 +61,8 @@ def codes(model) -> dict:
 
 
 def test_plain_codes_are_rebuilt_from_the_config(tmp_path):
-    """QLoRA's base (plain codes) is not saved: ``eval`` re-quantizes the float model."""
+    """A run folder without saved codes (written before every quantized run kept them):
+    ``eval`` re-quantizes the float model as the config says."""
     opts = quant_options({"bits": 3, "group_size": 32, "targets": ["whisper-attn"]})
     model, reference = load_whisper("tiny-random"), load_whisper("tiny-random")
     quantize(reference, bits=3, group_size=32, targets=("whisper-attn",))
