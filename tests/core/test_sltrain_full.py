@@ -194,3 +194,33 @@ def test_refusals():
     inject(model, make_config("lora", r=2, targets=("0",)))
     with pytest.raises(ValueError, match="carries an adapter"):
         replace_weights(model, SLTrainWeightsConfig(r=2, targets=("0.base",)))
+
+
+def _saved_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
+    """Shapes of what autograd keeps for backward, beyond parameters, buffers and ``x``."""
+    known = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers(), x]}
+    shapes = []
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in known:
+            shapes.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(x).pow(2).mean()
+    loss.backward()
+    return shapes
+
+
+def test_a_training_step_keeps_no_dense_weight_for_backward():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(48, 40))
+    replace_weights(model, SLTrainWeightsConfig(r=4, density=0.1, targets=("0",)))
+    x = torch.randn(16, 48, requires_grad=True)
+    shapes = _saved_shapes(model, x)
+    assert (16, 4) in shapes  # A x, kept for B's gradient: r floats per token
+    assert all(int(torch.tensor(s).prod()) < 40 * 48 for s in shapes), shapes
+    dense = nn.Sequential(nn.Linear(48, 40))
+    replace_weights(dense, SLTrainWeightsConfig(r=4, density=0.1, recompute=False, targets=("0",)))
+    kept = [int(torch.tensor(s).prod()) for s in _saved_shapes(dense, x)]
+    assert 40 * 48 in kept  # without recompute autograd keeps S (as S^T)
