@@ -9,7 +9,8 @@ Modules, one role each: ``method`` (the ``Method`` base and its declared hooks),
 ``registry`` (``MethodSpec``, ``register``, ``make_config``), ``methods`` (one file per
 built-in method, registered in one list), ``targets`` (target patterns and presets),
 ``hosts`` / ``layout`` (wrapping layers), ``inject``, ``adapters``, ``api``, ``io``,
-``peft``, ``protocol`` (the training-loop hooks).
+``peft``, ``protocol`` (the training-loop hooks), ``sltrain_full`` (SLTrain as a
+full-weight replacement: ``replace_weights``).
 """
 
 from . import protocol
@@ -90,6 +91,7 @@ from .quant import (
 )
 from .registry import METHODS, MethodSpec, list_methods, make_config, register
 from .saved_modules import SavedModule
+from .sltrain_full import SLTrainLinear, SLTrainWeightsConfig, densify, replace_weights
 from .table import method_table
 from .targets import PRESETS
 
@@ -195,4 +197,8 @@ __all__ = [
     "SLTrainConfig",
     "TLoRAConfig",
     "DRSLoRAConfig",
+    "SLTrainLinear",
+    "SLTrainWeightsConfig",
+    "densify",
+    "replace_weights",
 ]

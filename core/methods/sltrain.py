@@ -18,7 +18,8 @@ with ``S ~ U(-1/sqrt(d_in), 1/sqrt(d_in))``; as an adapter S starts at 0 so a fr
 is the base model)**.
 Trainable per slot: ``r (d_in + d_out) + n``. Mergeable: ``W = W0 + s B A + S``.
 Defaults: r=8, alpha=8, density=0.01 (the paper code's ``sp_ratio``), seed=0,
-recompute=True. Not here: SLTrain as a full-weight replacement for pre-training.
+recompute=True. SLTrain as a full-weight replacement (the dense ``W0`` dropped):
+``lorakit.core.sltrain_full.replace_weights``.
 """
 
 from __future__ import annotations

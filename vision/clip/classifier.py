@@ -2,7 +2,9 @@
 
 The class embeddings come from the text tower on the class prompts. When the text tower
 carries adapters they are recomputed on every forward pass (the CLIP-LoRA recipe: the
-head moves with the adapted text encoder); otherwise they are computed once and cached.
+head moves with the adapted text encoder), and likewise when text-tower Linears were replaced
+by trainable SLTrain layers (``lorakit.core.replace_weights``); otherwise they are computed
+once and cached.
 What trains: only the adapter tensors ``inject`` left trainable (``logit_scale`` and all
 base weights are frozen).
 """
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lorakit.core import named_hosts
+from lorakit.core import SLTrainLinear, named_hosts
 
 from .prompts import build_prompts, text_classifier
 
@@ -58,7 +60,12 @@ class ClipClassifier(nn.Module):
 
     @property
     def text_adapted(self) -> bool:
-        return any(h.active for _, h in self._text_hosts())
+        """The text tower trains: an active adapter, or a replaced layer that trains."""
+        return any(h.active for _, h in self._text_hosts()) or any(
+            isinstance(m, SLTrainLinear) and any(p.requires_grad for p in m.parameters())
+            for n, m in self.clip.named_modules()
+            if not n.startswith("visual.")
+        )
 
     def scale(self) -> Tensor:
         if self.fixed_scale is not None:

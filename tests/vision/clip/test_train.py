@@ -110,3 +110,19 @@ def test_text_head_follows_the_text_adapters():
     logits = clf(torch.randn(3, 3, 32, 32))
     logits.sum().backward()
     assert all(m.B.grad is not None for m in methods(bb.model))
+
+
+def test_text_head_follows_text_layers_replaced_by_sltrain():
+    from lorakit.core import SLTrainWeightsConfig, replace_weights
+
+    bb = load_backbone(BackboneConfig())
+    clf = ClipClassifier(bb.model, bb.tokenizer, ["red circle", "blue star"], ("a photo of a {}.",))
+    clf.class_head()  # cached while nothing in the text tower trains
+    assert not clf.text_adapted
+    pattern = r"transformer\.resblocks\.\d+\.mlp\.(c_fc|c_proj)"  # the text tower's only
+    names = replace_weights(bb.model, SLTrainWeightsConfig(r=4, density=0.05, targets=(pattern,)))
+    assert names and not any(n.startswith("visual.") for n in names)
+    assert clf.text_adapted
+    clf(torch.randn(3, 3, 32, 32)).sum().backward()
+    for n in names:
+        assert bb.model.get_submodule(n).values.grad is not None
