@@ -113,7 +113,10 @@ class Pipeline:
     # --------------------------------------------------------------- evaluation
 
     def eval_config(self, cfg: dict, overrides: dict) -> tuple[dict, str]:
-        """Dotted overrides set into the stored config; the suite is ``all``."""
+        """The light config's ``eval_config`` (no torch: the CLI checks ``eval --set`` with
+        it first), else dotted overrides set into the stored config; the suite is ``all``."""
+        if hasattr(self.config, "eval_config"):
+            return self.config.eval_config(cfg, overrides)
         for key, value in overrides.items():
             set_dotted(cfg, key, value)
         return cfg, "all"
