@@ -4,7 +4,7 @@
     lorakit eval continual --run runs/continual      # re-reads the finished run's metrics
 
 The protocol itself (task loop, lr sweep on validation, matrix, BWT/FWT, plots, resume) is
-``lorakit.data.continual``; the domains are ``lorakit.vision.clip.continual`` (few-shot
+``lorakit.data.continual``, each task trained by the shared runtime's ``run_training``; the domains are ``lorakit.vision.clip.continual`` (few-shot
 datasets + zero-shot retention) and ``lorakit.speech.whisper.continual`` (adult, child-like,
 noisy / fast speech; WER). A run folder gets config.yaml, before.json, tasks/*/row.json,
 matrix.csv, metrics.json, plots/matrix.png and plots/task_curves.png.
@@ -49,13 +49,10 @@ def make_domain(cfg: dict):
 
 def train(cfg: dict, out: Path, callbacks: list | None = None) -> dict:
     """Run (or resume) the sequence; every section is checked before anything is written."""
-    import torch
-
     from lorakit.data.continual import run_sequence
+    from lorakit.data.runtime.pipeline import set_threads
 
-    threads = (cfg.get("runtime") or {}).get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
+    set_threads(cfg)
     domain = make_domain(cfg)
     return run_sequence(domain, cfg, Path(out), callbacks)
 

@@ -162,6 +162,29 @@ def _checked_config(pipeline: str, config: Path | None, overrides: list[str]) ->
     return cfg
 
 
+def _check_eval_cheap(pipeline: str, run: Path, overrides: dict) -> None:
+    """``eval --set`` checked by the pipeline's light config module (no torch): the stored
+    config with the overrides applied must pass the same ``check`` as a training config.
+    A stored config that does not pass it on its own (a run of an older release) is left to
+    the pipeline."""
+    import copy
+
+    from lorakit.data.runs import RunFolder
+    from lorakit.data.vocabulary import upgrade_config
+
+    conf = pipeline_config(pipeline)
+    if not (hasattr(conf, "check") and hasattr(conf, "eval_config")):
+        return
+    stored = RunFolder.existing(run).read_config()
+    try:
+        stored = upgrade_config(stored, getattr(conf, "RENAMED", ()), str(run / "config.yaml"))
+        conf.check(copy.deepcopy(stored))
+    except ValueError:
+        return
+    cfg, _ = conf.eval_config(stored, dict(overrides))
+    conf.check(cfg)
+
+
 def _one_line(e: Exception, out: Path, kept: str = "the last good checkpoint, if any,") -> str:
     """A user-caused error as one line; an OSError (a full disk while writing a plot, a log
     or generated data) names its file (else the run folder) and says what is kept."""
@@ -188,11 +211,17 @@ def evaluate(
     from lorakit.data.runs import parse_value
 
     _check_cheap(pipeline, run=run)
-
-    mod = _pipeline(pipeline)
-    overrides = {k: parse_value(v) for k, v in (s.split("=", 1) for s in set_)}
+    bad = [s for s in set_ if "=" not in s]
+    if bad:
+        _fail(f"--set expects key=value, got {bad[0]!r}")
+    overrides = {k.strip(): parse_value(v) for k, v in (s.split("=", 1) for s in set_)}
     if suite is not None:
         overrides["suite"] = suite
+    try:
+        _check_eval_cheap(pipeline, run, overrides)
+    except ValueError as e:
+        _fail(_one_line(e, run, "the run"))
+    mod = _pipeline(pipeline)  # torch and the pipeline load only for valid overrides
     try:
         metrics = mod.evaluate(run, overrides)
     except (ValueError, OSError) as e:

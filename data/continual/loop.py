@@ -5,7 +5,8 @@
 ``domain`` (a ``Domain``, see ``domain.py``) knows the tasks, the model, the loss and the
 scores; this module knows the order of things, the learning-rate sweep and resuming.
 Per task ``i`` and learning-rate candidate ``k`` the run folder gets
-``tasks/<i>-<name>/lr<k>/`` (a runtime run: checkpoints, logs), where the task trains from
+``tasks/<i>-<name>/lr<k>/`` (one ``run_training`` of the shared runtime with the
+``TaskRun`` hooks of ``task_run.py``: checkpoints, logs, metrics.json), where the task trains from
 the model saved after task ``i-1``; the candidate with the best *validation* score of the
 task is kept (never the reported test split), its model becomes ``state/after-<i>.pt``
 and the task's row of the matrix (test scores on every task, plus the domain's extras such
@@ -20,73 +21,18 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from lorakit.data.runs import RunFolder, open_run, read_json, write_json
-from lorakit.data.runtime import build_trainer, resumed_from_step, trainer_options
-from lorakit.data.runtime.trainer import safe_load
+from lorakit.data.runtime.options import trainer_options
+from lorakit.data.runtime.pipeline import run_training
 
 from .baselines import Method
-from .module import TaskModule
 from .options import check_config, learning_rates
 from .plots import matrix_heatmap, task_curves
 from .scores import summary
-
-
-def _seed(seed: int, t: int, what: int = 0) -> None:
-    torch.manual_seed(seed * 1_000_003 + 1_009 * t + what)
-
-
-def _save(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_state(path: Path) -> dict:
-    """A saved model state (``state.pt``, ``state/after-<i>.pt``), read with
-    ``weights_only=True``: tensors and plain containers, never code; one-line ValueError."""
-    saved = safe_load(path, "continual state file")
-    if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
-        raise ValueError(f"continual state file {path} holds no model state ('model' is missing)")
-    return saved
-
-
-def build_model(domain, method: Method, t: int, state: Path | None, seed: int):
-    """The model at the start of task ``t``: fresh, the structure of tasks ``< t`` replayed,
-    the saved tensors loaded, then task ``t`` set up (seeded). Returns ``(model, carried)``."""
-    model = domain.build_model(seed)
-    for s in range(t):
-        _seed(seed, s)
-        method.begin_task(model, s)
-    carried = None
-    if state is not None:
-        saved = load_state(state)
-        load_changed(model, saved["model"])
-        carried = saved.get("carried")
-    _seed(seed, t)
-    method.begin_task(model, t)
-    return model, carried
-
-
-def changed_tensors(model, reference) -> dict:
-    """The entries of ``model``'s state that differ from ``reference`` (the same structure,
-    freshly built): what training changed. Saving only these keeps a Whisper-sized state
-    file small; loading them into a fresh replay gives the model back exactly."""
-    ref = reference.state_dict()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()
-            if k not in ref or not torch.equal(v, ref[k])}  # fmt: skip
-
-
-def load_changed(model, changed: dict) -> None:
-    extra = sorted(set(changed) - set(model.state_dict()))
-    if extra:
-        raise ValueError(f"saved continual state does not fit the model: {extra[:3]}")
-    model.load_state_dict(changed, strict=False)
+from .state import build_model, changed_tensors, load_changed, load_state  # noqa: F401
+from .task_run import TaskRun, candidate_record, task_config
 
 
 def scores_row(domain, model, split: str = "test") -> dict[str, float]:
@@ -100,32 +46,10 @@ def scores_row(domain, model, split: str = "test") -> dict[str, float]:
 
 def train_candidate(domain, method, cfg, folder: Path, t: int, ids, lr, prev, callbacks):
     """Train task ``t`` (data of tasks ``ids``) with learning rate ``lr`` from the model saved
-    in ``prev``; saves ``state.pt`` and returns the candidate's record (validation score)."""
-    seed = int(cfg["trainer"].get("seed", 0))
-    opts = trainer_options(cfg["trainer"])
-    opts = replace(opts, max_steps=opts.max_steps * len(ids))
-    model, carried = build_model(domain, method, t, prev, seed)
-    domain.set_task(model, ids)
-    loader, sampler = domain.batches(ids, opts.max_steps * opts.accumulate,
-                                     int(cfg["optim"]["batch_size"]), seed + 101 * t)  # fmt: skip
-    module = TaskModule(model, domain.loss, method, loader, {**cfg["optim"], "lr": lr}, carried)
-    run = RunFolder(folder)
-    trainer, ckpt = build_trainer(opts, run, callbacks, sampler=sampler)
-    trainer.fit(module, ckpt_path=ckpt)
-    _seed(seed, t, 500)
-    carried = method.end_task(model, trainer.optimizers[0])
-    model.eval()
-    val = [domain.evaluate(model, j, "val") for j in ids]
-    reference, _ = build_model(domain, method, t, None, seed)
-    _save(folder / "state.pt", {"model": changed_tensors(model, reference), "carried": carried})
-    record = {
-        "lr": lr,
-        "val": sum(val) / len(val),
-        "steps": int(trainer.global_step),
-        "resumed_from_step": resumed_from_step(trainer),
-        "train_seconds": round(module.seconds, 2),
-        **module.memory,
-    }
+    in ``prev`` (one ``run_training`` of ``TaskRun`` in ``folder``: ``state.pt``,
+    ``metrics.json``); writes ``result.json`` and returns the candidate's record."""
+    task = TaskRun(domain, method, t, ids, prev)
+    record = candidate_record(run_training(task, task_config(cfg, lr, ids), folder, callbacks))
     write_json(folder / "result.json", record)
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     return record

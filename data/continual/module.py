@@ -2,7 +2,8 @@
 
 The domain gives the loss (``loss_fn(model, batch) -> scalar``) and the batches; the
 continual ``Method`` gives the optimizer (GORP's through ``protocol.method_optimizer``),
-an extra penalty (O-LoRA) and what trains. The shared runtime (``build_trainer``) runs it,
+an extra penalty (O-LoRA) and what trains. The shared runtime (``run_training`` with the
+``TaskRun`` hooks) runs it,
 so each task's training is checkpointed and resumes exactly: checkpoints hold the tensors
 that train (adapter, or full weights for GORP / full fine-tuning) and the optimizer state
 (the ``AdapterModule`` rule); everything else is the start-of-task model the loop rebuilds

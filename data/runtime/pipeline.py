@@ -1,7 +1,8 @@
 """One training run and one evaluation for every pipeline (clip, cod, ood, asr).
 
 A pipeline says what is its own and nothing else (the continual ``Domain`` protocol has the
-same shape)::
+same shape; each task of a continual sequence is one run of ``TaskRun`` in
+``lorakit.data.continual.task_run``)::
 
     name, config           its name and light config module (DEFAULTS, check: no torch)
     renamed                old config section names still read (lorakit.data.vocabulary)
@@ -80,7 +81,7 @@ class Pipeline:
     name: str = ""
     config: Any = None  # the light config module (DEFAULTS, check)
     renamed: tuple = ()
-    curve_file: str = "training_curve.png"
+    curve_file: str | None = "training_curve.png"  # None: no training curve
     curve_keys: tuple[str, ...] | None = None  # None: plot_training_curve's default
     adapter_file: str = "adapter_config.json"  # present in run/adapter once trained
     quant_keep: tuple[str, ...] = ()  # modules a quantized base leaves float (they train)
@@ -124,7 +125,10 @@ class Pipeline:
     # --------------------------------------------------------------- evaluation
 
     def eval_config(self, cfg: dict, overrides: dict) -> tuple[dict, str]:
-        """Dotted overrides set into the stored config; the suite is ``all``."""
+        """The light config's ``eval_config`` (no torch: the CLI checks ``eval --set`` with
+        it first), else dotted overrides set into the stored config; the suite is ``all``."""
+        if hasattr(self.config, "eval_config"):
+            return self.config.eval_config(cfg, overrides)
         for key, value in overrides.items():
             set_dotted(cfg, key, value)
         return cfg, "all"
@@ -197,7 +201,7 @@ def run_training(pipeline: Pipeline, cfg: dict, out: str | Path, callbacks=None)
         }
     metrics = {**common, **base.metrics(), **pipeline.metrics(cfg, run, fit, sections)}
     pipeline.outputs(run, fit, metrics)
-    if fit.module is not None:
+    if fit.module is not None and pipeline.curve_file:
         plot_training_curve(
             run.logs / "metrics.csv",
             run.plots / pipeline.curve_file,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lorakit.data.audio_config import AugmentConfig
+from lorakit.data.method_fields import check_fields, check_method, fields_of
 from lorakit.data.runtime.options import TrainerOptions
 from lorakit.data.sections import check_sections, typed_section
 from lorakit.data.vocabulary import Rename
@@ -199,6 +200,22 @@ def decode_config(cfg: dict) -> tuple[DecodeConfig, dict]:
     return typed_section(DecodeConfig, sec, "eval"), extra
 
 
+def recipe_leftovers(method: str, adapter: dict) -> list[str]:
+    """The S2-LoRA recipe's fields (``beta``, ...) still at their recipe value in a config
+    whose method does not have them: left out, not refused (the pipeline drops them)."""
+    known = fields_of(method) or {}
+    return sorted(k for k, v in adapter.items()
+                  if k in RECIPE_ADAPTER and k not in known and v == RECIPE_ADAPTER[k])  # fmt: skip
+
+
+def check_adapter(adapter: dict) -> None:
+    """The method name and its own fields (names and kinds from the method table)."""
+    method = adapter.get("method", "s2_lora")
+    check_method(method)
+    dropped = {"method", *recipe_leftovers(method, adapter)}
+    check_fields(method, {k: v for k, v in adapter.items() if k not in dropped})
+
+
 def check(cfg: dict) -> dict:
     """Every section checked without torch; returns the typed sections by name."""
     built = check_sections(cfg, SECTIONS, DEFAULTS)
@@ -210,9 +227,20 @@ def check(cfg: dict) -> dict:
     bad = sorted(set(quant or {}) - set(QUANT_DEFAULTS))
     if bad:
         raise ValueError(f"backbone.quantize: unknown key(s) {bad}; valid: {list(QUANT_DEFAULTS)}")
-    if not isinstance(section(cfg, "adapter").get("method", "s2_lora"), str):
-        raise ValueError(f"adapter.method must be a method name, got {cfg['adapter']['method']!r}")
+    check_adapter(section(cfg, "adapter"))
     built["eval"], extra = decode_config(cfg)
     if "quantized" in extra.get("export", []) and (quant or {}).get("bits") is None:
         raise ValueError("eval.export: 'quantized' needs a quantized base (backbone.quantize.bits)")
     return built
+
+
+def eval_config(cfg: dict, overrides: dict) -> tuple[dict, str]:
+    """``lorakit eval asr --set``: eval keys (``beam_size=5``) or dotted config keys
+    (``data.test=other.jsonl``). Returns ``(config, suite)``."""
+    for key, value in overrides.items():
+        name, _, field = key.rpartition(".")
+        name = {r.old: r.new for r in RENAMED}.get(name, name or "eval")
+        if name not in DEFAULTS:
+            raise ValueError(f"--set {key}: unknown config section {name!r}")
+        cfg.setdefault(name, {})[field] = value
+    return cfg, "all"

@@ -288,16 +288,6 @@ class ASRPipeline(Pipeline):
     def needs_adapter(self, cfg: dict) -> bool:
         return True
 
-    def eval_config(self, cfg: dict, overrides: dict) -> tuple[dict, str]:
-        """Eval keys (``beam_size=5``) or dotted config keys (``data.test=other.jsonl``)."""
-        for key, value in overrides.items():
-            section, _, name = key.rpartition(".")
-            section = {r.old: r.new for r in RENAMED}.get(section, section or "eval")
-            if section not in DEFAULTS:
-                raise ValueError(f"--set {key}: unknown config section {section!r}")
-            cfg.setdefault(section, {})[name] = value
-        return cfg, "all"
-
     def evaluate(self, cfg: dict, run: RunFolder, suite: str) -> dict:
         data = resolve_data(cfg)
         model = load_whisper(_section(cfg, "backbone").get("name"))

@@ -104,3 +104,98 @@ def test_help_and_a_valid_config_check_import_no_torch():
         "print(sorted(m for m in ('torch', 'lightning', 'gradio') if m in sys.modules))"
     )
     assert out == "[]", out
+
+
+# the adapter method's own fields (names and kinds from the torch-free method table)
+BAD_METHOD_SETS = [
+    ("clip", "adapter.r=x", "adapter.r must be an integer, got 'x'"),
+    ("clip", "adapter.n_bands=4", "adapter: comp_lora has unknown field(s) ['n_bands']"),
+    ("clip", "adapter.method=lorra", "unknown method 'lorra': adapter.method must be one of"),
+    ("asr", "adapter.bogus=1", "adapter: s2_lora has unknown field(s) ['bogus']"),
+    ("asr", "adapter.lora_alpha=big", "adapter.lora_alpha must be a number, got 'big'"),
+    ("cod", "adapter.hyper={grid: 3}", "adapter.hyper.grid must be a list or null, got 3"),
+    ("cod", "adapter.method=dora", "unknown method 'dora': adapter.method must be one of none,"),
+    ("ood", "adapter.hyper={mu: fast}", "adapter.hyper.mu must be a number, got 'fast'"),
+    ("ood", "adapter.method=lora", "adapter.hyper: lora has unknown field(s) ['gamma_rel', 'mu']"),
+]
+
+
+@pytest.mark.parametrize("pipeline,item,message", BAD_METHOD_SETS)
+def test_a_bad_method_field_fails_in_one_line_before_torch(tmp_path, pipeline, item, message):
+    test_a_bad_set_fails_in_one_line_before_torch_is_imported(tmp_path, pipeline, item, message)
+
+
+def test_the_method_table_is_the_registry_s():
+    """data/method_table.py is generated from the config dataclasses: a method or field
+    added, removed or retyped without regenerating it fails here."""
+    from lorakit.data import method_fields
+
+    assert method_fields.TABLE.read_text() == method_fields.render(), (
+        "data/method_table.py is out of date: run .venv/bin/python -m lorakit.data.method_fields"
+    )
+
+
+def test_valid_method_fields_pass_and_a_method_registered_at_run_time_is_known():
+    from dataclasses import dataclass
+
+    from lorakit.core.methods.lora import LoRA, LoRAConfig
+    from lorakit.core.registry import MethodSpec, register, unregister
+    from lorakit.vision.clip.config import check_adapter
+
+    check_adapter({"method": "fora", "n_bands": "4", "grid": [2, 2], "lora_alpha": 2})
+
+    @dataclass
+    class WideConfig(LoRAConfig):
+        method = "wide_test"
+        width: int = 2
+
+    class Wide(LoRA):
+        name = "wide_test"
+
+    register(MethodSpec("wide_test", WideConfig, Wide))
+    try:
+        check_adapter({"method": "wide_test", "width": 3, "r": 2})
+        with pytest.raises(ValueError, match=r"adapter.width must be an integer, got 'w'"):
+            check_adapter({"method": "wide_test", "width": "w"})
+    finally:
+        unregister("wide_test")
+    with pytest.raises(ValueError, match="unknown method 'wide_test'"):
+        check_adapter({"method": "wide_test"})
+
+
+# ``lorakit eval --set``: the stored config with the overrides must pass the light check
+BAD_EVAL_SETS = [
+    ("clip", "eval.batch_size=big", "eval.batch_size must be an integer, got 'big'"),
+    ("clip", "data.bogus=1", "data: unknown key(s) ['bogus']"),
+    ("cod", "bogus=1", "eval: unknown key(s) ['bogus']"),
+    ("asr", "beam_size=wide", "eval.beam_size must be an integer or null, got 'wide'"),
+    ("ood", "batch_size=x", "eval.batch_size must be an integer, got 'x'"),
+    ("ood", "nothing=1", "eval: unknown key(s) ['nothing']"),
+]
+
+
+@pytest.mark.parametrize("pipeline,item,message", BAD_EVAL_SETS)
+def test_a_bad_eval_set_fails_in_one_line_before_torch_is_imported(tmp_path, pipeline, item, message):
+    run = tmp_path / "run"
+    code = (
+        "import sys, time, yaml\n"
+        "from pathlib import Path\n"
+        "from lorakit.apps.pipelines import pipeline_config\n"
+        "from lorakit.data.vocabulary import load_pipeline_config\n"
+        f"c = pipeline_config({pipeline!r})\n"
+        f"cfg = load_pipeline_config('demos/{pipeline}.yaml', [], c.DEFAULTS, getattr(c, 'RENAMED', ()))\n"
+        f"run = Path({str(run)!r}); run.mkdir(); (run / 'adapter').mkdir()\n"
+        "(run / 'config.yaml').write_text(yaml.safe_dump(cfg, sort_keys=False))\n"
+        "t0 = time.perf_counter()\n"
+        "from typer.testing import CliRunner\n"
+        "from lorakit.apps.cli import app\n"
+        f"r = CliRunner().invoke(app, ['eval', {pipeline!r}, '--run', str(run), '--set', {item!r}])\n"
+        "print(r.exit_code, 'torch' in sys.modules, round(time.perf_counter() - t0, 2))\n"
+        "print(r.output.strip())"
+    )
+    head, *lines = _run(code).splitlines()
+    code_, torch_loaded, seconds = head.split()
+    assert (code_, torch_loaded) == ("2", "False"), (head, lines)
+    assert len(lines) == 1 and message in lines[0], lines
+    assert float(seconds) < 2 * 3, seconds
+    assert sorted(p.name for p in run.iterdir()) == ["adapter", "config.yaml"]  # nothing written

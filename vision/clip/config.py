@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from lorakit.data.method_fields import check_fields, check_method
 from lorakit.data.runtime.options import TrainerOptions
 from lorakit.data.sections import RuntimeConfig, check_sections, typed_section
 
@@ -147,13 +148,17 @@ SECTIONS = {
 }
 
 
+ADAPTER_KEYS = ("method", "towers", "modules")  # the pipeline's own; the rest: the method's
+
+
 def check_adapter(section: dict) -> None:
-    """The ``adapter:`` keys this pipeline reads itself (the method's own fields, ``r``,
-    ``alpha``, ... are the method config's, checked when it is made)."""
+    """The ``adapter:`` keys this pipeline reads itself, and the method's own fields (``r``,
+    ``alpha``, ...: names and kinds from the method table, without torch)."""
     if not isinstance(section, dict):
         raise ValueError(f"adapter must be a mapping, got {section!r}")
-    if not isinstance(section.get("method", "lora"), str):
-        raise ValueError(f"adapter.method must be a method name, got {section['method']!r}")
+    method = section.get("method", "lora")
+    check_method(method)
+    check_fields(method, {k: v for k, v in section.items() if k not in ADAPTER_KEYS})
     if section.get("towers", "both") not in TOWERS:
         raise ValueError(f"adapter.towers must be both, vision or text; got {section['towers']!r}")
     modules = section.get("modules", ["q", "k", "v"])
@@ -172,3 +177,13 @@ def check(cfg: dict) -> dict:
         if isinstance(cfg["data"].get(name), dict):
             typed_section(DataConfig, cfg["data"][name], f"data.{name}")
     return built
+
+
+def eval_config(cfg: dict, overrides: dict) -> tuple[dict, str]:
+    """``lorakit eval clip --set``: dotted config keys (``data.root=...``) set into the
+    stored config. Returns ``(config, suite)``."""
+    from lorakit.data.runs import set_dotted
+
+    for key, value in overrides.items():
+        set_dotted(cfg, key, value)
+    return cfg, "all"

@@ -83,8 +83,13 @@ class MethodConfig:
     def validate_light(self) -> None:
         """The method name is checked against the registry (which imports torch) in
         ``validate``, by the pipeline."""
+        from lorakit.data.method_fields import check_fields, check_method  # no torch
+
         if not self.method or not isinstance(self.method, str):
             raise ValueError(f"adapter.method must be a method name, got {self.method!r}")
+        check_method(self.method, also=WHOLE_MODEL_METHODS)
+        if self.method not in WHOLE_MODEL_METHODS:
+            check_fields(self.method, self.hyper, "adapter.hyper")
 
     def validate(self) -> None:
         from lorakit.core import list_methods  # the method registry imports torch
@@ -183,3 +188,16 @@ def check(cfg: dict) -> dict:
     if int(built["optim"].batch_size) < 1:
         raise ValueError(f"optim.batch_size must be positive, got {built['optim'].batch_size}")
     return built
+
+
+def eval_config(cfg: dict, overrides: dict) -> tuple[dict, str]:
+    """``lorakit eval ood --set``: ``data.*`` keys point the evaluation at other data;
+    ``suite`` picks a part; the rest are ``eval:`` keys. Returns ``(config, suite)``."""
+    from lorakit.data.runs import set_dotted
+
+    overrides = dict(overrides)
+    for key in [k for k in overrides if k.startswith("data.")]:  # another data split
+        set_dotted(cfg, key, overrides.pop(key))
+    suite = str(overrides.pop("suite", cfg["eval"].get("suite", "all")))
+    cfg["eval"] = {**cfg["eval"], **overrides}
+    return cfg, suite

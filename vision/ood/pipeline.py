@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lorakit.core import named_hosts, trainable_parameters
-from lorakit.data.runs import RunFolder, dataclass_from, set_dotted, write_json
+from lorakit.data.runs import RunFolder, dataclass_from, write_json
 from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
@@ -210,15 +210,6 @@ class OODPipeline(Pipeline):
 
     def needs_adapter(self, cfg: dict) -> bool:
         return True  # every method saves its weights, the linear probe and full included
-
-    def eval_config(self, cfg: dict, overrides: dict) -> tuple[dict, str]:
-        """``data.*`` keys point the evaluation at other data; ``suite`` picks a part; the
-        rest are ``eval:`` keys."""
-        for key in [k for k in overrides if k.startswith("data.")]:  # another data split
-            set_dotted(cfg, key, overrides.pop(key))
-        suite = str(overrides.pop("suite", cfg["eval"].get("suite", "all")))
-        cfg["eval"] = {**cfg["eval"], **overrides}
-        return cfg, suite
 
     def evaluate(self, cfg: dict, run: RunFolder, suite_name: str) -> dict:
         ecfg = dataclass_from(EvalConfig, cfg["eval"], "eval (--set)")

@@ -62,8 +62,12 @@ class AdapterSpec:
     def validate_light(self) -> None:
         """The method name is checked against the registry (which imports torch) in
         ``validate``, by the pipeline."""
+        from lorakit.data.method_fields import check_fields, check_method  # no torch
+
         if not self.method or not isinstance(self.method, str):
             raise ValueError(f"adapter.method must be a method name or none, got {self.method!r}")
+        check_method(self.method, also=("none",))
+        check_fields(self.method, self.hyper, "adapter.hyper")
 
     def validate(self) -> None:
         from lorakit.core import list_methods  # the method registry imports torch
@@ -266,3 +270,14 @@ def check(cfg: dict) -> dict:
     if int(built["optim"].batch_size) < 1:
         raise ValueError(f"optim.batch_size must be positive, got {built['optim'].batch_size}")
     return built
+
+
+def eval_config(cfg: dict, overrides: dict) -> tuple[dict, str]:
+    """``lorakit eval cod --set``: ``key=value`` is an ``eval:`` key, a dotted key any
+    config key. Returns ``(config, suite)``."""
+    from lorakit.data.runs import set_dotted
+
+    cfg.setdefault("data", {}).setdefault("cue", "colour")  # runs before data.cue: colour
+    for key, value in overrides.items():
+        set_dotted(cfg, key if "." in key else f"eval.{key}", value)
+    return cfg, "all"

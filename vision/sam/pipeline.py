@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from lorakit.core import named_hosts, trainable_parameters
 from lorakit.data.camouflage import CamouflageSpec, ensure_cod
 from lorakit.data.cod import CODFolder
-from lorakit.data.runs import RunFolder, dataclass_from, set_dotted
+from lorakit.data.runs import RunFolder, dataclass_from
 from lorakit.data.runtime import (
     SeededItems,
     StepSampler,
@@ -199,12 +199,6 @@ class CodPipeline(Pipeline):
         if s["ev"]["zero_shot"]:
             metrics["zero_shot"] = _zero_shot(cfg, s["folders"], prompts, s["ev"], run.plots)
         return metrics
-
-    def eval_config(self, cfg: dict, overrides: dict) -> tuple[dict, str]:
-        cfg.setdefault("data", {}).setdefault("cue", "colour")  # runs before data.cue: colour
-        for key, value in overrides.items():
-            set_dotted(cfg, key if "." in key else f"eval.{key}", value)
-        return cfg, "all"
 
     def evaluate(self, cfg: dict, run: RunFolder, suite: str) -> dict:
         prompts = _section(cfg, "prompts", PromptOptions)
