@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from lorakit.apps.web.common import LIMITS, MODELS, check_audio, demo_temp_root, folder_key, guarded
+from lorakit.apps.web.gains import no_gain
 from lorakit.apps.web.prebuilt import pipeline_module
+from lorakit.data.runs import RunFolder
 
 RUN_KEY = "asr-s2_lora"
 SAMPLE_RATE = 16000
@@ -205,6 +207,29 @@ def run_transcribe(ctx, folder, audio, childlike: bool, reference: str):
     )
 
 
+def run_numbers(metrics: dict) -> str:
+    """The run's held-out WERs (speakers its training never heard) against the base model's,
+    and one sentence when S2-LoRA did not beat it."""
+    rows = [
+        (label, metrics.get(f"wer_heldout_{group}"), metrics.get(f"baseline_wer_heldout_{group}"))
+        for label, group in (("child", "child"), ("adult", "adult"))
+    ]
+    shown = [
+        f"{label} WER {a:.3f} (base Whisper {b:.3f})"
+        for label, a, b in rows
+        if isinstance(a, int | float) and isinstance(b, int | float)
+    ]
+    if not shown:
+        return ""
+    note = no_gain("asr", metrics)
+    return (
+        "**Pre-made run, held-out speakers (never heard in training):** "
+        + ", ".join(shown)
+        + "; lower is better."
+        + (f" **{note}**" if note else "")
+    )
+
+
 # --------------------------------------------------------------------------- page
 
 
@@ -237,6 +262,7 @@ def _output_column() -> tuple:
 def build_tab(ctx) -> None:
     gr.Markdown("### Child speech: Whisper vs Whisper + S2-LoRA\n" + ctx.model_note(RUN_KEY))
     banner = ctx.banner("asr", [RUN_KEY])
+    numbers = gr.Markdown(elem_id="asr-numbers")
     with gr.Row():
         with gr.Column():
             audio = gr.Audio(
@@ -279,7 +305,12 @@ def build_tab(ctx) -> None:
         list(outputs),
         concurrency_id="infer",
     )
-    ctx.gate(banner, [RUN_KEY], [go])
+    ctx.gate(
+        banner,
+        [RUN_KEY],
+        [go],
+        also=(lambda: run_numbers(RunFolder.existing(ctx.run_path(RUN_KEY)).read_metrics()), [numbers]),
+    )
 
 
 def build_app(ctx) -> gr.Blocks:

@@ -215,6 +215,55 @@ def example_set(cache: Path) -> tuple[list[str], list[list[str]]]:
     return names, files
 
 
+EXAMPLES_PER_CLASS = 3
+EXAMPLE_SEED = 7_001  # not a run's data seed: drawings no pre-made run trained or tested on
+
+
+def class_examples(folder: Path, classnames: list[str]) -> tuple[list[tuple[str, str]], str]:
+    """Freshly drawn images of the loaded run's classes, in the run's own size and style
+    (``data.generate`` of its config), as ``[(path, class)]`` and a one-line caption.
+
+    They are written under the apps' scratch folder (one folder per drawing spec, reused),
+    never into the run. A run whose class names are not "<colour> <shape>" pairs lorakit
+    can draw (one trained on uploads) gets no examples and a caption saying so."""
+    from lorakit.apps.web.common import demo_temp_root
+    from lorakit.data.fewshot import ShapesSpec, generate_shapes_dataset
+    from lorakit.data.runs import RunFolder
+
+    try:
+        gen = (RunFolder.existing(folder).read_config().get("data") or {}).get("generate")
+    except (OSError, ValueError):
+        gen = None
+    gen = gen if isinstance(gen, dict) else {}
+    extra = {k: gen[k] for k in ("size", "style", "backgrounds") if gen.get(k)}
+    try:
+        spec = ShapesSpec(
+            classes=list(classnames),
+            train_per_class=EXAMPLES_PER_CLASS,
+            test_per_class=0,
+            seed=EXAMPLE_SEED,
+            **extra,
+        )
+        spec.parsed()
+    except (TypeError, ValueError):
+        return [], (
+            "No example images: this run's classes are not shapes lorakit can draw; "
+            "upload an image of one of them."
+        )
+    root = demo_temp_root() / "clip-class-examples" / spec.fingerprint()
+    with EXAMPLE_LOCK:  # two sessions loading the same run: the second reuses the first's
+        generate_shapes_dataset(root, spec)
+    items = [
+        (str(p), name)
+        for name in classnames
+        for p in sorted((root / "train" / name.replace(" ", "_")).glob("*.png"))
+    ]
+    return items, (
+        f"Examples of its {len(classnames)} classes (newly drawn, never seen in training): "
+        "click one to classify it"
+    )
+
+
 # --------------------------------------------------------------------------- page
 
 
@@ -258,6 +307,13 @@ def _classify_panel(ui: SimpleNamespace, default_run: str) -> None:
             label="or load a run folder", value=default_run, scale=4, elem_id="clip-folder"
         )
         ui.load = gr.Button("Load run", scale=1, elem_id="clip-load")
+    ui.class_examples = gr.Gallery(
+        label="examples of the loaded run's classes",
+        columns=12,
+        height=130,
+        allow_preview=False,
+        elem_id="clip-class-examples",
+    )
     with gr.Row():
         ui.image = gr.File(label="image to classify", elem_id="clip-image")
         ui.preview = gr.Image(
@@ -282,10 +338,21 @@ def _handlers(ctx) -> SimpleNamespace:
         shown = [(p, name) for name, group in zip(n, f, strict=True) for p in group]
         return *n, f, gr.Gallery(value=shown, visible=True)
 
+    def loaded(path: Path, run) -> tuple:
+        """What the page shows of a loaded run: its description and class examples."""
+        items, caption = class_examples(path, run.classnames)
+        gallery = gr.Gallery(value=items or None, label=caption)
+        return describe(path, run.classnames), gallery, [p for p, _ in items]
+
     def on_load(path):
         path = require_run(path, "clip", ctx.roots)
         run, _ = get_run(path, ctx.roots)
-        return str(path), describe(path, run.classnames), gr.update(interactive=True), *CLEARED
+        return str(path), *loaded(path, run), gr.update(interactive=True), *CLEARED
+
+    def on_example_pick(paths, evt: gr.SelectData):
+        if not paths or not 0 <= evt.index < len(paths):
+            raise ValueError("that example is gone: load the run again")
+        return paths[evt.index]
 
     def on_classify(run_folder, upload):
         img = check_image(upload)
@@ -303,14 +370,14 @@ def _handlers(ctx) -> SimpleNamespace:
 
     def on_trained(path):
         if not path:
-            return gr.skip(), gr.skip(), *[gr.skip()] * len(CLEARED)
+            return *[gr.skip()] * 4, *[gr.skip()] * len(CLEARED)
         run, _ = get_run(path, ctx.roots)
-        return describe(Path(path), run.classnames), gr.update(interactive=True), *CLEARED
+        return *loaded(Path(path), run), gr.update(interactive=True), *CLEARED
 
     def on_ready(path):
         path = require_run(path, "clip", ctx.roots)
         run, _ = get_run(path, ctx.roots)
-        return describe(path, run.classnames)
+        return loaded(path, run)
 
     return SimpleNamespace(**{k: v for k, v in locals().items() if k.startswith("on_")})
 
@@ -324,14 +391,17 @@ def _wire(ui: SimpleNamespace, h: SimpleNamespace) -> None:
         [ui.train_msg, ui.curve, ui.run_state],
         concurrency_limit=1,
         concurrency_id="train",
-    ).then(h.on_trained, ui.run_state, [ui.loaded, ui.classify_btn, *shown])
+    ).then(h.on_trained, ui.run_state, [*ui.view, ui.classify_btn, *shown])
     ui.load.click(
         guarded(h.on_load),
         ui.folder,
-        [ui.run_state, ui.loaded, ui.classify_btn, *shown],
+        [ui.run_state, *ui.view, ui.classify_btn, *shown],
         concurrency_id="infer",
     )
     ui.classify_btn.click(
+        guarded(h.on_classify), [ui.run_state, ui.image], shown, concurrency_id="infer"
+    )
+    ui.class_examples.select(guarded(h.on_example_pick), ui.example_paths, ui.image).success(
         guarded(h.on_classify), [ui.run_state, ui.image], shown, concurrency_id="infer"
     )
 
@@ -342,12 +412,14 @@ def build_tab(ctx) -> None:
     ui = SimpleNamespace(
         run_state=gr.State(default_run),
         example_files=gr.State(None),  # the generated example set: one list of paths per slot
+        example_paths=gr.State([]),  # the loaded run's class examples, in gallery order
     )
     gr.Markdown("### CLIP few-shot: adapted vs zero-shot\n" + ctx.model_note(RUN_KEY))
     banner = ctx.banner("clip", [RUN_KEY])
     ui.loaded = gr.Markdown(elem_id="clip-loaded")
     _train_panel(ui)
     _classify_panel(ui, default_run)
+    ui.view = [ui.loaded, ui.class_examples, ui.example_paths]  # what a loaded run shows
     h = _handlers(ctx)
     _wire(ui, h)
     ctx.gate(
@@ -356,7 +428,7 @@ def build_tab(ctx) -> None:
         [ui.classify_btn],
         own_run=ui.run_state,
         default=default_run,
-        also=(h.on_ready, [ui.loaded]),
+        also=(h.on_ready, ui.view),
     )
 
 

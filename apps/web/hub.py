@@ -19,6 +19,7 @@ from pathlib import Path
 import gradio as gr
 
 from lorakit.apps.web.common import DemoContext, guarded
+from lorakit.apps.web.gains import no_gain
 from lorakit.apps.web.prebuilt import BuildStatus, ensure_runs, profile, start_background
 
 # app name -> (module, tab title, pre-made run keys, one-line description)
@@ -112,7 +113,8 @@ def _headline(pipeline: str, path: str) -> str:
             v = f"{v:.3f}"
         if isinstance(v, str):
             parts.append(f"{label} {v}")
-    return ", ".join(parts)
+    note = no_gain(pipeline, m)  # the method lost to its base model: said in words too
+    return ", ".join(parts) + (f". {note}" if parts and note else "")
 
 
 def status_table(ctx: DemoContext) -> str:

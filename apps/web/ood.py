@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from lorakit.apps.web.common import MODELS, check_image, folder_key, guarded
+from lorakit.apps.web.gains import no_gain, pretrained_row
 from lorakit.apps.web.prebuilt import pipeline_module
 
 RUN_KEYS = {"LoRA": "ood-lora", "LARGO": "ood-largo"}
@@ -74,32 +75,53 @@ ROBUSTNESS_NOTE = (
 )
 
 
-def summary(runs: dict) -> str:
-    """Test-set numbers of the runs next to the pretrained model (WiSE-FT alpha 0) and chance."""
+def summary(metrics: dict[str, dict], n_classes: int) -> str:
+    """Test-set numbers of the runs (``{name: metrics.json}``) next to the pretrained model
+    (WiSE-FT alpha 0) and chance, with each model's OOD drop (ID minus OOD accuracy) and one
+    sentence under the table for a method that did not beat the pretrained model."""
     rows = [
-        "| model | ID accuracy | OOD accuracy | corruption accuracy | effective robustness |",
-        "|---|---|---|---|---|",
+        "| model | ID accuracy | OOD accuracy | OOD drop (ID - OOD) | corruption accuracy "
+        "| effective robustness |",
+        "|---|---|---|---|---|---|",
     ]
 
     def f(v):
         return f"{v:.3f}" if isinstance(v, int | float) else "-"
 
-    first = next(iter(runs.values()))
-    pre = next((w for w in first.metrics.get("wise") or [] if w.get("alpha") == 0), None)
+    def drop(m):
+        i, o = m.get("id_accuracy"), m.get("ood_accuracy")
+        return i - o if isinstance(i, int | float) and isinstance(o, int | float) else None
+
+    pre = pretrained_row(next(iter(metrics.values())))
     if pre is not None:
         rows.append(
             f"| pretrained (before fine-tuning) | {f(pre.get('id_accuracy'))} | "
-            f"{f(pre.get('ood_accuracy'))} | - | - |"
+            f"{f(pre.get('ood_accuracy'))} | {f(drop(pre))} | - | - |"
         )
-    for name, r in runs.items():
-        m = r.metrics
+    for name, m in metrics.items():
         rows.append(
             f"| {name} | {f(m.get('id_accuracy'))} | {f(m.get('ood_accuracy'))} | "
-            f"{f(m.get('corruption_accuracy'))} | {f(m.get('effective_robustness'))} |"
+            f"{f(drop(m))} | {f(m.get('corruption_accuracy'))} | "
+            f"{f(m.get('effective_robustness'))} |"
         )
-    chance = f(1 / len(first.classes))
-    rows.append(f"| chance ({len(first.classes)} classes) | {chance} | {chance} | {chance} | - |")
-    return "\n".join(rows) + "\n\n" + ROBUSTNESS_NOTE
+    chance = f(1 / n_classes) if n_classes else "-"
+    rows.append(f"| chance ({n_classes} classes) | {chance} | {chance} | - | {chance} | - |")
+    notes = [n for n in (no_gain("ood", m) for m in metrics.values()) if n]
+    return "\n".join(rows) + "".join(f"\n\n**{n}**" for n in notes) + "\n\n" + ROBUSTNESS_NOTE
+
+
+def premade_summary(ctx) -> tuple[str, str | None]:
+    """``summary`` of the pre-made runs as they are on disk and the LARGO run's ID-vs-OOD
+    plot: the tab shows them as soon as the runs are ready, before any image is picked."""
+    from lorakit.data.runs import RunFolder
+
+    runs = {n: RunFolder.existing(ctx.run_path(k)) for n, k in RUN_KEYS.items()}
+    shift = runs["LARGO"].read_config()["data"].get("shift") or {}
+    plot = runs["LARGO"].path / "plots" / "id_vs_ood.png"
+    return (
+        summary({n: r.read_metrics() for n, r in runs.items()}, len(shift.get("classes") or [])),
+        str(plot) if plot.is_file() else None,
+    )
 
 
 def compare(ctx, folders: list[str], image, corruption: str, severity: int):
@@ -118,7 +140,7 @@ def compare(ctx, folders: list[str], image, corruption: str, severity: int):
     return (
         shown,
         *outs,
-        summary({n: r for n, (r, _) in runs.items()}),
+        summary({n: r.metrics for n, (r, _) in runs.items()}, len(base[0].classes)),
         str(plot) if plot.is_file() else None,
     )
 
@@ -221,7 +243,12 @@ def build_tab(ctx) -> None:
     _input_panel(ui)
     _result_panel(ctx, ui)
     _wire(ctx, ui)
-    ctx.gate(banner, list(RUN_KEYS.values()), [ui.pick, ui.upload])
+    ctx.gate(
+        banner,
+        list(RUN_KEYS.values()),
+        [ui.pick, ui.upload],
+        also=(lambda: premade_summary(ctx), [ui.table, ui.plot]),
+    )
 
 
 def build_app(ctx) -> gr.Blocks:

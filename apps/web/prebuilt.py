@@ -124,12 +124,21 @@ def _cod(steps: int, n: int, cache: str, pretrain_steps: int = 0) -> RunSpec:
 
 
 def _ood(
-    method: str, steps: int, per_class: int, root: str, pretrain: str | None = None, pre: int = 800
+    method: str,
+    steps: int,
+    per_class: int,
+    root: str,
+    pretrain: str | None = None,
+    pre: int = 800,
+    lr: float = 3e-3,
+    train_per_class: int | None = None,
 ) -> RunSpec:
+    # train_per_class (default per_class) changes only the training set: the test and OOD
+    # sets are drawn from their own seeds, the same images whatever the training set's size
     shift = {
         "classes": ["circle", "square", "triangle", "cross"],
         "size": 32,
-        "train_per_class": per_class,
+        "train_per_class": train_per_class or per_class,
         "test_per_class": max(8, per_class // 2),
         "ood_per_class": max(8, per_class // 2),
         "ood_styles": ["texture", "sketch"],  # texture: near chance for this backbone (bench_ood)
@@ -137,8 +146,8 @@ def _ood(
         "seed": 0,
     }
     # the backbone is a tiny ViT pretrained on generated styles (a stand-in "foundation"
-    # model, demos/ood.yaml's architecture). Measured (demo profile, LoRA): ID 0.46 on 4
-    # classes (chance 0.25), OOD 0.41 (texture 0.28, sketch 0.54); before: ID 0.34, OOD 0.33
+    # model, demos/ood.yaml's architecture); the demo profile's lr, steps and training-set
+    # size per method were chosen on a validation draw (demos/tune_premade_ood.py)
     backbone = (
         {
             "backbone.checkpoint": pretrain,
@@ -167,7 +176,7 @@ def _ood(
             "backbone.conv_stem": True,
             "backbone.patch_size": 8,
             "adapter.method": method,
-            "optim.lr": 3e-3,
+            "optim.lr": lr,
             "optim.batch_size": 32,
             "trainer.max_steps": steps,
             "trainer.log_every": 2,
@@ -224,7 +233,11 @@ def profile(name: str, cache: str | Path) -> list[RunSpec]:
         return [
             _clip(60, 12),
             _cod(40, 16, str(cache / "data" / "cod"), pretrain_steps=150),
-            *(_ood(method, 200, 80, shift, backbone, 800) for method in ("lora", "largo")),
+            # lr, steps and training images per class: the best validation ID accuracy of
+            # demos/tune_premade_ood.py (demos/results/tune_premade_ood.md); a training set
+            # of another size is another task folder
+            _ood("lora", 200, 80, f"{shift}-n320", backbone, 800, lr=1e-2, train_per_class=320),
+            _ood("largo", 400, 80, shift, backbone, 800, lr=1e-3),
             _asr("tiny.en-ct2", 24, 12, str(cache / "data" / "asr-speech")),
         ]
     if name == "tiny":

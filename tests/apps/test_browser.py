@@ -120,6 +120,37 @@ def test_clip_classifies_upload_adapted_vs_zero_shot(browser, hub, tiny_runs, sh
     page.close()
 
 
+def test_clip_offers_examples_of_the_loaded_runs_classes(browser, hub, shots):
+    """Newly drawn images of the run's classes under the run description; a click on one
+    classifies it (no upload needed)."""
+    from lorakit.apps.web.clip import EXAMPLES_PER_CLASS
+
+    url, ctx = hub
+    run = ctx.run_path("clip-block_lora")
+    files = sorted(run.rglob("*"))
+    page = open_tab(browser, url, "clip")
+    wait_text(page, "#clip-loaded", "Classes it knows")
+    gallery = page.locator("#clip-class-examples")
+    gallery.locator("img").nth(len(CLIP_CLASSES) * EXAMPLES_PER_CLASS - 1).wait_for()
+    assert gallery.locator("img").count() == len(CLIP_CLASSES) * EXAMPLES_PER_CLASS
+    assert "never seen in training" in gallery.inner_text()
+    captions = gallery.inner_text()
+    assert all(c in captions for c in CLIP_CLASSES), captions
+    assert sorted(run.rglob("*")) == files  # drawn in the apps' scratch folder, not the run
+    retried(
+        lambda: gallery.locator("img").first.click(),
+        lambda ms: page.locator("#clip-adapted .output-class").wait_for(timeout=ms),
+        "a click on the first class example",
+    )
+    page.wait_for_selector("#clip-zero .output-class")
+    page.wait_for_selector("#clip-preview img")
+    for sel in ("#clip-adapted", "#clip-zero"):
+        text = page.inner_text(sel)
+        assert sum(c in text for c in CLIP_CLASSES) >= 3 and "%" in text
+    page.screenshot(path=shots / "clip_class_examples.png", full_page=True)
+    page.close()
+
+
 def test_clip_trains_on_example_set_then_classifies(browser, hub, shots):
     url, ctx = hub
     page = open_tab(browser, url, "clip")
@@ -239,6 +270,8 @@ def test_cod_box_and_scribble_prompts(browser, hub, shots):
 def test_ood_corruption_slider_updates_three_models(browser, hub, shots):
     url, _ = hub
     page = open_tab(browser, url, "ood")
+    # the runs' numbers and the OOD drop are on the tab before any image is picked
+    assert "OOD drop" in wait_text(page, "#ood-summary", "pretrained (before fine-tuning)")
     page.click("#ood-pick")
     wait_text(page, "#ood-message", "test image #0")
     page.wait_for_selector("#ood-largo .output-class")
@@ -261,6 +294,8 @@ def test_asr_transcribes_synthesised_speech_child_like(browser, hub, shots):
     if ctx.status.get("asr-s2_lora").get("state") != "ready":
         pytest.skip("the asr pipeline is not available in this build")
     page = open_tab(browser, url, "asr")
+    numbers = wait_text(page, "#asr-numbers", "held-out speakers")
+    assert "child WER" in numbers and "base Whisper" in numbers
     page.click("#asr-speak")
     page.wait_for_selector(
         "#asr-audio audio, #asr-audio [data-testid=waveform-controls], #asr-audio .waveform-container",
