@@ -123,15 +123,9 @@ def _cod(steps: int, n: int, cache: str, pretrain_steps: int = 0) -> RunSpec:
     )
 
 
-def _ood(
-    method: str,
-    steps: int,
-    per_class: int,
-    root: str,
-    pretrain: str | None = None,
-    pre: int = 800,
-    lr: float = 3e-3,
-    train_per_class: int | None = None,
+def _ood(  # fmt: skip
+    method: str, steps: int, per_class: int, root: str, pretrain: str | None = None,
+    pre: int = 800, lr: float = 3e-3, train_per_class: int | None = None,
 ) -> RunSpec:
     # train_per_class (default per_class) changes only the training set: the test and OOD
     # sets are drawn from their own seeds, the same images whatever the training set's size
