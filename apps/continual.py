@@ -31,6 +31,29 @@ DEFAULTS: dict = {
 }
 
 
+def check(cfg: dict) -> None:
+    """The sections every domain shares, checked without torch (the CLI runs this before the
+    pipeline loads): domain, method, optim, trainer and the adapter method's fields. The
+    domain's own section and task names are checked when the domain is made."""
+    from types import SimpleNamespace
+
+    from lorakit.data.continual.names import check_adapter
+    from lorakit.data.continual.options import check_config
+    from lorakit.data.runtime.options import TrainerOptions
+    from lorakit.data.sections import typed_section
+
+    section = cfg.get("continual") or {}
+    if section.get("domain") not in DOMAINS:
+        raise ValueError(
+            f"continual.domain: unknown domain {section.get('domain')!r}; choose from {list(DOMAINS)}"
+        )
+    tasks = section.get("tasks")
+    names = tasks if isinstance(tasks, list) and tasks else ["?"]
+    check_config(cfg, SimpleNamespace(task_names=names))
+    check_adapter(section["method"], cfg.get("adapter") or {})
+    typed_section(TrainerOptions, cfg.get("trainer"), "trainer").validate_light()  # no torch
+
+
 def make_domain(cfg: dict):
     """The domain object the config names (validated: unknown domain or task is one line)."""
     section = cfg.get("continual") or {}

@@ -8,15 +8,35 @@
     state.py      the model a task starts from (replayed structure + saved tensors)
     loop.py       ``run_sequence``: the task loop, the lr sweep on validation, resume
     options.py    the shared config sections, checked before any work
+    names.py      the continual methods and their adapter keys (no torch: the CLI's check)
     plots.py      heatmap of the matrix, per-task curves
     domain.py     what a domain (CLIP, Whisper) provides
 
 Domain-agnostic: nothing here imports ``lorakit.vision`` or ``lorakit.speech``.
 """
 
-from .baselines import METHODS, Method
-from .loop import run_sequence
-from .scores import average_final, backward_transfer, forward_transfer, summary
+# Names -> the submodule defining them, imported on first use (PEP 562): the light
+# ``names`` and ``options`` modules are read by the CLI's config check without torch.
+_HOMES = {
+    "METHODS": "names",
+    "Method": "baselines",
+    "run_sequence": "loop",
+    "average_final": "scores",
+    "backward_transfer": "scores",
+    "forward_transfer": "scores",
+    "summary": "scores",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "METHODS",

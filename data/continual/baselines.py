@@ -34,16 +34,7 @@ from lorakit.core.methods.base import kaiming_
 from lorakit.core.methods.gorp import memory_report, weights_of
 from lorakit.data.runtime import check_method_supported
 
-METHODS = ("gorp", "lora", "lora_merge", "olora", "full", "joint", "drs_lora")
-# adapter-section keys each method reads besides the LoRA ones (r, alpha, dropout, ...)
-OWN_KEYS = {"gorp": ("r_g", "T", "energy_cl", "merge_lora_per_task", "full_targets"),
-            "olora": ("lambda_orth",), "drs_lora": ("sparsity", "sparsity_ramp", "w_init")}  # fmt: skip
-ALL_OWN = tuple(k for keys in OWN_KEYS.values() for k in keys)
-
-
-def check_method(name: str) -> None:
-    if name not in METHODS:
-        raise ValueError(f"unknown continual method/baseline {name!r}; choose from {list(METHODS)}")
+from .names import ALL_OWN, METHODS, OWN_KEYS, check_method, core_method  # noqa: F401
 
 
 def task_adapter(t: int) -> str:
@@ -69,8 +60,7 @@ class Method:
         return self.name != "joint"
 
     def config(self, t: int):
-        core = self.name if self.name in ("gorp", "drs_lora") else "lora"
-        cfg = self.make_config(core, {**self.lora_hyper, **self.gorp_hyper})
+        cfg = self.make_config(core_method(self.name), {**self.lora_hyper, **self.gorp_hyper})
         check_method_supported(cfg, runs_method_optimizer=True)  # this loop runs GORP's optimizer
         return cfg
 

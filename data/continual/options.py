@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from .baselines import check_method
+from .names import check_method
 
 CONTINUAL_KEYS = ("domain", "tasks", "method")
 OPTIM_KEYS = ("lr", "task_lr", "weight_decay", "warmup_steps", "batch_size")

@@ -117,6 +117,10 @@ BAD_METHOD_SETS = [
     ("cod", "adapter.method=dora", "unknown method 'dora': adapter.method must be one of none,"),
     ("ood", "adapter.hyper={mu: fast}", "adapter.hyper.mu must be a number, got 'fast'"),
     ("ood", "adapter.method=lora", "adapter.hyper: lora has unknown field(s) ['gamma_rel', 'mu']"),
+    ("continual", "adapter.r=x", "adapter.r must be an integer, got 'x'"),
+    ("continual", "adapter.bogus=1", "adapter: gorp has unknown field(s) ['bogus']"),
+    ("continual", "adapter.r_g=fast", "adapter.r_g must be an integer, got 'fast'"),
+    ("continual", "trainer.max_steps=many", "trainer.max_steps must be an integer or null, got 'many'"),
 ]
 
 

@@ -1,8 +1,9 @@
 """Bayesian-LoRA (``core/methods/bayesian_lora.py``) pinned where mutation testing (``bash
 .ci/mutate core/methods/bayesian_lora.py``) found it untested: the hard-concrete gate's
-probability of being open (``p_open``, which decides the evaluation gates) and the prior,
-``bop_penalty`` times the expected bit operations over the dense layer's. Both are computed
-here from the definitions (Louizos et al. 2018; the module docstring), not from the module."""
+probability of being open (``p_open``, which decides the evaluation gates), the prior,
+``bop_penalty`` times the expected bit operations over the dense layer's, and the grid of a
+coarsest level wider than 2 bits. All are computed here from the definitions (Louizos et al.
+2018; the module docstring), not from the module."""
 
 import math
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from lorakit.core import regularization_loss
-from lorakit.core.methods.bayesian_lora import p_open, sample_gate
+from lorakit.core.methods.bayesian_lora import gated_quantize, p_open, sample_gate
 
 BETA, GAMMA, ZETA = 2 / 3, -0.1, 1.1  # the paper's temperature and stretch interval
 
@@ -72,3 +73,14 @@ def test_the_prior_is_the_expected_bit_operations_over_the_dense_layers(one_laye
     with torch.no_grad():
         assert float(m.regularizer()) == pytest.approx(want, rel=1e-5)
         assert float(regularization_loss(model)) == pytest.approx(want, rel=1e-5)
+
+
+def test_the_coarsest_level_is_a_symmetric_grid_of_its_own_width():
+    """With levels (4, 32) and the gate closed, ``Q(M)`` is ``M`` on the 4-bit grid
+    ``step round(M / step)``, ``step = max |M| / (2^3 - 1)``; open, it is ``M``."""
+    torch.manual_seed(0)
+    m = torch.randn(5, 7)
+    step = m.abs().max() / 7
+    torch.testing.assert_close(gated_quantize(m, torch.zeros(1), (4, 32)),
+                               step * torch.round(m / step))  # fmt: skip
+    torch.testing.assert_close(gated_quantize(m, torch.ones(1), (4, 32)), m)

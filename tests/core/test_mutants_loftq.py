@@ -56,6 +56,10 @@ def test_svd_factors_decomposes_the_smaller_gram_matrix(shape, monkeypatch):
     a, b = svd_factors(m, 2)
     assert seen == [(4, 4)]
     torch.testing.assert_close(b @ a, _best(m, 2), atol=1e-6, rtol=1e-5)
+    # the singular values split evenly: A = S^(1/2) V^T, B = U S^(1/2), so A A^T = B^T B = S
+    s = torch.diag(torch.linalg.svdvals(m)[:2])
+    torch.testing.assert_close(a @ a.T, s, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(b.T @ b, s, atol=1e-6, rtol=1e-5)
 
 
 def test_rank_above_the_matrix_rank_gives_finite_factors(monkeypatch):

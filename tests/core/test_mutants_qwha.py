@@ -29,6 +29,9 @@ def test_allocate_rounds_by_largest_remainder():
     assert allocate(torch.tensor([2.9, 0.6, 0.5]) * 1e-3, 4, cap=8).tolist() == [3, 1, 0]
     got = allocate(torch.tensor([5.0, 1.4, 0.6]), 5, cap=3)  # shares 3.57, 1, 0.43; cap 3
     assert got.tolist() == [3, 1, 1]
+    # shares 4.92, 0.59, 0.49 of 6, cap 3: floors 3, 0, 0; one each to the other two; the
+    # last one to the channel least above its share (0.59 - 1), never past the cap
+    assert allocate(torch.tensor([10.0, 1.2, 1.0]), 6, cap=3).tolist() == [3, 2, 1]
 
 
 def _absorbed(alloc_power):
@@ -94,5 +97,5 @@ def test_n_coef_limits():
     model = nn.Sequential(nn.Linear(12, 3))  # spectrum 3 x 12 (a Paley Hadamard of 12)
     inject(model, make_config("qwha", n_coef=36, targets=("0",)))  # every entry: allowed
     assert methods(model)[0].coef.numel() == 36
-    with pytest.raises(ValueError, match="n_coef=37 is larger than layer"):
+    with pytest.raises(ValueError, match=r"n_coef=37 is larger than layer 0 allows \(spectrum 3x12, at most 36\)"):
         inject(nn.Sequential(nn.Linear(12, 3)), make_config("qwha", n_coef=37, targets=("0",)))
