@@ -24,6 +24,11 @@ def register(app: typer.Typer) -> None:
 
         run(out, rounds=rounds, image=image, batch=batch, echo=typer.echo)
 
+    _register_size(bench)
+    app.add_typer(bench, name="bench")
+
+
+def _register_size(bench: typer.Typer) -> None:
     @bench.command("size")
     def size(
         out: Path = typer.Option(
@@ -66,5 +71,3 @@ def register(app: typer.Typer) -> None:
         except (ValueError, RuntimeError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
-
-    app.add_typer(bench, name="bench")

@@ -219,6 +219,33 @@ def adapt(setup: Setup, variant: str, rank: int) -> tuple[nn.Module, int]:
 PRECISIONS = ("32", "bf16-mixed")
 
 
+def _start_peak(device: str) -> tuple[str, int]:
+    """Reset the peak counter; returns (what is measured, bytes held now)."""
+    from lorakit.data.runtime.compare_probe import _reset_hwm, _status_kb, _trim_heap
+
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return "cuda max_memory_allocated", torch.cuda.memory_allocated(device)
+    _trim_heap()
+    kind = "cpu peak RSS (VmHWM)" if _reset_hwm() else "cpu peak RSS (ru_maxrss)"
+    return kind, (_status_kb("VmRSS") or 0) * 1024
+
+
+def _peak_since(device: str, kind: str, base: int) -> int:
+    """Bytes of the peak above ``base`` (from ``_start_peak``)."""
+    from lorakit.data.runtime.compare_probe import _status_kb
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device) - base
+    if kind.endswith("(VmHWM)"):
+        return (_status_kb("VmHWM") or 0) * 1024 - base
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+
+
 def measure(
     model_name: str,
     variant: str,
@@ -232,8 +259,6 @@ def measure(
     """One variant in this process: build, adapt, train ``steps`` steps; time and peak.
     ``precision="bf16-mixed"``: the forward pass under ``torch.autocast`` in bfloat16 (as
     Lightning's ``bf16-mixed``); weights, gradients and AdamW's state stay float32."""
-    from lorakit.data.runtime.compare_probe import _reset_hwm, _status_kb, _trim_heap
-
     torch.manual_seed(0)
     setup = BUILDERS[model_name](tiny)
     setup.model.to(device).eval()  # frozen backbone: dropout and norms in eval mode
@@ -242,17 +267,7 @@ def measure(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     inputs = tuple(t.to(device) for t in setup.make_input(batch))
-    cuda = device.startswith("cuda")
-    gc.collect()
-    if cuda:
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        kind = "cuda max_memory_allocated"
-    else:
-        _trim_heap()
-        kind = "cpu peak RSS (VmHWM)" if _reset_hwm() else "cpu peak RSS (ru_maxrss)"
-        base = (_status_kb("VmRSS") or 0) * 1024
+    kind, base = _start_peak(device)
     times, seen = [], set()
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -263,17 +278,10 @@ def measure(
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if cuda:
+        if device.startswith("cuda"):
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
-    if cuda:
-        peak = torch.cuda.max_memory_allocated(device) - base
-    elif kind.endswith("(VmHWM)"):
-        peak = (_status_kb("VmHWM") or 0) * 1024 - base
-    else:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    peak = _peak_since(device, kind, base)
     return {
         "model": model_name,
         "variant": variant,
@@ -438,6 +446,14 @@ def run(
                 f"step {rows[-1]['step_s']:.2f} s ({time.perf_counter() - t0:.0f} s in all)"
             )
     add_ratios(rows)
+    stem = _write(rows, out, models, steps, rank, tiny, device, malloc_default, precision)
+    echo(format_table(rows))
+    echo(f"written: {stem}.json, .md, .png")
+    return rows
+
+
+def _write(rows, out, models, steps, rank, tiny, device, malloc_default, precision) -> Path:
+    """``bench_size_<device>[_bf16][_tiny].json/.md/.png`` in ``out``; returns the stem."""
     out.mkdir(parents=True, exist_ok=True)
     dev = device.split(":")[0]
     bf16 = "_bf16" if precision == "bf16-mixed" else ""
@@ -455,12 +471,9 @@ def run(
         "models": {m: LABELS[m] for m in models},
     }
     stem.with_suffix(".json").write_text(json.dumps({**info, "rows": rows}, indent=1))
-    table = format_table(rows)
-    stem.with_suffix(".md").write_text(f"# {title}\n\n{table}\n")
+    stem.with_suffix(".md").write_text(f"# {title}\n\n{format_table(rows)}\n")
     plot(rows, stem.with_suffix(".png"), title)
-    echo(table)
-    echo(f"written: {stem}.json, .md, .png")
-    return rows
+    return stem
 
 
 def main(argv: list[str]) -> None:
