@@ -124,7 +124,7 @@ def test_quantized_run_trains_resumes_and_evaluates_on_its_codes(name, data_root
     loaded = []  # eval turns the rebuilt float model into the run's saved base
     real = quant_opts.load_quantized
     monkeypatch.setattr(quant_opts, "load_quantized",
-                        lambda model, path: loaded.append(Path(path)) or real(model, path))
+                        lambda model, path, *a: loaded.append(Path(path)) or real(model, path, *a))
     again = pipeline.evaluate(tmp_path / "full", {})
     assert loaded == [tmp_path / "full" / BASE_FILE]
     assert again[headline] == pytest.approx(full[headline], abs=1e-6)
