@@ -150,3 +150,14 @@ def test_ood_full_fine_tuning_refuses_a_quantized_base(data_root, tmp_path):
     cfg["adapter"]["method"] = "full"
     with pytest.raises(ValueError, match="full trains every weight"):
         pipeline.train(cfg, tmp_path / "run")
+
+
+def test_continual_clip_refuses_a_quantized_base():
+    """The continual loop builds its own float CLIP: a quantize spec there is refused, not
+    silently ignored."""
+    from lorakit.vision.clip.continual import GENERATED, ClipTasks
+
+    tasks = list(GENERATED)[:2]
+    ClipTasks({"backbone": {"quantize": {}}}, tasks)  # the default: a float base
+    with pytest.raises(ValueError, match="continual loop trains on a float base"):
+        ClipTasks({"backbone": {"quantize": {"bits": 4}}}, tasks)

@@ -90,6 +90,9 @@ class ClipTasks:
             raise ValueError(f"clip: unknown key(s) {unknown}; valid: {sorted(DEFAULTS)}")
         self.cfg = {**DEFAULTS, **section}
         self.backbone = dataclass_from(BackboneConfig, dict(self.cfg["backbone"]), "clip.backbone")
+        if (self.backbone.quantize or {}).get("bits") is not None:
+            raise ValueError("clip.backbone.quantize: the continual loop trains on a float base "
+                             "(a quantized base is the clip, cod, ood and asr pipelines')")
         folders = dict(self.cfg["folders"] or {})
         known = sorted(set(GENERATED) | set(folders))
         tasks = check_tasks(tasks, known)
