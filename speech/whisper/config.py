@@ -93,7 +93,8 @@ DEFAULT_MODEL = "tiny.en-ct2"
 
 # backbone.quantize: lorakit.core.quant.options.QUANT_DEFAULTS (that module imports torch;
 # a test keeps the two equal)
-QUANT_DEFAULTS = {"bits": None, "scheme": "nf", "group_size": 64, "targets": [], "backend": "auto"}
+QUANT_DEFAULTS = {"bits": None, "scheme": "nf", "group_size": 64, "targets": []}
+QUANT_KEYS = (*QUANT_DEFAULTS, "backend")  # backend (auto): recorded only when set
 
 
 def _plain(d: dict) -> dict:
@@ -207,9 +208,9 @@ def check(cfg: dict) -> dict:
     quant = backbone.get("quantize")
     if quant is not None and not isinstance(quant, dict):
         raise ValueError("backbone.quantize must be a mapping (bits, scheme, group_size, targets)")
-    bad = sorted(set(quant or {}) - set(QUANT_DEFAULTS))
+    bad = sorted(set(quant or {}) - set(QUANT_KEYS))
     if bad:
-        raise ValueError(f"backbone.quantize: unknown key(s) {bad}; valid: {list(QUANT_DEFAULTS)}")
+        raise ValueError(f"backbone.quantize: unknown key(s) {bad}; valid: {list(QUANT_KEYS)}")
     if not isinstance(section(cfg, "adapter").get("method", "s2_lora"), str):
         raise ValueError(f"adapter.method must be a method name, got {cfg['adapter']['method']!r}")
     built["eval"], extra = decode_config(cfg)

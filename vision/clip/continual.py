@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from lorakit.data import captions, fewshot
 from lorakit.data.continual.domain import check_tasks
 from lorakit.data.runs import dataclass_from
+from lorakit.data.sections import backbone_defaults
 
 from .build import BackboneConfig, load_backbone
 from .classifier import ClipClassifier
@@ -50,7 +51,7 @@ GENERATED |= {
 }
 
 DEFAULTS = {
-    "backbone": dataclasses.asdict(BackboneConfig()),
+    "backbone": backbone_defaults(dataclasses.asdict(BackboneConfig())),
     "folders": {},  # task name -> ImageFolder root (train/, test/) or {split_file, image_root}
     "shots": 8,
     "size": 32,  # generated image side
