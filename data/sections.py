@@ -137,6 +137,13 @@ def check_sections(cfg: dict, sections: dict, defaults: dict) -> dict:
     return built
 
 
+def backbone_defaults(section: dict) -> dict:
+    """A ``backbone:`` section's defaults as a config records them: ``quantize`` (the
+    quantized base, empty by default) is left out until it is set, so a float run's
+    config.yaml, and the fingerprint of a shipped run, stay what they were before it."""
+    return {k: v for k, v in section.items() if not (k == "quantize" and not v)}
+
+
 @dataclass
 class RuntimeConfig:
     """The ``runtime:`` section every pipeline has: torch CPU threads (null: torch's default;

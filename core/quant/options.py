@@ -34,7 +34,9 @@ class QuantOptions:
     backend: str = "auto"  # the matmul kernel: auto | torch | bitsandbytes (backends.py)
 
 
-QUANT_DEFAULTS = asdict(QuantOptions())
+# what a config records by default; ``backend`` (auto) only when set, so the configs (and
+# fingerprints) of runs made before it stay the same
+QUANT_DEFAULTS = {k: v for k, v in asdict(QuantOptions()).items() if k != "backend"}
 
 
 def quant_options(section, where: str = "backbone.quantize") -> QuantOptions | None:

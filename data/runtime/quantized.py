@@ -17,6 +17,7 @@ not give back what an absorbing method chose, nor the layers left float). The sh
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from torch import nn
@@ -88,9 +89,13 @@ class QuantizedBase:
         self._keep_codes(model)
 
     def _keep_codes(self, model: nn.Module) -> None:
+        """Write the codes atomically (every DDP rank builds, and writes, the same file)."""
         self.model = model
         if self.run_dir is not None:
-            save_quantized(model, self.run_dir / BASE_FILE)
+            path = self.run_dir / BASE_FILE
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            save_quantized(model, tmp)
+            os.replace(tmp, path)
 
     def restore(self, model: nn.Module) -> nn.Module:
         """A freshly built float model turned into the run's quantized base (before its

@@ -94,7 +94,8 @@ DEFAULT_MODEL = "tiny.en-ct2"
 
 # backbone.quantize: lorakit.core.quant.options.QUANT_DEFAULTS (that module imports torch;
 # a test keeps the two equal)
-QUANT_DEFAULTS = {"bits": None, "scheme": "nf", "group_size": 64, "targets": [], "backend": "auto"}
+QUANT_DEFAULTS = {"bits": None, "scheme": "nf", "group_size": 64, "targets": []}
+QUANT_KEYS = (*QUANT_DEFAULTS, "backend")  # backend (auto): recorded only when set
 
 
 def _plain(d: dict) -> dict:
@@ -224,9 +225,9 @@ def check(cfg: dict) -> dict:
     quant = backbone.get("quantize")
     if quant is not None and not isinstance(quant, dict):
         raise ValueError("backbone.quantize must be a mapping (bits, scheme, group_size, targets)")
-    bad = sorted(set(quant or {}) - set(QUANT_DEFAULTS))
+    bad = sorted(set(quant or {}) - set(QUANT_KEYS))
     if bad:
-        raise ValueError(f"backbone.quantize: unknown key(s) {bad}; valid: {list(QUANT_DEFAULTS)}")
+        raise ValueError(f"backbone.quantize: unknown key(s) {bad}; valid: {list(QUANT_KEYS)}")
     check_adapter(section(cfg, "adapter"))
     built["eval"], extra = decode_config(cfg)
     if "quantized" in extra.get("export", []) and (quant or {}).get("bits") is None:

@@ -124,7 +124,7 @@ def test_quantized_run_trains_resumes_and_evaluates_on_its_codes(name, data_root
     loaded = []  # eval turns the rebuilt float model into the run's saved base
     real = quant_opts.load_quantized
     monkeypatch.setattr(quant_opts, "load_quantized",
-                        lambda model, path: loaded.append(Path(path)) or real(model, path))
+                        lambda model, path, *a: loaded.append(Path(path)) or real(model, path, *a))
     again = pipeline.evaluate(tmp_path / "full", {})
     assert loaded == [tmp_path / "full" / BASE_FILE]
     assert again[headline] == pytest.approx(full[headline], abs=1e-6)
@@ -150,3 +150,14 @@ def test_ood_full_fine_tuning_refuses_a_quantized_base(data_root, tmp_path):
     cfg["adapter"]["method"] = "full"
     with pytest.raises(ValueError, match="full trains every weight"):
         pipeline.train(cfg, tmp_path / "run")
+
+
+def test_continual_clip_refuses_a_quantized_base():
+    """The continual loop builds its own float CLIP: a quantize spec there is refused, not
+    silently ignored."""
+    from lorakit.vision.clip.continual import GENERATED, ClipTasks
+
+    tasks = list(GENERATED)[:2]
+    ClipTasks({"backbone": {"quantize": {}}}, tasks)  # the default: a float base
+    with pytest.raises(ValueError, match="continual loop trains on a float base"):
+        ClipTasks({"backbone": {"quantize": {"bits": 4}}}, tasks)

@@ -12,7 +12,12 @@ from dataclasses import asdict, dataclass, field
 
 from lorakit.data.method_fields import check_fields, check_method
 from lorakit.data.runtime.options import TrainerOptions
-from lorakit.data.sections import RuntimeConfig, check_sections, typed_section
+from lorakit.data.sections import (
+    RuntimeConfig,
+    backbone_defaults,
+    check_sections,
+    typed_section,
+)
 
 
 @dataclass
@@ -103,7 +108,7 @@ TOWERS = ("both", "vision", "text")
 MODULES = ("q", "k", "v", "o", "mlp")
 
 DEFAULTS: dict = {
-    "backbone": asdict(BackboneConfig()),
+    "backbone": backbone_defaults(asdict(BackboneConfig())),
     "data": {
         "root": None,  # ImageFolder root holding train/ and test/ class folders
         "split_file": None,  # or a CoOp split_*.json (+ image_root)

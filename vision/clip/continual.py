@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from lorakit.data import captions, fewshot
 from lorakit.data.continual.domain import check_tasks
 from lorakit.data.runs import dataclass_from
+from lorakit.data.sections import backbone_defaults
 
 from .build import BackboneConfig, load_backbone
 from .classifier import ClipClassifier
@@ -50,7 +51,7 @@ GENERATED |= {
 }
 
 DEFAULTS = {
-    "backbone": dataclasses.asdict(BackboneConfig()),
+    "backbone": backbone_defaults(dataclasses.asdict(BackboneConfig())),
     "folders": {},  # task name -> ImageFolder root (train/, test/) or {split_file, image_root}
     "shots": 8,
     "size": 32,  # generated image side
@@ -90,6 +91,9 @@ class ClipTasks:
             raise ValueError(f"clip: unknown key(s) {unknown}; valid: {sorted(DEFAULTS)}")
         self.cfg = {**DEFAULTS, **section}
         self.backbone = dataclass_from(BackboneConfig, dict(self.cfg["backbone"]), "clip.backbone")
+        if (self.backbone.quantize or {}).get("bits") is not None:
+            raise ValueError("clip.backbone.quantize: the continual loop trains on a float base "
+                             "(a quantized base is the clip, cod, ood and asr pipelines')")
         folders = dict(self.cfg["folders"] or {})
         known = sorted(set(GENERATED) | set(folders))
         tasks = check_tasks(tasks, known)

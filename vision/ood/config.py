@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from lorakit.data.runtime.options import TrainerOptions
-from lorakit.data.sections import RuntimeConfig, check_sections, typed_section
+from lorakit.data.sections import (
+    RuntimeConfig,
+    backbone_defaults,
+    check_sections,
+    typed_section,
+)
 from lorakit.data.vocabulary import Rename
 
 WHOLE_MODEL_METHODS = ("linear_probe", "full")  # beside the registry's adapter methods
@@ -154,7 +159,7 @@ class DataConfig:
 
 DEFAULTS: dict = {
     "data": asdict(DataConfig()),
-    "backbone": asdict(BackboneConfig()),
+    "backbone": backbone_defaults(asdict(BackboneConfig())),
     "adapter": asdict(MethodConfig()),
     "optim": asdict(OptimConfig()),
     "eval": asdict(EvalConfig()),

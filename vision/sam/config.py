@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from lorakit.data.runtime.options import TrainerOptions
-from lorakit.data.sections import RuntimeConfig, check_sections
+from lorakit.data.sections import RuntimeConfig, backbone_defaults, check_sections
 
 # the prompt-free students of the distillation stage (built in distill.py)
 DISTILL_ARCHS = ("lraspp_mobilenet_v3_large", "lraspp_mobilenet_v3_small", "fcn_resnet18")
@@ -232,7 +232,7 @@ DATA_DEFAULTS = asdict(DataConfig())
 EVAL_DEFAULTS = asdict(EvalConfig())
 DEFAULTS = {
     "data": DATA_DEFAULTS,
-    "backbone": {**asdict(BackboneConfig()), "pretrain_steps": 150},
+    "backbone": {**backbone_defaults(asdict(BackboneConfig())), "pretrain_steps": 150},
     "adapter": asdict(AdapterSpec()),
     "prompts": asdict(PromptOptions()),
     "loss": asdict(LossConfig()),
