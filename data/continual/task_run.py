@@ -48,8 +48,9 @@ class TaskRun(Pipeline):
         self.domain, self.method, self.t, self.ids, self.prev = domain, method, t, list(ids), prev
 
     def check(self, cfg: dict) -> dict:
-        """The sequence checked every section (``check_config``); the trainer options."""
-        return {"trainer": trainer_options(cfg["trainer"])}
+        """The sequence checked every section (``check_config``, which refuses a quantized
+        base); the trainer options, and no quantized base."""
+        return {"trainer": trainer_options(cfg["trainer"]), "quantize": None}
 
     def build(self, cfg: dict, run: RunFolder, sections: dict, data) -> Fit:
         opts, seed = sections["trainer"], sections["trainer"].seed
