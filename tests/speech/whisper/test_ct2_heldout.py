@@ -6,25 +6,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lorakit.core import disable, enable, inject, make_config, trainable_parameters
+from lorakit.core import disable, enable, trainable_parameters
 from lorakit.data.manifest import read_manifest
 from lorakit.speech.whisper.build import load_whisper
 from lorakit.speech.whisper.ct2_run import ct2_transcribe
 from lorakit.speech.whisper.export import export_run
-from lorakit.speech.whisper.pipeline import DECODER_ATTN
 from lorakit.speech.whisper.transcribe import DecodeConfig, decode, load_mels
 
 
-def test_ct2_export_transcribes_heldout_like_merged_model(heldout_manifest, tmp_path):
+def test_ct2_export_transcribes_heldout_like_merged_model(heldout_manifest, tmp_path, fixed_adapter):
     pytest.importorskip("ctranslate2")
     model = load_whisper()
     torch.manual_seed(0)
-    inject(model, make_config("s2_lora", r=4, alpha=8, targets=(DECODER_ATTN,)))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # a fixed adapter strong enough to change some transcripts
-        for name, p in model.named_parameters():
-            if p.requires_grad and name.endswith(".B"):
-                p.copy_(0.03 * torch.randn(p.shape, generator=gen))
+    fixed_adapter(model, 0.03)
     assert trainable_parameters(model)
     utts = read_manifest(heldout_manifest)[:4]
     cfg = DecodeConfig(sample_len=48)

@@ -9,29 +9,22 @@ Slow (a minute on 2 CPU cores, ~600 MB written): ``pytest -m slow tests/speech/w
 from __future__ import annotations
 
 import pytest
-import torch
 
-from lorakit.core import disable, enable, inject, make_config
+from lorakit.core import disable, enable
 from lorakit.data.manifest import read_manifest
 from lorakit.speech.whisper.build import load_whisper
 from lorakit.speech.whisper.export import export_run
-from lorakit.speech.whisper.pipeline import DECODER_ATTN
 from lorakit.speech.whisper.transcribe import DecodeConfig, decode, load_mels
 
 pytestmark = pytest.mark.slow
 
 
-def test_adapted_base_exports_to_ct2_with_identical_transcripts(heldout_manifest, tmp_path):
+def test_adapted_base_exports_to_ct2_with_identical_transcripts(heldout_manifest, tmp_path, fixed_adapter):
     pytest.importorskip("ctranslate2")
     from lorakit.speech.whisper.ct2_run import ct2_transcribe
 
     model = load_whisper("base-ct2")
-    inject(model, make_config("s2_lora", r=4, alpha=8, targets=(DECODER_ATTN,)))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # a fixed adapter strong enough to change some transcripts
-        for name, p in model.named_parameters():
-            if p.requires_grad and name.endswith(".B"):
-                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+    fixed_adapter(model, 0.05)
     utts = read_manifest(heldout_manifest)[:4]
     cfg = DecodeConfig(sample_len=48, fallback=False)  # the weights, not sampling, compared
     mels = load_mels(model, [u.audio for u in utts], cfg)
@@ -48,22 +41,12 @@ def test_adapted_base_exports_to_ct2_with_identical_transcripts(heldout_manifest
     assert (written["ct2"] / "tokenizer.json").is_file()  # faster-whisper loads the folder
 
 
-def test_short_recipe_run_on_base_lowers_validation_wer(tmp_path):
+def test_short_recipe_run_on_base_lowers_validation_wer(tmp_path, short_recipe_config):
     """demos/asr_base.yaml (tiny.en's recipe on base), cut to 20 steps of 2 utterances:
     the validation WER of the best checkpoint is below the unadapted model's."""
-    from lorakit.data.runs import load_config
     from lorakit.speech.whisper import pipeline
 
-    cfg = load_config("demos/asr_base.yaml", [], pipeline.DEFAULTS)
-    cfg["data"]["generate"].update(
-        dir=str(tmp_path / "speech"),
-        heldout_dir=str(tmp_path / "heldout"),
-        train_sentences=60,
-        val_sentences=10,
-        test_sentences=2,
-        train_groups=["child"],
-        test_groups=["child"],
-    )
+    cfg = short_recipe_config("demos/asr_base.yaml")
     cfg["trainer"].update(max_steps=20, progress=False, checkpoint_every=100)
     cfg["optim"].update(val_every=10, batch_size=2)
     cfg["eval"].update(sets=["test"], baseline=False, sample_len=48)

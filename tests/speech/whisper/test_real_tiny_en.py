@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from lorakit.data.manifest import read_manifest
-from lorakit.data.runs import load_config
 from lorakit.data.speech import SplitSpec, generate_corpus
 from lorakit.speech.whisper import pipeline
 from lorakit.speech.whisper.build import load_whisper
@@ -29,17 +28,8 @@ def test_child_like_speech_is_harder_than_adult(tmp_path):
     assert metrics["wer_child"] > metrics["wer_adult"] + 0.1
 
 
-def test_short_default_recipe_run_lowers_validation_wer(tmp_path):
-    cfg = load_config(None, [], pipeline.DEFAULTS)
-    cfg["data"]["generate"].update(
-        dir=str(tmp_path / "speech"),
-        heldout_dir=str(tmp_path / "heldout"),
-        train_sentences=60,
-        val_sentences=10,
-        test_sentences=2,
-        train_groups=["child"],
-        test_groups=["child"],
-    )
+def test_short_default_recipe_run_lowers_validation_wer(tmp_path, short_recipe_config):
+    cfg = short_recipe_config(None)
     cfg["trainer"].update(max_steps=30, progress=False)
     cfg["optim"].update(val_every=10)
     # plain greedy for the validation WER (the recipe's selection signal): the temperature
