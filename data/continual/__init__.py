@@ -15,6 +15,8 @@
 Domain-agnostic: nothing here imports ``lorakit.vision`` or ``lorakit.speech``.
 """
 
+from lorakit.data.lazy import lazy_getattr
+
 # Names -> the submodule defining them, imported on first use (PEP 562): the light
 # ``names`` and ``options`` modules are read by the CLI's config check without torch.
 _HOMES = {
@@ -28,14 +30,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOMES)
 
 
 __all__ = [

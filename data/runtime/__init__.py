@@ -21,6 +21,8 @@ never of a generator's history. Data order and augmentation come from ``StepSamp
 Adam moments, S2-LoRA state, an EMA teacher) lives in the module's state dict.
 """
 
+from lorakit.data.lazy import lazy_getattr
+
 # Names -> the submodule defining them, imported on first use (PEP 562): the light
 # ``options`` module (the ``trainer:`` section) is read by the CLI's config check without
 # importing torch or Lightning.
@@ -45,14 +47,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOMES)
 
 
 __all__ = [
