@@ -46,3 +46,19 @@ def second_rank(monkeypatch):
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
     monkeypatch.setattr(dist, "all_reduce", lambda t: t.add_(3.0))
     return 3.0
+
+
+def _adamw_steps(model, x, n=3, lr=0.05):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    for _ in range(n):
+        opt.zero_grad()
+        (model(x) - 1.0).pow(2).mean().backward()
+        opt.step()
+
+
+@pytest.fixture
+def adamw_steps():
+    """``adamw_steps(model, x, n=3, lr=0.05)``: n AdamW steps on ``mean((model(x) - 1)^2)``
+    over the trainable tensors (the SLTrain tests' few steps from a fixed seed)."""
+    return _adamw_steps
+

@@ -16,15 +16,7 @@ from lorakit.core.contract import perturb
 from lorakit.core.zoo import build
 
 
-def _steps(model, x, n=3, lr=0.05):
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    for _ in range(n):
-        opt.zero_grad()
-        (model(x) - 1.0).pow(2).mean().backward()
-        opt.step()
-
-
-def test_sltrain_weight_after_steps_is_w0_plus_sba_plus_s_on_its_support():
+def test_sltrain_weight_after_steps_is_w0_plus_sba_plus_s_on_its_support(adamw_steps):
     torch.manual_seed(0)
     lin = nn.Linear(12, 8)
     w0, b0 = lin.weight.detach().clone(), lin.bias.detach().clone()
@@ -34,7 +26,7 @@ def test_sltrain_weight_after_steps_is_w0_plus_sba_plus_s_on_its_support():
     m = methods(model)[0]
     support0 = m.support.clone()
     x = torch.randn(16, 12)
-    _steps(model, x)
+    adamw_steps(model, x)
     assert torch.equal(m.support, support0)  # the support never moves
     values = m.values.detach()
     assert values.numel() == int(density * 8 * 12) == support0.numel()

@@ -21,14 +21,6 @@ def _model(seed=0):
     return nn.Sequential(nn.Linear(12, 10), nn.GELU(), nn.Linear(10, 6))
 
 
-def _steps(model, x, n=3, lr=0.05):
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    for _ in range(n):
-        opt.zero_grad()
-        (model(x) - 1.0).pow(2).mean().backward()
-        opt.step()
-
-
 def _by_hand(m: SLTrainLinear, r: int, alpha: float) -> torch.Tensor:
     """``(alpha / r) B A + S`` with ``S`` filled entry by entry from the flat indices."""
     d_out, d_in = m.B.shape[0], m.A.shape[1]
@@ -38,7 +30,7 @@ def _by_hand(m: SLTrainLinear, r: int, alpha: float) -> torch.Tensor:
     return (alpha / r) * m.B.detach() @ m.A.detach() + sparse
 
 
-def test_replaced_forward_is_x_times_sba_plus_s_plus_bias_after_training():
+def test_replaced_forward_is_x_times_sba_plus_s_plus_bias_after_training(adamw_steps):
     model = _model()
     r, alpha, density = 3, 6.0, 0.3
     cfg = SLTrainWeightsConfig(r=r, alpha=alpha, density=density, targets=("0", "2"))
@@ -47,7 +39,7 @@ def test_replaced_forward_is_x_times_sba_plus_s_plus_bias_after_training():
     support0 = layer.support.clone()
     before = {n: p.detach().clone() for n, p in layer.named_parameters()}
     x = torch.randn(20, 12)
-    _steps(model, x)
+    adamw_steps(model, x)
     assert torch.equal(layer.support, support0)  # the support never moves
     for n, p in layer.named_parameters():  # every part trains: A, B, values, bias
         assert not torch.equal(p.detach(), before[n]), n
@@ -121,11 +113,11 @@ def test_random_init_is_the_papers_and_ignores_w0():
         assert torch.equal(getattr(a[0], t), getattr(b[0], t))
 
 
-def test_support_is_in_the_state_dict_and_loading_restores_it():
+def test_support_is_in_the_state_dict_and_loading_restores_it(adamw_steps):
     model = _model()
     replace_weights(model, SLTrainWeightsConfig(r=2, density=0.2, seed=0, targets=("0",)))
     x = torch.randn(8, 12)
-    _steps(model, x)
+    adamw_steps(model, x)
     state = model.state_dict()
     assert state["0.support"].dtype == torch.int32
     assert "0.weight" not in state  # the dense weight is not saved either
@@ -168,11 +160,11 @@ def test_gradients_match_a_dense_parameterisation(recompute):
         torch.testing.assert_close(got.grad, ref.grad, atol=1e-5, rtol=1e-4)
 
 
-def test_densify_gives_linear_layers_with_the_same_output():
+def test_densify_gives_linear_layers_with_the_same_output(adamw_steps):
     model = _model()
     replace_weights(model, SLTrainWeightsConfig(r=2, density=0.1, targets=("0", "2")))
     x = torch.randn(4, 12)
-    _steps(model, x)
+    adamw_steps(model, x)
     ref = model(x)
     assert densify(model) == ["0", "2"]
     assert type(model[0]) is nn.Linear and type(model[2]) is nn.Linear
