@@ -210,6 +210,16 @@ def batches(train, batch_size: int, steps: int, seed: int):
         yield xb, y[idx]
 
 
+def timed_step(model, opt, xb, yb) -> float:
+    """One cross-entropy training step; its wall time in seconds."""
+    t0 = time.perf_counter()
+    loss = F.cross_entropy(model(xb), yb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return time.perf_counter() - t0
+
+
 def run(ex: Example, variant: str, lr: float, seed: int, args, final: bool) -> dict:
     """Train one variant; the validation curve, step times and (``final``) test scores."""
     model, params = prepare(ex, variant, seed)
@@ -217,12 +227,7 @@ def run(ex: Example, variant: str, lr: float, seed: int, args, final: bool) -> d
     model.train()
     curve, times = [], []
     for step, (xb, yb) in enumerate(batches(ex.train, args.batch_size, args.steps, seed), 1):
-        t0 = time.perf_counter()
-        loss = F.cross_entropy(model(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t0)
+        times.append(timed_step(model, opt, xb, yb))
         if step % args.eval_every == 0 or step == args.steps:
             curve.append((step, accuracy(model, ex.splits["val"])))
     out = {"variant": variant, "lr": lr, "seed": seed, "curve": curve, "times": times}
@@ -334,12 +339,7 @@ def block_rows(steps: int = 4) -> dict:
         opt = torch.optim.AdamW(params, lr=1e-4)
         times = []
         for xb, yb in batches(ex.train, n, steps + 1, 0):
-            t0 = time.perf_counter()
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            times.append(time.perf_counter() - t0)
+            times.append(timed_step(model, opt, xb, yb))
         rows[v] = {"memory": memory(ex, v, n), "step_ms": 1e3 * statistics.median(times[1:])}
         print(f"block {v}: {rows[v]}", flush=True)
     return rows
