@@ -489,7 +489,11 @@ class DemoContext:
         self._loads.append((fn, inputs, outputs))
 
     def finish(self, demo) -> None:
-        """Register the collected page-load handlers on ``demo`` (call inside its context)."""
+        """Register the collected page-load handlers on ``demo`` (call inside its context);
+        gradio's result files are written atomically from here on (``cache_writes``)."""
+        from lorakit.apps.web import cache_writes
+
+        cache_writes.install()
         for fn, inputs, outputs in self._loads:
             demo.load(guarded(fn), inputs, outputs)
         self._loads.clear()
