@@ -161,3 +161,45 @@ def test_continual_clip_refuses_a_quantized_base():
     ClipTasks({"backbone": {"quantize": {}}}, tasks)  # the default: a float base
     with pytest.raises(ValueError, match="continual loop trains on a float base"):
         ClipTasks({"backbone": {"quantize": {"bits": 4}}}, tasks)
+
+
+class FirstAdapter(L.Callback):
+    """The trainable adapter tensors (LQ-LoRA's ``L1``, ``L2``) at train start."""
+
+    def __init__(self):
+        self.init = {}
+
+    def on_train_start(self, trainer, module) -> None:
+        self.init = {n: p.detach().clone() for n, p in module.named_parameters()
+                     if p.requires_grad}
+
+
+def test_clip_lq_lora_fisher_from_its_own_batches(data_root, tmp_path):
+    """``adapter.fisher: true`` in a clip run estimates the diagonal Fisher from the run's
+    first ``fisher_batches`` batches before the decomposition (the initial ``L1 L2`` differs
+    from the unweighted run's), records it, and a crashed run resumes to the same adapter."""
+    pipeline, cfg, _ = _clip(data_root, tmp_path, dict(SPEC))
+    cfg["adapter"].update(method="lq_lora", r=2, alpha=2.0, lq_iters=2)
+    plain = FirstAdapter()
+    off = pipeline.train(cfg, tmp_path / "off", callbacks=[plain])
+    cfg["adapter"].update(fisher=True, fisher_batches=2)
+    weighted = FirstAdapter()
+    full = pipeline.train(cfg, tmp_path / "full", callbacks=[weighted])
+    assert full["quantized"]["fisher_batches"] == 2 and "fisher_batches" not in off["quantized"]
+    assert plain.init.keys() == weighted.init.keys() and len(plain.init) > 0
+    absorbed = {n.removesuffix(".B") for n, t in plain.init.items()  # B = L1 != 0: the
+                if n.endswith(".B") and t.abs().sum() > 0}  # quantized Linear layers
+    changed = {n for n in plain.init if not torch.equal(plain.init[n], weighted.init[n])}
+    assert absorbed and changed == {n for n in plain.init if n.rpartition(".")[0] in absorbed}
+    assert load_config(tmp_path / "full" / "config.yaml")["adapter"]["fisher_batches"] == 2
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pipeline.train(cfg, tmp_path / "cut", callbacks=[Crash()])
+    again = FirstAdapter()
+    resumed = pipeline.train(cfg, tmp_path / "cut", callbacks=[again])
+    assert resumed["resumed_from_step"] == 3 and resumed["quantized"]["fisher_batches"] == 2
+    a = load_file(tmp_path / "full" / "adapter" / "adapter.safetensors")
+    b = load_file(tmp_path / "cut" / "adapter" / "adapter.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    codes = [load_file(tmp_path / run / BASE_FILE) for run in ("full", "cut")]
+    assert all(torch.equal(codes[0][k], codes[1][k]) for k in codes[0])
