@@ -60,6 +60,16 @@ class Calibration:
     batch: Callable[[int], object]  # step -> the global batch of that step
     loss: Callable[[object], Tensor]  # batch -> the whole model's training loss
 
+    @classmethod
+    def from_sampler(cls, items, sampler, loss, collate=None) -> Calibration:
+        """Batches as a ``StepSampler`` over ``items`` (``SeededItems``) yields them, whole
+        (every rank's share), collated as the DataLoader does (``collate``: its
+        ``collate_fn``, default torch's)."""
+        from torch.utils.data import default_collate
+
+        collate = collate or default_collate
+        return cls(lambda step: collate([items[k] for k in sampler.global_batch(step)]), loss)
+
 
 class QuantizedBase:
     """One run's quantized base: quantizes at build, writes the codes, restores them."""

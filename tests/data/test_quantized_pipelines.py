@@ -174,15 +174,18 @@ class FirstAdapter(L.Callback):
                      if p.requires_grad}
 
 
-def test_clip_lq_lora_fisher_from_its_own_batches(data_root, tmp_path):
-    """``adapter.fisher: true`` in a clip run estimates the diagonal Fisher from the run's
-    first ``fisher_batches`` batches before the decomposition (the initial ``L1 L2`` differs
+@pytest.mark.parametrize("name", ["clip", "ood"])
+def test_lq_lora_fisher_from_the_runs_own_batches(name, data_root, tmp_path):
+    """``adapter.fisher: true`` estimates the diagonal Fisher from the run's first
+    ``fisher_batches`` batches before the decomposition (the initial ``L1 L2`` differs
     from the unweighted run's), records it, and a crashed run resumes to the same adapter."""
-    pipeline, cfg, _ = _clip(data_root, tmp_path, dict(SPEC))
-    cfg["adapter"].update(method="lq_lora", r=2, alpha=2.0, lq_iters=2)
+    pipeline, cfg, _ = PIPELINES[name](data_root, tmp_path, dict(SPEC))
+    hyper = cfg["adapter"].setdefault("hyper", {}) if name == "ood" else cfg["adapter"]
+    cfg["adapter"].update(method="lq_lora", r=2, alpha=2.0)
+    hyper.update(lq_iters=2)  # ood: method fields go under adapter.hyper
     plain = FirstAdapter()
     off = pipeline.train(cfg, tmp_path / "off", callbacks=[plain])
-    cfg["adapter"].update(fisher=True, fisher_batches=2)
+    hyper.update(fisher=True, fisher_batches=2)
     weighted = FirstAdapter()
     full = pipeline.train(cfg, tmp_path / "full", callbacks=[weighted])
     assert full["quantized"]["fisher_batches"] == 2 and "fisher_batches" not in off["quantized"]
@@ -191,7 +194,8 @@ def test_clip_lq_lora_fisher_from_its_own_batches(data_root, tmp_path):
                 if n.endswith(".B") and t.abs().sum() > 0}  # quantized Linear layers
     changed = {n for n in plain.init if not torch.equal(plain.init[n], weighted.init[n])}
     assert absorbed and changed == {n for n in plain.init if n.rpartition(".")[0] in absorbed}
-    assert load_config(tmp_path / "full" / "config.yaml")["adapter"]["fisher_batches"] == 2
+    stored = load_config(tmp_path / "full" / "config.yaml")["adapter"]
+    assert (stored["hyper"] if name == "ood" else stored)["fisher_batches"] == 2
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         pipeline.train(cfg, tmp_path / "cut", callbacks=[Crash()])
