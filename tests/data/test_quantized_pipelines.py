@@ -207,3 +207,28 @@ def test_lq_lora_fisher_from_the_runs_own_batches(name, data_root, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     codes = [load_file(tmp_path / run / BASE_FILE) for run in ("full", "cut")]
     assert all(torch.equal(codes[0][k], codes[1][k]) for k in codes[0])
+
+
+def test_cod_zero_shot_compares_with_the_float_sam(data_root, tmp_path):
+    """A cod run on a quantized SAM reports the float SAM's zero-shot under ``zero_shot``
+    (what a float zero-shot run scores) and the plainly quantized SAM's under
+    ``zero_shot_quantized`` (what a quantized zero-shot run scores); the quantized
+    zero-shot run itself gets the float ``zero_shot`` beside its own headline."""
+    pipeline, cfg, _ = _cod(data_root, tmp_path, dict(SPEC))
+    cfg["eval"]["zero_shot"] = True
+    trained = pipeline.train(cfg, tmp_path / "trained")
+    cfg["adapter"]["method"] = "none"
+    zs_quant = pipeline.train(cfg, tmp_path / "zs_quant")
+    cfg["backbone"]["quantize"] = {}
+    zs_float = pipeline.train(cfg, tmp_path / "zs_float")
+    assert "zero_shot" not in zs_float and "quantized" not in zs_float
+    keys = ("s_measure", "mae")
+    assert zs_quant["s_measure"] != zs_float["s_measure"]  # quantization changes SAM here
+    for k in keys:
+        assert trained["zero_shot"][k] == pytest.approx(zs_float[k], abs=1e-9)
+        assert trained["zero_shot_quantized"][k] == pytest.approx(zs_quant[k], abs=1e-9)
+        assert zs_quant["zero_shot"][k] == pytest.approx(zs_float[k], abs=1e-9)
+    again = pipeline.evaluate(tmp_path / "trained", {})  # eval reports the same pair
+    assert again["zero_shot"]["s_measure"] == pytest.approx(zs_float["s_measure"], abs=1e-9)
+    assert again["zero_shot_quantized"]["s_measure"] == pytest.approx(zs_quant["s_measure"],
+                                                                      abs=1e-9)
