@@ -12,7 +12,9 @@ per layer), which absorb the quantization error without any data. Adapters are m
 into a float copy for decoding (same function, float speed). Also LQ-LoRA with its ILP
 bit allocation at an average budget; model bytes; and one training step side by side
 (fp32 LoRA vs 4-bit QLoRA, same batch: step time and peak resident memory, each in a
-fresh process). Writes bench_quant.json and bench_quant.md into --out.
+fresh process). The CLIP stand-in's zero-shot and few-shot accuracy at fp32 / 4 / 3 / 2
+bits (``bench_quant_clip.py``; ``--only clip`` reruns just that part, ``--only train`` just
+the training step). Writes bench_quant.json and bench_quant.md into --out.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from bench_quant_clip import clip_deltas, clip_rows, clip_table
 
 from lorakit.core import (
     inject,
@@ -278,7 +281,11 @@ def table(result: dict) -> str:
                 "copy) and the float32 token embedding are what remain, so at this model size "
                 "and batch they, not the Linear weights, set the peak.",
             ]
+    if result.get("clip"):
+        lines += clip_table(result["clip"])
     lines += ["", *(f"- {k}: {v}" for k, v in goals(rows, train).items())]
+    if result.get("clip"):
+        lines += [f"- {k}: {v}" for k, v in clip_deltas(result["clip"]).items()]
     return "\n".join(lines)
 
 
@@ -378,16 +385,24 @@ def main() -> None:
     )
     ap.add_argument(
         "--only",
-        choices=("all", "train"),
+        choices=("all", "train", "clip"),
         default="all",
-        help="train: rerun only the training-step comparison, keeping --out's other results",
+        help="train / clip: rerun only the training-step comparison / the CLIP stand-in "
+        "rows, keeping --out's other results",
     )
+    ap.add_argument("--clip-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--clip-steps", type=int, default=80)
+    ap.add_argument("--clip-shots", type=int, default=4)
+    ap.add_argument("--clip-lr", type=float, default=1e-2, help="bench_clip's choice for lora")
     args = ap.parse_args()
     if args.report_only:
         return report(json.loads((args.out / "bench_quant.json").read_text()), args.out)
-    if args.only == "train":
+    if args.only != "all":
         result = json.loads((args.out / "bench_quant.json").read_text())
-        result["train"] = train_comparison(args)
+        if args.only == "train":
+            result["train"] = train_comparison(args)
+        else:
+            result["clip"] = clip_rows(args)
         return report(result, args.out)
     start = time.time()
     args.utts = held_out(args)
@@ -402,12 +417,14 @@ def main() -> None:
         futures = [pool.submit(evaluate, label, b, m, args, budget) for label, b, m, budget in jobs]
         rows = [f.result() for f in futures]
     train = train_comparison(args)
+    clip = clip_rows(args)
     result = {
         "utterances": len(args.utts),
         "sentences": args.sentences,
         "rank": args.rank,
         "rows": rows,
         "train": train,
+        "clip": clip,
         "seconds": round(time.time() - start),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -444,6 +461,8 @@ def train_comparison(args) -> list[dict]:
 def report(result: dict, out: Path) -> None:
     """Goals into the json, the table into bench_quant.md."""
     result["goals"] = goals(result["rows"], result["train"])
+    if result.get("clip"):
+        result["goals"] |= clip_deltas(result["clip"])
     (out / "bench_quant.json").write_text(json.dumps(result, indent=2))
     text = table(result)
     print(text)
