@@ -232,3 +232,12 @@ def test_cod_zero_shot_compares_with_the_float_sam(data_root, tmp_path):
     assert again["zero_shot"]["s_measure"] == pytest.approx(zs_float["s_measure"], abs=1e-9)
     assert again["zero_shot_quantized"]["s_measure"] == pytest.approx(zs_quant["s_measure"],
                                                                       abs=1e-9)
+
+
+def test_cod_refuses_lq_lora_fisher_in_one_line(data_root, tmp_path):
+    """cod gives no calibration batches yet: ``fisher: true`` is refused, not ignored."""
+    pipeline, cfg, _ = _cod(data_root, tmp_path, dict(SPEC))
+    cfg["adapter"].update(method="lq_lora", hyper={"fisher": True})
+    with pytest.raises(ValueError, match="no training batches to estimate the Fisher") as e:
+        pipeline.train(cfg, tmp_path / "run")
+    assert "\n" not in str(e.value)
