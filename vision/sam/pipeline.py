@@ -38,7 +38,11 @@ from lorakit.data.runtime import (
     StepSampler,
 )
 from lorakit.data.runtime.pipeline import Fit, Pipeline, run_eval, run_training
-from lorakit.data.runtime.quantized import QuantizedBase, backbone_quant_options
+from lorakit.data.runtime.quantized import (
+    Calibration,
+    QuantizedBase,
+    backbone_quant_options,
+)
 
 from . import config
 from .build import BackboneConfig, build_sam
@@ -49,7 +53,7 @@ from .evaluate import evaluate_folder, overlay_grid
 from .model import AdapterSpec, SamCOD
 from .prompts import PromptOptions
 from .selftrain import pseudo_labels, run_rounds, teacher_of
-from .train import CODModule
+from .train import CODModule, supervised_loss
 
 
 def _section(cfg: dict, name: str, cls):
@@ -172,16 +176,27 @@ class CodPipeline(Pipeline):
         optim, ev = sections["optim"], {**config.EVAL_DEFAULTS, **(cfg.get("eval") or {})}
         L.seed_everything(opts.seed, verbose=False)
         base = sections["base"]  # backbone.quantize: the adapter goes in on quantized codes
-        model = SamCOD(build_sam(backbone_config(cfg)), spec, inject_fn=base.inject)
+        sam = build_sam(backbone_config(cfg))
+        calibration = folder = data = sampler = None
+        if spec.method != "none":
+            with torch.random.fork_rng(devices=[]):  # the adapter init draws as before
+                folder = train_folder(cfg, prompts)
+                data = CODTrainSet(folder, prompts, int(sam.image_encoder.img_size),
+                                   augment=True, seed=opts.seed)
+            sampler = StepSampler(
+                len(data), optim.batch_size, opts.max_steps * opts.accumulate, opts.seed
+            )
+            box = prompts.labels == "box"
+
+            def calibration(m):  # the run's own batches (LQ-LoRA's fisher: true)
+                return Calibration.from_sampler(SeededItems(data), sampler, lambda b: (
+                    supervised_loss(m, b, sections["loss"], prompts.mode, box)))
+
+        model = SamCOD(sam, spec, inject_fn=base.inject, calibration=calibration)
         state = {"model": model, "folders": folders, "ev": ev}
         if spec.method == "none":
             base.quantize(model.sam)  # zero-shot on the quantized base
             return Fit(method="none", state=state)
-        folder = train_folder(cfg, prompts)
-        data = CODTrainSet(folder, prompts, model.size, augment=True, seed=opts.seed)
-        sampler = StepSampler(
-            len(data), optim.batch_size, opts.max_steps * opts.accumulate, opts.seed
-        )
         module = CODModule(
             model, sections["loss"], optim, prompts.mode, box_labels=prompts.labels == "box"
         )
