@@ -61,6 +61,10 @@ class _QuantMatmul(torch.autograd.Function):
 class QuantLinear(nn.Linear):
     """A frozen quantized Linear (``bits`` 2/3/4/8, ``scheme`` nf/int, groups along inputs)."""
 
+    # ``.weight`` builds a dense float copy: code that multiplies by a layer's weight itself
+    # (``MHAHost``'s out_proj) calls the layer instead, so training never saves that copy
+    weight_is_computed = True
+
     def __init__(self, q: QTensor, out_features: int, bias: Tensor | None = None):
         nn.Module.__init__(self)  # no float weight parameter
         self.in_features, self.out_features = q.d_in, out_features

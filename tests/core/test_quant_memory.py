@@ -95,3 +95,49 @@ def test_quantize_frees_the_float_weights():
     gc.collect()
     assert all(r() is None for r in refs)
     assert isinstance(model[0], QuantLinear) and len(report.layers) == 2
+
+
+class Attn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(D_IN, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+def test_attention_host_saves_no_dense_copy_of_a_quantized_out_proj():
+    """An adapted ``nn.MultiheadAttention`` whose ``out_proj`` is quantized (CLIP's towers)
+    multiplies through the quantized layer: autograd keeps no (d, d) weight copy, and the
+    input gradient equals the float reference's."""
+    torch.manual_seed(0)
+    model = Attn()
+    ref = Attn()
+    ref.load_state_dict(model.state_dict())
+    quantize(model, bits=4, group_size=16, targets=("attn.out_proj",))
+    with torch.no_grad():
+        ref.attn.out_proj.weight.copy_(model.attn.out_proj.weight)
+    cfg = make_config("qlora", r=4, alpha=8.0, targets=("attn",), slices=("q", "v", "o"))
+    for m in (model, ref):
+        inject(m, cfg)
+    perturb(model)
+    ref.load_state_dict(model.state_dict(), strict=False)
+    shapes = []
+
+    def pack(t):
+        shapes.append(tuple(t.shape))
+        return t
+
+    x = torch.randn(2, 3, D_IN, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = model(x)
+    y.sum().backward()
+    assert (D_IN, D_IN) not in shapes
+    shapes.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y_ref = ref(x_ref)
+    y_ref.sum().backward()
+    assert (D_IN, D_IN) in shapes  # the float layer's weight: the hook sees one when kept
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(x.grad, x_ref.grad)
