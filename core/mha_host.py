@@ -113,7 +113,10 @@ class MHAHost(Host):
                 q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal and mask is None
             )
         attn = attn.transpose(1, 2).reshape(n, tgt, e)
-        out = F.linear(attn, m.out_proj.weight, m.out_proj.bias)
+        if getattr(m.out_proj, "weight_is_computed", False):  # a quantized out_proj: its
+            out = m.out_proj(attn)  # own matmul, so autograd keeps no dense weight copy
+        else:
+            out = F.linear(attn, m.out_proj.weight, m.out_proj.bias)
         d = self._delta("o", attn, out.dtype)
         out = out if d is None else out + d
         if not batched:

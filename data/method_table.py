@@ -28,7 +28,7 @@ METHODS = {
     'lora_ggpo': {'rho_g': 'float', 'rho_w': 'float'},
     'qlora': {},
     'loftq': {'loftq_iter': 'int'},
-    'lq_lora': {'lq_iters': 'int', 'budget_bits': 'float|null', 'candidate_bits': 'list', 'fisher': 'bool', 'fisher_floor': 'float'},
+    'lq_lora': {'lq_iters': 'int', 'budget_bits': 'float|null', 'candidate_bits': 'list', 'fisher': 'bool', 'fisher_floor': 'float', 'fisher_batches': 'int'},
     'qwha': {'n_coef': 'int', 'alloc_power': 'float'},
     'bayesian_lora': {'levels': 'list', 'bop_penalty': 'float', 'gate_init': 'float', 'threshold': 'float', 'act_bits': 'int'},
     'sltrain': {'density': 'float', 'seed': 'int', 'recompute': 'bool'},

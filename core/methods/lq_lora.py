@@ -31,7 +31,11 @@ Hyper-parameters: ``lq_iters`` (default 20; the authors' 100 with the same early
 ``budget_bits`` (None: every layer at ``quantize``'s ``bits``), ``candidate_bits``
 (default 2, 3, 4, 8), ``fisher`` (default false: the unweighted decomposition; true needs
 ``quantize(..., fisher=)``), ``fisher_floor`` (default 1e-8 relative to the mean: the
-smallest row / column weight, so that dividing by ``d_row``, ``d_col`` stays finite). Trainable per slot: ``r * (d_in + d_out)``. Mergeable.
+smallest row / column weight, so that dividing by ``d_row``, ``d_col`` stays finite),
+``fisher_batches`` (default 8: in a pipeline run (clip, ood, cod, asr with
+``backbone.quantize``), ``fisher: true`` estimates ``F`` from the first ``fisher_batches``
+global batches of the run's own training stream, on the float model, before the
+decomposition; metrics.json records ``quantized.fisher_batches``). Trainable per slot: ``r * (d_in + d_out)``. Mergeable.
 Defaults: r=8, alpha=8 (s=1), dropout 0.
 """
 
@@ -54,6 +58,7 @@ class LQLoRAConfig(LoRAConfig):
     candidate_bits: tuple[int, ...] = (2, 3, 4, 8)
     fisher: bool = False  # Fisher-weighted decomposition (quantize(..., fisher=...))
     fisher_floor: float = 1e-8
+    fisher_batches: int = 8  # a pipeline's own training batches the Fisher is estimated from
     method = "lq_lora"
 
     def validate(self) -> None:
@@ -65,6 +70,10 @@ class LQLoRAConfig(LoRAConfig):
             raise ValueError(f"lq_lora: candidate_bits must be among 2, 3, 4, 8; got {bad}")
         if not isinstance(self.fisher, bool):
             raise ValueError(f"lq_lora: fisher must be true or false, got {self.fisher!r}")
+        if not isinstance(self.fisher_batches, int) or self.fisher_batches < 1:
+            raise ValueError(
+                f"lq_lora: fisher_batches must be a positive integer, got {self.fisher_batches!r}"
+            )
         if not self.fisher_floor > 0:
             raise ValueError(f"lq_lora: fisher_floor must be > 0, got {self.fisher_floor!r}")
         if self.budget_bits is not None and not self.budget_bits > 0:

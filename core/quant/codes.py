@@ -154,14 +154,32 @@ def dequantize_rows(
     d_in: int,
     table: Tensor | None = None,
 ) -> Tensor:
+    """Float32 ``(n, d_in)`` rows from their packed codes. For 2, 4 and 8 bits each byte
+    indexes a 256-row table of the values it holds, so the only temporaries are an int32
+    copy of the packed bytes and the float result (no int64 code per weight): the
+    per-step transient memory of the quantized forward and backward stays small."""
     n, groups = scales.shape
-    codes = unpack(packed, bits, groups * group_size).reshape(n, groups, group_size)
     if scheme == "nf":
-        t = nf_table(bits).to(packed.device) if table is None else table
-        w = t[codes] * scales.float()[..., None]
+        values = nf_table(bits).to(packed.device) if table is None else table
     else:
-        w = (codes - zeros.long()[..., None]).float() * scales.float()[..., None]
+        values = torch.arange(2**bits, dtype=torch.float32, device=packed.device)
+    if bits in (2, 4, 8):
+        w = byte_table(values, bits)[packed.int()]  # (n, bytes, 8 / bits)
+    else:
+        w = values[unpack(packed, bits, groups * group_size)]
+    w = w.reshape(n, groups, group_size)
+    if scheme != "nf":
+        w.sub_(zeros.float()[..., None])
+    w.mul_(scales.float()[..., None])
     return w.reshape(n, groups * group_size)[:, :d_in]
+
+
+def byte_table(values: Tensor, bits: int) -> Tensor:
+    """``(256, 8 / bits)``: the code values a packed byte holds, in ``pack``'s order."""
+    per = 8 // bits
+    b = torch.arange(256, device=values.device)
+    shifts = torch.arange(per, device=values.device) * bits
+    return values[(b[:, None] >> shifts) & ((1 << bits) - 1)]
 
 
 def fake_quantize(w: Tensor, bits: int, scheme: str = "nf", group_size: int = 64) -> Tensor:

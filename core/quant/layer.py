@@ -41,9 +41,11 @@ class _QuantMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, layer: QuantLinear) -> Tensor:
         ctx.layer = layer
+        if layer.block_rows >= layer.out_features:  # one block: no output copy
+            return F.linear(x, layer.dequantize(slice(None)).to(x.dtype))
         out = x.new_empty(x.shape[:-1] + (layer.out_features,))
         for rows in layer.blocks():
-            out[..., rows] = x @ layer.dequantize(rows).to(x.dtype).T
+            out[..., rows] = F.linear(x, layer.dequantize(rows).to(x.dtype))
         return out
 
     @staticmethod
@@ -58,6 +60,10 @@ class _QuantMatmul(torch.autograd.Function):
 
 class QuantLinear(nn.Linear):
     """A frozen quantized Linear (``bits`` 2/3/4/8, ``scheme`` nf/int, groups along inputs)."""
+
+    # ``.weight`` builds a dense float copy: code that multiplies by a layer's weight itself
+    # (``MHAHost``'s out_proj) calls the layer instead, so training never saves that copy
+    weight_is_computed = True
 
     def __init__(self, q: QTensor, out_features: int, bias: Tensor | None = None):
         nn.Module.__init__(self)  # no float weight parameter

@@ -68,14 +68,16 @@ def quant_options(section, where: str = "backbone.quantize") -> QuantOptions | N
 
 
 def quantize_and_inject(model: nn.Module, opts: QuantOptions | None, adapter_cfg,
-                        name: str = "default"):
-    """``(InjectReport, QuantReport | None)``: quantize (when ``opts``), then inject."""
+                        name: str = "default", fisher: dict | None = None):
+    """``(InjectReport, QuantReport | None)``: quantize (when ``opts``), then inject;
+    ``fisher`` goes to ``quantize`` (LQ-LoRA with ``fisher: true``)."""
     from ..inject import inject
 
     if opts is None:
         return inject(model, adapter_cfg, name), None
     report = quantize(model, opts.bits, opts.scheme, opts.group_size, tuple(opts.targets),
-                      adapter=adapter_cfg, adapter_name=name, backend=opts.backend)
+                      adapter=adapter_cfg, adapter_name=name, fisher=fisher,
+                      backend=opts.backend)
     return report.adapter, report
 
 

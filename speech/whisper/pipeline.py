@@ -30,6 +30,7 @@ from lorakit.data.runtime import (
     check_method_supported,
 )
 from lorakit.data.runtime.pipeline import Fit, Pipeline, run_eval, run_training
+from lorakit.data.runtime.quantized import Calibration
 from lorakit.data.speech import SplitSpec, generate_corpus
 
 from . import config
@@ -62,7 +63,7 @@ from .evaluate import (
 )
 from .export import export_run
 from .features import SpeechDataset, make_collate
-from .train import WhisperAdapterModule, encoder_is_adapted
+from .train import WhisperAdapterModule, encoder_is_adapted, sequence_loss
 from .validate import ValidationWER, group_intervals
 
 log = logging.getLogger(__name__)
@@ -212,12 +213,6 @@ class ASRPipeline(Pipeline):
         train_utts, test_utts = read_manifest(data["train"]), evaluate_utterances(data, sets)
         backbone = _section(cfg, "backbone")
         model = load_whisper(backbone.get("name"))
-        torch.manual_seed(opts.seed)  # the adapter init: the same in every run of this config
-        report = sections["base"].inject(model, acfg)  # quantized first (backbone.quantize)
-        qreport = sections["base"].report
-        log.info("%s", report)
-        if qreport is not None:
-            log.info("%s", qreport)
         max_duration = float(_section(cfg, "data").get("max_duration", 30.0))
         dataset = SpeechDataset(
             train_utts, model, backbone.get("language", "en"), sections["augment"], max_duration,
@@ -226,12 +221,26 @@ class ASRPipeline(Pipeline):
         sampler = StepSampler(
             len(dataset), tcfg.batch_size, opts.max_steps * opts.accumulate, opts.seed
         )
+        collate = make_collate(dataset.prompt_len, dataset.tokenizer.eot)
         loader = DataLoader(
             SeededItems(dataset),
             batch_sampler=sampler,
             num_workers=tcfg.num_workers,
-            collate_fn=make_collate(dataset.prompt_len, dataset.tokenizer.eot),
+            collate_fn=collate,
         )
+        calibration = Calibration.from_sampler(  # the run's own batches (LQ-LoRA's Fisher)
+            SeededItems(dataset), sampler,
+            lambda b: sequence_loss(model.decoder(b["inputs"], model.encoder(b["mels"])),
+                                    b["labels"]),
+            collate,
+        )
+        torch.manual_seed(opts.seed)  # the adapter init: the same in every run of this config
+        # quantized first (backbone.quantize)
+        report = sections["base"].inject(model, acfg, calibration=calibration)
+        qreport = sections["base"].report
+        log.info("%s", report)
+        if qreport is not None:
+            log.info("%s", qreport)
         val = (
             ValidationWER(read_manifest(data["val"]), dcfg, tcfg.val_every, tcfg.patience)
             if data["val"]

@@ -161,3 +161,76 @@ def test_continual_clip_refuses_a_quantized_base():
     ClipTasks({"backbone": {"quantize": {}}}, tasks)  # the default: a float base
     with pytest.raises(ValueError, match="continual loop trains on a float base"):
         ClipTasks({"backbone": {"quantize": {"bits": 4}}}, tasks)
+
+
+class FirstAdapter(L.Callback):
+    """The trainable adapter tensors (LQ-LoRA's ``L1``, ``L2``) at train start."""
+
+    def __init__(self):
+        self.init = {}
+
+    def on_train_start(self, trainer, module) -> None:
+        self.init = {n: p.detach().clone() for n, p in module.named_parameters()
+                     if p.requires_grad}
+
+
+@pytest.mark.parametrize("name", ["clip", "cod", "ood"])
+def test_lq_lora_fisher_from_the_runs_own_batches(name, data_root, tmp_path):
+    """``adapter.fisher: true`` estimates the diagonal Fisher from the run's first
+    ``fisher_batches`` batches before the decomposition (the initial ``L1 L2`` differs
+    from the unweighted run's), records it, and a crashed run resumes to the same adapter."""
+    pipeline, cfg, _ = PIPELINES[name](data_root, tmp_path, dict(SPEC))
+    nested = name in ("cod", "ood")  # their method fields go under adapter.hyper
+    hyper = cfg["adapter"].setdefault("hyper", {}) if nested else cfg["adapter"]
+    cfg["adapter"].update(method="lq_lora", r=2, alpha=2.0)
+    hyper.update(lq_iters=2)
+    plain = FirstAdapter()
+    off = pipeline.train(cfg, tmp_path / "off", callbacks=[plain])
+    hyper.update(fisher=True, fisher_batches=2)
+    weighted = FirstAdapter()
+    full = pipeline.train(cfg, tmp_path / "full", callbacks=[weighted])
+    assert full["quantized"]["fisher_batches"] == 2 and "fisher_batches" not in off["quantized"]
+    assert plain.init.keys() == weighted.init.keys() and len(plain.init) > 0
+    absorbed = {n.removesuffix(".B") for n, t in plain.init.items()  # B = L1 != 0: the
+                if n.endswith(".B") and t.abs().sum() > 0}  # quantized Linear layers
+    changed = {n for n in plain.init if not torch.equal(plain.init[n], weighted.init[n])}
+    assert absorbed and changed == {n for n in plain.init if n.rpartition(".")[0] in absorbed}
+    stored = load_config(tmp_path / "full" / "config.yaml")["adapter"]
+    assert (stored["hyper"] if nested else stored)["fisher_batches"] == 2
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pipeline.train(cfg, tmp_path / "cut", callbacks=[Crash()])
+    again = FirstAdapter()
+    resumed = pipeline.train(cfg, tmp_path / "cut", callbacks=[again])
+    assert resumed["resumed_from_step"] == 3 and resumed["quantized"]["fisher_batches"] == 2
+    a = load_file(tmp_path / "full" / "adapter" / "adapter.safetensors")
+    b = load_file(tmp_path / "cut" / "adapter" / "adapter.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    codes = [load_file(tmp_path / run / BASE_FILE) for run in ("full", "cut")]
+    assert all(torch.equal(codes[0][k], codes[1][k]) for k in codes[0])
+
+
+def test_cod_zero_shot_compares_with_the_float_sam(data_root, tmp_path):
+    """A cod run on a quantized SAM reports the float SAM's zero-shot under ``zero_shot``
+    (what a float zero-shot run scores) and the plainly quantized SAM's under
+    ``zero_shot_quantized`` (what a quantized zero-shot run scores); the quantized
+    zero-shot run itself gets the float ``zero_shot`` beside its own headline."""
+    pipeline, cfg, _ = _cod(data_root, tmp_path, dict(SPEC))
+    cfg["eval"]["zero_shot"] = True
+    trained = pipeline.train(cfg, tmp_path / "trained")
+    cfg["adapter"]["method"] = "none"
+    zs_quant = pipeline.train(cfg, tmp_path / "zs_quant")
+    cfg["backbone"]["quantize"] = {}
+    zs_float = pipeline.train(cfg, tmp_path / "zs_float")
+    assert "zero_shot" not in zs_float and "quantized" not in zs_float
+    keys = ("s_measure", "mae")
+    assert zs_quant["s_measure"] != zs_float["s_measure"]  # quantization changes SAM here
+    for k in keys:
+        assert trained["zero_shot"][k] == pytest.approx(zs_float[k], abs=1e-9)
+        assert trained["zero_shot_quantized"][k] == pytest.approx(zs_quant[k], abs=1e-9)
+        assert zs_quant["zero_shot"][k] == pytest.approx(zs_float[k], abs=1e-9)
+    again = pipeline.evaluate(tmp_path / "trained", {})  # eval reports the same pair
+    assert again["zero_shot"]["s_measure"] == pytest.approx(zs_float["s_measure"], abs=1e-9)
+    assert again["zero_shot_quantized"]["s_measure"] == pytest.approx(zs_quant["s_measure"],
+                                                                      abs=1e-9)
+

@@ -140,14 +140,15 @@ class StepBatches:
             parts.append(perm[lo:hi])
         return torch.cat(parts)
 
-    def batch(self, step: int) -> tuple[Tensor, Tensor]:
-        """This rank's share of the global batch ``step``; the crops and flips are drawn
-        for the whole global batch, so a DDP split sees the same images as one process."""
+    def batch(self, step: int, shard: bool = True) -> tuple[Tensor, Tensor]:
+        """This rank's share of the global batch ``step`` (``shard=False``: all of it); the
+        crops and flips are drawn for the whole global batch, so a DDP split sees the same
+        images as one process."""
         idx = self.indices(step)
         x = self.images[idx]
         if self.train_augment:
             x = augment(x, torch.Generator().manual_seed(self.seed * 7_919 + step))
-        rank, world = _dist()
+        rank, world = _dist() if shard else (0, 1)
         return self.normalize(x[rank::world]), self.labels[idx][rank::world]
 
     def __iter__(self):

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from lorakit.core import load_adapter, save_adapter, trainable_parameters
 from lorakit.data import fewshot
@@ -27,6 +28,7 @@ from lorakit.data.runtime.pipeline import (
     run_training,
     set_threads,  # noqa: F401  (an old name)
 )
+from lorakit.data.runtime.quantized import Calibration
 
 from . import config
 from .build import BackboneConfig, load_backbone
@@ -216,7 +218,6 @@ class ClipPipeline(Pipeline):
     def build(self, cfg: dict, run: RunFolder, sections: dict, data: FewShotData) -> Fit:
         opts, optim, acfg = sections["trainer"], sections["optim"], sections["adapter"]
         model, bb = build_classifier(cfg, data.train.classnames)
-        report = sections["base"].inject(model.clip, acfg)  # quantized first (backbone.quantize)
         images, labels = load_all(data.train, bb.image_size, int(cfg["data"]["workers"]))
         batches = StepBatches(
             images,
@@ -226,6 +227,12 @@ class ClipPipeline(Pipeline):
             opts.seed,
             Normalize(bb.mean, bb.std),
         )
+        calibration = Calibration(  # the run's own batches (LQ-LoRA's fisher: true)
+            lambda step: batches.batch(step, shard=False),
+            lambda b: F.cross_entropy(model(b[0]).float(), b[1]),
+        )
+        # quantized first (backbone.quantize)
+        report = sections["base"].inject(model.clip, acfg, calibration=calibration)
         model.train()  # adapter dropout on (open_clip builds in eval mode)
         return Fit(
             method=acfg.method,

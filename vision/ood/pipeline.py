@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import copy
 import logging
+from functools import partial
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from lorakit.core import named_hosts, trainable_parameters
@@ -33,6 +35,7 @@ from lorakit.data.runtime.pipeline import (
     run_training,
     set_threads,  # noqa: F401  (an old name)
 )
+from lorakit.data.runtime.quantized import Calibration
 from lorakit.data.shift import ShiftTask, write_shift_task
 
 from . import config, plots
@@ -161,19 +164,19 @@ class OODPipeline(Pipeline):
         base = sections["base"]
         # WiSE-FT interpolates float weights: a quantized base (frozen codes) has no sweep
         pretrained = None if base.enabled else copy.deepcopy(model)
-        if mcfg.method == "linear_probe":
-            base.quantize(model)
-        summary = prepare(model, mcfg, built.targets, inject_fn=base.inject)
-        log.info("%s", summary)
         train_set = ImageFolderSet(desc["id_train"], desc["classes"], built.image_size)
         sampler = StepSampler(
             len(train_set), ocfg.batch_size, opts.max_steps * opts.accumulate, opts.seed
         )
-        loader = DataLoader(
-            SeededItems(RandomFlip(train_set, ocfg.flip)),
-            batch_sampler=sampler,
-            num_workers=ocfg.num_workers,
-        )
+        items = SeededItems(RandomFlip(train_set, ocfg.flip))
+        loader = DataLoader(items, batch_sampler=sampler, num_workers=ocfg.num_workers)
+        calibration = Calibration.from_sampler(  # the run's own batches (LQ-LoRA's Fisher)
+            items, sampler, lambda b: F.cross_entropy(model(b[0]), b[1]))
+        if mcfg.method == "linear_probe":
+            base.quantize(model)
+        summary = prepare(model, mcfg, built.targets,
+                          inject_fn=partial(base.inject, calibration=calibration))
+        log.info("%s", summary)
         monitor = LargoMonitor(run.logs / "largo.csv")
         return Fit(
             method=mcfg.method,

@@ -53,9 +53,11 @@ class Prompt:
 class SamCOD(nn.Module):
     """forward(images (B, 3, S, S) in 0-255, prompts) -> (logits (B, 1, S, S), features (B, C, S/4, S/4))."""
 
-    def __init__(self, sam: Sam, spec: AdapterSpec, inject_fn=inject):
+    def __init__(self, sam: Sam, spec: AdapterSpec, inject_fn=inject, calibration=None):
         """``inject_fn(sam, adapter_config)``: how the adapter goes in (the shared run's
-        ``QuantizedBase.inject`` quantizes the base first)."""
+        ``QuantizedBase.inject`` quantizes the base first). ``calibration(self)``: the
+        run's batches and loss for this model (``Calibration``), handed to ``inject_fn``
+        when the adapter estimates from data before its init (LQ-LoRA's ``fisher: true``)."""
         super().__init__()
         spec.validate()
         self.sam, self.spec = sam, spec
@@ -67,7 +69,10 @@ class SamCOD(nn.Module):
                 fusion = FrequencyFusion(decoder.transformer_dim // 8, tuple(spec.fusion_scales))
         decoder.output_upscaling = FusedUpscaling(decoder.output_upscaling, fusion)
         if spec.method != "none":  # after the fusion exists: it is one of modules_to_save
-            self.report = inject_fn(sam, self._config())
+            cfg = self._config()
+            extra = ({"calibration": calibration(self)}
+                     if calibration is not None and getattr(cfg, "fisher", False) else {})
+            self.report = inject_fn(sam, cfg, **extra)
             if fusion is not None:  # drawn after the adapters, as before (same runs per seed)
                 init = FrequencyFusion(decoder.transformer_dim // 8, tuple(spec.fusion_scales))
                 saved = decoder.output_upscaling.fusion

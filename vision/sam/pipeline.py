@@ -5,7 +5,10 @@ Data: ``data.train`` is a COD folder (``Imgs/``, ``GT/``, ``Scribble/``, points/
 JSON) and ``data.test`` maps names to COD folders; left empty, camouflage scenes are
 generated into ``data.cache`` (``lorakit.data.camouflage``). The run folder gets
 ``metrics.json`` (headline ``s_measure`` and ``mae``: the mean over test sets; per set
-under ``datasets``; the zero-shot SAM scores with the same prompts under ``zero_shot``),
+under ``datasets``; the zero-shot SAM scores with the same prompts under ``zero_shot``:
+always the float SAM, so a run on a quantized base (``backbone.quantize``) compares with
+the float model; such a run also records ``zero_shot_quantized``, the plainly quantized SAM,
+and a quantized zero-shot run, scored on its quantized base, gets the float ``zero_shot``),
 ``adapter/``, ``plots/overlays_<set>.png``, ``plots/training_curve.png``, logs and
 checkpoints.
 
@@ -35,6 +38,11 @@ from lorakit.data.runtime import (
     StepSampler,
 )
 from lorakit.data.runtime.pipeline import Fit, Pipeline, run_eval, run_training
+from lorakit.data.runtime.quantized import (
+    Calibration,
+    QuantizedBase,
+    backbone_quant_options,
+)
 
 from . import config
 from .build import BackboneConfig, build_sam
@@ -45,7 +53,7 @@ from .evaluate import evaluate_folder, overlay_grid
 from .model import AdapterSpec, SamCOD
 from .prompts import PromptOptions
 from .selftrain import pseudo_labels, run_rounds, teacher_of
-from .train import CODModule
+from .train import CODModule, supervised_loss
 
 
 def _section(cfg: dict, name: str, cls):
@@ -117,11 +125,34 @@ def backbone_config(cfg: dict) -> BackboneConfig:
     return bb
 
 
-def _zero_shot(cfg: dict, folders, prompts, ev, plots) -> dict:
+def _zero_shot(cfg: dict, folders, prompts, ev, plots, quantized: bool = False) -> dict:
+    """The zero-shot SAM's scores with the run's prompts: the float SAM, or (``quantized``)
+    the same SAM plainly quantized as ``backbone.quantize`` says (no adapter, no absorbed
+    error; nothing is written to the run folder)."""
     base = build_sam(backbone_config(cfg))
     model = SamCOD(base, AdapterSpec(method="none"))
-    res = evaluate_all(model, folders, prompts, ev, plots, "_zero_shot")
+    if quantized:
+        QuantizedBase(backbone_quant_options(cfg), None, PIPELINE.quant_keep).quantize(model.sam)
+    suffix = "_zero_shot_quantized" if quantized else "_zero_shot"
+    res = evaluate_all(model, folders, prompts, ev, plots, suffix)
     return {k: v for k, v in res.items()}
+
+
+def zero_shots(cfg: dict, folders, prompts, ev, plots, method: str) -> dict:
+    """``eval.zero_shot`` baselines: ``zero_shot`` is always the float SAM (the honest
+    reference for a quantized run too); a quantized run with an adapter also gets
+    ``zero_shot_quantized`` (the plainly quantized SAM: what quantization alone costs).
+    A zero-shot run (``adapter.method: none``) is scored on its own base already: it gets
+    the float SAM's ``zero_shot`` only when that base is quantized."""
+    if not ev["zero_shot"]:
+        return {}
+    quantized = backbone_quant_options(cfg) is not None
+    out = {}
+    if method != "none" or quantized:
+        out["zero_shot"] = _zero_shot(cfg, folders, prompts, ev, plots)
+    if method != "none" and quantized:
+        out["zero_shot_quantized"] = _zero_shot(cfg, folders, prompts, ev, plots, True)
+    return out
 
 
 class CodPipeline(Pipeline):
@@ -145,16 +176,27 @@ class CodPipeline(Pipeline):
         optim, ev = sections["optim"], {**config.EVAL_DEFAULTS, **(cfg.get("eval") or {})}
         L.seed_everything(opts.seed, verbose=False)
         base = sections["base"]  # backbone.quantize: the adapter goes in on quantized codes
-        model = SamCOD(build_sam(backbone_config(cfg)), spec, inject_fn=base.inject)
+        sam = build_sam(backbone_config(cfg))
+        calibration = folder = data = sampler = None
+        if spec.method != "none":
+            with torch.random.fork_rng(devices=[]):  # the adapter init draws as before
+                folder = train_folder(cfg, prompts)
+                data = CODTrainSet(folder, prompts, int(sam.image_encoder.img_size),
+                                   augment=True, seed=opts.seed)
+            sampler = StepSampler(
+                len(data), optim.batch_size, opts.max_steps * opts.accumulate, opts.seed
+            )
+            box = prompts.labels == "box"
+
+            def calibration(m):  # the run's own batches (LQ-LoRA's fisher: true)
+                return Calibration.from_sampler(SeededItems(data), sampler, lambda b: (
+                    supervised_loss(m, b, sections["loss"], prompts.mode, box)))
+
+        model = SamCOD(sam, spec, inject_fn=base.inject, calibration=calibration)
         state = {"model": model, "folders": folders, "ev": ev}
         if spec.method == "none":
             base.quantize(model.sam)  # zero-shot on the quantized base
             return Fit(method="none", state=state)
-        folder = train_folder(cfg, prompts)
-        data = CODTrainSet(folder, prompts, model.size, augment=True, seed=opts.seed)
-        sampler = StepSampler(
-            len(data), optim.batch_size, opts.max_steps * opts.accumulate, opts.seed
-        )
         module = CODModule(
             model, sections["loss"], optim, prompts.mode, box_labels=prompts.labels == "box"
         )
@@ -189,15 +231,14 @@ class CodPipeline(Pipeline):
         prompts, s = sections["prompts"], fit.state
         metrics = evaluate_all(s["model"].cpu(), s["folders"], prompts, s["ev"], run.plots, "")
         if fit.module is None:
-            return metrics
+            return metrics | zero_shots(cfg, s["folders"], prompts, s["ev"], run.plots, "none")
         dist = sections["distill"]
         if dist.enabled:
             metrics["distilled"] = distil_stage(
                 teacher_of(fit.module).cpu(), s["train"], s["folders"], prompts,
                 sections["selftrain"], dist, run,
             )
-        if s["ev"]["zero_shot"]:
-            metrics["zero_shot"] = _zero_shot(cfg, s["folders"], prompts, s["ev"], run.plots)
+        metrics.update(zero_shots(cfg, s["folders"], prompts, s["ev"], run.plots, fit.method))
         return metrics
 
     def evaluate(self, cfg: dict, run: RunFolder, suite: str) -> dict:
@@ -209,8 +250,7 @@ class CodPipeline(Pipeline):
         metrics = {k: v for k, v in run.read_metrics().items() if k in kept}
         metrics["method"] = model.spec.method
         metrics.update(evaluate_all(model, folders, prompts, ev, run.plots, ""))
-        if ev["zero_shot"] and model.spec.method != "none":
-            metrics["zero_shot"] = _zero_shot(cfg, folders, prompts, ev, run.plots)
+        metrics.update(zero_shots(cfg, folders, prompts, ev, run.plots, model.spec.method))
         return metrics
 
     def old_eval(self, run: RunFolder, metrics: dict, suite: str) -> None:

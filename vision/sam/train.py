@@ -28,6 +28,21 @@ from .losses import (
 from .model import SamCOD
 
 
+def supervised_loss(model: SamCOD, batch: dict, losses: LossConfig, prompt_mode: str,
+                    box_labels: bool = False) -> torch.Tensor:
+    """The label terms of ``CODModule.task_loss`` (partial BCE on the strong view, and the
+    box projection under box supervision) for ``model`` alone: what LQ-LoRA's Fisher is
+    estimated from before training (the contrastive and consistency terms compare features
+    or an EMA teacher that do not exist yet)."""
+    prompts = [prompt_of(p, b, prompt_mode)
+               for p, b in zip(batch["points"], batch["box"], strict=True)]
+    logits, _ = model(batch["strong"], prompts)
+    loss = partial_bce(logits, batch["labels"], losses.balanced)
+    if box_labels and losses.box_projection > 0:
+        loss = loss + losses.box_projection * box_projection(logits, batch["box"])
+    return loss
+
+
 class CODModule(AdapterModule):
     """Student ``self.model`` on the strong view; EMA ``self.teacher`` on the weak view.
 

@@ -137,3 +137,31 @@ def check_exports(out, metrics) -> None:
             assert 0 < measured < 1
         else:  # no adapter: the same codes in both files
             assert measured == 0
+
+
+class FirstAdapter(L.Callback):
+    """The trainable adapter tensors (LQ-LoRA's ``L1``, ``L2``) at train start."""
+
+    def __init__(self):
+        self.init = {}
+
+    def on_train_start(self, trainer, module) -> None:
+        self.init = {n: p.detach().clone() for n, p in module.named_parameters()
+                     if p.requires_grad}
+
+
+def test_lq_lora_fisher_from_the_runs_own_batches(corpus, tmp_path):
+    """``adapter.fisher: true``: the Fisher comes from the run's first ``fisher_batches``
+    training batches (the decomposition, so the initial ``L1 L2``, changes), recorded in
+    metrics.json; eval loads the codes it chose."""
+    cfg = _cfg(corpus, "lq_lora", 4)
+    cfg["adapter"]["lq_iters"] = 2
+    cfg["trainer"]["max_steps"] = 1
+    plain, weighted = FirstAdapter(), FirstAdapter()
+    off = pipeline.train(cfg, tmp_path / "off", callbacks=[plain])
+    cfg["adapter"].update(fisher=True, fisher_batches=2)
+    on = pipeline.train(cfg, tmp_path / "on", callbacks=[weighted])
+    assert on["quantized"]["fisher_batches"] == 2 and "fisher_batches" not in off["quantized"]
+    assert plain.init.keys() == weighted.init.keys() and len(plain.init) == 48
+    assert all(not torch.equal(plain.init[n], weighted.init[n]) for n in plain.init)
+    assert pipeline.evaluate(tmp_path / "on", {})["wer"] == on["wer"]
