@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 from . import method_table
+from .weight_methods import PIPELINES as REPLACEMENT_PIPELINES
+from .weight_methods import REPLACEMENT_METHODS
 
 TABLE = Path(__file__).with_name("method_table.py")
 
@@ -49,6 +51,11 @@ def check_method(method, where: str = "adapter.method", also: tuple = ()) -> Non
     """``method`` names a registered method (or one of ``also``: none, full, ...)."""
     if not isinstance(method, str) or not method:
         raise ValueError(f"{where} must be a method name, got {method!r}")
+    if method not in also and method in REPLACEMENT_METHODS:
+        raise ValueError(
+            f"{where}: {method} replaces the model's weights; only the "
+            f"{' and '.join(REPLACEMENT_PIPELINES)} pipelines run it"
+        )
     if method not in also and fields_of(method) is None:
         valid = ", ".join([*also, *method_names()])
         raise ValueError(f"unknown method {method!r}: {where} must be one of {valid}")

@@ -18,6 +18,12 @@ from lorakit.data.sections import (
     check_sections,
     typed_section,
 )
+from lorakit.data.weight_methods import (
+    REPLACEMENT_METHODS,
+    check_replacement_fields,
+    is_replacement,
+    replacement_hyper,
+)
 
 
 @dataclass
@@ -162,14 +168,24 @@ def check_adapter(section: dict) -> None:
     if not isinstance(section, dict):
         raise ValueError(f"adapter must be a mapping, got {section!r}")
     method = section.get("method", "lora")
-    check_method(method)
-    check_fields(method, {k: v for k, v in section.items() if k not in ADAPTER_KEYS})
+    check_method(method, also=tuple(REPLACEMENT_METHODS))
+    own = {k: v for k, v in section.items() if k not in ADAPTER_KEYS}
+    if is_replacement(method):
+        check_replacement_fields(method, replacement_hyper(method, own, DEFAULTS["adapter"]))
+    else:
+        check_fields(method, own)
     if section.get("towers", "both") not in TOWERS:
         raise ValueError(f"adapter.towers must be both, vision or text; got {section['towers']!r}")
     modules = section.get("modules", ["q", "k", "v"])
     modules = [modules] if isinstance(modules, str) else modules
     if not isinstance(modules, list | tuple) or not set(modules) <= {*MODULES, "qkv"}:
         raise ValueError(f"adapter.modules: {modules!r} not allowed; choose from {MODULES} (or 'qkv')")
+    if is_replacement(method) and list(modules) != ["mlp"]:
+        raise ValueError(
+            f"adapter.modules: {method} replaces nn.Linear layers, and CLIP's q, k, v, o are "
+            f"weights of nn.MultiheadAttention (not Linears it calls); set adapter.modules=[mlp], "
+            f"got {modules!r}"
+        )
 
 
 def check(cfg: dict) -> dict:

@@ -12,13 +12,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from lorakit.core import load_adapter
 from lorakit.data.fewshot import load_image
 from lorakit.data.runs import RunFolder
 
 from .datasets import Normalize, preprocess
 from .evaluate import adapters_off
-from .pipeline import PIPELINE, build_classifier, load_data
+from .pipeline import PIPELINE, build_classifier, load_data, load_trained
 
 
 @dataclass
@@ -42,7 +41,7 @@ def load_run(folder: str | Path) -> ClipRun:
     classnames = load_data(cfg["data"]).train.classnames
     model, bb = build_classifier(cfg, classnames)
     PIPELINE.quantized_base(cfg, folder).restore(model.clip)  # a quantized run's codes
-    load_adapter(model.clip, folder / "adapter")
+    load_trained(model.clip, folder / "adapter")  # an adapter, or replaced layers
     return ClipRun(model.eval(), bb, classnames, str(cfg["adapter"].get("method", "lora")))
 
 
