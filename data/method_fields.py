@@ -76,6 +76,17 @@ def check_fields(method: str, values: dict, where: str = "adapter") -> None:
             raise ValueError(f"{where}.{name} must be {KIND_WORDS[known[name]]}, got {value!r}")
 
 
+def check_replacement_fields(method: str, values: dict, where: str = "adapter") -> None:
+    """Every key of ``values`` is a field of the replacement ``method``, of the right kind."""
+    known = REPLACEMENT_METHODS[method]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: {method} has unknown field(s) {unknown}; valid: {', '.join(known)}")
+    for name, value in values.items():
+        if not fits(value, known[name]):
+            raise ValueError(f"{where}.{name} must be {KIND_WORDS[known[name]]}, got {value!r}")
+
+
 # --------------------------------------------------------------------------- kinds
 
 KIND_WORDS = {

@@ -10,7 +10,7 @@ The name follows the registry's lower-case style and is the one the memory study
 replacement is not a ``Method`` on a ``Host``, and ``inject`` / ``save_adapter`` /
 ``merge`` do not apply to it. The pipelines that run it (clip, ood) say so with
 ``check_method(..., also=REPLACEMENT_METHODS)``; the others refuse it with one line
-(``method_fields.check_method``). The fields (kinds below, values checked by the core
+(``method_fields.check_method``, whose ``check_replacement_fields`` checks the kinds). The fields (kinds below, values checked by the core
 config's ``validate`` in the pipeline's check, before any work):
 
     r          int    rank of ``B A`` (at most the layer's smaller side)
@@ -43,16 +43,3 @@ def replacement_hyper(method: str, values: dict, defaults: dict) -> dict:
     lacks set to anything else stays, for ``check_replacement_fields`` to refuse."""
     known = REPLACEMENT_METHODS[method]
     return {k: v for k, v in values.items() if k in known or k not in defaults or v != defaults[k]}
-
-
-def check_replacement_fields(method: str, values: dict, where: str = "adapter") -> None:
-    """Every key of ``values`` is a field of the replacement ``method``, of the right kind."""
-    from .method_fields import KIND_WORDS, fits
-
-    known = REPLACEMENT_METHODS[method]
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"{where}: {method} has unknown field(s) {unknown}; valid: {', '.join(known)}")
-    for name, value in values.items():
-        if not fits(value, known[name]):
-            raise ValueError(f"{where}.{name} must be {KIND_WORDS[known[name]]}, got {value!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from lorakit.data.method_fields import check_fields, check_method
+from lorakit.data.method_fields import check_fields, check_method, check_replacement_fields
 from lorakit.data.runtime.options import TrainerOptions
 from lorakit.data.sections import (
     RuntimeConfig,
@@ -20,7 +20,6 @@ from lorakit.data.sections import (
 )
 from lorakit.data.weight_methods import (
     REPLACEMENT_METHODS,
-    check_replacement_fields,
     is_replacement,
     replacement_hyper,
 )

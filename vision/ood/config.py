@@ -20,7 +20,6 @@ from lorakit.data.sections import (
 from lorakit.data.vocabulary import Rename
 from lorakit.data.weight_methods import (
     REPLACEMENT_METHODS,
-    check_replacement_fields,
     is_replacement,
 )
 
@@ -93,7 +92,11 @@ class MethodConfig:
     def validate_light(self) -> None:
         """The method name is checked against the registry (which imports torch) in
         ``validate``, by the pipeline."""
-        from lorakit.data.method_fields import check_fields, check_method  # no torch
+        from lorakit.data.method_fields import (  # no torch
+            check_fields,
+            check_method,
+            check_replacement_fields,
+        )
 
         if not self.method or not isinstance(self.method, str):
             raise ValueError(f"adapter.method must be a method name, got {self.method!r}")
