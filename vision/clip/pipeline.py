@@ -216,13 +216,13 @@ def sections_adapter(cfg: dict):
     return adapter_config(cfg["adapter"])
 
 
-def zero_shot_model(cfg: dict, data: FewShotData, acfg) -> ClipClassifier | None:
+def zero_shot_model(cfg: dict, classnames: list[str], acfg) -> ClipClassifier | None:
     """The pretrained classifier, rebuilt from the config (seeded as in training), when
     ``acfg`` replaced weights (the zero-shot model is gone from the trained one); else None
     (the adapters are switched off instead)."""
     if not isinstance(acfg, SLTrainWeightsConfig):
         return None
-    return build_classifier(cfg, data.train.classnames)[0].eval()
+    return build_classifier(cfg, classnames)[0].eval()
 
 
 # --------------------------------------------------------------------------- entry points
@@ -287,7 +287,7 @@ class ClipPipeline(Pipeline):
 
     def metrics(self, cfg: dict, run: RunFolder, fit: Fit, sections: dict) -> dict:
         s = fit.state
-        base = zero_shot_model(cfg, s["data"], s["adapter"])
+        base = zero_shot_model(cfg, s["data"].train.classnames, s["adapter"])
         s["metrics"], s["table"] = compute_metrics(s["model"], s["bb"], s["data"], cfg, base)
         return {**s["metrics"], "shots": int(cfg["data"]["shots"])}
 
@@ -302,7 +302,7 @@ class ClipPipeline(Pipeline):
         load_trained(model.clip, run.adapter)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model.to(device)
-        base = zero_shot_model(cfg, data, sections_adapter(cfg))
+        base = zero_shot_model(cfg, data.train.classnames, sections_adapter(cfg))
         metrics, table = compute_metrics(model, bb, data, cfg, base and base.to(device))
         write_outputs(run, model, metrics, table, suffix="_eval")  # metrics_eval.json: old name
         return metrics

@@ -101,6 +101,14 @@ def test_eval_and_predict_reload_the_run_and_reproduce_it(runs):
     assert meta["method"] == "sltrain_full" and meta["config"]["density"] == 0.05
 
 
+def test_predict_uses_the_replaced_layers_and_the_rebuilt_base(runs):
+    from lorakit.vision.clip.predict import predict_file
+
+    out = predict_file(runs["root"] / "full", Path(__file__).parents[3] / "demos" / "samples" / "red_circle.png", k=4)
+    assert out["method"] == "sltrain_full"
+    assert out["adapted"] != out["zero_shot"]  # the zero-shot side is the pretrained model
+
+
 def test_merged_model_densifies_to_the_same_function(runs):
     run = runs["root"] / "full"
     replaced = pipeline.adapted_model(run).eval()
