@@ -123,6 +123,13 @@ def test_merged_model_densifies_to_the_same_function(runs):
                                    rtol=1e-4, atol=1e-5)
 
 
+def test_squeeze_refuses_a_replacement_run(runs):
+    from lorakit.apps.cli.squeeze import squeeze_run
+
+    with pytest.raises(ValueError, match="sltrain_full run: its weights were replaced"):
+        squeeze_run(runs["root"] / "full", 2)
+
+
 def test_a_folder_without_the_support_is_refused(runs, tmp_path):
     import shutil
 
