@@ -6,6 +6,11 @@
 A run folder gets ``config.yaml`` (resolved), ``metrics.json`` (``accuracy``,
 ``zero_shot_accuracy``, base/novel/harmonic when ``data.base_novel``, held-out zero-shot
 retention when ``data.heldout``), ``per_class.csv``, ``adapter/``, ``plots/`` and logs.
+
+``adapter.method: sltrain_full`` (with ``modules: [mlp]``) replaces the towers' MLP Linears
+by SLTrain layers instead of injecting an adapter (``lorakit.data.runtime.replaced``):
+``adapter/`` then holds those layers, the zero-shot numbers come from the pretrained model
+rebuilt from the config, and ``merged_model`` densifies them.
 """
 
 from __future__ import annotations
