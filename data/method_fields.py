@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 from . import method_table
+from .weight_methods import PIPELINES as REPLACEMENT_PIPELINES
+from .weight_methods import REPLACEMENT_METHODS
 
 TABLE = Path(__file__).with_name("method_table.py")
 
@@ -49,6 +51,11 @@ def check_method(method, where: str = "adapter.method", also: tuple = ()) -> Non
     """``method`` names a registered method (or one of ``also``: none, full, ...)."""
     if not isinstance(method, str) or not method:
         raise ValueError(f"{where} must be a method name, got {method!r}")
+    if method not in also and method in REPLACEMENT_METHODS:
+        raise ValueError(
+            f"{where}: {method} replaces the model's weights; only the "
+            f"{' and '.join(REPLACEMENT_PIPELINES)} pipelines run it"
+        )
     if method not in also and fields_of(method) is None:
         valid = ", ".join([*also, *method_names()])
         raise ValueError(f"unknown method {method!r}: {where} must be one of {valid}")
@@ -64,6 +71,17 @@ def check_fields(method: str, values: dict, where: str = "adapter") -> None:
     if unknown:
         valid = ", ".join(k for k in known if k not in method_table.ALIASES)
         raise ValueError(f"{where}: {method} has unknown field(s) {unknown}; valid: {valid}")
+    for name, value in values.items():
+        if not fits(value, known[name]):
+            raise ValueError(f"{where}.{name} must be {KIND_WORDS[known[name]]}, got {value!r}")
+
+
+def check_replacement_fields(method: str, values: dict, where: str = "adapter") -> None:
+    """Every key of ``values`` is a field of the replacement ``method``, of the right kind."""
+    known = REPLACEMENT_METHODS[method]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: {method} has unknown field(s) {unknown}; valid: {', '.join(known)}")
     for name, value in values.items():
         if not fits(value, known[name]):
             raise ValueError(f"{where}.{name} must be {KIND_WORDS[known[name]]}, got {value!r}")

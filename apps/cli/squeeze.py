@@ -21,6 +21,8 @@ from pathlib import Path
 
 import typer
 
+from lorakit.data.weight_methods import is_replacement
+
 
 def _fail(msg: str) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
@@ -51,6 +53,10 @@ def squeeze_run(run: Path, rank: int, out: Path | None = None) -> tuple[Path, di
         return out, squeeze_adapter(run, out, rank)
     if not (run / "adapter" / "adapter_config.json").is_file():
         raise ValueError(f"{run} is neither a run folder with adapter/ nor an adapter folder")
+    method = json.loads((run / "adapter" / "adapter_config.json").read_text()).get("method")
+    if is_replacement(method):
+        raise ValueError(f"{run} is a {method} run: its weights were replaced, there is no "
+                         "adapter to squeeze")
     out = out or run.with_name(f"{run.name}-r{rank}")
     if out.exists():
         raise ValueError(f"{out} exists; pass --out to choose another output")

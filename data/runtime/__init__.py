@@ -9,6 +9,8 @@
     logs.py       a CSV logger that continues the log of an interrupted run
     methods.py    ``check_method_supported``: refuse methods whose optimizer trains base weights
     prepare.py    ``PrepareMethods``: the protocol's prepare step (LoRA-SB) on a fresh run
+    replaced.py   ``adapter.method: sltrain_full``: replace Linears by SLTrain layers, save
+                  and reload them (the checkpoint holds them like any trainable module)
     trainer.py    ``build_trainer``: the Trainer, the resume checkpoint, quieter Lightning
     fsdp.py       ``AdapterFSDP``: ``--strategy fsdp`` for adapters on a sharded frozen base
     pipeline.py   ``Pipeline`` hooks, ``run_training`` and ``run_eval``: one run and one

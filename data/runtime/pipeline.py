@@ -50,6 +50,7 @@ from lorakit.data.plots import plot_training_curve
 from lorakit.data.results import write_eval
 from lorakit.data.runs import RunFolder, open_run, set_dotted
 from lorakit.data.vocabulary import upgrade_config, upgrade_run_folder
+from lorakit.data.weight_methods import is_replacement
 
 from .options import trainer_options
 from .quantized import QuantizedBase, backbone_quant_options
@@ -99,6 +100,9 @@ class Pipeline:
         if method is not None and method != "none":
             check_method_supported(method)
         sections["quantize"] = backbone_quant_options(cfg)
+        if sections["quantize"] is not None and is_replacement(method):
+            raise ValueError(f"backbone.quantize: adapter.method {method} trains the replaced "
+                             "layers in full, and quantized codes are frozen; drop one of them")
         return sections
 
     def resolve(self, cfg: dict, out: Path, sections: dict) -> dict:

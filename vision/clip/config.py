@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from lorakit.data.method_fields import check_fields, check_method
+from lorakit.data.method_fields import check_fields, check_method, check_replacement_fields
 from lorakit.data.runtime.options import TrainerOptions
 from lorakit.data.sections import (
     RuntimeConfig,
     backbone_defaults,
     check_sections,
     typed_section,
+)
+from lorakit.data.weight_methods import (
+    REPLACEMENT_METHODS,
+    is_replacement,
+    replacement_hyper,
 )
 
 
@@ -162,14 +167,24 @@ def check_adapter(section: dict) -> None:
     if not isinstance(section, dict):
         raise ValueError(f"adapter must be a mapping, got {section!r}")
     method = section.get("method", "lora")
-    check_method(method)
-    check_fields(method, {k: v for k, v in section.items() if k not in ADAPTER_KEYS})
+    check_method(method, also=tuple(REPLACEMENT_METHODS))
+    own = {k: v for k, v in section.items() if k not in ADAPTER_KEYS}
+    if is_replacement(method):
+        check_replacement_fields(method, replacement_hyper(method, own, DEFAULTS["adapter"]))
+    else:
+        check_fields(method, own)
     if section.get("towers", "both") not in TOWERS:
         raise ValueError(f"adapter.towers must be both, vision or text; got {section['towers']!r}")
     modules = section.get("modules", ["q", "k", "v"])
     modules = [modules] if isinstance(modules, str) else modules
     if not isinstance(modules, list | tuple) or not set(modules) <= {*MODULES, "qkv"}:
         raise ValueError(f"adapter.modules: {modules!r} not allowed; choose from {MODULES} (or 'qkv')")
+    if is_replacement(method) and list(modules) != ["mlp"]:
+        raise ValueError(
+            f"adapter.modules: {method} replaces nn.Linear layers, and CLIP's q, k, v, o are "
+            f"weights of nn.MultiheadAttention (not Linears it calls); set adapter.modules=[mlp], "
+            f"got {modules!r}"
+        )
 
 
 def check(cfg: dict) -> dict:

@@ -6,10 +6,16 @@
 A run folder gets ``config.yaml`` (resolved), ``metrics.json`` (``accuracy``,
 ``zero_shot_accuracy``, base/novel/harmonic when ``data.base_novel``, held-out zero-shot
 retention when ``data.heldout``), ``per_class.csv``, ``adapter/``, ``plots/`` and logs.
+
+``adapter.method: sltrain_full`` (with ``modules: [mlp]``) replaces the towers' MLP Linears
+by SLTrain layers instead of injecting an adapter (``lorakit.data.runtime.replaced``):
+``adapter/`` then holds those layers, the zero-shot numbers come from the pretrained model
+rebuilt from the config, and ``merged_model`` densifies them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 from dataclasses import asdict, dataclass
@@ -18,7 +24,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lorakit.core import load_adapter, save_adapter, trainable_parameters
+from lorakit.core import (
+    SLTrainWeightsConfig,
+    densify,
+    load_adapter,
+    remove_adapter,
+    save_adapter,
+    trainable_parameters,
+)
 from lorakit.data import fewshot
 from lorakit.data.runs import RunFolder, dataclass_from, write_json
 from lorakit.data.runtime.pipeline import (
@@ -29,6 +42,8 @@ from lorakit.data.runtime.pipeline import (
     set_threads,  # noqa: F401  (an old name)
 )
 from lorakit.data.runtime.quantized import Calibration
+from lorakit.data.runtime.replaced import load_replaced, read_method, replace, save_replaced
+from lorakit.data.weight_methods import is_replacement
 
 from . import config
 from .build import BackboneConfig, load_backbone
@@ -135,13 +150,18 @@ def build_classifier(cfg: dict, classnames: list[str]) -> tuple[ClipClassifier, 
     return model, bb
 
 
-def compute_metrics(model: ClipClassifier, bb, data: FewShotData, cfg: dict) -> tuple[dict, dict]:
-    """Adapted and zero-shot accuracies; returns ``(metrics, per-class table)``."""
+def compute_metrics(
+    model: ClipClassifier, bb, data: FewShotData, cfg: dict, base: ClipClassifier | None = None
+) -> tuple[dict, dict]:
+    """Adapted and zero-shot accuracies; returns ``(metrics, per-class table)``. ``base``: the
+    zero-shot model when ``model``'s weights were replaced (nothing to switch off); else
+    ``model`` with its adapters off."""
     norm, size = Normalize(bb.mean, bb.std), bb.image_size
+    zero_shot = (lambda m: contextlib.nullcontext(base)) if base is not None else adapters_off
     kw = {"batch_size": int(cfg["eval"]["batch_size"]), "workers": int(cfg["data"]["workers"])}
     adapted = evaluate_split(model, data.test, size, norm, **kw)
-    with adapters_off(model):
-        zs = evaluate_split(model, data.test, size, norm, **kw)
+    with zero_shot(model) as zs_model:
+        zs = evaluate_split(zs_model, data.test, size, norm, **kw)
     m = {
         "accuracy": adapted.accuracy,
         "zero_shot_accuracy": zs.accuracy,
@@ -150,8 +170,8 @@ def compute_metrics(model: ClipClassifier, bb, data: FewShotData, cfg: dict) -> 
     }
     if data.novel_test is not None:
         novel = evaluate_split(model, data.novel_test, size, norm, **kw).accuracy
-        with adapters_off(model):
-            zs_novel = evaluate_split(model, data.novel_test, size, norm, **kw).accuracy
+        with zero_shot(model) as zs_model:
+            zs_novel = evaluate_split(zs_model, data.novel_test, size, norm, **kw).accuracy
         m |= {
             "base_accuracy": adapted.accuracy,
             "novel_accuracy": novel,
@@ -161,8 +181,8 @@ def compute_metrics(model: ClipClassifier, bb, data: FewShotData, cfg: dict) -> 
         }
     if data.heldout_test is not None:
         after = evaluate_split(model, data.heldout_test, size, norm, **kw).accuracy
-        with adapters_off(model):
-            before = evaluate_split(model, data.heldout_test, size, norm, **kw).accuracy
+        with zero_shot(model) as zs_model:
+            before = evaluate_split(zs_model, data.heldout_test, size, norm, **kw).accuracy
         m |= {
             "heldout_zero_shot_before": before,
             "heldout_zero_shot_after": after,
@@ -187,6 +207,29 @@ def write_outputs(
     )
     spectrum_plot(model.clip, run.plots / "comp_lora_spectrum.png")
     write_json(run.path / f"metrics{suffix}.json", metrics)
+
+
+def load_trained(clip: torch.nn.Module, folder: Path) -> None:
+    """Load a run's ``adapter/`` into a freshly built CLIP: replaced layers (``sltrain_full``)
+    or an adapter."""
+    if is_replacement(read_method(folder)):
+        load_replaced(clip, folder)
+    else:
+        load_adapter(clip, folder)
+
+
+def sections_adapter(cfg: dict):
+    """The run's adapter section as a core config (an adapter's, or a replacement's)."""
+    return adapter_config(cfg["adapter"])
+
+
+def zero_shot_model(cfg: dict, classnames: list[str], acfg) -> ClipClassifier | None:
+    """The pretrained classifier, rebuilt from the config (seeded as in training), when
+    ``acfg`` replaced weights (the zero-shot model is gone from the trained one); else None
+    (the adapters are switched off instead)."""
+    if not isinstance(acfg, SLTrainWeightsConfig):
+        return None
+    return build_classifier(cfg, classnames)[0].eval()
 
 
 # --------------------------------------------------------------------------- entry points
@@ -231,25 +274,32 @@ class ClipPipeline(Pipeline):
             lambda step: batches.batch(step, shard=False),
             lambda b: F.cross_entropy(model(b[0]).float(), b[1]),
         )
-        # quantized first (backbone.quantize)
-        report = sections["base"].inject(model.clip, acfg, calibration=calibration)
+        if isinstance(acfg, SLTrainWeightsConfig):  # sltrain_full: the MLP weights replaced
+            layers = replace(model.clip, acfg)
+        else:  # quantized first (backbone.quantize)
+            layers = sections["base"].inject(model.clip, acfg, calibration=calibration).layers
         model.train()  # adapter dropout on (open_clip builds in eval mode)
         return Fit(
-            method=acfg.method,
+            method=cfg["adapter"].get("method", "lora"),
             module=FewShotModule(model, batches, optim, opts.max_steps, opts.seed),
             sampler=batches,
             trainable_parameters=trainable_parameters(model.clip).numel,
-            adapted_layers=len(report.layers),
-            state={"model": model, "bb": bb, "data": data},
+            adapted_layers=len(layers),
+            state={"model": model, "bb": bb, "data": data, "adapter": acfg},
         )
 
     def save(self, fit: Fit, run: RunFolder) -> None:
         fit.state["model"].eval()
-        save_adapter(fit.state["model"].clip, run.adapter)
+        acfg = fit.state["adapter"]
+        if isinstance(acfg, SLTrainWeightsConfig):
+            save_replaced(fit.state["model"].clip, acfg, run.adapter, fit.method)
+        else:
+            save_adapter(fit.state["model"].clip, run.adapter)
 
     def metrics(self, cfg: dict, run: RunFolder, fit: Fit, sections: dict) -> dict:
         s = fit.state
-        s["metrics"], s["table"] = compute_metrics(s["model"], s["bb"], s["data"], cfg)
+        base = zero_shot_model(cfg, s["data"].train.classnames, s["adapter"])
+        s["metrics"], s["table"] = compute_metrics(s["model"], s["bb"], s["data"], cfg, base)
         return {**s["metrics"], "shots": int(cfg["data"]["shots"])}
 
     def outputs(self, run: RunFolder, fit: Fit, metrics: dict) -> None:
@@ -260,9 +310,11 @@ class ClipPipeline(Pipeline):
         data = load_data(cfg["data"])
         model, bb = build_classifier(cfg, data.train.classnames)
         self.quantized_base(cfg, run).restore(model.clip)
-        load_adapter(model.clip, run.adapter)
-        model.to("cuda" if torch.cuda.is_available() else "cpu")
-        metrics, table = compute_metrics(model, bb, data, cfg)
+        load_trained(model.clip, run.adapter)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model.to(device)
+        base = zero_shot_model(cfg, data.train.classnames, sections_adapter(cfg))
+        metrics, table = compute_metrics(model, bb, data, cfg, base and base.to(device))
         write_outputs(run, model, metrics, table, suffix="_eval")  # metrics_eval.json: old name
         return metrics
 
@@ -282,8 +334,18 @@ def adapted_model(run: Path) -> torch.nn.Module:
     cfg = folder.read_config()
     model, _ = build_classifier(cfg, load_data(cfg["data"]).train.classnames)
     PIPELINE.quantized_base(cfg, folder).restore(model.clip)
-    load_adapter(model.clip, folder.adapter)
+    load_trained(model.clip, folder.adapter)
     return model.clip
+
+
+def merged_model(run: Path) -> torch.nn.Module:
+    """The run's CLIP model with its update folded into plain weights (export): a
+    replacement (``sltrain_full``) densified to ``nn.Linear`` layers with ``W = s B A + S``,
+    an adapter merged and removed."""
+    clip = adapted_model(run)
+    if not densify(clip):
+        remove_adapter(clip, merge_first=True)
+    return clip
 
 
 def evaluate(run: Path, overrides: dict) -> dict:

@@ -12,13 +12,19 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from lorakit.core import load_adapter
 from lorakit.data.fewshot import load_image
 from lorakit.data.runs import RunFolder
 
 from .datasets import Normalize, preprocess
 from .evaluate import adapters_off
-from .pipeline import PIPELINE, build_classifier, load_data
+from .pipeline import (
+    PIPELINE,
+    build_classifier,
+    load_data,
+    load_trained,
+    sections_adapter,
+    zero_shot_model,
+)
 
 
 @dataclass
@@ -29,6 +35,7 @@ class ClipRun:
     backbone: object  # build.Backbone (mean, std, image_size)
     classnames: list[str]
     method: str
+    zero_shot: object = None  # the rebuilt pretrained classifier when weights were replaced
 
 
 def load_run(folder: str | Path) -> ClipRun:
@@ -42,8 +49,9 @@ def load_run(folder: str | Path) -> ClipRun:
     classnames = load_data(cfg["data"]).train.classnames
     model, bb = build_classifier(cfg, classnames)
     PIPELINE.quantized_base(cfg, folder).restore(model.clip)  # a quantized run's codes
-    load_adapter(model.clip, folder / "adapter")
-    return ClipRun(model.eval(), bb, classnames, str(cfg["adapter"].get("method", "lora")))
+    load_trained(model.clip, folder / "adapter")  # an adapter, or replaced layers
+    base = zero_shot_model(cfg, classnames, sections_adapter(cfg))  # None: adapters switch off
+    return ClipRun(model.eval(), bb, classnames, str(cfg["adapter"].get("method", "lora")), base)
 
 
 @torch.no_grad()
@@ -53,8 +61,11 @@ def classify(run: ClipRun, image: Image.Image) -> tuple[dict, dict]:
         preprocess(image, run.backbone.image_size)[None]
     )
     adapted = run.model(x).softmax(-1)[0]
-    with adapters_off(run.model):
-        zero = run.model(x).softmax(-1)[0]
+    if run.zero_shot is not None:
+        zero = run.zero_shot(x).softmax(-1)[0]
+    else:
+        with adapters_off(run.model):
+            zero = run.model(x).softmax(-1)[0]
     return (
         {c: float(p) for c, p in zip(run.classnames, adapted, strict=True)},
         {c: float(p) for c, p in zip(run.classnames, zero, strict=True)},

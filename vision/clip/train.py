@@ -14,9 +14,11 @@ import torch.nn.functional as F
 
 from lorakit.core import AdapterConfig, make_config
 from lorakit.data.runtime import AdapterModule, Schedule, lr_factor
+from lorakit.data.runtime.replaced import replacement_config
+from lorakit.data.weight_methods import is_replacement, replacement_hyper
 
 from .classifier import ClipClassifier
-from .config import MODULES, OptimConfig
+from .config import DEFAULTS, MODULES, OptimConfig
 from .datasets import StepBatches
 
 TOWERS = {
@@ -35,6 +37,8 @@ def adapter_config(section: dict) -> AdapterConfig:
     """``{method, towers: both|vision|text, modules: [q, k, v, o, mlp], **hyper}`` -> config.
 
     The CLIP-LoRA default: lora, r=2, alpha=1, dropout=0.25 on q, k, v of both towers.
+    ``sltrain_full`` (a replacement, not an adapter) gives an ``SLTrainWeightsConfig`` of the
+    towers' MLP Linears (``modules: [mlp]``).
     """
     section = dict(section)
     method = section.pop("method", "lora")
@@ -57,6 +61,9 @@ def adapter_config(section: dict) -> AdapterConfig:
         attn, mlp = TOWERS[tower]
         targets += [attn] if slices else []
         targets += [mlp] if "mlp" in modules else []
+    if is_replacement(method):  # sltrain_full: the MLP Linears of the towers are replaced
+        hyper = replacement_hyper(method, section, DEFAULTS["adapter"])
+        return replacement_config(method, hyper, tuple(targets))
     return make_config(method, targets=tuple(targets), slices=slices or ("q", "k", "v"), **section)
 
 

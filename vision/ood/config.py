@@ -18,6 +18,10 @@ from lorakit.data.sections import (
     typed_section,
 )
 from lorakit.data.vocabulary import Rename
+from lorakit.data.weight_methods import (
+    REPLACEMENT_METHODS,
+    is_replacement,
+)
 
 WHOLE_MODEL_METHODS = ("linear_probe", "full")  # beside the registry's adapter methods
 
@@ -88,18 +92,26 @@ class MethodConfig:
     def validate_light(self) -> None:
         """The method name is checked against the registry (which imports torch) in
         ``validate``, by the pipeline."""
-        from lorakit.data.method_fields import check_fields, check_method  # no torch
+        from lorakit.data.method_fields import (  # no torch
+            check_fields,
+            check_method,
+            check_replacement_fields,
+        )
 
         if not self.method or not isinstance(self.method, str):
             raise ValueError(f"adapter.method must be a method name, got {self.method!r}")
-        check_method(self.method, also=WHOLE_MODEL_METHODS)
-        if self.method not in WHOLE_MODEL_METHODS:
+        check_method(self.method, also=(*WHOLE_MODEL_METHODS, *REPLACEMENT_METHODS))
+        if is_replacement(self.method):  # r and alpha are this section's; the rest in hyper
+            check_replacement_fields(self.method, self.hyper, "adapter.hyper")
+            if self.dropout:
+                raise ValueError(f"adapter.dropout: {self.method} has no dropout; set it to 0")
+        elif self.method not in WHOLE_MODEL_METHODS:
             check_fields(self.method, self.hyper, "adapter.hyper")
 
     def validate(self) -> None:
         from lorakit.core import list_methods  # the method registry imports torch
 
-        methods = (*WHOLE_MODEL_METHODS, *list_methods())
+        methods = (*WHOLE_MODEL_METHODS, *REPLACEMENT_METHODS, *list_methods())
         if self.method not in methods:
             raise ValueError(f"adapter.method must be one of {methods}, got {self.method!r}")
 

@@ -2,6 +2,8 @@
 
     linear_probe  train the head only
     full          train every weight (full fine-tuning)
+    sltrain_full  the backbone's MLP Linears replaced by SLTrain layers (s B A + S, no dense
+                  weight; ``lorakit.data.runtime.replaced``), + the head when ``train_head``
     lora, largo,  any method of the lorakit registry (``lorakit methods``) on the backbone
     vera, ...     targets (+ the head when ``train_head``); the demo's are lora and largo
 
@@ -12,7 +14,9 @@ written so that alpha 0 and 1 give the two endpoints bit for bit.
 Saved weights (``run/adapter``): for lora/largo the lorakit adapter files (``save_adapter``);
 with ``train_head`` the head is one of the adapter's ``modules_to_save``, so its trained copy
 is in ``adapter.safetensors`` under ``modules_to_save.head.*``. ``head.safetensors`` for
-``linear_probe``, ``weights.safetensors`` for ``full`` (the whole classifier), and
+``linear_probe``, ``weights.safetensors`` for ``full`` (the whole classifier), the replaced
+layers (``adapter_config.json`` + ``adapter.safetensors``, see ``lorakit.data.runtime.replaced``)
+and the head for ``sltrain_full``, and
 ``ood_method.json`` naming the method. Legacy folders (written before modules_to_save) hold
 ``head.safetensors`` beside the adapter: ``load_weights`` still reads it.
 """
@@ -28,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lorakit.core import (
+    densify,
     inject,
     list_methods,
     load_adapter,
@@ -37,13 +42,35 @@ from lorakit.core import (
     remove_adapter,
     save_adapter,
 )
+from lorakit.data.runtime.replaced import (
+    load_replaced,
+    replace,
+    replacement_config,
+    save_replaced,
+)
+from lorakit.data.weight_methods import REPLACEMENT_METHODS, is_replacement
 
 # every lorakit adapter method (the registry: LARGO, LoRA, and the catalogues) trains here;
 # GORP, which also trains base weights, is refused by check_method_supported
 from .config import WHOLE_MODEL_METHODS, MethodConfig  # noqa: E402, F401  (old home)
 
 ADAPTER_METHODS = tuple(list_methods())
-METHODS = (*WHOLE_MODEL_METHODS, *ADAPTER_METHODS)
+METHODS = (*WHOLE_MODEL_METHODS, *REPLACEMENT_METHODS, *ADAPTER_METHODS)
+
+
+def replacement(cfg: MethodConfig, default_targets: tuple[str, ...]):
+    """The ``SLTrainWeightsConfig`` of a replacement method (``sltrain_full``): ``r``,
+    ``alpha`` and ``hyper`` (density, init, seed, recompute); ``targets: auto`` keeps the
+    backbone's MLP Linears (its attention is nn.MultiheadAttention, a ResNet has convs)."""
+    if cfg.targets == "auto":
+        targets = tuple(t for t in default_targets if "mlp" in t)
+        if not targets:
+            raise ValueError(f"adapter.method {cfg.method} replaces nn.Linear layers and this "
+                             f"backbone's default targets {list(default_targets)} have none; "
+                             "set adapter.targets to Linear layers (or use a ViT backbone)")
+    else:
+        targets = tuple([cfg.targets] if isinstance(cfg.targets, str) else cfg.targets)
+    return replacement_config(cfg.method, {"r": cfg.r, "alpha": cfg.alpha, **cfg.hyper}, targets)
 
 
 def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...],
@@ -52,6 +79,11 @@ def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...
     ``inject_fn(model, adapter_config)``: how the adapter goes in (the shared run's
     ``QuantizedBase.inject`` quantizes the base first)."""
     cfg.validate()
+    if is_replacement(cfg.method):  # the targets' dense weights replaced (sltrain_full)
+        names = replace(model, replacement(cfg, default_targets))
+        model.head.requires_grad_(cfg.train_head)
+        n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return f"{cfg.method}: {len(names)} Linear layers replaced; {n:,} trainable"
     if cfg.method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
@@ -83,17 +115,21 @@ def prepare(model: nn.Module, cfg: MethodConfig, default_targets: tuple[str, ...
     return str(report).splitlines()[0] + f"; with head: {n:,} trainable"
 
 
-def save_weights(model: nn.Module, method: str, folder: str | Path) -> Path:
+def save_weights(model: nn.Module, method: str, folder: str | Path, replaced=None) -> Path:
+    """``replaced``: the ``SLTrainWeightsConfig`` of a replacement run (its layers and the
+    head are saved)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if method in ADAPTER_METHODS:
         save_adapter(model, folder)
+    if is_replacement(method):
+        save_replaced(model, replaced, folder, method)
     if method == "full":
         save_file(
             {k: v.detach().contiguous() for k, v in model.state_dict().items()},
             str(folder / "weights.safetensors"),
         )
-    if method in ("linear_probe", "full"):  # no adapter to carry the head
+    if method in ("linear_probe", "full") or is_replacement(method):  # no adapter carries it
         save_file(
             {k: v.detach().contiguous() for k, v in model.head.state_dict().items()},
             str(folder / "head.safetensors"),
@@ -119,6 +155,8 @@ def load_weights(model: nn.Module, folder: str | Path) -> str:
         return method
     if method == "full":
         _load_into(model, folder / "weights.safetensors")
+    if is_replacement(method):
+        load_replaced(model, folder)
     _load_into(model.head, folder / "head.safetensors")
     return method
 
@@ -138,6 +176,7 @@ def plain_state(model: nn.Module) -> dict[str, torch.Tensor]:
     m = copy.deepcopy(model)
     if named_hosts(m):
         remove_adapter(m, merge_first=True)
+    densify(m)  # replaced layers (sltrain_full) back to nn.Linear: W = s B A + S
     return {k: v.detach().clone() for k, v in m.state_dict().items()}
 
 

@@ -36,14 +36,16 @@ from lorakit.data.runtime.pipeline import (
     set_threads,  # noqa: F401  (an old name)
 )
 from lorakit.data.runtime.quantized import Calibration
+from lorakit.data.runtime.replaced import replaced_layers
 from lorakit.data.shift import ShiftTask, write_shift_task
+from lorakit.data.weight_methods import is_replacement
 
 from . import config, plots
 from .build import BackboneConfig, build_backbone, init_head
 from .config import DEFAULTS, RENAMED, DataConfig, check  # noqa: F401  (old names)
 from .data import EvalSet, ImageFolderSet
 from .evaluate import EvalConfig, Suite, evaluate_model, parts_for
-from .methods import load_weights, plain_state, prepare, save_weights, wise_model
+from .methods import load_weights, plain_state, prepare, replacement, save_weights, wise_model
 from .robustness import baseline_points, effective_robustness, fit_line
 from .train import (
     LargoMonitor,
@@ -151,6 +153,9 @@ class OODPipeline(Pipeline):
         if sections["quantize"] is not None and sections["adapter"].method == "full":
             raise ValueError("backbone.quantize: adapter.method full trains every weight, and "
                              "quantized codes are frozen; choose an adapter method or linear_probe")
+        mcfg = sections["adapter"]
+        if is_replacement(mcfg.method):  # its values checked before any work (targets later)
+            replacement(mcfg, ("mlp",))
         return sections
 
     def data(self, cfg: dict, run: RunFolder, sections: dict) -> dict:
@@ -176,6 +181,7 @@ class OODPipeline(Pipeline):
             base.quantize(model)
         summary = prepare(model, mcfg, built.targets,
                           inject_fn=partial(base.inject, calibration=calibration))
+        replaced_cfg = replacement(mcfg, built.targets) if is_replacement(mcfg.method) else None
         log.info("%s", summary)
         monitor = LargoMonitor(run.logs / "largo.csv")
         return Fit(
@@ -185,13 +191,13 @@ class OODPipeline(Pipeline):
             sampler=sampler,
             callbacks=[monitor],
             trainable_parameters=trainable_parameters(model).numel,
-            adapted_layers=len(named_hosts(model)),
+            adapted_layers=len(named_hosts(model)) + len(replaced_layers(model)),
             state={"built": built, "pretrained": pretrained, "desc": desc, "summary": summary,
-                   "monitor": monitor},
+                   "monitor": monitor, "replaced": replaced_cfg},
         )
 
     def save(self, fit: Fit, run: RunFolder) -> None:
-        save_weights(fit.state["built"].model, fit.method, run.adapter)
+        save_weights(fit.state["built"].model, fit.method, run.adapter, fit.state["replaced"])
 
     def metrics(self, cfg: dict, run: RunFolder, fit: Fit, sections: dict) -> dict:
         s, ecfg = fit.state, sections["eval"]
