@@ -112,7 +112,9 @@ def main() -> None:
         premade.install_backbone(src, args.work / rel, args.work)
     val = validation_folder(base_cfg, args.work / "val")
     zero_cfg = trial_config(spec, LRS[0], STEPS[0], True, val)
-    zero = diagnose(SamCOD(build_sam(pipeline.backbone_config(zero_cfg)), AdapterSpec("none")), zero_cfg)
+    zero = diagnose(
+        SamCOD(build_sam(pipeline.backbone_config(zero_cfg)), AdapterSpec("none")), zero_cfg
+    )
     print(json.dumps({"zero_shot": zero}), flush=True)
     rows = []
     for balanced, steps, lr in itertools.product(args.balanced, args.steps, args.lrs):
