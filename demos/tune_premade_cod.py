@@ -9,7 +9,7 @@ with the backbone's pretraining, seed 104729), so the run's reported test split 
 generated or read here. Zero-shot SAM is scored once on the same validation scenes with the
 same prompts.
 
-Besides the headline S-measure and MAE (pysodmetrics, MAE on the [0, 1] probability map as
+Besides the headline S-measure and MAE (pysodmetrics on the probability map, as
 in the COD literature) each row records where MAE comes from: the MAE of the map binarised
 at 0.5, and the mean probability on ground-truth background and foreground pixels. The
 pick: the highest validation S - MAE among the trials with both S-measure above and MAE
@@ -157,10 +157,11 @@ def write(results: Path, zero: dict, rows: list[dict], chosen: dict) -> None:
         "",
         f"Validation: {VAL_N} fresh colour-cued camouflage scenes, seed {VAL_SEED}, the run's "
         "scribble-trained FoRA prompted with the same points; the run's test split was not "
-        "generated. S and MAE are pysodmetrics on the [0, 1] probability map; `bin` columns "
-        "score the map binarised at 0.5; `bg p` / `fg p` are the mean probability on ground-"
-        "truth background / foreground pixels (MAE is about `bg p` x background share + "
-        "(1 - `fg p`) x foreground share).",
+        "generated. S and MAE are pysodmetrics on the probability map (as the COD literature "
+        "scores them: each map min-max stretched to [0, 1]); `bin` columns score the map "
+        "binarised at 0.5; `bg p` / `fg p` are the mean raw probability on ground-truth "
+        "background / foreground pixels. A haze of background probability below the 0.5 "
+        "threshold is what costs the soft-map MAE: no mask shows it.",
         "",
         f"Zero-shot SAM: S {zero['s']:.3f}, MAE {zero['mae']:.3f}, S bin {zero['s_bin']:.3f}, "
         f"MAE bin {zero['mae_bin']:.3f}, bg p {zero['bg_prob']:.3f}, fg p {zero['fg_prob']:.3f}.",
