@@ -103,6 +103,21 @@ def test_the_shipped_ood_runs_beat_the_pretrained_model_and_the_tab_shows_it(tmp
     assert plot and plot.endswith("id_vs_ood.png")
 
 
+def test_the_shipped_cod_run_beats_zero_shot_on_both_and_the_overview_shows_it():
+    """The tuned pre-made camouflage run (demos/tune_premade_cod.py) is above zero-shot SAM
+    on S-measure and below it on MAE on its held-out scenes; the Overview's line then has
+    no no-gain sentence, and the same numbers with FoRA's MAE worse would."""
+    m = shipped_metrics("cod-fora")
+    z = m["zero_shot"]
+    print(f"cod-fora: S {m['s_measure']:.3f} (zero-shot {z['s_measure']:.3f}), "
+          f"MAE {m['mae']:.3f} (zero-shot {z['mae']:.3f})")  # fmt: skip
+    assert m["s_measure"] > z["s_measure"] and m["mae"] < z["mae"]
+    overview = _headline("cod", str(premade.SHIPPED / "cod-fora"))
+    assert f"S-measure {m['s_measure']:.3f}" in overview and "no gain" not in overview
+    worse = {**m, "mae": z["mae"] + 0.01}
+    assert f"MAE {worse['mae']:.3f} against {z['mae']:.3f}" in no_gain("cod", worse)
+
+
 def test_the_asr_tab_and_the_overview_say_when_s2_lora_did_not_gain():
     m = shipped_metrics("asr-s2_lora")
     worse = m["wer_heldout_child"] >= m["baseline_wer_heldout_child"]
