@@ -261,23 +261,33 @@ class ClipPipeline(Pipeline):
     def build(self, cfg: dict, run: RunFolder, sections: dict, data: FewShotData) -> Fit:
         opts, optim, acfg = sections["trainer"], sections["optim"], sections["adapter"]
         model, bb = build_classifier(cfg, data.train.classnames)
-        images, labels = load_all(data.train, bb.image_size, int(cfg["data"]["workers"]))
-        batches = StepBatches(
-            images,
-            labels,
-            optim.batch_size,
-            opts.max_steps * opts.accumulate,
-            opts.seed,
-            Normalize(bb.mean, bb.std),
-        )
+        loaded: list[StepBatches] = []
+
+        def train_batches(early: bool = False) -> StepBatches:
+            """The decoded training split, built once. Loading draws from the global RNG
+            (the DataLoader's seed), so it runs after the adapter's init as it always did;
+            LQ-LoRA's Fisher (``fisher: true``) needs it earlier, inside ``inject``, where
+            the draw is undone (``fork_rng``) so the other layers' init is unchanged."""
+            if not loaded:
+                if early:
+                    with torch.random.fork_rng():
+                        return train_batches()
+                images, labels = load_all(data.train, bb.image_size, int(cfg["data"]["workers"]))
+                loaded.append(StepBatches(
+                    images, labels, optim.batch_size, opts.max_steps * opts.accumulate,
+                    opts.seed, Normalize(bb.mean, bb.std),
+                ))  # fmt: skip
+            return loaded[0]
+
         calibration = Calibration(  # the run's own batches (LQ-LoRA's fisher: true)
-            lambda step: batches.batch(step, shard=False),
+            lambda step: train_batches(early=True).batch(step, shard=False),
             lambda b: F.cross_entropy(model(b[0]).float(), b[1]),
         )
         if isinstance(acfg, SLTrainWeightsConfig):  # sltrain_full: the MLP weights replaced
             layers = replace(model.clip, acfg)
         else:  # quantized first (backbone.quantize)
             layers = sections["base"].inject(model.clip, acfg, calibration=calibration).layers
+        batches = train_batches()
         model.train()  # adapter dropout on (open_clip builds in eval mode)
         return Fit(
             method=cfg["adapter"].get("method", "lora"),
