@@ -351,7 +351,14 @@ def main() -> None:
         action="store_true",
         help="rewrite bench_quant.md from --out's bench_quant.json",
     )
+    ap.add_argument("--train-asr", type=int, default=0, metavar="STEPS",
+                    help="first, the recipe's training on each base (demos/quant_asr_train.py)")
     args = ap.parse_args()
+    if args.train_asr:  # same --out and held-out subset; with --report-only, only this
+        import quant_asr_train as qt
+
+        qt.main(qt.parser().parse_args(["--out", str(args.out), "--sentences",
+                                        str(args.sentences), "--steps", str(args.train_asr)]))
     if args.report_only:
         return report(json.loads((args.out / "bench_quant.json").read_text()), args.out)
     start = time.time()
