@@ -394,7 +394,14 @@ def main() -> None:
     ap.add_argument("--clip-steps", type=int, default=80)
     ap.add_argument("--clip-shots", type=int, default=4)
     ap.add_argument("--clip-lr", type=float, default=1e-2, help="bench_clip's choice for lora")
+    ap.add_argument("--train-asr", type=int, default=0, metavar="STEPS",
+                    help="first, the recipe's training on each base (demos/quant_asr_train.py)")
     args = ap.parse_args()
+    if args.train_asr:  # same --out and held-out subset; with --report-only, only this
+        import quant_asr_train as qt
+
+        qt.main(qt.parser().parse_args(["--out", str(args.out), "--sentences",
+                                        str(args.sentences), "--steps", str(args.train_asr)]))
     if args.report_only:
         return report(json.loads((args.out / "bench_quant.json").read_text()), args.out)
     if args.only != "all":
