@@ -97,7 +97,7 @@ def mean(xs) -> float:
 def evaluate(label: str, bits: int | None, method: str | None, args, budget=None) -> dict:
     """One row: build, quantize (and absorb), merge, decode the held-out subset."""
     torch.set_num_threads(1)
-    model = load_whisper()
+    model = load_whisper(getattr(args, "model", None))
     row = {"label": label, "bits": bits, "method": method or "none"}
     start = time.time()
     if bits is not None:
@@ -213,17 +213,8 @@ def cell(r: dict, key: str) -> str:
     return f"{100 * r[key]:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def table(result: dict) -> str:
-    rows, train = result["rows"], result["train"]
+def rows_table(rows: list[dict]) -> list[str]:
     lines = [
-        f"Whisper tiny.en (real weights), held-out flite set: {result['utterances']} utterances "
-        f"({result['sentences']} sentences x adult / child-like), plain greedy decoding (no "
-        "temperature fallback, at most 96 tokens), no training; "
-        f"quantized: all 64 block Linears (NF, group 64); adapters r={result['rank']} "
-        "(QWHA: the same count of coefficients); 95 % bootstrap intervals over sentences; "
-        "init - plain: WER points against the plainly quantized model at the same bits, "
-        "paired bootstrap over sentences.",
-        "",
         "| model | bits | child WER | adult WER | init - plain, child | init - plain, adult | "
         "mean rel. weight error | model bytes (x fp32) |",
         "|---|---|---|---|---|---|---|---|",
@@ -238,6 +229,35 @@ def table(result: dict) -> str:
             f"{cell(r, KEYS[1])} | {deltas[0]} | {deltas[1]} | "
             f"{'-' if err is None else f'{err:.4f}'} | {b['total']:,} ({b['ratio']:.3f}) |"
         )
+    return lines
+
+
+def base_table(base: dict) -> list[str]:
+    """The multilingual Whisper base rows (``--only base``), decoded in English."""
+    return [
+        "",
+        f"Whisper base (real multilingual weights, `base-ct2`, decoded in English), the same "
+        f"held-out subset ({base['utterances']} utterances), the same decoding and "
+        f"quantization (all {base['layers']} block Linears, NF, group 64), no training; "
+        f"{base['seconds']} s:",
+        "",
+        *rows_table(base["rows"]),
+    ]
+
+
+def table(result: dict) -> str:
+    rows, train = result["rows"], result["train"]
+    lines = [
+        f"Whisper tiny.en (real weights), held-out flite set: {result['utterances']} utterances "
+        f"({result['sentences']} sentences x adult / child-like), plain greedy decoding (no "
+        "temperature fallback, at most 96 tokens), no training; "
+        f"quantized: all 64 block Linears (NF, group 64); adapters r={result['rank']} "
+        "(QWHA: the same count of coefficients); 95 % bootstrap intervals over sentences; "
+        "init - plain: WER points against the plainly quantized model at the same bits, "
+        "paired bootstrap over sentences.",
+        "",
+        *rows_table(rows),
+    ]
     q4 = next(r for r in rows if r["bits"] == 4 and r["method"] == "none")
     b = q4["bytes"]
     lines += [
@@ -281,6 +301,8 @@ def table(result: dict) -> str:
                 "copy) and the float32 token embedding are what remain, so at this model size "
                 "and batch they, not the Linear weights, set the peak.",
             ]
+    if result.get("base"):
+        lines += base_table(result["base"])
     if result.get("clip"):
         lines += clip_table(result["clip"])
     lines += ["", *(f"- {k}: {v}" for k, v in goals(rows, train).items())]
@@ -385,10 +407,10 @@ def main() -> None:
     )
     ap.add_argument(
         "--only",
-        choices=("all", "train", "clip"),
+        choices=("all", "train", "clip", "base"),
         default="all",
-        help="train / clip: rerun only the training-step comparison / the CLIP stand-in "
-        "rows, keeping --out's other results",
+        help="train / clip / base: rerun only the training-step comparison / the CLIP "
+        "stand-in rows / the Whisper base rows (no training), keeping --out's other results",
     )
     ap.add_argument("--clip-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--clip-steps", type=int, default=80)
@@ -408,6 +430,8 @@ def main() -> None:
         result = json.loads((args.out / "bench_quant.json").read_text())
         if args.only == "train":
             result["train"] = train_comparison(args)
+        elif args.only == "base":
+            result["base"] = base_rows(args)
         else:
             result["clip"] = clip_rows(args)
         return report(result, args.out)
@@ -437,6 +461,23 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_quant.json").write_text(json.dumps(result, indent=2))
     report(result, args.out)
+
+
+def base_rows(args) -> dict:
+    """Whisper base at fp32 / 4 / 3 / 2 bits and after LoftQ and QWHA's 4-bit init (LQ-LoRA's
+    iterated init is left out: on tiny.en it took 4 minutes a layer set, ~5x that here)."""
+    start = time.time()
+    args.utts, args.model = held_out(args), "base-ct2"
+    jobs = [("float32", None, None), ("4-bit", 4, None), ("4-bit + loftq init", 4, "loftq"),
+            ("4-bit + qwha init", 4, "qwha"), ("3-bit", 3, None), ("2-bit", 2, None)]  # fmt: skip
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
+        futures = [pool.submit(evaluate, label, b, m, args) for label, b, m in jobs]
+        rows = [f.result() for f in futures]
+    layers = sum(1 for n, m in load_whisper("base-ct2").named_modules()
+                 if isinstance(m, torch.nn.Linear) and ".blocks." in n)  # fmt: skip
+    return {"utterances": len(args.utts), "rows": rows, "layers": layers,
+            "seconds": round(time.time() - start)}  # fmt: skip
 
 
 def train_comparison(args) -> list[dict]:
