@@ -3,7 +3,7 @@ it before the speech pipeline (and torch) is imported. The transforms are ``audi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 NOISE_KINDS = ("white", "pink", "brown", "babble")
 
@@ -78,3 +78,14 @@ class AugmentConfig:
             raise ValueError("augment.bandlimit_high_hz must be <= 8000 (16 kHz audio)")
         if self.pause_s[0] < 0 or self.repeat_s[0] <= 0 or self.max_pauses < 0:
             raise ValueError("augment: pause_s >= 0, repeat_s > 0 and max_pauses >= 0")
+
+
+def scene_defaults() -> dict:
+    """``{"augment.<field>": default}`` of the recording-scene fields, as ``config.yaml``
+    holds them: a run saved before they existed resumes when they keep these values."""
+    names = [f.name for f in fields(AugmentConfig)]
+    scene = names[names.index("reverb_p") :]
+    default = AugmentConfig()
+    return {
+        f"augment.{n}": list(v) if isinstance(v := getattr(default, n), tuple) else v for n in scene
+    }

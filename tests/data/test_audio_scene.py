@@ -193,3 +193,22 @@ def test_loud_output_is_scaled_below_clipping_only_when_augmented():
     assert torch.equal(augment_wave(x, AugmentConfig(), random.Random(0)), x)
     out = augment_wave(x, only(noise_p=1.0, noise_snr_db=(0.0, 0.0)), random.Random(0))
     assert float(out.abs().max()) == pytest.approx(0.95)
+
+
+def test_a_run_saved_before_the_scene_augmentations_resumes_unless_one_is_turned_on():
+    import copy
+
+    import yaml
+
+    from lorakit.data.audio_config import scene_defaults
+    from lorakit.data.runs import check_same_config
+    from lorakit.speech.whisper.config import DEFAULTS
+
+    new = yaml.safe_load(yaml.safe_dump(DEFAULTS))  # as config.yaml holds it
+    saved = copy.deepcopy(new)
+    for key in scene_defaults():
+        del saved["augment"][key.split(".")[1]]
+    check_same_config(saved, new, "run")
+    new["augment"]["reverb_p"] = 0.5
+    with pytest.raises(ValueError, match=r"augment\.reverb_p \(None -> 0\.5\)"):
+        check_same_config(saved, new, "run")
