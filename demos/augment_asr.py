@@ -144,7 +144,9 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = load_config(None, [], pipeline.DEFAULTS)
     cfg["optim"]["batch_size"] = args.batch
-    cfg["eval"].update(batch_size=16, sample_len=48)
+    # plain greedy (no temperature fallback) for every arm alike: the fallback re-decodes
+    # unsure transcripts up to 25 times, which the 2-core budget cannot pay per arm
+    cfg["eval"].update(batch_size=16, sample_len=48, fallback=args.fallback)
     data = pipeline.resolve_data(cfg)
     dcfg, _ = pipeline.decode_config(cfg)
     train = read_manifest(data["train"])
@@ -187,7 +189,7 @@ def main() -> None:
         a = [r for r in scored["recipe"] if r.utt.group == g]
         b = [r for r in scored[chosen] if r.utt.group == g]
         diffs[g] = list(paired_diff_ci(a, b))
-    result = {"steps": args.steps, "batch": args.batch, "lr": cfg["optim"]["lr"], "seed": args.seed,
+    result = {"decoding": "fallback" if args.fallback else "greedy", "steps": args.steps, "batch": args.batch, "lr": cfg["optim"]["lr"], "seed": args.seed,
               "val_sets": {k: len(v) for k, v in vals.items()}, "arms": rows, "chosen": chosen,
               "heldout": heldout, "heldout_diff_chosen_minus_recipe": diffs}  # fmt: skip
     args.results.mkdir(parents=True, exist_ok=True)
@@ -229,7 +231,8 @@ def write_report(res: dict, out: Path) -> None:
         "# Recording-scene augmentation for child speech (demos/augment_asr.py)",
         "",
         f"Whisper tiny.en, the recipe's S2-LoRA adapter, lr {res['lr']}, batch {res['batch']}, "
-        f"**{res['steps']} steps for every arm**, seed {res['seed']}. Validation sets: "
+        f"**{res['steps']} steps for every arm**, seed {res['seed']}, {res['decoding']} "
+        "decoding. Validation sets: "
         + ", ".join(f"{k} ({v} utterances)" for k, v in res["val_sets"].items())
         + "; the arm is chosen on their mean WER.",
         "",
