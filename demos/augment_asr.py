@@ -132,10 +132,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/augment_asr"))
     ap.add_argument("--results", type=Path, default=Path("demos/results"))
-    ap.add_argument("--steps", type=int, default=40)  # the recipe: 200 (CPU budget here)
+    ap.add_argument("--steps", type=int, default=30)  # the recipe: 200 (CPU budget here)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--val-limit", type=int, default=32, help="first N rows of each validation set")
+    ap.add_argument("--fallback", action="store_true", help="temperature fallback in decoding")
     ap.add_argument(
         "--heldout-base", action="store_true", help="also score the model without adapter"
     )
