@@ -223,7 +223,7 @@ def write_report(res: dict, out: Path) -> None:
     axes[1].set_xticks([0, 1], ["held-out adult (flite)", "held-out child (flite)"])
     axes[1].set_xlim(-0.6, 1.6)
     axes[1].set_ylabel("held-out WER (%), 95 % bootstrap interval")
-    axes[1].set_title("Held-out WER (flite): no adapter, recipe, chosen arm")
+    axes[1].set_title("Held-out WER (flite): " + ", ".join(held))
     axes[1].legend(fontsize=8)
     fig.suptitle("Whisper tiny.en + S2-LoRA: recording-scene augmentation, chosen on validation")
     fig.tight_layout()
@@ -247,7 +247,10 @@ def write_report(res: dict, out: Path) -> None:
         r = res["arms"][a]
         lines.append(f"| {a} | " + " | ".join(f"{100 * r[s]:.1f}" for s in sets)
                      + f" | {100 * r['val_mean']:.1f} | {r['train_s']:.0f} |")  # fmt: skip
-    lines += ["", f"Chosen on validation: **{res['chosen']}**. Held-out (flite), 95 % bootstrap "
+    best = res["arms"][res["chosen"]]["val_mean"]
+    tied = [a for a in arms if a != res["chosen"] and res["arms"][a]["val_mean"] == best]
+    tie = f" (tied with {', '.join(tied)}; the first in arm order is taken)" if tied else ""
+    lines += ["", f"Chosen on validation: **{res['chosen']}**{tie}. Held-out (flite), 95 % bootstrap "
               "over sentences:", "", "| arm | held-out adult WER | held-out child WER |", "|---|---|---|"]  # fmt: skip
     for a, h in held.items():
         cells = [f"{100 * h[g]['wer']:.1f} [{100 * h[g]['ci'][0]:.1f}, {100 * h[g]['ci'][1]:.1f}]"
