@@ -1,6 +1,6 @@
 """Which recording-scene augmentations help child speech, chosen on VALIDATION WER only.
 
-    OMP_NUM_THREADS=1 .venv/bin/python demos/augment_asr.py --steps 40 --batch 4
+    OMP_NUM_THREADS=1 .venv/bin/python demos/augment_asr.py --steps 15 --val-limit 16  # as run
     # results: demos/results/augment_asr.md / .json / .png
 
 Arms (real Whisper tiny.en, the recipe's S2-LoRA adapter, lr, batch; the SAME steps for
