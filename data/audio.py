@@ -21,6 +21,7 @@ import torchaudio.functional as AF
 from torch import Tensor
 
 from .audio_config import AugmentConfig  # noqa: F401  (the section's old home)
+from .audio_scene import augment_scene
 
 SAMPLE_RATE = 16000
 N_FFT, HOP = 512, 128
@@ -229,7 +230,8 @@ def _fit_length(wave: Tensor, length: int) -> Tensor:
 def augment_wave(
     wave: Tensor, cfg: AugmentConfig, rng: random.Random, sr: int = SAMPLE_RATE
 ) -> Tensor:
-    """Apply the waveform augmentations of ``cfg`` (pitch, formant, tempo, speed) in turn."""
+    """Apply the waveform augmentations of ``cfg`` in turn: the voice (pitch, formant, tempo,
+    speed), then the recording scene (disfluency, reverb, noise, band-limit; ``audio_scene``)."""
     if rng.random() < cfg.pitch_p:
         wave = pitch_shift(wave, rng.uniform(*cfg.pitch_semitones), sr)
     if rng.random() < cfg.formant_p:
@@ -238,7 +240,7 @@ def augment_wave(
         wave = time_stretch(wave, rng.uniform(*cfg.tempo_rate))
     if rng.random() < cfg.speed_p:
         wave = speed_perturb(wave, rng.uniform(*cfg.speed_factor))
-    return wave
+    return augment_scene(wave, cfg, rng, sr)
 
 
 def augment_mel(mel: Tensor, cfg: AugmentConfig, rng: random.Random) -> Tensor:

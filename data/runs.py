@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from .audio_config import scene_defaults
+
 # --------------------------------------------------------------------------- config
 
 
@@ -150,6 +152,9 @@ RESUME_MAY_DIFFER = ("trainer.resume", "trainer.progress", "trainer.max_steps")
 RESUME_MAY_DIFFER += ("trainer.activation_checkpointing",)
 # the quantized base's matmul kernel (torch or bitsandbytes) multiplies by the same codes
 RESUME_MAY_DIFFER += ("backbone.quantize.backend",)
+# keys added after runs were saved: a saved config without one resumes when the new value
+# is this default (the behaviour the run had), e.g. the recording-scene augmentations (off)
+ADDED_LATER: dict = dict(scene_defaults())
 
 
 def _flat(cfg, prefix: str = "") -> dict:
@@ -164,7 +169,13 @@ def _flat(cfg, prefix: str = "") -> dict:
 def check_same_config(saved: dict, new: dict, where) -> None:
     """Refuse to resume a run under another config: one line naming the differing keys."""
     a, b = _flat(saved or {}), _flat(new or {})
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_MAY_DIFFER)
+    diff = sorted(
+        k
+        for k in set(a) | set(b)
+        if a.get(k) != b.get(k)
+        and k not in RESUME_MAY_DIFFER
+        and not (k not in a and k in ADDED_LATER and b[k] == ADDED_LATER[k])
+    )
     if diff:
         shown = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in diff[:6])
         more = f" and {len(diff) - 6} more" if len(diff) > 6 else ""

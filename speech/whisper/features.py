@@ -81,7 +81,7 @@ class SpeechDataset(Dataset):
     @property
     def deterministic(self) -> bool:
         a = self.augment
-        return a is None or max(a.pitch_p, a.formant_p, a.tempo_p, a.speed_p, a.specaug_p) == 0
+        return a is None or max(getattr(a, p) for p in a.PROBABILITIES if p != "repeat_p") == 0
 
     def __len__(self) -> int:
         return len(self.utts)
