@@ -26,7 +26,25 @@ MARKER = "prebuilt.json"  # written last into a built run folder: its config's f
 
 
 def fingerprint(cfg: dict) -> str:
-    return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A resolved config's hash; keys added after runs were shipped count only when they
+    leave the default those runs had (``without_added_defaults``), so a new optional field
+    does not turn every shipped or installed run stale (and retrain it on start)."""
+    plain = without_added_defaults(json.loads(json.dumps(cfg, default=str)))
+    return hashlib.sha1(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def without_added_defaults(cfg: dict, prefix: str = "") -> dict:
+    """``cfg`` without the leaves named in ``data.runs.ADDED_LATER`` that hold its default."""
+    from lorakit.data.runs import ADDED_LATER
+
+    out = {}
+    for k, v in cfg.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out[k] = without_added_defaults(v, key)
+        elif not (key in ADDED_LATER and v == ADDED_LATER[key]):
+            out[k] = v
+    return out
 
 
 # --------------------------------------------------------------------------- paths

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from lorakit.apps.web import premade
@@ -213,3 +214,18 @@ def test_rebuilding_gives_the_shipped_run(key, tmp_path):
         assert "adapter/adapter.safetensors" in diff["identical"], diff
     else:  # only the trained tensors may differ
         assert all(rel.startswith("adapter/") for rel in diff["differ"]), diff
+
+
+def test_a_field_added_later_at_its_default_keeps_the_shipped_fingerprint():
+    """A new optional config field (the recording-scene augmentations) appears in every
+    resolved config at its 'off' default; the shipped asr run, saved before it existed, must
+    still match (else the hub retrains it on start), and turning the field on must not."""
+    from lorakit.apps.web.shipped import fingerprint
+    from lorakit.data.runs import ADDED_LATER
+
+    saved = yaml.safe_load((premade.SHIPPED / "asr-s2_lora" / "config.yaml").read_text())
+    assert not any(k in saved["augment"] for k in (n.split(".")[1] for n in ADDED_LATER))
+    now = {**saved, "augment": {**saved["augment"], "reverb_p": 0.0, "reverb_rt60": (0.2, 0.8)}}
+    assert fingerprint(now) == fingerprint(saved)
+    now["augment"]["reverb_p"] = 0.5
+    assert fingerprint(now) != fingerprint(saved)
