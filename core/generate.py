@@ -211,6 +211,42 @@ def fit_generator(folders: Sequence[str | Path], descriptions: Sequence[str], *,
 
 
 
+BANK_GENERATOR_DIR = "generator"  # a bank's generator folder, next to its entries
+
+
+def fit_bank_generator(bank, embed: Callable[[str], Tensor], condition: str, *,
+                       steps: int = 1500, latent: int = 8, hidden: int = 128, beta: float = 1.0,
+                       lr: float = 2e-3, seed: int = 0) -> dict:  # fmt: skip
+    """Fit the CVAE on a bank's finished adapters (``bank.entries``: ``(task, folder)`` with
+    ``task.description`` and ``folder/adapter``) and save it to ``bank.root/generator``
+    (``condition``: the name of ``embed``, recorded); returns its summary, with the mean
+    bank reconstruction error relative to the bank mean's (CLIP and Whisper banks share it)."""
+    if len(bank.entries) < 2:
+        raise ValueError(f"the bank at {bank.root} has 1 finished adapter; the generator needs 2+")
+    folders = [d / "adapter" for _, d in bank.entries]
+    descs = [t.description for t, _ in bank.entries]
+    gen = fit_generator(folders, descs, embed=embed, latent=latent, hidden=hidden,
+                        beta=beta, steps=steps, lr=lr, seed=seed)  # fmt: skip
+    theta = torch.stack([gen.layout.read(f) for f in folders])
+    mean = theta.mean(0)
+    errs = [float((gen.vector(d) - t).norm() / (mean - t).norm().clamp_min(1e-12))
+            for d, t in zip(descs, theta, strict=True)]  # fmt: skip
+    info = {"bank": len(folders), "dim": gen.layout.size, "steps": steps, "latent": latent,
+            "hidden": hidden, "beta": beta, "lr": lr, "seed": seed,
+            "bank_error_vs_mean": sum(errs) / len(errs)}  # fmt: skip
+    save_generator(gen, Path(bank.root) / BANK_GENERATOR_DIR, {**info, "condition": condition})
+    return info
+
+
+def load_bank_generator(root: str | Path, embed: Callable[[str], Tensor]) -> AdapterGenerator:
+    """The generator ``fit_bank_generator`` saved in the bank at ``root``, or one line."""
+    root = Path(root)
+    if not (root / BANK_GENERATOR_DIR).is_dir():
+        raise ValueError(f"the bank at {root} has no trained generator; run "
+                         f"`lorakit generate train --bank {root}`")  # fmt: skip
+    return load_generator(root / BANK_GENERATOR_DIR, embed=embed)[0]
+
+
 GENERATOR_FILE = "generator.safetensors"
 TEMPLATE_DIR = "template"
 

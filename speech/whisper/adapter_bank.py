@@ -39,7 +39,7 @@ import soundfile as sf
 import torch
 
 from lorakit.core import inject, load_adapter, make_config, save_adapter
-from lorakit.core.generate import fit_generator, load_generator, save_generator
+from lorakit.core.generate import BANK_GENERATOR_DIR, fit_bank_generator, load_bank_generator
 from lorakit.core.io import atomic_write
 from lorakit.data.audio import SAMPLE_RATE, load_audio, pitch_shift, time_stretch
 from lorakit.data.manifest import Utterance, read_manifest
@@ -217,7 +217,7 @@ class ConditionTasks(WhisperTasks):
 
 BANK_FILE = "bank.json"
 TASK_FILE = "task.json"
-GENERATOR_DIR = "generator"
+GENERATOR_DIR = BANK_GENERATOR_DIR
 
 
 def entry_dir(root: Path, i: int, cond: Condition) -> Path:
@@ -300,29 +300,12 @@ def load_bank(root: str | Path) -> WhisperBank:
 def train_generator(root: str | Path, steps: int = 1500, latent: int = 8, hidden: int = 128,
                     beta: float = 1.0, lr: float = 2e-3, seed: int = 0) -> dict:  # fmt: skip
     """Fit the CVAE on the bank (condition ``embed_condition``); saved to ``root/generator``."""
-    bank = load_bank(root)
-    if len(bank.entries) < 2:
-        raise ValueError(f"the bank at {bank.root} has 1 finished adapter; the generator needs 2+")
-    folders = [d / "adapter" for _, d in bank.entries]
-    descs = [c.description for c, _ in bank.entries]
-    gen = fit_generator(folders, descs, embed=embed_condition, latent=latent, hidden=hidden,
-                        beta=beta, steps=steps, lr=lr, seed=seed)  # fmt: skip
-    theta = torch.stack([gen.layout.read(f) for f in folders])
-    mean = theta.mean(0)
-    errs = [float((gen.vector(d) - t).norm() / (mean - t).norm().clamp_min(1e-12))
-            for d, t in zip(descs, theta, strict=True)]  # fmt: skip
-    info = {"bank": len(folders), "dim": gen.layout.size, "steps": steps, "latent": latent,
-            "hidden": hidden, "beta": beta, "lr": lr, "seed": seed,
-            "bank_error_vs_mean": sum(errs) / len(errs)}  # fmt: skip
-    save_generator(gen, Path(root) / GENERATOR_DIR, {**info, "condition": "embed_condition"})
-    return info
+    return fit_bank_generator(load_bank(root), embed_condition, "embed_condition", steps=steps,
+                              latent=latent, hidden=hidden, beta=beta, lr=lr, seed=seed)
 
 
 def _generator(root: Path):
-    if not (root / GENERATOR_DIR).is_dir():
-        raise ValueError(f"the bank at {root} has no trained generator; run "
-                         f"`lorakit generate train --bank {root}`")  # fmt: skip
-    return load_generator(root / GENERATOR_DIR, embed=embed_condition)[0]
+    return load_bank_generator(root, embed_condition)
 
 
 def nearest_entry(bank: WhisperBank, cond: Condition) -> tuple[Condition, Path]:

@@ -35,11 +35,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from lorakit.core.generate import (
-    fit_generator,
-    load_generator,
-    save_generator,
-)
+from lorakit.core.generate import BANK_GENERATOR_DIR, fit_bank_generator, load_bank_generator
 from lorakit.core.io import atomic_write
 from lorakit.data import captions, shapes
 from lorakit.data.runs import write_json
@@ -262,37 +258,19 @@ def load_bank(root: str | Path) -> Bank:
 
 # --------------------------------------------------------------------------- generator
 
-GENERATOR_DIR = "generator"
+GENERATOR_DIR = BANK_GENERATOR_DIR
 
 
 def train_generator(root: str | Path, steps: int = 1500, latent: int = 8, hidden: int = 128,
                     beta: float = 1.0, lr: float = 2e-3, seed: int = 0) -> dict:  # fmt: skip
-    """Fit the CVAE on the bank's finished adapters (``fit_generator``, condition
-    ``embed_task``) and save it to ``root/generator``; returns its summary (with the bank
-    reconstruction error relative to the bank mean's)."""
-    bank = load_bank(root)
-    if len(bank.entries) < 2:
-        raise ValueError(f"the bank at {bank.root} has 1 finished adapter; the generator needs 2+")
-    folders = [d / "adapter" for _, d in bank.entries]
-    descs = [t.description for t, _ in bank.entries]
-    gen = fit_generator(folders, descs, embed=embed_task, latent=latent, hidden=hidden,
-                        beta=beta, steps=steps, lr=lr, seed=seed)  # fmt: skip
-    theta = torch.stack([gen.layout.read(f) for f in folders])
-    mean = theta.mean(0)
-    errs = [float((gen.vector(d) - t).norm() / (mean - t).norm().clamp_min(1e-12))
-            for d, t in zip(descs, theta, strict=True)]  # fmt: skip
-    info = {"bank": len(folders), "dim": gen.layout.size, "steps": steps, "latent": latent,
-            "hidden": hidden, "beta": beta, "lr": lr, "seed": seed,
-            "bank_error_vs_mean": sum(errs) / len(errs)}  # fmt: skip
-    save_generator(gen, Path(root) / GENERATOR_DIR, {**info, "condition": "embed_task"})
-    return info
+    """Fit the CVAE on the bank's finished adapters (condition ``embed_task``) and save it to
+    ``root/generator``; returns its summary (``fit_bank_generator``)."""
+    return fit_bank_generator(load_bank(root), embed_task, "embed_task", steps=steps, latent=latent,
+                              hidden=hidden, beta=beta, lr=lr, seed=seed)  # fmt: skip
 
 
 def _generator(root: Path):
-    if not (root / GENERATOR_DIR).is_dir():
-        raise ValueError(f"the bank at {root} has no trained generator; run "
-                         f"`lorakit generate train --bank {root}`")  # fmt: skip
-    return load_generator(root / GENERATOR_DIR, embed=embed_task)[0]
+    return load_bank_generator(root, embed_task)
 
 
 def _write_run(out: Path, cfg: dict, write_adapter: Callable[[Path], object], info: dict) -> Path:
