@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -39,6 +40,9 @@ from lorakit.speech.whisper.ct2_run import compare_ct2  # noqa: E402
 from lorakit.speech.whisper.evaluate import score, summarize  # noqa: E402
 from lorakit.speech.whisper.export import export_run  # noqa: E402
 from lorakit.speech.whisper.transcribe import load_mels  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # asr_seeds beside it
+import asr_seeds  # noqa: E402
 
 LORA = {"method": "lora", "r": 8, "alpha": 16.0}
 # LoRA's lr, chosen like S2-LoRA's on validation WER (demos/recipe_asr.py, candidates
@@ -176,6 +180,109 @@ def plot(base: dict, rows: dict, path: Path, model: str = "tiny.en") -> None:
     plt.close(fig)
 
 
+# keys a run of the same recipe may differ in: where it writes, how it logs, what it scores
+SAME_RECIPE_IGNORES = {
+    ("data", "generate", "dir"),
+    ("data", "generate", "heldout_dir"),
+    ("trainer", "progress"),
+    ("trainer", "resume"),
+    ("trainer", "log_every"),
+    ("trainer", "checkpoint_every"),
+    ("eval", "sets"),
+    ("eval", "baseline"),
+}
+
+
+def recipe_differences(saved: dict, want: dict, at: tuple = ()) -> list[str]:
+    """Dotted keys where a finished run's config differs from the benchmark's, ignoring
+    ``SAME_RECIPE_IGNORES`` (a run kept from elsewhere, e.g. the hub's pre-made run, counts
+    as a seed only when it trained the same recipe)."""
+    out = []
+    for key in sorted(set(saved) | set(want)):
+        path = (*at, key)
+        if path in SAME_RECIPE_IGNORES:
+            continue
+        a, b = saved.get(key), want.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += recipe_differences(a, b, path)
+        elif a != b:
+            out.append(f"{'.'.join(path)}: {a!r} (run) vs {b!r} (benchmark)")
+    return out
+
+
+def seed_run(name: str, seed: int, args, baseline: bool) -> dict:
+    """One method at one seed into ``out/seed<seed>/<name>`` (resumes a killed run)."""
+    torch.set_num_threads(1)
+    a = argparse.Namespace(**{**vars(args), "seed": seed})
+    cfg = bench_config(name, a)
+    cfg["trainer"]["resume"] = True
+    cfg["eval"].update(baseline=baseline, sets=["heldout"])
+    return pipeline.train(cfg, args.out / f"seed{seed}" / name)
+
+
+def seeds_main(args) -> None:
+    """``--seeds``: every (seed, method) run not finished yet, two at a time, then the pooled
+    table over seeds. A finished run is kept when it trained the same recipe."""
+    todo = []
+    for seed in args.seeds:
+        for name in args.methods:
+            folder = args.out / f"seed{seed}" / name
+            if (folder / "metrics.json").is_file():
+                a = argparse.Namespace(**{**vars(args), "seed": seed})
+                diff = recipe_differences(
+                    load_config(folder / "config.yaml"), bench_config(name, a)
+                )
+                if diff:
+                    raise SystemExit(f"{folder}: not the benchmark's recipe: {diff[0]}")
+                continue
+            todo.append((name, seed))
+    have_base = any(
+        (args.out / f"seed{s}" / "s2_lora" / "baseline_utterances.csv").is_file()
+        for s in args.seeds
+    )
+    base_job = None if have_base else next((j for j in todo if j[0] == "s2_lora"), None)
+    if todo:
+        pipeline.resolve_data(bench_config(todo[0][0], args))  # generated once, first
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for f in [pool.submit(seed_run, n, s, args, (n, s) == base_job) for n, s in todo]:
+                f.result()
+    report_seeds(args)
+
+
+def report_seeds(args) -> None:
+    scores, metrics = {}, {}
+    for name in args.methods:
+        for seed in args.seeds:
+            folder = args.out / f"seed{seed}" / name
+            scores.setdefault(name, {})[seed] = asr_seeds.read_scores(folder / "utterances.csv")
+            metrics.setdefault(name, []).append(json.loads((folder / "metrics.json").read_text()))
+            base = folder / "baseline_utterances.csv"
+            if "base" not in scores and base.is_file():
+                scores["base"] = {0: asr_seeds.read_scores(base)}
+    if "base" not in scores:
+        raise SystemExit("no baseline_utterances.csv: no S2-LoRA run scored the base model")
+    scores = {"base": scores.pop("base"), **scores}
+    summary = asr_seeds.summary(scores, metrics)
+    checks = asr_seeds.goals(summary)
+    model = load_config(args.config, args.set, pipeline.DEFAULTS)["backbone"]["name"]
+    model = model.removesuffix("-ct2")
+    text = asr_seeds.table(summary, checks, model)
+    print(text)
+    result = {
+        "model": model,
+        "config": str(args.config),
+        "overrides": args.set,
+        "max_steps": bench_config("s2_lora", args)["trainer"]["max_steps"],
+        "seeds": args.seeds,
+        **summary,
+        "goals": checks,
+    }
+    (args.out / "bench_asr.json").write_text(json.dumps(result, indent=2))
+    (args.out / "bench_asr.md").write_text(text + "\n")
+    asr_seeds.plot(summary, args.out / "bench_asr.png", model)
+    print(f"wrote {args.out / 'bench_asr.json'}, bench_asr.md and bench_asr.png")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/bench_asr"))
@@ -183,10 +290,20 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="dotted overrides key=value (both runs)")
     ap.add_argument("--steps", type=int, default=0, help="0: the recipe's max_steps")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", help="several seeds: out/seed<N>/<method>, pooled table"
+    )
+    ap.add_argument(
+        "--methods", nargs="+", default=["s2_lora", "lora"], choices=["s2_lora", "lora"]
+    )
+    ap.add_argument("--report", action="store_true", help="with --seeds: only the table")
     ap.add_argument("--no-ct2", action="store_true", help="skip the CTranslate2 comparison")
     ap.add_argument("--ct2-files", type=int, default=0, help="first N held-out files (0: all)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.seeds:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return report_seeds(args) if args.report else seeds_main(args)
     names = ("s2_lora", "lora")
     pipeline.resolve_data(bench_config("s2_lora", args))  # generated once, before the workers
     # both methods train side by side (one process each, one thread each)

@@ -9,6 +9,7 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from lorakit.data.manifest import read_manifest
@@ -70,7 +71,14 @@ def test_lorakit_mode_is_what_the_cli_prints(heldout_manifest, tmp_path):
     utts = tr.paired(read_manifest(heldout_manifest), 2)
     got = tr.lorakit_transcribe(load_whisper("tiny-random"), utts)
     for mode, flags in (("lorakit", []), ("lorakit_no_fallback", ["--no-fallback"])):
-        cmd = ["transcribe", "--model", "tiny-random", "--json", *flags, *(str(u.audio) for u in utts)]
+        cmd = [
+            "transcribe",
+            "--model",
+            "tiny-random",
+            "--json",
+            *flags,
+            *(str(u.audio) for u in utts),
+        ]
         res = CliRunner().invoke(app, cmd)
         assert res.exit_code == 0, res.output
         printed = [json.loads(line)["text"] for line in res.output.splitlines()]
@@ -99,3 +107,125 @@ def test_bench_config_runs_base_with_the_same_budget_for_both_methods():
     assert lora["optim"]["lr"] == bench.LORA_LR != s2["optim"]["lr"]
     tiny = bench.bench_config("s2_lora", _bench_args())
     assert tiny["backbone"]["name"] == "tiny.en-ct2" and tiny["trainer"]["max_steps"] == 200
+
+
+def test_pooled_intervals_resample_seeds_as_well_as_sentences():
+    seeds = _demo("asr_seeds")
+    sentences = [f"s{i}" for i in range(8)]
+    right = {s: (0, 5) for s in sentences}  # every word right
+    wrong = {s: (5, 5) for s in sentences}  # every word wrong
+    assert seeds.pooled({0: right, 1: wrong}) == 0.5
+    assert seeds.interval({0: right}) == (0.0, 0.0)
+    # sentences agree within each seed: all the spread is between seeds
+    lo, hi = seeds.interval({0: right, 1: wrong})
+    assert lo == 0.0 and hi == 1.0
+    uneven = {f"s{i}": (i, 8) for i in range(8)}  # WER 0 .. 7/8 by sentence
+    lo, hi = seeds.interval({0: uneven})
+    assert lo < seeds.pooled({0: uneven}) < hi and hi - lo > 0.2
+
+
+def test_paired_differences_hold_the_sentences_together_and_reuse_the_base():
+    seeds = _demo("asr_seeds")
+    base = {f"s{i}": (i, 8) for i in range(8)}  # sentences of very different difficulty
+    better = {s: (max(e - 1, 0), w) for s, (e, w) in base.items()}  # one error fewer each
+    d, lo, hi = seeds.paired({0: better, 1: better, 2: better}, {0: base})
+    assert d == -7 / 64 and lo < 0 and hi < 0  # separate intervals would overlap
+    assert hi - lo < 0.05
+    blo, bhi = seeds.interval({0: base})
+    assert bhi - blo > 0.2
+    other = {f"t{i}": (0, 8) for i in range(8)}
+    with pytest.raises(ValueError, match="different held-out sentences"):
+        seeds.paired({0: other}, {0: base})
+
+
+def test_read_scores_keeps_the_held_out_groups_by_sentence(tmp_path):
+    seeds = _demo("asr_seeds")
+    rows = [
+        ("test-0", "child", "a b", 1, 2),
+        ("h-0", "heldout_child", "a b", 1, 2),
+        ("h-1", "heldout_child", "c d e", 0, 3),
+        ("h-2", "heldout_adult", "a b", 2, 2),
+    ]
+    path = tmp_path / "utterances.csv"
+    path.write_text(
+        "id,group,ref_normalized,word_errors,ref_words\n"
+        + "".join(f"{i},{g},{r},{e},{w}\n" for i, g, r, e, w in rows)
+    )
+    got = seeds.read_scores(path)
+    assert got == {
+        "heldout_child": {"a b": (1, 2), "c d e": (0, 3)},
+        "heldout_adult": {"a b": (2, 2)},
+    }
+
+
+def test_the_hubs_premade_child_speech_run_is_the_benchmarks_recipe(tmp_path):
+    """The hub's pre-made run trains exactly what demos/bench_asr.py scores (seed 0, S2-LoRA):
+    only paths, logging and the sets scored may differ, so it can stand as that seed."""
+    from lorakit.apps.web.prebuilt import profile, resolve
+
+    bench = _demo("bench_asr")
+    spec = next(s for s in profile("demo", tmp_path) if s.key == "asr-s2_lora")
+    assert (
+        bench.recipe_differences(resolve(spec), bench.bench_config("s2_lora", _bench_args())) == []
+    )
+    lora = bench.bench_config("lora", _bench_args())
+    diff = bench.recipe_differences(resolve(spec), lora)
+    assert any(d.startswith("adapter.method") for d in diff)
+    assert any(d.startswith("optim.lr") for d in diff)
+
+
+def _fake_run(folder: Path, cfg: dict, errors: list[int], ranks=None, base=None) -> None:
+    import yaml
+
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    metrics = {"trainable_parameters": 100 if ranks else 1000, "seconds_per_step": 2.0}
+    if ranks:
+        metrics["s2_lora_ranks"] = ranks
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+    def csv(errs):
+        head = "id,group,ref_normalized,word_errors,ref_words\n"
+        return head + "".join(
+            f"{g}-{i},heldout_{g},s{i},{e},10\n"
+            for g in ("child", "adult")
+            for i, e in enumerate(errs)
+        )
+
+    (folder / "utterances.csv").write_text(csv(errors))
+    if base:
+        (folder / "baseline_utterances.csv").write_text(csv(base))
+
+
+def test_the_seed_table_pools_finished_runs_and_refuses_another_recipe(tmp_path, capsys):
+    bench = _demo("bench_asr")
+    args = _bench_args(out=tmp_path, seeds=[0, 1], methods=["s2_lora", "lora"], report=False)
+    for seed in (0, 1):
+        a = _bench_args(seed=seed)
+        s2 = tmp_path / f"seed{seed}" / "s2_lora"
+        _fake_run(
+            s2,
+            bench.bench_config("s2_lora", a),
+            [1, 2, 1, 2],
+            {"l": 3},
+            [4, 4, 4, 4] if seed == 0 else None,
+        )
+        _fake_run(tmp_path / f"seed{seed}" / "lora", bench.bench_config("lora", a), [seed, 1, 1, 2])
+    bench.seeds_main(args)  # every run finished: nothing trains, only the table
+    out = json.loads((tmp_path / "bench_asr.json").read_text())
+    assert out["rows"]["base"]["wer_child"] == 0.4 and out["rows"]["s2_lora"]["wer_child"] == 0.15
+    assert out["rows"]["lora"]["wer_child_per_seed"] == [0.1, 0.125]
+    assert out["differences"]["s2_lora - base, child"][0] == -0.25
+    assert out["goals"]["child WER at least a third lower than base"]
+    assert not out["goals"]["within 1 point of LoRA's child WER"]
+    assert (tmp_path / "bench_asr.png").stat().st_size > 10_000
+    assert "| s2_lora | 0, 1 |" in (tmp_path / "bench_asr.md").read_text()
+    # a kept run of another recipe (here: another lr) is not counted as a seed
+    import yaml
+
+    cfg_path = tmp_path / "seed1" / "lora" / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["optim"]["lr"] = 0.1
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(SystemExit, match="optim.lr"):
+        bench.seeds_main(args)
