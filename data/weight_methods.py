@@ -30,6 +30,10 @@ REPLACEMENT_METHODS: dict[str, dict[str, str]] = {
         "recompute": "bool",
     },
 }  # fmt: skip
+SUMMARIES = {
+    "sltrain_full": "SLTrain as the paper trains: each targeted Linear becomes "
+    "s B (A x) + S x + b (low-rank + sparse), the dense weight dropped",
+}
 PIPELINES = ("clip", "ood")  # the pipelines that run a replacement
 
 

@@ -35,6 +35,7 @@ from lorakit.core.methods import METHODS
 from lorakit.data.runs import parse_value, read_json, set_dotted, write_json
 from lorakit.data.runtime.compare_probe import StepProbe
 from lorakit.data.vocabulary import load_pipeline_config
+from lorakit.data.weight_methods import is_replacement
 
 
 @dataclass
@@ -89,6 +90,12 @@ def parse_methods(text: str, spec: PipelineSpec) -> list[str]:
         return [m for m in METHODS if spec.hosts(m) is None]
     names = _split(text, "--methods")
     for name in names:
+        if is_replacement(name):
+            raise ValueError(
+                f"{name!r} replaces the model's weights rather than adding an adapter, and "
+                "compare runs adapters; train it with --set adapter.method="
+                f"{name} (demos/clip_sltrain_full_vs_lora.py compares it with LoRA)"
+            )
         if name not in METHODS:
             raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}, all")
         why = spec.hosts(name)

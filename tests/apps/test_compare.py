@@ -218,6 +218,7 @@ def test_resume_skips_finished_runs(fake, tmp_path):
 BAD = [
     (["--pipeline", "clip", "--methods", "lora,dora"], "unknown method 'dora'"),
     (["--pipeline", "vit", "--methods", "lora"], "unknown pipeline 'vit'"),
+    (["--pipeline", "clip", "--methods", "lora,sltrain_full"], "replaces the model's weights"),
     (["--pipeline", "clip", "--methods", "lora,gorp"], "'gorp' cannot run on pipeline 'clip'"),
     (["--pipeline", "cod", "--methods", "vera"], "'vera' cannot run on pipeline 'cod'"),
     (["--pipeline", "clip", "--methods", "lora", "--seeds", "0,0"], "--seeds repeats"),
