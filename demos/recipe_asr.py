@@ -3,6 +3,10 @@
     .venv/bin/python demos/recipe_asr.py --out runs/recipe_asr --steps 160 --every 20 --batch 4 \
         --patience 3 --only enc-sparse enc-mlp-sparse   # results: demos/results/recipe_asr.md
     .venv/bin/python demos/recipe_asr.py --only enc dec   # a subset (run subsets side by side)
+    .venv/bin/python demos/recipe_asr.py --steps 160 --every 20 --batch 4 --patience 3 \
+        --only enc-mlp-sparse enc-mlp-share-proj enc-mlp-share-block enc-mlp-prox0.1 \
+        enc-mlp-prox2 enc-mlp-lamlr1 enc-mlp-lamlr30    # third round: S2-LoRA's own knobs
+    .venv/bin/python demos/recipe_asr.py --config demos/asr_base.yaml ...   # Whisper base
 
 Each candidate (dotted overrides of the pipeline defaults: layers, lr, proximal step,
 augmentation; plain LoRA candidates for the benchmark's baseline) trains on the generated
@@ -37,6 +41,8 @@ from lorakit.speech.whisper.validate import ValidationWER
 ENC, DEC = pipeline.ENCODER_ATTN, pipeline.DECODER_ATTN
 ENC_MLP = r"encoder\.blocks\.\d+\.mlp\.(0|2)"
 NO_AUG = {f"augment.{k}": 0.0 for k in ("pitch_p", "formant_p", "tempo_p", "speed_p", "specaug_p")}
+PROJ = (r"\.query$", r"\.key$", r"\.value$", r"\.out$")  # S2-LoRA group tags (first match)
+BLOCKS = tuple(rf"blocks\.{i}\." for i in range(32))  # covers every Whisper size's depth
 SPARSE = {"adapter.prox_threshold": 0.5, "adapter.lam_lr_scale": 10.0}  # the proximal step on
 LORA = {"adapter.method": "lora", "adapter.r": 8, "adapter.alpha": 16.0}
 # name: dotted overrides of the pipeline defaults (adapter.*, train.*, augment.*)
@@ -56,6 +62,20 @@ CANDIDATES = {
     "enc-mlp-sparse": {"adapter.targets": [ENC, ENC_MLP], **SPARSE},
     "enc-mlp-sparse-lr5e-3": {"adapter.targets": [ENC, ENC_MLP], **SPARSE, "optim.lr": 5e-3},
     "enc-dense": {"adapter.targets": [ENC], "adapter.prox_threshold": 0.0},
+    # third round: S2-LoRA's own knobs on the chosen layers, each given the two values LoRA's
+    # lr got (lora-enc-mlp-lr5e-4 / -lr2e-3); the default recipe is enc-mlp-sparse
+    **{
+        f"enc-mlp-{tag}": {"adapter.targets": [ENC, ENC_MLP], **SPARSE, **extra}
+        for tag, extra in {
+            # sharing groups: by default one pair per weight shape across the encoder
+            "share-proj": {"adapter.group_patterns": list(PROJ)},  # + per projection type
+            "share-block": {"adapter.group_patterns": list(BLOCKS)},  # + per block
+            "prox0.1": {"adapter.prox_threshold": 0.1},
+            "prox2": {"adapter.prox_threshold": 2.0},
+            "lamlr1": {"adapter.lam_lr_scale": 1.0},
+            "lamlr30": {"adapter.lam_lr_scale": 30.0},
+        }.items()
+    },
     # plain LoRA on the same layers, its lr chosen the same way (for the benchmark)
     "lora-enc-lr5e-4": {**LORA, "adapter.targets": [ENC], "optim.lr": 5e-4},
     "lora-enc-lr2e-3": {**LORA, "adapter.targets": [ENC], "optim.lr": 2e-3},
@@ -79,19 +99,25 @@ def run_candidate(name: str, cfg: dict, args, out: Path) -> dict:
     data = pipeline.resolve_data(cfg)
     tcfg = dataclass_from(TrainConfig, cfg["optim"], "optim")
     aug = dataclass_from(AugmentConfig, cfg["augment"], "augment")
-    model = load_whisper()
+    model = load_whisper(cfg["backbone"]["name"])
     torch.manual_seed(args.seed)
     report = inject(model, pipeline.adapter_config(cfg))
     ds = SpeechDataset(read_manifest(data["train"]), model, "en", aug, seed=args.seed)
     sampler = StepSampler(len(ds), tcfg.batch_size, args.steps, args.seed)
     loader = DataLoader(
-        SeededItems(ds), batch_sampler=sampler, collate_fn=make_collate(ds.prompt_len, ds.tokenizer.eot)
+        SeededItems(ds),
+        batch_sampler=sampler,
+        collate_fn=make_collate(ds.prompt_len, ds.tokenizer.eot),
     )
     dcfg, _ = pipeline.decode_config(cfg)
     val_utts = read_manifest(data["val"])[: args.val_limit]
     val = ValidationWER(val_utts, dcfg, args.every, patience=args.patience)
     opts = TrainerOptions(
-        max_steps=args.steps, log_every=5, checkpoint_every=10**6, progress=False, resume=False,
+        max_steps=args.steps,
+        log_every=5,
+        checkpoint_every=10**6,
+        progress=False,
+        resume=False,
         seed=args.seed,
     )
     trainer, _ = build_trainer(opts, RunFolder(out / name), [val], sampler=sampler)
@@ -110,17 +136,24 @@ def run_candidate(name: str, cfg: dict, args, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/recipe_asr"))
+    ap.add_argument(
+        "--config", type=Path, default=None, help="start from this config (demos/asr_base.yaml)"
+    )
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--val-limit", type=int, default=64, help="first N validation rows")
-    ap.add_argument("--patience", type=int, default=1000, help="early stop after N worse validations")
+    ap.add_argument(
+        "--patience", type=int, default=1000, help="early stop after N worse validations"
+    )
     ap.add_argument("--only", nargs="*", choices=list(CANDIDATES), default=["enc", "dec", "both"])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = load_config(None, [], pipeline.DEFAULTS)
-    cfg["eval"].update(batch_size=16, sample_len=48)
+    cfg = load_config(args.config, [], pipeline.DEFAULTS)
+    # greedy validation, as the first two rounds were chosen (before the temperature fallback
+    # existed; with it each validation costs several times more)
+    cfg["eval"].update(batch_size=16, sample_len=48, fallback=False)
     rows = {}
     for name in args.only:
         rows[name] = run_candidate(name, cfg, args, args.out)

@@ -229,3 +229,33 @@ def test_the_seed_table_pools_finished_runs_and_refuses_another_recipe(tmp_path,
     cfg_path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(SystemExit, match="optim.lr"):
         bench.seeds_main(args)
+
+
+def test_recipe_round_three_candidates_share_pairs_as_named():
+    """S2-LoRA's sharing-group candidates: one A/B pair per weight shape by default, one per
+    shape and projection type with ``share-proj``, one per shape and block with
+    ``share-block``; trainable = r (d_in + d_out) per pair + r per layer, counted here."""
+    from lorakit.core import inject
+    from lorakit.data.runs import load_config
+    from lorakit.speech.whisper import pipeline
+    from lorakit.speech.whisper.build import load_whisper
+
+    recipe = _demo("recipe_asr")
+    base = load_config(None, ["backbone.name=tiny-random"], pipeline.DEFAULTS)
+    model = load_whisper("tiny-random")
+    d, blocks, r = model.dims.n_audio_state, model.dims.n_audio_layer, 8
+    shapes = {"attn": (d, d), "mlp0": (4 * d, d), "mlp2": (d, 4 * d)}
+    pair = {k: r * (a + b) for k, (a, b) in shapes.items()}
+    per_layer = r * 6 * blocks  # q, k, v, out, mlp.0, mlp.2 in every block
+    expected = {
+        "enc-mlp-sparse": sum(pair.values()) + per_layer,
+        "enc-mlp-share-proj": 4 * pair["attn"] + pair["mlp0"] + pair["mlp2"] + per_layer,
+        "enc-mlp-share-block": blocks * sum(pair.values()) + per_layer,
+    }
+    for name, want in expected.items():
+        cfg = recipe.candidate_config(base, name, 2)
+        report = inject(load_whisper("tiny-random"), pipeline.adapter_config(cfg))
+        assert report.trainable == want, name
+    for name in ("enc-mlp-prox2", "enc-mlp-lamlr30"):
+        adapter = recipe.candidate_config(base, name, 2)["adapter"]
+        assert (adapter["prox_threshold"], adapter["lam_lr_scale"]) in ((2.0, 10.0), (0.5, 30.0))
