@@ -63,3 +63,51 @@ def test_canonical_signs_takes_the_first_entry_on_a_tie_and_leaves_zero_columns(
     cu, cvh = canonical_signs(u, vh)
     assert torch.equal(cu, torch.tensor([[0.5, 0.0], [-0.5, 0.0]]))
     assert torch.equal(cvh, torch.tensor([[-1.0, -2.0], [3.0, 4.0]]))
+
+
+# --- every SVD whose factors become adapter weights or carried state uses the convention ---
+
+
+def _sites():
+    """``name -> left factor`` of each such SVD, on fixed random inputs."""
+    from torch import nn
+
+    from lorakit.core import inject, make_config, methods, protocol
+    from lorakit.core.gorp_optim import projector
+    from lorakit.core.methods.loftq import svd_factors
+    from lorakit.core.methods.lora_squeeze import best_rank_k
+    from lorakit.core.sltrain_full import SLTrainWeightsConfig, replace_weights
+    from lorakit.core.squeeze import randomized_svd
+
+    w, g = _w((14, 10)), _w((6, 20))
+    out = {
+        "loftq.svd_factors": lambda: svd_factors(w, 5)[1],
+        "loftq.svd_factors (wide)": lambda: svd_factors(w.T, 5)[1],
+        "lora_squeeze.best_rank_k": lambda: best_rank_k(w[:, :6], _w((6, 9)), 4)[0],
+        "squeeze.randomized_svd": lambda: randomized_svd(w, 5)[0],
+        "gorp.projector": lambda: projector(g, g.new_zeros(6, 0), 4),
+    }
+
+    def adapted(method, **hyper):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(12, 8))
+        inject(model, make_config(method, targets=("0",), **hyper))
+        x, y = torch.randn(24, 12), torch.randn(24, 8)
+        protocol.prepare(model, [None], lambda mod, _b: (mod(x) - y).pow(2).mean())
+        return methods(model)[0]
+
+    def sltrain():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(12, 8))
+        replace_weights(model, SLTrainWeightsConfig(r=4, alpha=4.0, density=0.2, targets=("0",)))
+        return model[0].B.detach()
+
+    out["largo (B0)"] = lambda: adapted("largo", r=4).B0
+    out["lora_sb (B after prepare)"] = lambda: adapted("lora_sb", r=4).B
+    out["sltrain_full (svd init B)"] = sltrain
+    return out
+
+
+@pytest.mark.parametrize("site", list(_sites()))
+def test_svd_built_factors_follow_the_sign_convention(site):
+    assert _follows_the_convention(_sites()[site]().double())
