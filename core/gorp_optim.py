@@ -31,6 +31,8 @@ import math
 import torch
 from torch import Tensor
 
+from .method import pair_signs
+
 
 def _as_matrix(t: Tensor) -> tuple[Tensor, bool]:
     """A ``(m, n)`` view with ``m <= n`` and whether it is the transpose of the weight."""
@@ -49,7 +51,9 @@ def complement(q: Tensor, m: int) -> Tensor:
 def projector(g: Tensor, q: Tensor, r_g: int) -> Tensor | None:
     """``P`` for gradient ``g`` (``m x n``): top-``r_g`` left singular vectors of the part
     of ``g`` outside ``Q``, with columns exactly in ``Q``'s complement. ``None`` means the
-    identity (no ``Q`` and ``r_g >= m``)."""
+    identity (no ``Q`` and ``r_g >= m``). Column signs as in ``thin_svd``
+    (``pair_signs``): the moments are kept across refreshes, so a column flipped by LAPACK's
+    machine-dependent sign choice would change the run."""
     m, k = g.shape[0], q.shape[1]
     if k == 0 and r_g >= m:
         return None
@@ -57,7 +61,8 @@ def projector(g: Tensor, q: Tensor, r_g: int) -> Tensor | None:
     if r_g >= m - k:
         return basis.contiguous()
     u = torch.linalg.svd(basis.T @ g, full_matrices=False)[0]
-    return (basis @ u[:, :r_g]).contiguous()
+    p = basis @ u[:, :r_g]
+    return (p * pair_signs(p)).contiguous()
 
 
 def energy_directions(lifted: Tensor, q: Tensor, energy: float) -> Tensor:

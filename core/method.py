@@ -137,15 +137,43 @@ def weight_digest(w: Tensor) -> str:
     return h.hexdigest()
 
 
+def canonical_signs(u: Tensor, vh: Tensor) -> tuple[Tensor, Tensor]:
+    """``(u, vh)`` with each singular pair ``(u[:, i], vh[i])`` negated together where needed
+    so that the largest-magnitude entry of ``u[:, i]`` is positive (the first such entry on
+    a tie; a zero column is left as it is).
+
+    An SVD fixes each pair only up to a common sign, and LAPACK's choice depends on the code
+    path and the thread count, so an init built from the factors (LARGO's ``B0`` / ``A0``,
+    LoRA-SB's ``B`` / ``A``, ...) came out with flipped pairs from one machine to the next;
+    with this rule it is the same everywhere. Negation is exact, so ``u diag(s) vh`` keeps
+    every bit. Works on batches (``u``: ``(..., m, k)``, ``vh``: ``(..., k, n)``)."""
+    sign = pair_signs(u)
+    return u * sign, vh * sign.mT
+
+
+def pair_signs(u: Tensor) -> Tensor:
+    """``(..., 1, k)``: -1 where column ``i`` of ``u`` (``(..., m, k)``) has a negative
+    largest-magnitude entry (the first on a tie), else +1; ``u * pair_signs(u)`` follows the
+    convention of ``canonical_signs``."""
+    pick = torch.gather(u, -2, u.abs().argmax(-2, keepdim=True))
+    return torch.where(pick < 0, -1.0, 1.0).to(u.dtype)
+
+
 def thin_svd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``torch.linalg.svd(w, full_matrices=False)``, computed on the tall side: LAPACK's
-    SVD of a wide matrix took twice as long as that of its transpose on the CPU (768 x 3072:
-    3.75 s against 1.94 s on one thread), so a wide ``w`` is decomposed as ``w.T`` and the
-    factors swapped back. Same factorisation (up to the sign of each singular pair)."""
+    """``torch.linalg.svd(w, full_matrices=False)`` in the sign convention of
+    ``canonical_signs`` (each left singular vector's largest-magnitude entry is positive), so
+    the factors do not depend on the machine, the thread count or the branch taken here.
+
+    Computed on the tall side: LAPACK's SVD of a wide matrix took twice as long as that of
+    its transpose on the CPU (768 x 3072: 3.75 s against 1.94 s on one thread), so a wide
+    ``w`` is decomposed as ``w.T`` and the factors swapped back."""
     if w.shape[-2] >= w.shape[-1]:
-        return torch.linalg.svd(w, full_matrices=False)
-    v, s, uh = torch.linalg.svd(w.mT, full_matrices=False)
-    return uh.mT, s, v.mT
+        u, s, vh = torch.linalg.svd(w, full_matrices=False)
+    else:
+        v, s, uh = torch.linalg.svd(w.mT, full_matrices=False)
+        u, vh = uh.mT, v.mT
+    u, vh = canonical_signs(u, vh)
+    return u, s, vh
 
 
 def kaiming_(t: Tensor) -> Tensor:

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .hosts import Host
-from .method import LINEAR_OPS, kaiming_
+from .method import LINEAR_OPS, kaiming_, thin_svd
 from .methods.sltrain import _SparseApply, random_support, scatter_dense
 from .targets import _check_not_inside_mha, name_matches, resolve_targets
 
@@ -110,7 +110,7 @@ class SLTrainLinear(nn.Module):
         w0 = lin.weight.detach()
         new = cls(lin.in_features, lin.out_features, cfg, key, lin.bias is not None)
         if cfg.init == "svd":
-            u, sig, vh = torch.linalg.svd(w0.float(), full_matrices=False)
+            u, sig, vh = thin_svd(w0.float())  # its sign convention: B, A machine-independent
             root = (sig[: cfg.r] / new.s).sqrt()
             new.B.copy_(u[:, : cfg.r] * root)
             new.A.copy_(root[:, None] * vh[: cfg.r])

@@ -38,7 +38,7 @@ from .io import (
     read_adapter_config,
     unwrap,
 )
-from .method import SlotInfo
+from .method import SlotInfo, canonical_signs
 from .registry import METHODS, MethodSpec, make_config
 
 
@@ -64,7 +64,8 @@ def _check_rebuildable(spec: MethodSpec, hosts: set[str], tensors: dict[str, Ten
 
 
 def randomized_svd(m: Tensor, k: int, oversample: int = 8, n_iter: int = 4, seed: int = 0):
-    """``(U_k, S_k, Vh_k)`` of ``m`` (float64 inside) by randomised subspace iteration."""
+    """``(U_k, S_k, Vh_k)`` of ``m`` (float64 inside) by randomised subspace iteration, pair
+    signs as in ``thin_svd`` (the written factors do not depend on the machine)."""
     m = m.double()
     rows, cols = m.shape
     p = min(k + oversample, rows, cols)
@@ -74,7 +75,8 @@ def randomized_svd(m: Tensor, k: int, oversample: int = 8, n_iter: int = 4, seed
         z, _ = torch.linalg.qr(m.T @ q)
         q, _ = torch.linalg.qr(m @ z)
     u, s, vh = torch.linalg.svd(q.T @ m, full_matrices=False)
-    return (q @ u)[:, :k], s[:k], vh[:k]
+    u, vh = canonical_signs((q @ u)[:, :k], vh[:k])
+    return u, s[:k], vh
 
 
 def _fit_buffers(m: torch.nn.Module, own: dict[str, Tensor]) -> None:

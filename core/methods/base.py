@@ -10,6 +10,7 @@ from ..method import (
     HostOps,
     Method,
     SlotInfo,
+    canonical_signs,
     kaiming_,
     thin_svd,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "HostOps",
     "Method",
     "SlotInfo",
+    "canonical_signs",
     "kaiming_",
     "thin_svd",
 ]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..method import canonical_signs
 from .lora import LoRA, LoRAConfig
 
 
@@ -43,7 +44,8 @@ def svd_factors(m: Tensor, r: int) -> tuple[Tensor, Tensor]:
 
     Through the eigen-decomposition of the smaller Gram matrix in float64 (``m^T m = V S^2
     V^T`` for a tall ``m``, then ``U = m V / S``): the same top-``r`` factors as a full SVD
-    at a fraction of its cost on ``(4d, d)`` MLP matrices."""
+    at a fraction of its cost on ``(4d, d)`` MLP matrices. Pair signs as in ``thin_svd``
+    (``canonical_signs``), so the init does not depend on the machine."""
     m = m.double()
     tall = m.shape[0] >= m.shape[1]
     ev, vec = torch.linalg.eigh(m.T @ m if tall else m @ m.T)
@@ -51,6 +53,7 @@ def svd_factors(m: Tensor, r: int) -> tuple[Tensor, Tensor]:
     vec = vec.flip(1)[:, :r]
     inv = torch.where(s > 0, 1 / s, torch.zeros_like(s))
     u, vh = ((m @ vec) * inv, vec.T) if tall else (vec, inv[:, None] * (vec.T @ m))
+    u, vh = canonical_signs(u, vh)  # eigh's signs vary by machine like an SVD's
     root = s.sqrt()
     return (root[:, None] * vh).float(), (u * root).float()
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .base import AdapterConfig, Method, SlotInfo
+from .base import AdapterConfig, Method, SlotInfo, thin_svd
 
 TRANSFORMS = ("sign", "raw")
 
@@ -99,7 +99,7 @@ class LoRASB(Method):
         if not torch.isfinite(g).all():
             raise ValueError(f"lora_sb: non-finite gradient for layer {self.slot_name} in prepare")
         first = -self.init_lr * (torch.sign(g) if self.transform == "sign" else g)
-        u, s, vh = torch.linalg.svd(first, full_matrices=False)
+        u, s, vh = thin_svd(first)  # its sign convention: B, A, R machine-independent
         r = self.r
         self.B.copy_(u[:, :r])
         self.A.copy_(vh[:r])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import AdapterConfig, SlotInfo
+from .base import AdapterConfig, SlotInfo, canonical_signs
 from .ranked import RankedLoRA
 
 
@@ -44,12 +44,13 @@ class LoRASqueezeConfig(AdapterConfig):
 
 def best_rank_k(b: Tensor, a: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """``(B', A')`` with ``B' A'`` the best rank-``k`` approximation of ``B A`` (exact SVD
-    through the factors: only ``r x r`` decompositions)."""
+    through the factors: only ``r x r`` decompositions), pair signs as in ``thin_svd``."""
     qb, rb = torch.linalg.qr(b.double())
     qa, ra = torch.linalg.qr(a.double().T)
     u, s, vh = torch.linalg.svd(rb @ ra.T)
+    u, vh = canonical_signs(qb @ u[:, :k], vh[:k] @ qa.T)
     root = s[:k].sqrt()
-    return ((qb @ u[:, :k]) * root).to(b.dtype), (root[:, None] * (vh[:k] @ qa.T)).to(a.dtype)
+    return (u * root).to(b.dtype), (root[:, None] * vh).to(a.dtype)
 
 
 class LoRASqueeze(RankedLoRA):
