@@ -1,8 +1,9 @@
 """The pre-made demo runs shipped with lorakit: the hub installs them instead of training,
 the apps load them without pretraining anything, and rebuilding gives the shipped files.
 
-The rebuild tests of the runs that take minutes (camouflage, OOD, ASR) are in the slow
-group: .venv/bin/python -m pytest -m slow tests/apps/test_premade.py
+The rebuild tests of the runs that take minutes (camouflage, OOD) or about an hour (ASR: the
+benchmark's full child-speech recipe on real Whisper tiny.en) are in the slow group:
+.venv/bin/python -m pytest -m slow tests/apps/test_premade.py
 """
 
 from __future__ import annotations
