@@ -22,7 +22,8 @@ of the cross-attention of the last ``layers`` decoder blocks (the encoder stays 
 pretrained one, so its outputs are computed once per utterance), ``steps`` Adam steps,
 the LoRA ``A`` initialisation seeded by ``seed`` for the whole bank (why:
 ``lorakit.core.generate``). ``task.json`` marks an entry finished: a re-run keeps finished
-entries.
+entries. The bank itself (build, load, generation, report) is ``lorakit.data.adapter_bank``;
+this module is its Whisper ``DOMAIN``.
 """
 
 from __future__ import annotations

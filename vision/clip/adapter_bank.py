@@ -18,7 +18,8 @@ written last and marks an entry finished: a killed ``build_bank`` keeps the fini
 entries and resumes the interrupted one from its checkpoint.
 
 The condition is ``embed_task``: multi-hot colours, shapes and the style of the described
-task (its words are checked, an unknown word is an error).
+task (its words are checked, an unknown word is an error). The bank itself (build, load,
+generation, report) is ``lorakit.data.adapter_bank``; this module is its CLIP ``DOMAIN``.
 """
 
 from __future__ import annotations
