@@ -7,9 +7,10 @@
         --out runs/gen                                            # runs/gen/adapter/
     lorakit generate report --bank runs/bank                      # held-out comparison
 
-The logic lives in ``lorakit.vision.clip.adapter_bank`` and
-``lorakit.speech.whisper.adapter_bank`` (``--domain whisper``; ``train``, ``adapter`` and
-``report`` read the domain from the bank); errors are one line.
+The logic lives in ``lorakit.data.adapter_bank``, with the domains
+``lorakit.vision.clip.adapter_bank`` and ``lorakit.speech.whisper.adapter_bank``
+(``--domain whisper``; ``train``, ``adapter`` and ``report`` read the domain from the
+bank); errors are one line.
 """
 
 from __future__ import annotations

@@ -22,28 +22,28 @@ of the cross-attention of the last ``layers`` decoder blocks (the encoder stays 
 pretrained one, so its outputs are computed once per utterance), ``steps`` Adam steps,
 the LoRA ``A`` initialisation seeded by ``seed`` for the whole bank (why:
 ``lorakit.core.generate``). ``task.json`` marks an entry finished: a re-run keeps finished
-entries.
+entries. The bank itself (build, load, generation, report) is ``lorakit.data.adapter_bank``;
+this module is its Whisper ``DOMAIN``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
-import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import soundfile as sf
 import torch
 
 from lorakit.core import inject, load_adapter, make_config, save_adapter
-from lorakit.core.generate import BANK_GENERATOR_DIR, fit_bank_generator, load_bank_generator
-from lorakit.core.io import atomic_write
+from lorakit.core.generate import BANK_GENERATOR_DIR
+from lorakit.data import adapter_bank as common
 from lorakit.data.audio import SAMPLE_RATE, load_audio, pitch_shift, time_stretch
 from lorakit.data.manifest import Utterance, read_manifest
-from lorakit.data.runs import write_json
 from lorakit.data.speech import SplitSpec, generate_corpus
 
 from .continual import DEFAULTS as TASK_DEFAULTS
@@ -129,22 +129,15 @@ class WhisperBankSpec:
             raise ValueError("--held must be >= 0, --steps >= 1, --rank >= 1, layers >= 1")
 
 
+def _draw_condition(rng: random.Random, spec: WhisperBankSpec) -> Condition:
+    """Uniform in ``RANGES``, rounded to ``STEPS``."""
+    vals = [round(rng.uniform(lo, hi) / STEPS[k]) * STEPS[k] for k, (lo, hi) in RANGES.items()]
+    return Condition(*(round(v, 2) for v in vals))
+
+
 def draw_conditions(spec: WhisperBankSpec) -> tuple[list[Condition], list[Condition]]:
     """``spec.tasks`` bank conditions and ``spec.held`` held-out ones, all distinct."""
-    import random
-
-    rng, out, seen = random.Random(spec.seed), [], set()
-    for _ in range(1000 * (spec.tasks + spec.held)):
-        if len(out) == spec.tasks + spec.held:
-            break
-        vals = [round(rng.uniform(lo, hi) / STEPS[k]) * STEPS[k] for k, (lo, hi) in RANGES.items()]
-        cond = Condition(*(round(v, 2) for v in vals))
-        if cond.name not in seen:
-            seen.add(cond.name)
-            out.append(cond)
-    else:
-        raise ValueError(f"cannot draw {spec.tasks + spec.held} distinct conditions")
-    return out[: spec.tasks], out[spec.tasks :]
+    return common.draw_items(DOMAIN, spec)
 
 
 class ConditionTasks(WhisperTasks):
@@ -212,63 +205,53 @@ class ConditionTasks(WhisperTasks):
     def wer(self, j: int, adapter: Path | None) -> float:
         return self.evaluate(self.adapted(adapter), j, "test")
 
+    # ``lorakit.data.adapter_bank.BankItems``: what the shared bank code calls
+    def train(self, j: int, folder: Path) -> tuple[dict, str]:
+        self.train_adapter(j, folder / "adapter")
+        return {}, "trained"
+
+    def baselines(self, j: int, folder: Path, record: dict) -> dict[str, float]:
+        return {"zero-shot": self.wer(j, None), "trained": self.wer(j, folder / "adapter")}
+
+    def run_config(self, j: int) -> None:
+        return None
+
+    def score(self, j: int, run: Path) -> float:
+        return self.wer(j, run / "adapter")
+
 
 # --------------------------------------------------------------------------- the bank
 
-BANK_FILE = "bank.json"
-TASK_FILE = "task.json"
+
+def _json(cond: Condition) -> dict:
+    return {"name": cond.name, "description": cond.description, **asdict(cond),
+            "condition": embed_condition(cond.description).tolist()}  # fmt: skip
+
+
+def _prepare(spec: WhisperBankSpec, conds: list[Condition], root: Path) -> ConditionTasks:
+    """The conditions' speech rendered (once, under ``root/audio``), ready to train."""
+    tasks = ConditionTasks(spec, conds, root)
+    tasks.prepare()
+    return tasks
+
+
+DOMAIN = common.BankDomain(
+    name="whisper", default=False, noun="condition", title="Whisper", metric="WER",
+    plot_label="test WER (lower is better)", higher_is_better=False, spec_type=WhisperBankSpec,
+    parse=parse_condition, embed=embed_condition, draw=_draw_condition, key=lambda c: c.name,
+    item_json=_json, prepare=_prepare, run_config=lambda spec, cond: None,
+    run_info=lambda spec: {"model": spec.model},
+)  # fmt: skip
+BANK_FILE, TASK_FILE, COLUMNS = common.BANK_FILE, common.TASK_FILE, common.COLUMNS
 GENERATOR_DIR = BANK_GENERATOR_DIR
-
-
-def entry_dir(root: Path, i: int, cond: Condition) -> Path:
-    return root / "tasks" / f"{i:02d}-{cond.name}"
-
-
-def _json(conds: list[Condition]) -> list[dict]:
-    return [{"name": c.name, "description": c.description, **asdict(c),
-             "condition": embed_condition(c.description).tolist()} for c in conds]  # fmt: skip
+WhisperBank = common.Bank
+entry_dir = common.entry_dir
 
 
 def build_bank(root: str | Path, spec: WhisperBankSpec,
                echo: Callable[[str], None] = print) -> list[Path]:  # fmt: skip
     """One adapter per bank condition into ``root`` (resumable); the finished entries."""
-    spec.check()
-    root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"--out {root} is a file, not a folder")
-    bank, held = draw_conditions(spec)
-    record = {"domain": "whisper", "spec": asdict(spec), "tasks": _json(bank),
-              "held_out": _json(held)}  # fmt: skip
-    if (root / BANK_FILE).is_file():
-        old = json.loads((root / BANK_FILE).read_text())
-        if old.get("spec") != record["spec"]:
-            diff = sorted(k for k in record["spec"] if old.get("spec", {}).get(k) != record["spec"][k])
-            raise ValueError(f"{root} holds a bank built with other settings ({', '.join(diff)}); "
-                             "use the same options to resume, or another --out")  # fmt: skip
-    elif root.is_dir() and any(root.iterdir()):
-        raise ValueError(f"{root} is not empty and holds no bank ({BANK_FILE}); choose another --out")
-    write_json(root / BANK_FILE, record)
-    domain = ConditionTasks(spec, bank, root)
-    domain.prepare()
-    done = []
-    for i, cond in enumerate(bank):
-        folder = entry_dir(root, i, cond)
-        if (folder / TASK_FILE).is_file():
-            echo(f"[{i + 1}/{len(bank)}] {cond.description}: kept")
-        else:
-            domain.train_adapter(i, folder / "adapter")
-            write_json(folder / TASK_FILE, _json([cond])[0])  # last: marks the entry finished
-            echo(f"[{i + 1}/{len(bank)}] {cond.description}: trained")
-        done.append(folder)
-    return done
-
-
-@dataclass
-class WhisperBank:
-    root: Path
-    spec: WhisperBankSpec
-    entries: list[tuple[Condition, Path]]  # finished adapters: condition, entry folder
-    held: list[Condition]
+    return common.build_bank(DOMAIN, root, spec, echo)
 
 
 def is_whisper_bank(root: str | Path) -> bool:
@@ -277,109 +260,29 @@ def is_whisper_bank(root: str | Path) -> bool:
 
 
 def load_bank(root: str | Path) -> WhisperBank:
-    root = Path(root)
-    if not (root / BANK_FILE).is_file():
-        raise ValueError(f"no adapter bank at {root} ({BANK_FILE} is missing); build one with "
-                         f"`lorakit generate bank --domain whisper --out {root}`")  # fmt: skip
-    try:
-        record = json.loads((root / BANK_FILE).read_text())
-        names = {f.name for f in fields(WhisperBankSpec)}
-        spec = WhisperBankSpec(**{k: v for k, v in record["spec"].items() if k in names})
-        conds = [parse_condition(t["description"]) for t in record["tasks"]]
-        held = [parse_condition(t["description"]) for t in record["held_out"]]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{root / BANK_FILE} is damaged ({type(e).__name__}: {e})") from None
-    entries = [(c, entry_dir(root, i, c)) for i, c in enumerate(conds)]
-    entries = [(c, d) for c, d in entries if (d / TASK_FILE).is_file()]
-    if not entries:
-        raise ValueError(f"the bank at {root} has no finished adapters; run "
-                         f"`lorakit generate bank --domain whisper --out {root}` (it resumes)")  # fmt: skip
-    return WhisperBank(root, spec, entries, held)
+    return common.load_bank(DOMAIN, root)
 
 
 def train_generator(root: str | Path, steps: int = 1500, latent: int = 8, hidden: int = 128,
                     beta: float = 1.0, lr: float = 2e-3, seed: int = 0) -> dict:  # fmt: skip
     """Fit the CVAE on the bank (condition ``embed_condition``); saved to ``root/generator``."""
-    return fit_bank_generator(load_bank(root), embed_condition, "embed_condition", steps=steps,
-                              latent=latent, hidden=hidden, beta=beta, lr=lr, seed=seed)
-
-
-def _generator(root: Path):
-    return load_bank_generator(root, embed_condition)
+    return common.train_generator(DOMAIN, root, steps=steps, latent=latent, hidden=hidden,
+                                  beta=beta, lr=lr, seed=seed)  # fmt: skip
 
 
 def nearest_entry(bank: WhisperBank, cond: Condition) -> tuple[Condition, Path]:
     """The bank entry whose condition vector is closest (Euclidean); first on ties."""
-    c = embed_condition(cond.description)
-    return min(bank.entries, key=lambda e: float((embed_condition(e[0].description) - c).norm()))
+    return common.nearest_entry(DOMAIN, bank, cond)
 
 
 def generate_adapter(root: str | Path, description: str, out: str | Path) -> Path:
     """The generated adapter of ``description``: ``out/adapter`` (``load_adapter`` into the
     bank's Whisper model) and ``out/generate.json``."""
-    root, out = Path(root), Path(out)
-    cond = parse_condition(description)
-    bank = load_bank(root)
-    gen = _generator(root)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "generate.json").is_file():
-        raise ValueError(f"{out} is not empty and was not written by `lorakit generate`; "
-                         "choose another --out")  # fmt: skip
-    if (out / "adapter").is_dir():
-        shutil.rmtree(out / "adapter")
-    gen.generate(cond.description, out / "adapter")
-    near, _ = nearest_entry(bank, cond)
-    write_json(out / "generate.json", {"description": cond.description, "model": bank.spec.model,
-                                       "bank": str(root.resolve()),
-                                       "nearest_bank_task": near.description})  # fmt: skip
-    return out
-
-
-COLUMNS = ["zero-shot", "bank mean", "nearest bank", "generated", "trained"]
+    return common.generate_adapter(DOMAIN, root, description, out)
 
 
 def report(root: str | Path, echo: Callable[[str], None] = print) -> dict:
     """On every held-out condition: WER of the generated adapter, of no adapter, of the bank
     mean, of the nearest bank adapter and of an adapter trained on the condition (kept
     across re-runs). Writes ``root/report/report.{json,md,png}``."""
-    from lorakit.data import generation_report as gr
-
-    root = Path(root)
-    bank = load_bank(root)
-    if not bank.held:
-        raise ValueError(f"the bank at {root} has no held-out conditions (built with --held 0)")
-    gen = _generator(root)
-    out = root / "report"
-    domain = ConditionTasks(bank.spec, bank.held, root)
-    domain.prepare()
-    mean_vec = torch.stack([gen.layout.read(d / "adapter") for _, d in bank.entries]).mean(0)
-    rows = []
-    for j, cond in enumerate(bank.held):
-        near, near_dir = nearest_entry(bank, cond)
-        trained = out / "trained" / cond.name / "adapter"
-        if not (trained.parent / TASK_FILE).is_file():
-            domain.train_adapter(j, trained)
-            write_json(trained.parent / TASK_FILE, _json([cond])[0])
-        made = {"bank mean": gen.layout.write(mean_vec, out / "bank_mean" / cond.name),
-                "generated": gen.generate(cond.description, out / "generated" / cond.name)}
-        row = {"task": cond.description, "nearest bank task": near.description,
-               "zero-shot": domain.wer(j, None), "bank mean": domain.wer(j, made["bank mean"]),
-               "nearest bank": domain.wer(j, near_dir / "adapter"),
-               "generated": domain.wer(j, made["generated"]), "trained": domain.wer(j, trained)}  # fmt: skip
-        rows.append(row)
-        echo(f"[{j + 1}/{len(bank.held)}] {cond.description}: " +
-             ", ".join(f"{c} {row[c]:.3f}" for c in COLUMNS))  # fmt: skip
-    summary = gr.summarise(rows, COLUMNS, reference="generated", higher_is_better=False)
-    table = gr.markdown(summary, "WER")
-    title = (f"ICM-LoRA generated Whisper adapters on {len(rows)} held-out conditions "
-             f"(bank of {len(bank.entries)})")  # fmt: skip
-    result = {"domain": "whisper", "bank": len(bank.entries), "spec": asdict(bank.spec),
-              "rows": rows, "summary": summary}  # fmt: skip
-    write_json(out / "report.json", result)
-    md = f"# {title}\n\n{table}\n"
-    atomic_write(out / "report.md", lambda p: Path(p).write_text(md))
-    top = max(max(r[c] for c in COLUMNS) for r in rows)
-    gr.plot(summary, out / "report.png", title, "test WER (lower is better)",
-            ylim=(0, max(1.0, 1.05 * top)))  # fmt: skip
-    return {**result, "table": table, "files": [str(out / f"report.{e}") for e in ("json", "md", "png")]}
+    return common.report(DOMAIN, root, echo)
