@@ -82,20 +82,5 @@ def method_table() -> str:
                 "    training: its own optimizer (protocol.method_optimizer) also trains base "
                 "weights; save the model's weights, not only the adapter"
             )
-    return "\n".join(lines + _replacement_lines())
+    return "\n".join(lines)
 
-
-def _replacement_lines() -> list[str]:
-    """The weight replacements (``data/weight_methods.py``): not adapters, so not in the
-    registry's rows, but a pipeline's ``adapter.method`` takes them."""
-    from lorakit.data.weight_methods import PIPELINES, REPLACEMENT_METHODS, SUMMARIES
-
-    lines = ["", "Weight replacements (not adapters: the targeted weights are replaced):"]
-    for name, fields in REPLACEMENT_METHODS.items():
-        lines.append(f"{name}  -  {SUMMARIES[name]}")
-        lines.append(f"    fields: {', '.join(fields)}")
-        lines.append(
-            f"    pipelines: {', '.join(PIPELINES)} (adapter.method: {name}); saved as the "
-            "replaced layers' tensors, not mergeable into the original model"
-        )
-    return lines

@@ -47,3 +47,17 @@ def replacement_hyper(method: str, values: dict, defaults: dict) -> dict:
     lacks set to anything else stays, for ``check_replacement_fields`` to refuse."""
     known = REPLACEMENT_METHODS[method]
     return {k: v for k, v in values.items() if k in known or k not in defaults or v != defaults[k]}
+
+
+def replacement_lines() -> list[str]:
+    """``lorakit methods``' lines for the weight replacements: not adapters, so not in the
+    registry's table, but a pipeline's ``adapter.method`` takes them."""
+    lines = ["", "Weight replacements (not adapters: the targeted weights are replaced):"]
+    for name, fields in REPLACEMENT_METHODS.items():
+        lines.append(f"{name}  -  {SUMMARIES[name]}")
+        lines.append(f"    fields: {', '.join(fields)}")
+        lines.append(
+            f"    pipelines: {', '.join(PIPELINES)} (adapter.method: {name}); saved as the "
+            "replaced layers' tensors, not mergeable into the original model"
+        )
+    return lines

@@ -58,11 +58,12 @@ def _check_cheap(pipeline: str, config: Path | None = None, run: Path | None = N
 def methods(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """List the adapter methods: trainable-parameter formula, mergeability, defaults."""
     from lorakit.core.table import method_rows, method_table
+    from lorakit.data.weight_methods import replacement_lines
 
     if as_json:
         typer.echo(json.dumps(method_rows(), indent=2, default=str))
     else:
-        typer.echo(method_table())
+        typer.echo("\n".join([method_table(), *replacement_lines()]))
 
 
 @app.command()

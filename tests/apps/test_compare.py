@@ -276,3 +276,11 @@ def test_tiny_real_compare_on_clip(tmp_path):
     assert "| lora |" in (out / "compare.md").read_text()
     again = CliRunner().invoke(app, args)  # the same command again: every run is reused
     assert again.exit_code == 0 and again.output.count("skipped") == 4
+
+
+def test_lorakit_methods_lists_the_weight_replacements_with_their_pipelines():
+    text = CliRunner().invoke(app, ["methods"]).output
+    assert "sltrain_full  -  SLTrain" in text
+    assert "pipelines: clip, ood (adapter.method: sltrain_full)" in text
+    rows = json.loads(CliRunner().invoke(app, ["methods", "--json"]).output)
+    assert "sltrain_full" not in {r["method"] for r in rows}  # --json: adapters only

@@ -192,11 +192,3 @@ def test_every_config_class_is_exported():
         assert getattr(lorakit.core, name) is spec.config
         assert name in lorakit.core.__all__, name
 
-
-def test_the_method_table_lists_the_weight_replacements_with_their_pipelines():
-    from lorakit.core.table import method_rows, method_table
-
-    text = method_table()
-    assert "sltrain_full  -  SLTrain" in text
-    assert "pipelines: clip, ood (adapter.method: sltrain_full)" in text
-    assert "sltrain_full" not in {r["method"] for r in method_rows()}  # --json: adapters only
