@@ -222,7 +222,9 @@ def seed_run(name: str, seed: int, args, baseline: bool) -> dict:
 
 def seeds_main(args) -> None:
     """``--seeds``: every (seed, method) run not finished yet, two at a time, then the pooled
-    table over seeds. A finished run is kept when it trained the same recipe."""
+    table over seeds. A finished run is kept when it trained the same recipe. Run one batch
+    per ``--out`` at a time: a second batch would resume the first's unfinished runs in the
+    same folders (nothing locks them)."""
     todo = []
     for seed in args.seeds:
         for name in args.methods:
@@ -254,6 +256,8 @@ def report_seeds(args) -> None:
     for name in args.methods:
         for seed in args.seeds:
             folder = args.out / f"seed{seed}" / name
+            if not (folder / "metrics.json").is_file():
+                raise SystemExit(f"{folder}: not finished (no metrics.json); run without --report")
             scores.setdefault(name, {})[seed] = asr_seeds.read_scores(folder / "utterances.csv")
             metrics.setdefault(name, []).append(json.loads((folder / "metrics.json").read_text()))
             base = folder / "baseline_utterances.csv"

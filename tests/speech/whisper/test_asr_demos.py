@@ -230,6 +230,9 @@ def test_the_seed_table_pools_finished_runs_and_refuses_another_recipe(tmp_path,
     cfg_path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(SystemExit, match="optim.lr"):
         bench.seeds_main(args)
+    (tmp_path / "seed1" / "lora" / "metrics.json").unlink()
+    with pytest.raises(SystemExit, match="not finished"):
+        bench.report_seeds(args)
 
 
 def test_recipe_round_three_candidates_share_pairs_as_named():
