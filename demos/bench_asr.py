@@ -251,6 +251,26 @@ def seeds_main(args) -> None:
     report_seeds(args)
 
 
+def result_head(args) -> dict:
+    """What every bench_asr.json starts with: the model, the config and the budget."""
+    model = load_config(args.config, args.set, pipeline.DEFAULTS)["backbone"]["name"]
+    return {
+        "model": model.removesuffix("-ct2"),
+        "config": str(args.config),
+        "overrides": args.set,
+        "max_steps": bench_config("s2_lora", args)["trainer"]["max_steps"],
+    }
+
+
+def write_results(out: Path, result: dict, text: str, plot_to) -> None:
+    """bench_asr.json, bench_asr.md and (``plot_to(path)``) bench_asr.png into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_asr.json").write_text(json.dumps(result, indent=2))
+    (out / "bench_asr.md").write_text(text + "\n")
+    plot_to(out / "bench_asr.png")
+    print(f"wrote {out / 'bench_asr.json'}, bench_asr.md and bench_asr.png")
+
+
 def report_seeds(args) -> None:
     scores, metrics = {}, {}
     for name in args.methods:
@@ -268,23 +288,11 @@ def report_seeds(args) -> None:
     scores = {"base": scores.pop("base"), **scores}
     summary = asr_seeds.summary(scores, metrics)
     checks = asr_seeds.goals(summary)
-    model = load_config(args.config, args.set, pipeline.DEFAULTS)["backbone"]["name"]
-    model = model.removesuffix("-ct2")
-    text = asr_seeds.table(summary, checks, model)
+    head = result_head(args)
+    text = asr_seeds.table(summary, checks, head["model"])
     print(text)
-    result = {
-        "model": model,
-        "config": str(args.config),
-        "overrides": args.set,
-        "max_steps": bench_config("s2_lora", args)["trainer"]["max_steps"],
-        "seeds": args.seeds,
-        **summary,
-        "goals": checks,
-    }
-    (args.out / "bench_asr.json").write_text(json.dumps(result, indent=2))
-    (args.out / "bench_asr.md").write_text(text + "\n")
-    asr_seeds.plot(summary, args.out / "bench_asr.png", model)
-    print(f"wrote {args.out / 'bench_asr.json'}, bench_asr.md and bench_asr.png")
+    result = {**head, "seeds": args.seeds, **summary, "goals": checks}
+    write_results(args.out, result, text, lambda p: asr_seeds.plot(summary, p, head["model"]))
 
 
 def main() -> None:
@@ -325,9 +333,8 @@ def main() -> None:
         checks["CTranslate2 float32 export: at least 2x faster"] = (
             max(r["speedup"] for r in f32) >= 2.0
         )
-    model = load_config(args.config, args.set, pipeline.DEFAULTS)["backbone"]["name"]
-    model = model.removesuffix("-ct2")
-    text = table(base, rows, checks, ct2, model)
+    head = result_head(args)
+    text = table(base, rows, checks, ct2, head["model"])
     print(text)
     keep = (
         "trainable_parameters",
@@ -341,21 +348,14 @@ def main() -> None:
         *(f"{k}_ci" for k in KEYS),
     )
     result = {
-        "model": model,
-        "config": str(args.config),
-        "overrides": args.set,
-        "max_steps": bench_config("s2_lora", args)["trainer"]["max_steps"],
+        **head,
         "seed": args.seed,
         "base": base,
         "methods": {n: {k: r[k] for k in keep if k in r} for n, r in rows.items()},
         "goals": checks,
         "ct2": ct2,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_asr.json").write_text(json.dumps(result, indent=2))
-    (args.out / "bench_asr.md").write_text(text + "\n")
-    plot(base, rows, args.out / "bench_asr.png", model)
-    print(f"wrote {args.out / 'bench_asr.json'}, bench_asr.md and bench_asr.png")
+    write_results(args.out, result, text, lambda p: plot(base, rows, p, head["model"]))
 
 
 if __name__ == "__main__":
