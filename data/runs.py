@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from . import run_lock
 from .audio_config import scene_defaults
 
 # --------------------------------------------------------------------------- config
@@ -306,10 +307,13 @@ def open_run(out: str | os.PathLike, cfg: dict, resume: bool = True) -> RunFolde
     """The run folder ``out`` for training with ``cfg`` (the config the pipeline will write).
 
     First the checks of ``check_resume`` (nothing written when they refuse), then the
-    folder is made; ``resume=False`` starts it over; stale temporary files are removed.
+    folder is made and locked for this process (``run_lock``: a second process training
+    into it is refused; the caller releases it); ``resume=False`` starts it over; stale
+    temporary files are removed.
     """
     check_resume(out, cfg, resume)
     run = RunFolder(out)
+    run_lock.acquire(run.path)
     if not resume:
         start_over(run.path)
     remove_stale_temps(run.path)

@@ -23,6 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
+from lorakit.data import run_lock
 from lorakit.data.runs import RunFolder, open_run, read_json, write_json
 from lorakit.data.runtime.options import trainer_options
 from lorakit.data.runtime.pipeline import run_training
@@ -95,6 +96,14 @@ def run_sequence(domain, cfg: dict, out: Path, callbacks: list | None = None) ->
     section = check_config(cfg, domain)
     method = Method(section["method"], cfg["adapter"], domain.adapter_config)
     run = open_run(out, cfg, trainer_options(cfg["trainer"]).resume)
+    try:
+        return _sequence_in(domain, cfg, run, method, callbacks)
+    finally:
+        run_lock.release(run.path)
+
+
+def _sequence_in(domain, cfg: dict, run: RunFolder, method: Method, callbacks) -> dict:
+    """``run_sequence`` once the folder is open (and locked by this process)."""
     run.write_config(cfg)
     domain.prepare(run.path)
     seed = int(cfg["trainer"].get("seed", 0))

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorakit.data import run_lock
 from lorakit.data.plots import plot_training_curve
 from lorakit.data.results import write_eval
 from lorakit.data.runs import RunFolder, open_run, set_dotted
@@ -176,6 +177,15 @@ def run_training(pipeline: Pipeline, cfg: dict, out: str | Path, callbacks=None)
     set_threads(cfg)
     upgrade_run_folder(out, pipeline.renamed)  # a run started before the renames resumes
     run = open_run(out, cfg, opts.resume)  # a changed config is refused before any write
+    try:
+        return _train_in(pipeline, cfg, run, sections, callbacks)
+    finally:
+        run_lock.release(run.path)
+
+
+def _train_in(pipeline: Pipeline, cfg: dict, run: RunFolder, sections: dict, callbacks) -> dict:
+    """``run_training`` once the folder is open (and locked by this process)."""
+    opts = sections["trainer"]
     data = pipeline.data(cfg, run, sections)
     run.write_config(cfg)
     base = sections["base"] = QuantizedBase(sections["quantize"], run.path, pipeline.quant_keep)

@@ -329,11 +329,89 @@ def test_kill_during_the_adapter_write_leaves_no_temp_and_a_true_resume(run):
 def test_resume_false_removes_the_old_run_before_training(run):
     """A start-over killed before its first checkpoint must not leave the old run's
     checkpoint for the next plain re-run to resume under the new config."""
+    from lorakit.data import run_lock
     from lorakit.data.runs import open_run
 
     _, out = run
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     cfg["adapter"]["r"] = 4
     open_run(out, cfg, resume=False)
+    run_lock.release(out)  # what the pipeline does when it stops
     left = sorted(p.name for p in out.iterdir())
     assert left == ["config.yaml", "data"], left
+
+
+# --------------------------------------------------------------------------- one process per folder
+
+HOLD = """
+import sys, time
+from lorakit.data import run_lock
+run_lock.acquire(sys.argv[1])
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_process_training_into_a_busy_folder_is_refused_and_touches_nothing(run):
+    """While one process trains in a folder (holds its lock, has a write in flight), a
+    second ``lorakit train`` into it is one line naming the holder and changes nothing
+    (it would otherwise resume the same checkpoint and delete the holder's temporary
+    files); once the holder is killed the same command resumes, and a finished run
+    leaves no lock file."""
+    import subprocess
+    import sys
+
+    from lorakit.data.run_lock import LOCK_NAME
+
+    config, out = run
+    assert not (out / LOCK_NAME).exists()  # the finished run released its lock
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (out / "checkpoints" / ".last.ckpt.tmp").write_bytes(b"the holder's write in flight")
+        before = snapshot(out)
+        code, lines = train(config, out, "--set", "trainer.max_steps=6")
+        one_error(code, lines, str(out), "in use", f"process {holder.pid}")
+        assert snapshot(out) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    code, lines = train(config, out, "--set", "trainer.max_steps=6")
+    assert code == 0, lines[-3:]
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 6
+    assert not (out / LOCK_NAME).exists() and not (out / "checkpoints" / ".last.ckpt.tmp").exists()
+
+
+def test_only_rank_zero_locks_and_a_process_may_reopen_its_own_folder(tmp_path, monkeypatch):
+    """The other ranks of a DDP run share rank 0's folder; the process holding the lock
+    may open the folder again (a pipeline's second pass); another process may not."""
+    import subprocess
+    import sys
+
+    from lorakit.data import run_lock
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=f"process {holder.pid} is training in it"):
+            run_lock.acquire(folder)
+        for var in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+            with monkeypatch.context() as m:
+                m.setenv(var, "1")
+                run_lock.acquire(folder)  # a non-zero rank does not lock
+                assert folder.resolve() not in run_lock._held
+    finally:
+        holder.kill()
+        holder.wait()
+    run_lock.acquire(folder)
+    run_lock.acquire(folder)  # re-entrant
+    probe = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(120)", ""), str(folder)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert probe.returncode != 0 and "is in use" in probe.stderr
+    run_lock.release(folder)
+    assert not (folder / run_lock.LOCK_NAME).exists()
+    probe = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(120)", ""), str(folder)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
