@@ -263,3 +263,37 @@ def test_recipe_round_three_candidates_share_pairs_as_named():
     for name in ("enc-mlp-prox2", "enc-mlp-lamlr30"):
         adapter = recipe.candidate_config(base, name, 2)["adapter"]
         assert (adapter["prox_threshold"], adapter["lam_lr_scale"]) in ((2.0, 10.0), (0.5, 30.0))
+
+
+def test_a_festival_training_arm_is_chosen_on_the_engine_it_has_not_trained_on():
+    """With Festival in an arm's training set, Festival validation is no longer an unseen
+    engine: ``auto`` chooses on espeak-ng only; without such an arm, on both sets."""
+    aug = _demo("augment_asr")
+    vals = {"espeak": [1], "festival": [2]}
+    assert aug.choice_sets(["recipe", "reverb"], vals, "auto") == ["espeak", "festival"]
+    assert aug.choice_sets(["recipe", "festival"], vals, "auto") == ["espeak"]
+    assert aug.choice_sets(["recipe", "festival"], vals, "mean") == ["espeak", "festival"]
+    assert aug.choice_sets(["recipe"], vals, "espeak") == ["espeak"]
+
+
+def test_festival_training_speech_keeps_each_sentence_and_group(tmp_path):
+    """Festival's copy of the training set: the same sentence and group per utterance,
+    spoken by ked (never a held-out flite voice), cached on the second call."""
+    from lorakit.data.festival import available
+    from lorakit.data.manifest import Utterance
+
+    if not available():
+        pytest.skip("festival's ked voice is not installed")
+    aug = _demo("augment_asr")
+    train = [Utterance(id=f"u{i}", audio=tmp_path / "x.wav", text=t, speaker="espeak-ng:en", group=g,
+                       duration=1.0) for i, (t, g) in enumerate([("a red ball", "adult"), ("the dog ran", "child")])]  # fmt: skip
+    out = aug.festival_train(train, tmp_path / "fest")
+    assert [(u.text, u.group, u.speaker) for u in out] == [
+        ("a red ball", "adult", "festival:ked"), ("the dog ran", "child", "festival:ked")]  # fmt: skip
+    assert all(u.audio.is_file() and u.duration > 0.3 for u in out)
+    real = aug.speak_festival
+    aug.speak_festival = None  # the cache is read, nothing is spoken
+    assert aug.festival_train(train, tmp_path / "fest") == out
+    aug.speak_festival = real
+    (tmp_path / "fest" / "wav" / "festival-u0.wav").unlink()  # a half-copied cache is redone
+    assert aug.festival_train(train, tmp_path / "fest") == out
