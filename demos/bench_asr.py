@@ -223,8 +223,8 @@ def seed_run(name: str, seed: int, args, baseline: bool) -> dict:
 def seeds_main(args) -> None:
     """``--seeds``: every (seed, method) run not finished yet, two at a time, then the pooled
     table over seeds. A finished run is kept when it trained the same recipe. Run one batch
-    per ``--out`` at a time: a second batch would resume the first's unfinished runs in the
-    same folders (nothing locks them)."""
+    per ``--out`` at a time: a second batch reaching a run the first is training is refused
+    (each run folder is locked by the process training in it)."""
     todo = []
     for seed in args.seeds:
         for name in args.methods:
