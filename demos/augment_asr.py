@@ -268,23 +268,26 @@ def write_report(res: dict, out: Path) -> None:
     axes[1].set_ylabel("held-out WER (%), 95 % bootstrap interval")
     axes[1].set_title("Held-out WER (flite): " + ", ".join(held))
     axes[1].legend(fontsize=8)
-    fig.suptitle("Whisper tiny.en + S2-LoRA: recording-scene augmentation, chosen on validation")
+    what = "training audio" if FESTIVAL_TRAIN & set(arms) else "recording-scene augmentation"
+    fig.suptitle(f"Whisper tiny.en + S2-LoRA: {what}, chosen on validation")
     fig.tight_layout()
     fig.savefig(out / "augment_asr.png", dpi=110)
     lines = [
-        "# Recording-scene augmentation for child speech (demos/augment_asr.py)",
+        f"# {what[0].upper() + what[1:]} for child speech (demos/augment_asr.py)",
         "",
         f"Whisper tiny.en, the recipe's S2-LoRA adapter, lr {res['lr']}, batch {res['batch']}, "
         f"**{res['steps']} steps for every arm**, seed {res['seed']}, {res['decoding']} "
         "decoding. Validation sets: "
         + ", ".join(f"{k} ({v} utterances)" for k, v in res["val_sets"].items())
-        + "; the arm is chosen on the mean WER of "
+        + "; the arm is chosen on "
+        + ("the mean WER of " if len(res.get("chosen_on", res["val_sets"])) > 1 else "the WER of ")
         + " and ".join(res.get("chosen_on", list(res["val_sets"])))
         + (" (an arm trains on Festival's ked voice, so its Festival validation set is no"
            " longer an unseen engine: reported, not chosen on)" if FESTIVAL_TRAIN & set(arms) else "")
         + ".",
         "",
-        "| arm | " + " | ".join(f"val WER {s}" for s in sets) + " | val mean | train s |",
+        "| arm | " + " | ".join(f"val WER {s}" for s in sets)
+        + (" | val mean | train s |" if len(res.get("chosen_on", sets)) > 1 else " | chosen on | train s |"),
         "|---|" + "---|" * (len(sets) + 2),
         "| no adapter | "
         + " | ".join(f"{100 * res['arms']['base'][s]:.1f}" for s in sets)
@@ -304,6 +307,10 @@ def write_report(res: dict, out: Path) -> None:
                  for g in ("heldout_adult", "heldout_child")]  # fmt: skip
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     d = res["heldout_diff_chosen_minus_recipe"]
+    if res["chosen"] == "recipe":
+        lines += ["", "The chosen arm is the recipe itself: no held-out difference to test."]
+        (out / "augment_asr.md").write_text("\n".join(lines) + "\n")
+        return
     lines += ["", "Chosen minus recipe (paired bootstrap, points): "
               + "; ".join(f"{g}: {100 * v[0]:+.1f} [{100 * v[1]:+.1f}, {100 * v[2]:+.1f}]" for g, v in d.items())]  # fmt: skip
     (out / "augment_asr.md").write_text("\n".join(lines) + "\n")
