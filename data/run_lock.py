@@ -8,7 +8,8 @@ a finished run releases it and removes the file.
 
 Only rank 0 locks: the other ranks of a DDP run (``RANK`` / ``LOCAL_RANK`` /
 ``NODE_RANK`` non-zero in their environment) share rank 0's folder. The lock is
-re-entrant within a process (a pipeline that opens its folder again keeps its lock).
+re-entrant within a process: a pipeline that opens its folder again keeps the lock until
+the outermost opener releases it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 from pathlib import Path
 
 LOCK_NAME = ".lorakit.lock"
-_held: dict[Path, int] = {}  # resolved run folder -> open descriptor of its lock file
+_held: dict[Path, list[int]] = {}  # resolved run folder -> [lock file descriptor, depth]
 
 
 def is_rank_zero() -> bool:
@@ -33,6 +34,7 @@ def acquire(folder: str | os.PathLike) -> None:
         return
     key = Path(folder).resolve()
     if key in _held:
+        _held[key][1] += 1  # opened again by its holder: released when the outer call ends
         return
     path = key / LOCK_NAME
     while True:
@@ -55,13 +57,17 @@ def acquire(folder: str | os.PathLike) -> None:
         os.close(fd)
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
-    _held[key] = fd
+    _held[key] = [fd, 1]
 
 
 def release(folder: str | os.PathLike) -> None:
     """Drop this process's lock on ``folder`` and remove the lock file (no-op if not held)."""
-    fd = _held.pop(Path(folder).resolve(), None)
-    if fd is None:
+    key = Path(folder).resolve()
+    if key not in _held:
         return
-    (Path(folder) / LOCK_NAME).unlink(missing_ok=True)  # removed while still locked
+    _held[key][1] -= 1
+    if _held[key][1] > 0:
+        return
+    fd, _ = _held.pop(key)
+    (key / LOCK_NAME).unlink(missing_ok=True)  # removed while still locked
     os.close(fd)

@@ -406,7 +406,8 @@ def test_only_rank_zero_locks_and_a_process_may_reopen_its_own_folder(tmp_path, 
         holder.kill()
         holder.wait()
     run_lock.acquire(folder)
-    run_lock.acquire(folder)  # re-entrant
+    run_lock.acquire(folder)  # re-entrant: the inner release keeps the lock
+    run_lock.release(folder)
     probe = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(120)", ""), str(folder)],
                            capture_output=True, text=True)  # fmt: skip
     assert probe.returncode != 0 and "is in use" in probe.stderr
