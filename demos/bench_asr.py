@@ -247,7 +247,10 @@ def seeds_main(args) -> None:
         pipeline.resolve_data(bench_config(todo[0][0], args))  # generated once, first
         with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
             for f in [pool.submit(seed_run, n, s, args, (n, s) == base_job) for n, s in todo]:
-                f.result()
+                try:
+                    f.result()
+                except ValueError as e:  # a refused run (e.g. its folder in use): one line
+                    raise SystemExit(f"error: {e}") from None
     report_seeds(args)
 
 
