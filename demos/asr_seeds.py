@@ -78,7 +78,7 @@ def paired(
     """WER(a) - WER(b) pooled over seeds, and its 95 % interval: each draw takes the same
     seeds and the same sentences for both. ``b`` may hold one table (the base model, which
     no seed changes): it is then used for every seed of ``a``."""
-    if len(b) == 1 and len(a) > 1:
+    if len(b) == 1 and sorted(a) != sorted(b):  # e.g. a batch of seed 2 alone
         only = next(iter(b.values()))
         b = {s: only for s in a}
     if sorted(a) != sorted(b):
@@ -211,7 +211,9 @@ def plot(s: dict, path: Path, model: str) -> None:
     ax.set_xlabel(f"Whisper {model}; adapters trained on espeak-ng speech")
     ax.set_ylabel("held-out WER")
     ax.set_title("Held-out WER over seeds (flite: unseen engine, voices, sentences)", fontsize=10)
-    ax.legend(fontsize=8)
+    top = max(rows[n][f"wer_{short}_ci"][1] for n in names for _, short in GROUPS)
+    ax.set_ylim(0, top * 1.3)  # room for the legend above the bars
+    ax.legend(fontsize=8, ncol=3, loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

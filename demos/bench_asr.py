@@ -220,6 +220,13 @@ def seed_run(name: str, seed: int, args, baseline: bool) -> dict:
     return pipeline.train(cfg, args.out / f"seed{seed}" / name)
 
 
+def base_scores(out: Path) -> Path | None:
+    """The base model's held-out scores, from whichever seed's S2-LoRA run scored them
+    (greedy decoding of the unadapted model: the same at every seed)."""
+    found = sorted(out.glob("seed*/s2_lora/baseline_utterances.csv"))
+    return found[0] if found else None
+
+
 def seeds_main(args) -> None:
     """``--seeds``: every (seed, method) run not finished yet, two at a time, then the pooled
     table over seeds. A finished run is kept when it trained the same recipe. Run one batch
@@ -238,11 +245,7 @@ def seeds_main(args) -> None:
                     raise SystemExit(f"{folder}: not the benchmark's recipe: {diff[0]}")
                 continue
             todo.append((name, seed))
-    have_base = any(
-        (args.out / f"seed{s}" / "s2_lora" / "baseline_utterances.csv").is_file()
-        for s in args.seeds
-    )
-    base_job = None if have_base else next((j for j in todo if j[0] == "s2_lora"), None)
+    base_job = None if base_scores(args.out) else next((j for j in todo if j[0] == "s2_lora"), None)
     if todo:
         pipeline.resolve_data(bench_config(todo[0][0], args))  # generated once, first
         with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -283,11 +286,10 @@ def report_seeds(args) -> None:
                 raise SystemExit(f"{folder}: not finished (no metrics.json); run without --report")
             scores.setdefault(name, {})[seed] = asr_seeds.read_scores(folder / "utterances.csv")
             metrics.setdefault(name, []).append(json.loads((folder / "metrics.json").read_text()))
-            base = folder / "baseline_utterances.csv"
-            if "base" not in scores and base.is_file():
-                scores["base"] = {0: asr_seeds.read_scores(base)}
-    if "base" not in scores:
+    base = base_scores(args.out)
+    if base is None:
         raise SystemExit("no baseline_utterances.csv: no S2-LoRA run scored the base model")
+    scores["base"] = {0: asr_seeds.read_scores(base)}
     scores = {"base": scores.pop("base"), **scores}
     summary = asr_seeds.summary(scores, metrics)
     checks = asr_seeds.goals(summary)

@@ -131,6 +131,7 @@ def test_paired_differences_hold_the_sentences_together_and_reuse_the_base():
     d, lo, hi = seeds.paired({0: better, 1: better, 2: better}, {0: base})
     assert d == -7 / 64 and lo < 0 and hi < 0  # separate intervals would overlap
     assert hi - lo < 0.05
+    assert seeds.paired({2: better}, {0: base}) == seeds.paired({0: better}, {0: base})  # one seed, not 0
     blo, bhi = seeds.interval({0: base})
     assert bhi - blo > 0.2
     other = {f"t{i}": (0, 8) for i in range(8)}
