@@ -142,21 +142,25 @@ def table(base: dict, rows: dict, checks: dict, ct2: dict | None, model: str = "
         ]
     lines += ["", *(f"- {k}: {'pass' if v else 'MISS'}" for k, v in checks.items())]
     if ct2:
-        lines += [
-            "",
-            "CTranslate2 export vs merged openai-whisper (greedy, same log-mels, side by side, "
-            f"{ct2[0]['threads']} thread):",
-            "",
-            "| CTranslate2 compute type | utterances per call | identical transcripts "
-            "| held-out WER (CT2) | speed-up |",
-            "|---|---|---|---|---|",
-            *(
-                f"| {r['compute_type']} | {r['batch_size']} | {r['identical']}/{r['n']} | "
-                f"{100 * r['ct2_wer_heldout']:.1f} % | {r['speedup']}x |"
-                for r in ct2
-            ),
-        ]
+        lines += ["", *ct2_lines(ct2)]
     return "\n".join(lines)
+
+
+def ct2_lines(ct2: list[dict], run: str = "") -> list[str]:
+    """The CTranslate2 table (rows of ``ct2_check``)."""
+    return [
+        f"CTranslate2 export{run} vs merged openai-whisper (greedy, same log-mels, side by "
+        f"side, {ct2[0]['threads']} thread):",
+        "",
+        "| CTranslate2 compute type | utterances per call | identical transcripts "
+        "| held-out WER (CT2) | speed-up |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {r['compute_type']} | {r['batch_size']} | {r['identical']}/{r['n']} | "
+            f"{100 * r['ct2_wer_heldout']:.1f} % | {r['speedup']}x |"
+            for r in ct2
+        ),
+    ]
 
 
 def plot(base: dict, rows: dict, path: Path, model: str = "tiny.en") -> None:
@@ -295,8 +299,12 @@ def report_seeds(args) -> None:
     checks = asr_seeds.goals(summary)
     head = result_head(args)
     text = asr_seeds.table(summary, checks, head["model"])
-    print(text)
     result = {**head, "seeds": args.seeds, **summary, "goals": checks}
+    if not args.no_ct2:  # the export of the first seed's S2-LoRA run
+        first = f"seed{args.seeds[0]}"
+        result["ct2"] = ct2_check(argparse.Namespace(out=args.out / first, ct2_files=args.ct2_files))
+        text += "\n\n" + "\n".join(ct2_lines(result["ct2"], f" of {first}/s2_lora"))
+    print(text)
     write_results(args.out, result, text, lambda p: asr_seeds.plot(summary, p, head["model"]))
 
 

@@ -88,7 +88,8 @@ def test_lorakit_mode_is_what_the_cli_prints(heldout_manifest, tmp_path):
 
 def _bench_args(**kw) -> argparse.Namespace:
     return argparse.Namespace(
-        **{"config": DEMOS / "asr.yaml", "set": [], "steps": 0, "seed": 0, **kw}
+        **{"config": DEMOS / "asr.yaml", "set": [], "steps": 0, "seed": 0, "no_ct2": True,
+           "ct2_files": 0, **kw}
     )
 
 
@@ -222,6 +223,16 @@ def test_the_seed_table_pools_finished_runs_and_refuses_another_recipe(tmp_path,
     assert not out["goals"]["within 1 point of LoRA's child WER"]
     assert (tmp_path / "bench_asr.png").stat().st_size > 10_000
     assert "| s2_lora | 0, 1 |" in (tmp_path / "bench_asr.md").read_text()
+    # with the CTranslate2 check: the first seed's S2-LoRA run is exported and compared
+    got = []
+    row = {"compute_type": "int8_float32", "batch_size": 1, "identical": 3, "n": 4, "threads": 1,
+           "ct2_wer_heldout": 0.25, "speedup": 1.5}  # fmt: skip
+    bench.ct2_check = lambda a: got.append((a.out, a.ct2_files)) or [row]
+    bench.seeds_main(_bench_args(out=tmp_path, seeds=[1, 0], methods=["s2_lora", "lora"], no_ct2=False,
+                                 ct2_files=7))  # fmt: skip
+    assert got == [(tmp_path / "seed1", 7)]
+    assert json.loads((tmp_path / "bench_asr.json").read_text())["ct2"] == [row]
+    assert "| int8_float32 | 1 | 3/4 | 25.0 % | 1.5x |" in (tmp_path / "bench_asr.md").read_text()
     # a kept run of another recipe (here: another lr) is not counted as a seed
     import yaml
 
