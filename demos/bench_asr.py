@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -34,6 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from lorakit.core import load_adapter  # noqa: E402
 from lorakit.data.manifest import read_manifest  # noqa: E402
 from lorakit.data.runs import load_config  # noqa: E402
+from lorakit.data.worker_pool import worker_pool
 from lorakit.speech.whisper import pipeline  # noqa: E402
 from lorakit.speech.whisper.build import load_whisper  # noqa: E402
 from lorakit.speech.whisper.ct2_run import compare_ct2  # noqa: E402
@@ -252,7 +251,7 @@ def seeds_main(args) -> None:
     base_job = None if base_scores(args.out) else next((j for j in todo if j[0] == "s2_lora"), None)
     if todo:
         pipeline.resolve_data(bench_config(todo[0][0], args))  # generated once, first
-        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with worker_pool(2) as pool:
             for f in [pool.submit(seed_run, n, s, args, (n, s) == base_job) for n, s in todo]:
                 try:
                     f.result()
@@ -332,7 +331,7 @@ def main() -> None:
     names = ("s2_lora", "lora")
     pipeline.resolve_data(bench_config("s2_lora", args))  # generated once, before the workers
     # both methods train side by side (one process each, one thread each)
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with worker_pool(2) as pool:
         futures = {n: pool.submit(run_method, n, args, n == "s2_lora") for n in names}
         rows = {n: futures[n].result() for n in names}
     base = {k: v for k, v in rows["s2_lora"].items() if k.startswith("baseline_")}

@@ -23,13 +23,11 @@ import argparse
 import ctypes
 import gc
 import json
-import multiprocessing
 import os
 import random
 import statistics
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -44,6 +42,7 @@ from lorakit.core import (
     trainable_parameters,
 )
 from lorakit.data.heldout import generate_heldout
+from lorakit.data.worker_pool import worker_pool
 from lorakit.speech.whisper.build import load_whisper
 from lorakit.speech.whisper.evaluate import score, transcribe_utterances
 from lorakit.speech.whisper.pipeline import evaluate_utterances, summaries
@@ -443,8 +442,7 @@ def main() -> None:
         jobs += [(f"{bits}-bit + {m} init", bits, m, None) for m in METHODS]
     if args.budget:
         jobs.append((f"LQ-LoRA ILP {args.budget} bits/weight", 4, "lq_lora", args.budget))
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
+    with worker_pool(args.workers) as pool:
         futures = [pool.submit(evaluate, label, b, m, args, budget) for label, b, m, budget in jobs]
         rows = [f.result() for f in futures]
     train = train_comparison(args)
@@ -470,8 +468,7 @@ def base_rows(args) -> dict:
     args.utts, args.model = held_out(args), "base-ct2"
     jobs = [("float32", None, None), ("4-bit", 4, None), ("4-bit + loftq init", 4, "loftq"),
             ("4-bit + qwha init", 4, "qwha"), ("3-bit", 3, None), ("2-bit", 2, None)]  # fmt: skip
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool:
+    with worker_pool(args.workers) as pool:
         futures = [pool.submit(evaluate, label, b, m, args) for label, b, m in jobs]
         rows = [f.result() for f in futures]
     layers = sum(1 for n, m in load_whisper("base-ct2").named_modules()
@@ -485,14 +482,13 @@ def train_comparison(args) -> list[dict]:
     mmap threshold (``MALLOC_MMAP_THRESHOLD_``, the same for both) so a freed large block
     goes back to the system at once and resident memory tracks the live tensors rather than
     how each run's temporaries happened to fragment the heap."""
-    ctx = multiprocessing.get_context("spawn")
     train = []
     env = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         for kind in ("lora", "qlora") if args.train_steps else ():  # one after the other
-            with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            with worker_pool(1) as pool:
                 row = pool.submit(train_steps, kind, args.train_steps, args.batch).result()
             row["malloc"] = f"MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}"
             train.append(row)

@@ -30,10 +30,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -48,6 +46,7 @@ from bench_quant import KEYS, paired_delta  # noqa: E402
 
 from lorakit.data.manifest import read_manifest, write_manifest  # noqa: E402
 from lorakit.data.runs import load_config  # noqa: E402
+from lorakit.data.worker_pool import worker_pool
 from lorakit.speech.whisper import pipeline  # noqa: E402
 
 QUANT_TARGETS = ["whisper-attn", "whisper-mlp"]  # every block Linear, as bench_quant
@@ -267,10 +266,9 @@ def main(args: argparse.Namespace | None = None) -> dict:
     start = time.time()
     cfg = base_config(args)
     data = held_out_subset(cfg, args.sentences, Path(args.runs))
-    ctx = multiprocessing.get_context("spawn")
     rows = []
     for name in args.rows:  # one after the other, each in a fresh process (its peak RSS)
-        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        with worker_pool(1) as pool:
             rows.append(pool.submit(run_row, name, args, data).result())
     deltas(rows)
     result = {
