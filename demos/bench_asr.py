@@ -260,12 +260,18 @@ def seeds_main(args) -> None:
     report_seeds(args)
 
 
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it (results carry no home folders)."""
+    full, root = Path(path).resolve(), Path(__file__).resolve().parents[1]
+    return str(full.relative_to(root)) if full.is_relative_to(root) else str(path)
+
+
 def result_head(args) -> dict:
     """What every bench_asr.json starts with: the model, the config and the budget."""
     model = load_config(args.config, args.set, pipeline.DEFAULTS)["backbone"]["name"]
     return {
         "model": model.removesuffix("-ct2"),
-        "config": str(args.config),
+        "config": shown_path(args.config),
         "overrides": args.set,
         "max_steps": bench_config("s2_lora", args)["trainer"]["max_steps"],
     }
