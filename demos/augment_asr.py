@@ -64,36 +64,34 @@ ARMS = {"recipe": {}, **SCENE, "all": {k: v for a in SCENE.values() for k, v in 
 FESTIVAL_TRAIN = {"festival"}
 
 
-def festival_val(val: Path, out: Path, seed: int = 0) -> Path:
-    """The validation sentences spoken by Festival (adult and child-like), cached."""
-    manifest = out / "val.jsonl"
-    if manifest.is_file():
-        return manifest
-    rng, utts = random.Random(seed), []
-    for u in read_manifest(val):
-        wave = speak_festival(u.text, u.group, rng)
-        path = out / "wav" / f"festival-{u.id}.wav"
-        utts.append(_write(path, wave, u.text, f"{FESTIVAL}:ked", u.group))
-    write_manifest(manifest, utts)
-    return manifest
-
-
-def festival_train(train: list[Utterance], out: Path, seed: int = 1) -> list[Utterance]:
-    """Every training utterance's sentence spoken by Festival in the same group (adult or
-    child-like), cached: a second engine in training (the held-out flite voices stay
-    unseen; Debian's other English Festival voices, kal and slt, are flite's held-out ones)."""
-    manifest = out / "train.jsonl"
+def festival_copy(utts: list[Utterance], out: Path, name: str, seed: int) -> list[Utterance]:
+    """``utts``' sentences spoken by Festival's ked voice, each in its own group (adult or
+    child-like), cached as ``out/<name>.jsonl``; a cache with a missing file is spoken again."""
+    manifest = out / f"{name}.jsonl"
     if manifest.is_file():
         try:
             return read_manifest(manifest)  # every file there: the cache
         except ValueError:
-            pass  # a file went missing: speak them again
-    rng, utts = random.Random(seed), []
-    for u in train:
+            pass
+    rng, spoken = random.Random(seed), []
+    for u in utts:
         path = out / "wav" / f"festival-{u.id}.wav"
-        utts.append(_write(path, speak_festival(u.text, u.group, rng), u.text, f"{FESTIVAL}:ked", u.group))
-    write_manifest(manifest, utts)
+        spoken.append(_write(path, speak_festival(u.text, u.group, rng), u.text, f"{FESTIVAL}:ked", u.group))
+    write_manifest(manifest, spoken)
     return read_manifest(manifest)
+
+
+def festival_val(val: Path, out: Path, seed: int = 0) -> Path:
+    """The validation sentences spoken by Festival (adult and child-like), cached."""
+    festival_copy(read_manifest(val), out, "val", seed)
+    return out / "val.jsonl"
+
+
+def festival_train(train: list[Utterance], out: Path, seed: int = 1) -> list[Utterance]:
+    """Every training utterance's sentence spoken by Festival: a second engine in training
+    (the held-out flite voices stay unseen; Debian's other English Festival voices, kal and
+    slt, are flite's held-out ones)."""
+    return festival_copy(train, out, "train", seed)
 
 
 def choice_sets(arms: list[str], vals: dict, choose_on: str) -> list[str]:
