@@ -40,9 +40,9 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_quant / bench_asr beside it
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_quant_report / bench_asr beside it
 from bench_asr import LORA_LR  # noqa: E402
-from bench_quant import KEYS, paired_delta  # noqa: E402
+from bench_quant_report import KEYS, paired_delta  # noqa: E402
 
 from lorakit.data.manifest import read_manifest, write_manifest  # noqa: E402
 from lorakit.data.runs import load_config  # noqa: E402
