@@ -33,8 +33,14 @@ class BuildPhases(StepProgress):
         self.seconds[self.phase] = round(now - self.since, 1)
         self.phase, self.since = phase, now
 
-    def on_train_start(self, trainer, pl_module) -> None:
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # fit's start, not train's: the pipelines' own callbacks come first in the list, and
+        # the ASR pipeline's validation decodes its step-0 WER in its on_train_start
         self._enter("train")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.phase != "train":
+            self._enter("train")
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._enter("evaluate")

@@ -197,6 +197,38 @@ def test_build_phases_report_progress_and_an_eta_per_phase():
     assert phases.fraction() == 1.0
 
 
+def test_build_phases_count_a_pipelines_step0_validation_as_training(tmp_path):
+    """The pipeline's callbacks run before the caller's: the ASR validation decodes its
+    step-0 WER in on_train_start, which must read as training, not as pretraining."""
+    import lightning as L
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return (self.w - batch).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    phases, seen = BuildPhases(), []
+
+    class StepZeroValidation(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen.append(phases.message())
+
+    trainer = L.Trainer(
+        max_steps=2, callbacks=[StepZeroValidation(), phases], logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        default_root_dir=tmp_path, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(Module(), torch.utils.data.DataLoader(torch.ones(4, 1), batch_size=2))
+    assert seen and seen[0].startswith("train:")
+    assert set(phases.finish()) == {"pretrain", "train", "evaluate"}
+
+
 @pytest.mark.parametrize(
     "key",
     [k if k in FAST else pytest.param(k, marks=pytest.mark.slow) for k in SHIPPED],
