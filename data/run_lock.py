@@ -60,6 +60,24 @@ def acquire(folder: str | os.PathLike) -> None:
     _held[key] = [fd, 1]
 
 
+def holder(folder: str | os.PathLike) -> str | None:
+    """The pid (as its lock file says) of another process training in ``folder``, or None.
+    Creates nothing: a caller can check every folder before it starts any of them."""
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def release(folder: str | os.PathLike) -> None:
     """Drop this process's lock on ``folder`` and remove the lock file (no-op if not held)."""
     key = Path(folder).resolve()

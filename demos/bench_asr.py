@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from lorakit.core import load_adapter  # noqa: E402
+from lorakit.data import run_lock
 from lorakit.data.manifest import read_manifest  # noqa: E402
 from lorakit.data.runs import load_config  # noqa: E402
 from lorakit.data.worker_pool import worker_pool
@@ -247,6 +248,11 @@ def seeds_main(args) -> None:
                 if diff:
                     raise SystemExit(f"{folder}: not the benchmark's recipe: {diff[0]}")
                 continue
+            if (pid := run_lock.holder(folder)) is not None:  # refused before anything starts
+                raise SystemExit(
+                    f"error: run folder {folder} is in use: process {pid} is training in it "
+                    "(wait for it to finish, or give another --out)"
+                )
             todo.append((name, seed))
     base_job = None if base_scores(args.out) else next((j for j in todo if j[0] == "s2_lora"), None)
     if todo:

@@ -397,6 +397,7 @@ def test_only_rank_zero_locks_and_a_process_may_reopen_its_own_folder(tmp_path, 
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(ValueError, match=f"process {holder.pid} is training in it"):
             run_lock.acquire(folder)
+        assert run_lock.holder(folder) == str(holder.pid)
         for var in ("RANK", "LOCAL_RANK", "NODE_RANK"):
             with monkeypatch.context() as m:
                 m.setenv(var, "1")
@@ -413,6 +414,7 @@ def test_only_rank_zero_locks_and_a_process_may_reopen_its_own_folder(tmp_path, 
     assert probe.returncode != 0 and "is in use" in probe.stderr
     run_lock.release(folder)
     assert not (folder / run_lock.LOCK_NAME).exists()
+    assert run_lock.holder(folder) is None and not (folder / run_lock.LOCK_NAME).exists()
     probe = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(120)", ""), str(folder)],
                            capture_output=True, text=True)  # fmt: skip
     assert probe.returncode == 0, probe.stderr

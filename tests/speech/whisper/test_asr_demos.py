@@ -245,6 +245,23 @@ def test_the_seed_table_pools_finished_runs_and_refuses_another_recipe(tmp_path,
     (tmp_path / "seed1" / "lora" / "metrics.json").unlink()
     with pytest.raises(SystemExit, match="not finished"):
         bench.report_seeds(args)
+    # a run another process trains in is refused at once, before any run of the batch starts
+    import subprocess
+    import sys
+
+    hold = "import sys, time\nfrom lorakit.data import run_lock\nrun_lock.acquire(sys.argv[1])\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold + "print('locked', flush=True)\ntime.sleep(60)",
+                               str(tmp_path / "seed1" / "lora")], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    started = []
+    bench.worker_pool = lambda n: started.append(n)  # nothing may start
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit, match=f"seed1/lora is in use: process {holder.pid} "):
+            bench.seeds_main(args)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert started == [] and bench.run_lock.holder(tmp_path / "seed1" / "lora") is None
 
 
 def test_recipe_round_three_candidates_share_pairs_as_named():
