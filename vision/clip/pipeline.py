@@ -53,7 +53,7 @@ from .datasets import Normalize, StepBatches, load_all
 from .evaluate import adapters_off, evaluate_split, harmonic_mean
 from .plots import per_class_plot, spectrum_plot
 from .prompts import resolve_templates
-from .train import FewShotModule, adapter_config
+from .train import FewShotModule, adapter_config, vision_grid
 
 
 @dataclass
@@ -219,8 +219,10 @@ def load_trained(clip: torch.nn.Module, folder: Path) -> None:
 
 
 def sections_adapter(cfg: dict):
-    """The run's adapter section as a core config (an adapter's, or a replacement's)."""
-    return adapter_config(cfg["adapter"])
+    """The run's adapter section as a core config (an adapter's, or a replacement's); FoRA's
+    grid from the backbone's image tower when the section sets none."""
+    grid = vision_grid(cfg["backbone"]["name"]) if cfg["adapter"].get("method") == "fora" else None
+    return adapter_config(cfg["adapter"], grid)
 
 
 def zero_shot_model(cfg: dict, classnames: list[str], acfg) -> ClipClassifier | None:
@@ -242,7 +244,7 @@ class ClipPipeline(Pipeline):
 
     def check(self, cfg: dict) -> dict:
         sections = super().check(cfg)
-        sections["adapter"] = adapter_config(cfg["adapter"])
+        sections["adapter"] = sections_adapter(cfg)
         return sections
 
     def resolve(self, cfg: dict, out: Path, sections: dict) -> dict:

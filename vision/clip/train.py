@@ -33,8 +33,11 @@ TOWERS = {
 }
 
 
-def adapter_config(section: dict) -> AdapterConfig:
+def adapter_config(section: dict, grid: tuple[int, int] | None = None) -> AdapterConfig:
     """``{method, towers: both|vision|text, modules: [q, k, v, o, mlp], **hyper}`` -> config.
+
+    ``grid``: the image tower's patch grid (``vision_grid``), FoRA's token layout when the
+    section does not set one (FoRA needs a spatial grid: the image tower only).
 
     The CLIP-LoRA default: lora, r=2, alpha=1, dropout=0.25 on q, k, v of both towers.
     ``sltrain_full`` (a replacement, not an adapter) gives an ``SLTrainWeightsConfig`` of the
@@ -55,6 +58,14 @@ def adapter_config(section: dict) -> AdapterConfig:
     names = {"both": ("vision", "text"), "vision": ("vision",), "text": ("text",)}.get(towers)
     if names is None:
         raise ValueError(f"adapter.towers must be both, vision or text; got {towers!r}")
+    if method == "fora":
+        if "text" in names:
+            raise ValueError(
+                "adapter.method fora filters a spatial token grid and CLIP's text tower has "
+                "none: set adapter.towers=vision"
+            )
+        if section.get("grid") is None and grid is not None:
+            section["grid"] = tuple(grid)  # prefix_tokens: 1 (the class token) when it fits
     slices = tuple(s for s in ("q", "k", "v", "o") if s in modules)
     targets = []
     for tower in names:
@@ -65,6 +76,22 @@ def adapter_config(section: dict) -> AdapterConfig:
         hyper = replacement_hyper(method, section, DEFAULTS["adapter"])
         return replacement_config(method, hyper, tuple(targets))
     return make_config(method, targets=tuple(targets), slices=slices or ("q", "k", "v"), **section)
+
+
+def vision_grid(name: str) -> tuple[int, int] | None:
+    """The patch grid ``(H, W)`` of open_clip model ``name``'s image tower (None when
+    ``name`` is not a ViT config open_clip knows)."""
+    import open_clip
+
+    from .backbone import register_tiny_configs
+
+    register_tiny_configs()
+    vision = (open_clip.get_model_config(name) or {}).get("vision_cfg", {})
+    size, patch = vision.get("image_size"), vision.get("patch_size")
+    if not size or not patch:
+        return None
+    (h, w), (ph, pw) = (v if isinstance(v, (list, tuple)) else (v, v) for v in (size, patch))
+    return h // ph, w // pw
 
 
 class FewShotModule(AdapterModule):
