@@ -5,7 +5,8 @@
     .venv/bin/python demos/recipe_asr.py --only enc dec   # a subset (run subsets side by side)
     .venv/bin/python demos/recipe_asr.py --steps 160 --every 20 --batch 4 --patience 3 \
         --only enc-mlp-sparse enc-mlp-share-proj enc-mlp-share-block enc-mlp-prox0.1 \
-        enc-mlp-prox2 enc-mlp-lamlr1 enc-mlp-lamlr30    # third round: S2-LoRA's own knobs
+        enc-mlp-prox2 enc-mlp-lamlr1 enc-mlp-lamlr30 enc-mlp-r4 enc-mlp-r16
+        # third round: S2-LoRA's own knobs and its rank
     .venv/bin/python demos/recipe_asr.py --config demos/asr_base.yaml ...   # Whisper base
 
 Each candidate (dotted overrides of the pipeline defaults: layers, lr, proximal step,
@@ -74,6 +75,9 @@ CANDIDATES = {
             "prox2": {"adapter.prox_threshold": 2.0},
             "lamlr1": {"adapter.lam_lr_scale": 1.0},
             "lamlr30": {"adapter.lam_lr_scale": 30.0},
+            # and the rank (the "which layers, rank, ..."): r=8 is the recipe's
+            "r4": {"adapter.r": 4},
+            "r16": {"adapter.r": 16},
         }.items()
     },
     # plain LoRA on the same layers, its lr chosen the same way (for the benchmark)

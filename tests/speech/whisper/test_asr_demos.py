@@ -284,6 +284,8 @@ def test_recipe_round_three_candidates_share_pairs_as_named():
         "enc-mlp-sparse": sum(pair.values()) + per_layer,
         "enc-mlp-share-proj": 4 * pair["attn"] + pair["mlp0"] + pair["mlp2"] + per_layer,
         "enc-mlp-share-block": blocks * sum(pair.values()) + per_layer,
+        "enc-mlp-r4": (sum(pair.values()) + per_layer) // 2,
+        "enc-mlp-r16": 2 * (sum(pair.values()) + per_layer),
     }
     for name, want in expected.items():
         cfg = recipe.candidate_config(base, name, 2)
