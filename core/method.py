@@ -16,6 +16,7 @@ import abc
 import difflib
 import hashlib
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -159,6 +160,55 @@ def pair_signs(u: Tensor) -> Tensor:
     return torch.where(pick < 0, -1.0, 1.0).to(u.dtype)
 
 
+class SVDCache:
+    """Thin SVDs of frozen weights, kept in this process by content, up to ``budget_mb``
+    (``LORAKIT_SVD_CACHE_MB``, default 512, 0: off; ``clear()`` empties it).
+
+    Every run of an SVD-initialised method (Comp-LoRA, SVFit, LARGO, LoRA-SB,
+    ``sltrain_full``) decomposes the same frozen weights; ``lorakit compare`` trains each
+    method at several lrs and seeds in one process, and a ViT-B/16 MLP weight alone takes
+    about 2 s on one thread. The key is the weight's bytes (BLAKE2b), shape, dtype and
+    device, so a changed weight is never served a stale decomposition; hits return copies.
+    A full cache stores nothing more (no eviction): runs decompose their layers in the same
+    order, and evicting the oldest would make a model larger than the budget miss on every
+    layer; keeping the first ones serves most of it."""
+
+    def __init__(self, budget_mb: float | None = None):
+        if budget_mb is None:
+            budget_mb = float(os.environ.get("LORAKIT_SVD_CACHE_MB", 512))
+        self.budget = int(budget_mb * 2**20)
+        self.entries: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
+        self.bytes = self.hits = self.misses = 0
+
+    @staticmethod
+    def key(w: Tensor) -> tuple:
+        data = w.detach().contiguous().cpu().view(torch.uint8).numpy()
+        return (tuple(w.shape), str(w.dtype), str(w.device),
+                hashlib.blake2b(data, digest_size=20).hexdigest())  # fmt: skip
+
+    def get(self, w: Tensor, compute: Callable[[Tensor], tuple]) -> tuple[Tensor, Tensor, Tensor]:
+        if self.budget <= 0 or w.requires_grad:  # a graph is never served from the cache
+            return compute(w)
+        key = self.key(w)
+        if key in self.entries:
+            self.hits += 1
+            return tuple(t.clone() for t in self.entries[key])  # type: ignore[return-value]
+        self.misses += 1
+        out = compute(w)
+        size = sum(t.numel() * t.element_size() for t in out)
+        if self.bytes + size <= self.budget:
+            self.entries[key] = tuple(t.clone() for t in out)  # type: ignore[assignment]
+            self.bytes += size
+        return out
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
+
+
+SVD_CACHE = SVDCache()
+
+
 def thin_svd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``torch.linalg.svd(w, full_matrices=False)`` in the sign convention of
     ``canonical_signs`` (each left singular vector's largest-magnitude entry is positive), so
@@ -166,7 +216,12 @@ def thin_svd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
     Computed on the tall side: LAPACK's SVD of a wide matrix took twice as long as that of
     its transpose on the CPU (768 x 3072: 3.75 s against 1.94 s on one thread), so a wide
-    ``w`` is decomposed as ``w.T`` and the factors swapped back."""
+    ``w`` is decomposed as ``w.T`` and the factors swapped back. Kept by content in
+    ``SVD_CACHE`` for the next run in this process."""
+    return SVD_CACHE.get(w, _thin_svd)
+
+
+def _thin_svd(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     if w.shape[-2] >= w.shape[-1]:
         u, s, vh = torch.linalg.svd(w, full_matrices=False)
     else:
