@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import json
 import time
 from pathlib import Path
@@ -137,6 +138,79 @@ def run_candidate(name: str, cfg: dict, args, out: Path) -> dict:
     }
 
 
+def gathered(out: Path, sources: list[Path], names: list[str], every: int) -> dict:
+    """``names``' results: from ``--out``'s ``recipe_*.json`` files and ``sources`` (a
+    results json, ``{settings, candidates}``), else the validation WER a stopped run logged
+    in ``<out>/<name>/logs/metrics.csv`` every ``every`` steps (marked ``stopped``)."""
+    rows: dict = {}
+    for path in [*sources, *sorted(out.glob("recipe_*.json"))]:
+        data = json.loads(path.read_text())
+        rows.update(data.get("candidates", data))
+    for name in names:
+        log = out / name / "logs" / "metrics.csv"
+        if name in rows or not log.is_file():
+            continue
+        with log.open() as f:
+            wer = {int(r["step"]) + 1: float(r["val_wer"]) for r in csv.DictReader(f)
+                   if r.get("val_wer") and (int(r["step"]) + 1) % every == 0}  # fmt: skip
+        if wer:
+            best = min(wer, key=lambda k: (wer[k], k))
+            rows[name] = {"history": sorted(wer.items()), "best_step": best,
+                          "best_wer": wer[best], "stopped": max(wer), "trainable": None,
+                          "kept_ranks": None}  # fmt: skip
+    missing = [n for n in names if n not in rows]
+    if missing:
+        raise SystemExit(f"error: no results for {', '.join(missing)} in {out} or {sources}")
+    return {n: rows[n] for n in names}
+
+
+def report(rows: dict, prefix: Path, title: str) -> None:
+    """``prefix``.md (validation WER per step, best step, kept ranks), .json and .png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r_default = pipeline.DEFAULTS["adapter"]["r"]
+    steps = sorted({s for r in rows.values() for s, _ in r["history"]})
+    lines = [
+        f"| candidate | trainable | {' | '.join(f'@{s}' for s in steps)} | best (step) | "
+        "kept ranks |",
+        "|---|---|" + "---|" * len(steps) + "---|---|",
+    ]
+    for name, r in rows.items():
+        wer = dict(r["history"])
+        cells = " | ".join(f"{wer[s]:.3f}" if s in wer else "-" for s in steps)
+        kept = r.get("kept_ranks")
+        rank = CANDIDATES[name].get("adapter.r", r_default)
+        kept_cell = f"{sum(kept.values())}/{rank * len(kept)}" if kept else "-"
+        params = f"{r['trainable']:,}" if r.get("trainable") else "-"
+        best = f"**{r['best_wer']:.3f}** ({r['best_step']})"
+        if r.get("stopped"):
+            best += f", stopped at {r['stopped']}"
+        lines.append(f"| {name} | {params} | {cells} | {best} | {kept_cell} |")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    prefix.with_suffix(".md").write_text(f"# {title}\n\n" + "\n".join(lines) + "\n")
+    prefix.with_suffix(".json").write_text(json.dumps({"candidates": rows}, indent=2))
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for name, r in rows.items():
+        xs, ys = zip(*r["history"], strict=True)
+        recipe = name == "enc-mlp-sparse"
+        ax.plot(xs, ys, marker="o", ms=3, lw=2.6 if recipe else 1.2,
+                ls="--" if name.startswith("lora") else "-", color="black" if recipe else None,
+                label=name + (" (recipe)" if recipe else ""))  # fmt: skip
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation WER (greedy, espeak-ng)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(prefix.with_suffix(".png"), dpi=110)
+    plt.close(fig)
+    print("\n".join(lines))
+    print(f"wrote {prefix}.md, .json and .png")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/recipe_asr"))
@@ -152,7 +226,14 @@ def main() -> None:
         "--patience", type=int, default=1000, help="early stop after N worse validations"
     )
     ap.add_argument("--only", nargs="*", choices=list(CANDIDATES), default=["enc", "dec", "both"])
+    ap.add_argument("--report", type=Path, default=None, metavar="PREFIX",
+                    help="train nothing: table (PREFIX.md), json and plot of --only's results")  # fmt: skip
+    ap.add_argument("--from", dest="sources", type=Path, nargs="*", default=[],
+                    help="with --report: results json files to read as well")  # fmt: skip
+    ap.add_argument("--title", default="Child-speech recipe search (validation WER only)")
     args = ap.parse_args()
+    if args.report:
+        return report(gathered(args.out, args.sources, args.only, args.every), args.report, args.title)
     torch.set_num_threads(1)
     cfg = load_config(args.config, [], pipeline.DEFAULTS)
     # greedy validation, as the first two rounds were chosen (before the temperature fallback

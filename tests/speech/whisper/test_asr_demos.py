@@ -296,6 +296,31 @@ def test_recipe_round_three_candidates_share_pairs_as_named():
         assert (adapter["prox_threshold"], adapter["lam_lr_scale"]) in ((2.0, 10.0), (0.5, 30.0))
 
 
+def test_recipe_report_reads_finished_and_stopped_candidates(tmp_path, capsys):
+    """``recipe_asr.py --report``: finished candidates from their json, a stopped one from
+    the validation WER its metrics.csv logged at the validation steps only."""
+    recipe = _demo("recipe_asr")
+    done = {"trainable": 37056, "history": [[0, 0.6], [20, 0.3], [40, 0.2]], "best_step": 40,
+            "best_wer": 0.2, "kept_ranks": {"a": 3, "b": 5}}  # fmt: skip
+    (tmp_path / "recipe_enc-mlp-sparse.json").write_text(json.dumps({"enc-mlp-sparse": done}))
+    log = tmp_path / "enc-mlp-r4" / "logs" / "metrics.csv"
+    log.parent.mkdir(parents=True)
+    rows = ["epoch,step,train_ce,train_loss,train_reg,val_wer"]
+    rows += [f"0,{s},1,1,0,{w}" for s, w in ((4, ""), (19, 0.25), (24, 0.25), (39, 0.22), (44, 0.22))]
+    log.write_text("\n".join(rows) + "\n")
+    names = ["enc-mlp-sparse", "enc-mlp-r4"]
+    got = recipe.gathered(tmp_path, [], names, every=20)
+    assert got["enc-mlp-r4"]["history"] == [(20, 0.25), (40, 0.22)]
+    assert got["enc-mlp-r4"]["stopped"] == 40 and got["enc-mlp-r4"]["best_step"] == 40
+    recipe.report(got, tmp_path / "out" / "round3", "title")
+    md = (tmp_path / "out" / "round3.md").read_text()
+    assert "| enc-mlp-sparse | 37,056 | 0.600 | 0.300 | 0.200 | **0.200** (40) | 8/16 |" in md
+    assert "| enc-mlp-r4 | - | - | 0.250 | 0.220 | **0.220** (40), stopped at 40 | - |" in md
+    assert (tmp_path / "out" / "round3.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="no results for enc-mlp-r16"):
+        recipe.gathered(tmp_path, [], [*names, "enc-mlp-r16"], every=20)
+
+
 def test_a_festival_training_arm_is_chosen_on_the_engine_it_has_not_trained_on():
     """With Festival in an arm's training set, Festival validation is no longer an unseen
     engine: ``auto`` chooses on espeak-ng only; without such an arm, on both sets."""
