@@ -29,7 +29,7 @@ from .classifier import ClipClassifier
 from .datasets import Normalize, StepBatches, load_all
 from .evaluate import evaluate_split
 from .prompts import resolve_templates
-from .train import adapter_config
+from .train import adapter_config, vision_grid
 
 GENERATED = {
     "plain": (["red circle", "green square", "blue triangle", "yellow star"], "plain"),
@@ -160,7 +160,8 @@ class ClipTasks:
     def adapter_config(self, method: str, hyper: dict):
         section = {"method": method, "towers": self.cfg["towers"],
                    "modules": self.cfg["modules"], **hyper}  # fmt: skip
-        cfg = adapter_config(section)  # targets are relative to the open_clip model
+        grid = vision_grid(self.backbone.name) if method == "fora" else None
+        cfg = adapter_config(section, grid)  # targets are relative to the open_clip model
         extra = {}
         if getattr(cfg, "full_targets", ()):
             extra["full_targets"] = tuple(rf"clip\.{t}" for t in cfg.full_targets)

@@ -41,3 +41,14 @@ def test_fora_trains_the_image_tower_on_its_grid_and_refuses_the_text_tower(run_
             name.startswith(f"visual.transformer.resblocks.{last}.attn.adapters.q.")
         ), name
     assert pipeline.evaluate(run, {})["accuracy"] == pytest.approx(metrics["accuracy"])
+
+
+def test_the_continual_loop_gives_fora_the_grid_too():
+    from types import SimpleNamespace
+
+    from lorakit.vision.clip.continual import ClipTasks
+
+    runner = SimpleNamespace(cfg={"towers": "vision", "modules": ["q", "k", "v"]},
+                             backbone=SimpleNamespace(name="lorakit-tiny-vit"))  # fmt: skip
+    cfg = ClipTasks.adapter_config(runner, "fora", {"r": 2})
+    assert cfg.grid == (4, 4) and cfg.targets[0].startswith(r"clip\.visual")
