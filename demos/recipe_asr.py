@@ -7,7 +7,12 @@
         --only enc-mlp-sparse enc-mlp-share-proj enc-mlp-share-block enc-mlp-prox0.1 \
         enc-mlp-prox2 enc-mlp-lamlr1 enc-mlp-lamlr30 enc-mlp-r4 enc-mlp-r16
         # third round: S2-LoRA's own knobs and its rank
-    .venv/bin/python demos/recipe_asr.py --config demos/asr_base.yaml ...   # Whisper base
+    .venv/bin/python demos/recipe_asr.py --config demos/asr_base.yaml --steps 160 --every 20 \
+        --batch 4 --patience 3 --only enc-mlp-sparse enc-mlp-sparse-lr5e-4 lora-enc-mlp-lr5e-4 \
+        lora-enc-mlp-lr2e-3 --out runs/recipe_asr_base   # Whisper base: both methods' lr
+    .venv/bin/python demos/recipe_asr.py --out runs/recipe_asr --every 20 --only NAMES... \
+        --from demos/results/recipe_asr.json --report demos/results/recipe_asr_round3
+        # train nothing: the table, json and plot of finished (or stopped) candidates
 
 Each candidate (dotted overrides of the pipeline defaults: layers, lr, proximal step,
 augmentation; plain LoRA candidates for the benchmark's baseline) trains on the generated
@@ -63,6 +68,7 @@ CANDIDATES = {
     "enc-sparse-lr5e-3": {"adapter.targets": [ENC], **SPARSE, "optim.lr": 5e-3},
     "enc-mlp-sparse": {"adapter.targets": [ENC, ENC_MLP], **SPARSE},
     "enc-mlp-sparse-lr5e-3": {"adapter.targets": [ENC, ENC_MLP], **SPARSE, "optim.lr": 5e-3},
+    "enc-mlp-sparse-lr5e-4": {"adapter.targets": [ENC, ENC_MLP], **SPARSE, "optim.lr": 5e-4},
     "enc-dense": {"adapter.targets": [ENC], "adapter.prox_threshold": 0.0},
     # third round: S2-LoRA's own knobs on the chosen layers, each given the two values LoRA's
     # lr got (lora-enc-mlp-lr5e-4 / -lr2e-3); the default recipe is enc-mlp-sparse
