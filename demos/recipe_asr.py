@@ -246,17 +246,18 @@ def main() -> None:
     # existed; with it each validation costs several times more)
     cfg["eval"].update(batch_size=16, sample_len=48, fallback=False)
     rows = {}
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in args.only:
         rows[name] = run_candidate(name, cfg, args, args.out)
         print(name, json.dumps(rows[name]), flush=True)
+        # after each candidate: a killed search keeps what it finished (--report reads it)
+        (args.out / f"recipe_{'_'.join(args.only)}.json").write_text(json.dumps(rows, indent=2))
     steps = sorted({s for r in rows.values() for s, _ in r["history"]})
     print(f"{'candidate':<12}{'params':>8}" + "".join(f"{'@' + str(s):>8}" for s in steps))
     for name, r in rows.items():
         wer = dict(r["history"])
         cells = "".join(f"{wer[s]:>8.3f}" if s in wer else f"{'-':>8}" for s in steps)
         print(f"{name:<12}{r['trainable']:>8}{cells}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"recipe_{'_'.join(args.only)}.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
