@@ -44,10 +44,7 @@ def acquire(folder: str | os.PathLike) -> None:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise ValueError(
-                f"run folder {folder} is in use: process {holder} is training in it "
-                f"(wait for it to finish, or give another --out)"
-            ) from None
+            raise ValueError(in_use(folder, holder)) from None
         try:  # the holder may have removed the file between our open and our lock
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -58,6 +55,14 @@ def acquire(folder: str | os.PathLike) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _held[key] = [fd, 1]
+
+
+def in_use(folder: str | os.PathLike, pid: str) -> str:
+    """The one line that refuses a run folder process ``pid`` trains in."""
+    return (
+        f"run folder {folder} is in use: process {pid} is training in it "
+        "(wait for it to finish, or give another --out)"
+    )
 
 
 def holder(folder: str | os.PathLike) -> str | None:

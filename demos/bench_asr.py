@@ -249,10 +249,7 @@ def seeds_main(args) -> None:
                     raise SystemExit(f"{folder}: not the benchmark's recipe: {diff[0]}")
                 continue
             if (pid := run_lock.holder(folder)) is not None:  # refused before anything starts
-                raise SystemExit(
-                    f"error: run folder {folder} is in use: process {pid} is training in it "
-                    "(wait for it to finish, or give another --out)"
-                )
+                raise SystemExit(f"error: {run_lock.in_use(folder, pid)}")
             todo.append((name, seed))
     base_job = None if base_scores(args.out) else next((j for j in todo if j[0] == "s2_lora"), None)
     if todo:
