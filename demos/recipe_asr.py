@@ -181,7 +181,7 @@ def report(rows: dict, prefix: Path, title: str) -> None:
     steps = sorted({s for r in rows.values() for s, _ in r["history"]})
     lines = [
         f"| candidate | trainable | {' | '.join(f'@{s}' for s in steps)} | best (step) | "
-        "kept ranks |",
+        "kept ranks (best step's tensors) |",
         "|---|---|" + "---|" * len(steps) + "---|---|",
     ]
     for name, r in rows.items():
