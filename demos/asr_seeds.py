@@ -157,13 +157,19 @@ def _cell(row: dict, short: str) -> str:
     return f"{100 * row[f'wer_{short}']:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def table(s: dict, checks: dict, model: str) -> str:
+def overrides_line(overrides: list[str] | tuple[str, ...]) -> str:
+    """The benchmark's ``--set`` overrides in words ("" when none): runs off the recipe say so."""
+    return f"with --set {' '.join(overrides)}" if overrides else ""
+
+
+def table(s: dict, checks: dict, model: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
     rows, diffs = s["rows"], s["differences"]
     seeds = max(len(r["seeds"]) for r in rows.values())
     lines = [
         f"Whisper {model}, held-out set (flite: another engine, voices and sentences); WER "
         f"pooled over seeds, 95 % intervals resampling sentences and seeds ({seeds} seed(s) "
-        "per method; the base model has none)",
+        "per method; the base model has none)"
+        + (f"; adapters trained {overrides_line(overrides)}" if overrides else ""),
         "",
         "| model | seeds | trainable | child WER [95 % CI] | adult WER [95 % CI] "
         "| child WER per seed | s / step | kept ranks |",
@@ -185,7 +191,7 @@ def table(s: dict, checks: dict, model: str) -> str:
     return "\n".join(lines)
 
 
-def plot(s: dict, path: Path, model: str) -> None:
+def plot(s: dict, path: Path, model: str, overrides: list[str] | tuple[str, ...] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -210,7 +216,8 @@ def plot(s: dict, path: Path, model: str) -> None:
     ax.set_xticks(range(len(names)), ["base model" if n == "base" else n for n in names])
     ax.set_xlabel(f"Whisper {model}; adapters trained on espeak-ng speech")
     ax.set_ylabel("held-out WER")
-    ax.set_title("Held-out WER over seeds (flite: unseen engine, voices, sentences)", fontsize=10)
+    title = "Held-out WER over seeds (flite: unseen engine, voices, sentences)"
+    ax.set_title(title + (f"\n{overrides_line(overrides)}" if overrides else ""), fontsize=10)
     top = max(rows[n][f"wer_{short}_ci"][1] for n in names for _, short in GROUPS)
     ax.set_ylim(0, top * 1.3)  # room for the legend above the bars
     ax.legend(fontsize=8, ncol=3, loc="upper center")

@@ -306,14 +306,16 @@ def report_seeds(args) -> None:
     summary = asr_seeds.summary(scores, metrics)
     checks = asr_seeds.goals(summary)
     head = result_head(args)
-    text = asr_seeds.table(summary, checks, head["model"])
+    text = asr_seeds.table(summary, checks, head["model"], args.set)
     result = {**head, "seeds": args.seeds, **summary, "goals": checks}
     if not args.no_ct2:  # the export of the first seed's S2-LoRA run
         first = f"seed{args.seeds[0]}"
         result["ct2"] = ct2_check(argparse.Namespace(out=args.out / first, ct2_files=args.ct2_files))
         text += "\n\n" + "\n".join(ct2_lines(result["ct2"], f" of {first}/s2_lora"))
     print(text)
-    write_results(args.out, result, text, lambda p: asr_seeds.plot(summary, p, head["model"]))
+    write_results(
+        args.out, result, text, lambda p: asr_seeds.plot(summary, p, head["model"], args.set)
+    )
 
 
 def main() -> None:

@@ -223,6 +223,21 @@ def test_the_seed_table_pools_finished_runs_and_refuses_another_recipe(tmp_path,
     assert not out["goals"]["within 1 point of LoRA's child WER"]
     assert (tmp_path / "bench_asr.png").stat().st_size > 10_000
     assert "| s2_lora | 0, 1 |" in (tmp_path / "bench_asr.md").read_text()
+    assert "--set" not in (tmp_path / "bench_asr.md").read_text()
+    # runs off the recipe (--set) say so in the table's first line and the plot's title
+    import matplotlib.axes
+
+    titles = []
+    real_title = matplotlib.axes.Axes.set_title
+    matplotlib.axes.Axes.set_title = lambda ax, t, **kw: titles.append(t) or real_title(ax, t, **kw)
+    try:
+        bench.report_seeds(_bench_args(out=tmp_path, seeds=[0, 1], methods=["s2_lora", "lora"],
+                                       set=["adapter.lam_lr_scale=1.0"]))  # fmt: skip
+    finally:
+        matplotlib.axes.Axes.set_title = real_title
+    first = (tmp_path / "bench_asr.md").read_text().splitlines()[0]
+    assert first.endswith("; adapters trained with --set adapter.lam_lr_scale=1.0")
+    assert titles[-1].endswith("\nwith --set adapter.lam_lr_scale=1.0")
     # with the CTranslate2 check: the first seed's S2-LoRA run is exported and compared
     got = []
     row = {"compute_type": "int8_float32", "batch_size": 1, "identical": 3, "n": 4, "threads": 1,
