@@ -34,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lorakit.core import inject
+from lorakit.data import run_lock
 from lorakit.data.audio import AugmentConfig
 from lorakit.data.manifest import read_manifest
 from lorakit.data.runs import RunFolder, TrainerOptions, build_trainer, dataclass_from, load_config
@@ -131,9 +132,14 @@ def run_candidate(name: str, cfg: dict, args, out: Path) -> dict:
         resume=False,
         seed=args.seed,
     )
-    trainer, _ = build_trainer(opts, RunFolder(out / name), [val], sampler=sampler)
-    start = time.time()
-    trainer.fit(WhisperAdapterModule(model, tcfg, cache_ok=ds.deterministic), loader)
+    run = RunFolder(out / name)
+    run_lock.acquire(run.path)  # one process per candidate folder (a one-line refusal)
+    try:
+        trainer, _ = build_trainer(opts, run, [val], sampler=sampler)
+        start = time.time()
+        trainer.fit(WhisperAdapterModule(model, tcfg, cache_ok=ds.deterministic), loader)
+    finally:
+        run_lock.release(run.path)
     return {
         "trainable": report.trainable,
         "seconds": round(time.time() - start, 1),
@@ -245,10 +251,16 @@ def main() -> None:
     # greedy validation, as the first two rounds were chosen (before the temperature fallback
     # existed; with it each validation costs several times more)
     cfg["eval"].update(batch_size=16, sample_len=48, fallback=False)
+    for name in args.only:  # another search training a candidate here: refused before any starts
+        if (pid := run_lock.holder(args.out / name)) is not None:
+            raise SystemExit(f"error: {run_lock.in_use(args.out / name, pid)}")
     rows = {}
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.only:
-        rows[name] = run_candidate(name, cfg, args, args.out)
+        try:
+            rows[name] = run_candidate(name, cfg, args, args.out)
+        except ValueError as e:  # its folder taken since the check above
+            raise SystemExit(f"error: {e}") from None
         print(name, json.dumps(rows[name]), flush=True)
         # after each candidate: a killed search keeps what it finished (--report reads it)
         (args.out / f"recipe_{'_'.join(args.only)}.json").write_text(json.dumps(rows, indent=2))

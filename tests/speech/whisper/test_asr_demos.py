@@ -368,3 +368,32 @@ def test_festival_training_speech_keeps_each_sentence_and_group(tmp_path):
     aug.speak_festival = real
     (tmp_path / "fest" / "wav" / "festival-u0.wav").unlink()  # a half-copied cache is redone
     assert aug.festival_train(train, tmp_path / "fest") == out
+
+
+def test_recipe_search_refuses_a_candidate_another_search_trains(tmp_path, monkeypatch):
+    """Two searches given the same candidate and --out would train into one folder: the
+    second is refused in one line before any of its candidates starts."""
+    import subprocess
+    import sys
+
+    recipe = _demo("recipe_asr")
+    folder = tmp_path / "lora-enc-mlp-lr2e-3"
+    folder.mkdir()
+    hold = "import sys, time\nfrom lorakit.data import run_lock\nrun_lock.acquire(sys.argv[1])\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold + "print('locked', flush=True)\ntime.sleep(60)",
+                               str(folder)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    started = []
+    row = {"trainable": 1, "history": [[0, 0.5]], "best_step": 0, "best_wer": 0.5, "kept_ranks": None}
+    monkeypatch.setattr(recipe, "run_candidate", lambda name, *a: started.append(name) or row)
+    argv = ["recipe_asr.py", "--out", str(tmp_path), "--only", "enc-mlp-sparse", "lora-enc-mlp-lr2e-3"]
+    monkeypatch.setattr(sys, "argv", argv)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit, match=f"lora-enc-mlp-lr2e-3 is in use: process {holder.pid} "):
+            recipe.main()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert started == []
+    recipe.main()  # the holder gone: both candidates run
+    assert started == ["enc-mlp-sparse", "lora-enc-mlp-lr2e-3"]
