@@ -397,3 +397,48 @@ def test_recipe_search_refuses_a_candidate_another_search_trains(tmp_path, monke
     assert started == []
     recipe.main()  # the holder gone: both candidates run
     assert started == ["enc-mlp-sparse", "lora-enc-mlp-lr2e-3"]
+
+
+def test_rescore_loads_a_candidates_best_tensors_and_counts_agreeing_pairs(tmp_path):
+    """``rescore_asr.py``: a recipe candidate's ``last.ckpt`` tensors land in a freshly
+    built model of that candidate; a checkpoint of another rank is refused in one line; the
+    concordance counts the pairs a validation set orders as held-out child WER does."""
+    import torch
+
+    from lorakit.core import inject
+    from lorakit.data.runs import load_config
+    from lorakit.speech.whisper import pipeline
+    from lorakit.speech.whisper.build import load_whisper
+
+    rescore, recipe = _demo("rescore_asr"), _demo("recipe_asr")
+    cfg = load_config(DEMOS / "asr.yaml", ["backbone.name=tiny-random"], pipeline.DEFAULTS)
+    trained = load_whisper("tiny-random")
+    inject(trained, pipeline.adapter_config(recipe.candidate_config(cfg, "enc-mlp-lamlr1", 4)))
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in trained.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn_like(p))
+    state = {f"model.{k}": v for k, v in trained.state_dict().items()}
+    for name in ("enc-mlp-lamlr1", "enc-mlp-r4"):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        torch.save({"state_dict": state}, tmp_path / name / "checkpoints" / "last.ckpt")
+    model = rescore.candidate_model(cfg, "enc-mlp-lamlr1", tmp_path)
+    want = {k: v for k, v in trained.named_parameters() if v.requires_grad}
+    got = dict(model.named_parameters())
+    assert want and all(torch.equal(got[k], v) for k, v in want.items())
+    with pytest.raises(SystemExit, match="does not fit candidate enc-mlp-r4 .*another shape"):
+        rescore.candidate_model(cfg, "enc-mlp-r4", tmp_path)  # r=8 tensors, r=4 candidate
+    rows = {
+        "a": {"espeak": 0.1, "festival": 0.30, "heldout_child": 0.25},
+        "b": {"espeak": 0.2, "festival": 0.20, "heldout_child": 0.20},
+        "c": {"espeak": 0.3, "festival": 0.25, "heldout_child": 0.22},
+        "d": {"espeak": 0.0, "festival": 0.10},  # no held-out score: in no pair
+        "e": {"espeak": 0.4, "festival": 0.20, "heldout_child": 0.30},  # festival ties b
+    }
+    assert rescore.concordance(rows, "espeak") == (4, 6)  # all but (a, b), (a, c)
+    assert rescore.concordance(rows, "festival") == (3, 6)  # (a, b), (a, c), (b, c); a tie is not
+    text = rescore.report(rows, tmp_path / "out" / "r", 64)
+    assert "- festival validation orders 3 of 6 pairs" in text
+    assert "- lowest espeak validation WER: d (0.0)." in text
+    assert (tmp_path / "out" / "r.png").stat().st_size > 10_000
