@@ -16,7 +16,8 @@ their ``metrics.json``), it counts the pairs each validation set orders as held-
 by their last three path parts. ``--candidates``: recipe-search candidates in
 ``--recipe-out`` (their ``checkpoints/last.ckpt`` holds the best step's tensors, which
 validation put back at the end). The base model (no adapter) is scored too. Held-out
-audio is not read: held-out WER comes from the runs' own metrics.
+audio is not read: held-out WER comes from the runs' own metrics. Each model's row is
+kept in ``<results>.partial.json`` as it is scored, so a stopped rescore picks up there.
 """
 
 from __future__ import annotations
@@ -88,6 +89,30 @@ def wer(model, utts, dcfg) -> float:
     with torch.no_grad():
         hyps = transcribe_utterances(model, utts, dcfg)
     return summarize(score(utts, hyps, dcfg.language))["wer"]
+
+
+def score_all(models: list, scores, partial: Path, n_val: int) -> dict:
+    """Each ``(name, make)`` model's validation WERs (``scores(model)``) and held-out WER
+    (from ``make``'s metrics), kept in ``partial`` as each is done: a stopped rescore
+    resumes there (rows of another ``n_val`` are not reused)."""
+    done = json.loads(partial.read_text()) if partial.is_file() else {}
+    if done.get("n_val") != n_val:
+        done = {"n_val": n_val, "models": {}}
+    rows = {}
+    for name, make in models:
+        if name in done["models"]:
+            rows[name] = done["models"][name]
+            continue
+        model, metrics = make()
+        rows[name] = scores(model)
+        if metrics:
+            rows[name].update(heldout_child=metrics["wer_heldout_child"],
+                              heldout_adult=metrics["wer_heldout_adult"])  # fmt: skip
+        print(name, json.dumps(rows[name]), flush=True)
+        done["models"][name] = rows[name]
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(done, indent=2))
+    return rows
 
 
 def concordance(rows: dict, key: str) -> tuple[int, int]:
@@ -196,15 +221,11 @@ def main() -> None:
     models += [
         (n, lambda n=n: (candidate_model(cfg, n, args.recipe_out), None)) for n in args.candidates
     ]
-    rows = {}
-    for name, make in models:
-        model, metrics = make()
-        rows[name] = {key: wer(model, utts, dcfg) for key, utts in vals.items()}
-        if metrics:
-            rows[name].update(heldout_child=metrics["wer_heldout_child"],
-                              heldout_adult=metrics["wer_heldout_adult"])  # fmt: skip
-        print(name, json.dumps(rows[name]), flush=True)
+    partial = args.results.with_suffix(".partial.json")
+    rows = score_all(models, lambda model: {k: wer(model, u, dcfg) for k, u in vals.items()},
+                     partial, args.val_limit)  # fmt: skip
     print(report(rows, args.results, args.val_limit))
+    partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

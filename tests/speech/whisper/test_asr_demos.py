@@ -442,3 +442,30 @@ def test_rescore_loads_a_candidates_best_tensors_and_counts_agreeing_pairs(tmp_p
     assert "- festival validation orders 3 of 6 pairs" in text
     assert "- lowest espeak validation WER: d (0.0)." in text
     assert (tmp_path / "out" / "r.png").stat().st_size > 10_000
+
+
+def test_a_stopped_rescore_resumes_from_its_kept_rows(tmp_path):
+    rescore = _demo("rescore_asr")
+    made = []
+
+    def maker(name, metrics=None, fail=False):
+        def make():
+            made.append(name)
+            if fail:
+                raise KeyboardInterrupt  # stopped while scoring this model
+            return name, metrics
+        return make
+
+    scores = lambda model: {"espeak": len(model) / 10, "festival": 0.5}  # noqa: E731
+    partial = tmp_path / "r.partial.json"
+    held = {"wer_heldout_child": 0.2, "wer_heldout_adult": 0.1}
+    with pytest.raises(KeyboardInterrupt):
+        rescore.score_all([("a", maker("a", held)), ("bb", maker("bb", fail=True))], scores, partial, 64)
+    made.clear()
+    rows = rescore.score_all([("a", maker("a")), ("bb", maker("bb"))], scores, partial, 64)
+    assert made == ["bb"]  # a's row was kept, with its held-out scores
+    assert rows == {"a": {"espeak": 0.1, "festival": 0.5, "heldout_child": 0.2, "heldout_adult": 0.1},
+                    "bb": {"espeak": 0.2, "festival": 0.5}}  # fmt: skip
+    made.clear()
+    rescore.score_all([("a", maker("a")), ("bb", maker("bb"))], scores, partial, 16)
+    assert made == ["a", "bb"]  # kept rows of another validation size are not reused
