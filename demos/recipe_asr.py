@@ -53,6 +53,9 @@ PROJ = (r"\.query$", r"\.key$", r"\.value$", r"\.out$")  # S2-LoRA group tags (f
 BLOCKS = tuple(rf"blocks\.{i}\." for i in range(32))  # covers every Whisper size's depth
 SPARSE = {"adapter.prox_threshold": 0.5, "adapter.lam_lr_scale": 10.0}  # the proximal step on
 LORA = {"adapter.method": "lora", "adapter.r": 8, "adapter.alpha": 16.0}
+# the searches' validation decoding: greedy, as the first two rounds were chosen (before the
+# temperature fallback existed; with it each validation costs several times more)
+VALIDATION_DECODE = {"batch_size": 16, "sample_len": 48, "fallback": False}
 # name: dotted overrides of the pipeline defaults (adapter.*, train.*, augment.*)
 CANDIDATES = {
     "enc": {"adapter.targets": [ENC]},
@@ -248,9 +251,7 @@ def main() -> None:
         return report(gathered(args.out, args.sources, args.only, args.every), args.report, args.title)
     torch.set_num_threads(1)
     cfg = load_config(args.config, [], pipeline.DEFAULTS)
-    # greedy validation, as the first two rounds were chosen (before the temperature fallback
-    # existed; with it each validation costs several times more)
-    cfg["eval"].update(batch_size=16, sample_len=48, fallback=False)
+    cfg["eval"].update(VALIDATION_DECODE)
     for name in args.only:  # another search training a candidate here: refused before any starts
         if (pid := run_lock.holder(args.out / name)) is not None:
             raise SystemExit(f"error: {run_lock.in_use(args.out / name, pid)}")

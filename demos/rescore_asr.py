@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -36,22 +37,24 @@ from lorakit.data.runs import RunFolder, load_config
 from lorakit.data.runtime.trainer import safe_load
 from lorakit.speech.whisper import pipeline
 from lorakit.speech.whisper.build import load_whisper
-from lorakit.speech.whisper.evaluate import score, summarize, transcribe_utterances
-from lorakit.speech.whisper.validate import adapter_state, load_adapter_state
+from lorakit.speech.whisper.validate import ValidationWER, adapter_state, load_adapter_state
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipe_asr / augment_asr beside it
+import augment_asr  # noqa: E402
+import recipe_asr  # noqa: E402
 
 SETS = ("espeak", "festival")
 
 
 def decode_cfg(cfg: dict):
-    """The recipe search's validation decoding (greedy, no fallback)."""
-    cfg = {**cfg, "eval": {**cfg["eval"], "batch_size": 16, "sample_len": 48, "fallback": False}}
+    """The recipe search's validation decoding (``recipe_asr.VALIDATION_DECODE``)."""
+    cfg = {**cfg, "eval": {**cfg["eval"], **recipe_asr.VALIDATION_DECODE}}
     return pipeline.decode_config(cfg)[0]
 
 
 def candidate_model(cfg: dict, name: str, out: Path):
     """A recipe candidate's model with the tensors of its ``last.ckpt`` (the best step's)."""
-    recipe = _demo("recipe_asr")
-    ccfg = recipe.candidate_config(cfg, name, 4)
+    ccfg = recipe_asr.candidate_config(cfg, name, 4)
     model = load_whisper(ccfg["backbone"]["name"])
     inject(model, pipeline.adapter_config(ccfg))
     state = safe_load(out / name / "checkpoints" / "last.ckpt", "checkpoint")["state_dict"]
@@ -73,22 +76,6 @@ def run_model(folder: Path):
     model = load_whisper(cfg["backbone"]["name"])
     load_adapter(model, run.adapter)
     return model.eval(), json.loads((folder / "metrics.json").read_text())
-
-
-def _demo(name: str):
-    """A sibling demo script as a module (demos/ is not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def wer(model, utts, dcfg) -> float:
-    with torch.no_grad():
-        hyps = transcribe_utterances(model, utts, dcfg)
-    return summarize(score(utts, hyps, dcfg.language))["wer"]
 
 
 def score_all(models: list, scores, partial: Path, n_val: int) -> dict:
@@ -210,7 +197,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = load_config(args.config, [], pipeline.DEFAULTS)
     data = pipeline.resolve_data(cfg)
-    fest = _demo("augment_asr").festival_val(
+    fest = augment_asr.festival_val(
         data["val"], Path(cfg["data"]["generate"]["dir"]) / "festival-val"
     )
     vals = {"espeak": read_manifest(data["val"])[: args.val_limit],
@@ -222,8 +209,8 @@ def main() -> None:
         (n, lambda n=n: (candidate_model(cfg, n, args.recipe_out), None)) for n in args.candidates
     ]
     partial = args.results.with_suffix(".partial.json")
-    rows = score_all(models, lambda model: {k: wer(model, u, dcfg) for k, u in vals.items()},
-                     partial, args.val_limit)  # fmt: skip
+    scores = lambda model: {k: ValidationWER(u, dcfg, 1, 1).wer(model) for k, u in vals.items()}  # noqa: E731
+    rows = score_all(models, scores, partial, args.val_limit)
     print(report(rows, args.results, args.val_limit))
     partial.unlink(missing_ok=True)
 
